@@ -1,0 +1,10 @@
+//! Airlock's model and rules. Pure: no I/O, no async, no clock.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod decode;
+pub mod diagnostic;
+pub mod duration;
+pub mod expr;
+pub mod source;
+pub mod yaml;
