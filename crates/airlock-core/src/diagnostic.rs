@@ -180,6 +180,12 @@ impl Diagnostic {
         self
     }
 
+    /// Sets the label on a diagnostic already reported.
+    pub fn set_label(&mut self, label: impl Into<String>) -> &mut Self {
+        self.label = Some(label.into());
+        self
+    }
+
     /// Adds a hint only when there is one.
     pub fn with_help_opt(mut self, help: Option<String>) -> Self {
         self.help = help;

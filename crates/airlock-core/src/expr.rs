@@ -146,7 +146,23 @@ fn references(
             }
         })
         .collect();
+    // `steps['id']` is an item lookup, which minijinja's analysis does not follow.
+    for quote in ['\'', '"'] {
+        let open = format!("steps[{quote}");
+        let mut from = shift;
+        while let Some(at) = text.get(from..).and_then(|t| t.find(&open)) {
+            let start = from + at;
+            let id_start = start + open.len();
+            let Some(len) = text[id_start..].find(quote) else { break };
+            found.push(Reference {
+                path: vec!["steps".to_owned(), text[id_start..id_start + len].to_owned()],
+                offset: start,
+            });
+            from = id_start + len;
+        }
+    }
     found.sort_by(|a, b| (a.offset, &a.path).cmp(&(b.offset, &b.path)));
+    found.dedup_by(|a, b| a.path.len() <= 2 && a.path == b.path);
     found
 }
 

@@ -2,9 +2,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod canonical;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
 pub mod expr;
+pub mod model;
+pub mod scaffold;
 pub mod source;
+pub mod project;
+pub mod validate;
 pub mod yaml;

@@ -4,6 +4,9 @@
 /// Index of a file inside a [`crate::ProjectFiles`] set.
 pub type FileId = usize;
 
+/// Stands for "no file" in a diagnostic about the project as a whole.
+pub const NO_FILE: FileId = usize::MAX;
+
 /// One file of a project, with its path relative to the project root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {

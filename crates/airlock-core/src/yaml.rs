@@ -361,3 +361,72 @@ mod tests {
         assert_eq!(error.message, "duplicate key `a`");
     }
 }
+
+/// The span, in the file, of `range` (byte offsets into the string value of `node`).
+///
+/// Plain, quoted and block scalars are all handled by finding each line of the value
+/// in the corresponding source line; where escapes make that impossible the whole
+/// scalar is returned, which is still the right value, only less precise.
+pub fn span_in_scalar(file: &SourceFile, node: &Node, range: std::ops::Range<usize>) -> Span {
+    let Value::Str(value) = &node.value else {
+        return node.span;
+    };
+    let start = range.start.min(value.len());
+    let end = range.end.clamp(start, value.len());
+    let line_index = value[..start].matches('\n').count();
+    let value_line_start = value[..start].rfind('\n').map_or(0, |i| i + 1);
+    let value_line = value[value_line_start..]
+        .split('\n')
+        .next()
+        .unwrap_or_default();
+    let (node_line, _) = file.line_col(node.span.start);
+    // Block scalars start their content on the line after the indicator; try both.
+    for source_line in [node_line + line_index, node_line + line_index + 1] {
+        let Some(line_offset) = file.offset_of(source_line, 1) else {
+            continue;
+        };
+        let Some(line_text) = file.line_text(source_line) else {
+            continue;
+        };
+        let search_from = if source_line == node_line {
+            node.span.start - line_offset
+        } else {
+            0
+        };
+        if let Some(found) = line_text
+            .get(search_from..)
+            .and_then(|rest| rest.find(value_line))
+        {
+            let at = line_offset + search_from + found + (start - value_line_start);
+            let line_end = line_offset + line_text.len();
+            let width = (end - start).min(line_end.saturating_sub(at));
+            return Span::new(at, at + width.max(usize::from(at < line_end)));
+        }
+    }
+    node.span
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    fn check(text: &str, needle: &str) {
+        let file = SourceFile::new("t.yaml", text);
+        let root = parse(0, &file).unwrap();
+        let Value::Map(entries) = &root.value else { panic!() };
+        let node = &entries[0].1;
+        let value = node.as_str().unwrap();
+        let at = value.find(needle).unwrap();
+        let span = span_in_scalar(&file, node, at..at + needle.len());
+        assert_eq!(&text[span.start..span.end], needle, "in {text:?}");
+    }
+
+    #[test]
+    fn inner_spans_for_every_scalar_style() {
+        check("a: plain {{ x }} text\n", "x }}");
+        check("a: \"quoted {{ x }}\"\n", "x }}");
+        check("a: 'single {{ x }}'\n", "x }}");
+        check("a: |\n  first\n  second {{ x }}\n", "x }}");
+        check("a: >-\n  folded {{ x }}\n", "x }}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The canonical form of a workflow and its version id.
+//!
+//! The canonical form is built from the decoded model, not from the text, so it does
+//! not see formatting, comments, key order or quoting style; it sees every field that
+//! changes what the workflow does. It is written as JSON with object keys sorted and no
+//! white space, then hashed with SHA-256. The form carries its own version number, so
+//! a deliberate change of the form changes every hash rather than colliding.
+
+use crate::model::{Retry, Step, StepKind, Trigger, Workflow};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever the canonical form changes shape.
+pub const FORM_VERSION: u32 = 1;
+
+/// A workflow's version id: the SHA-256 of its canonical form, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct VersionId(pub String);
+
+impl VersionId {
+    /// The first twelve hex digits, for tables.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl std::fmt::Display for VersionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The canonical form as a JSON value.
+pub fn canonical_value(workflow: &Workflow) -> Value {
+    json!({
+        "form": FORM_VERSION,
+        "name": workflow.name.value,
+        "description": workflow.description,
+        "trigger": workflow.trigger.as_ref().map(trigger),
+        "steps": steps(&workflow.steps),
+        "on_failure": steps(&workflow.on_failure),
+    })
+}
+
+/// The canonical form as bytes: sorted keys, no white space.
+pub fn canonical_bytes(workflow: &Workflow) -> Vec<u8> {
+    let mut out = String::new();
+    write_sorted(&canonical_value(workflow), &mut out);
+    out.into_bytes()
+}
+
+/// The workflow's version id.
+pub fn version_id(workflow: &Workflow) -> VersionId {
+    VersionId(hex::encode(Sha256::digest(canonical_bytes(workflow))))
+}
+
+fn trigger(trigger: &Trigger) -> Value {
+    serde_json::to_value(trigger).unwrap_or(Value::Null)
+}
+
+fn steps(steps: &[Step]) -> Value {
+    Value::Array(steps.iter().map(step).collect())
+}
+
+fn step(step: &Step) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(step.id.value));
+    out.insert("kind".into(), json!(step.kind.name()));
+    match &step.kind {
+        StepKind::Map { values } => {
+            out.insert("values".into(), values.to_json());
+        }
+        StepKind::If { condition, then, otherwise } => {
+            out.insert("condition".into(), json!(crate::expr::condition_body(condition).0.trim()));
+            out.insert("then".into(), steps(then));
+            out.insert("else".into(), steps(otherwise));
+        }
+        StepKind::Switch { value, cases, default } => {
+            out.insert("value".into(), json!(crate::expr::condition_body(value).0.trim()));
+            let cases: Vec<Value> = cases
+                .iter()
+                .map(|(case, s)| json!({ "case": case.value, "steps": steps(s) }))
+                .collect();
+            out.insert("cases".into(), Value::Array(cases));
+            out.insert("default".into(), steps(default));
+        }
+        StepKind::Call { connector, action, with, idempotency_key, .. } => {
+            out.insert("connector".into(), json!(connector));
+            out.insert("action".into(), json!(action));
+            out.insert("with".into(), with.as_ref().map_or(Value::Null, |w| w.to_json()));
+            out.insert("idempotency_key".into(), json!(idempotency_key.as_ref().map(|k| &k.value)));
+        }
+        StepKind::Approval { message, timeout } => {
+            out.insert("message".into(), json!(message.as_ref().map(|m| &m.value)));
+            out.insert("timeout_ms".into(), json!(timeout.as_ref().map(|t| t.value)));
+        }
+        StepKind::Delay { duration } => {
+            out.insert("duration_ms".into(), json!(duration.value));
+        }
+        StepKind::Fail { message } => {
+            out.insert("message".into(), json!(message.value));
+        }
+    }
+    out.insert("retry".into(), step.retry.as_ref().map_or(Value::Null, retry));
+    out.insert("timeout_ms".into(), json!(step.timeout.as_ref().map(|t| t.value)));
+    out.insert("on_failure".into(), steps(&step.on_failure));
+    Value::Object(out)
+}
+
+fn retry(retry: &Retry) -> Value {
+    let mut on: Vec<Value> = retry.on.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect();
+    // The set of retried errors has no order.
+    on.sort_by_key(|v| v.to_string());
+    on.dedup();
+    json!({
+        "attempts": retry.attempts,
+        "backoff_ms": retry.backoff_ms,
+        "max_backoff_ms": retry.max_backoff_ms,
+        "jitter": retry.jitter,
+        "on": on,
+    })
+}
+
+/// Writes JSON with object keys in byte order, whatever map type serde_json was built with.
+fn write_sorted(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_sorted(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}

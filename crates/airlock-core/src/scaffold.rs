@@ -1,0 +1,49 @@
+//! The project `airlock init` writes: two environments with documented differences,
+//! an order-intake workflow (webhook) and a credit-review workflow (cron and an
+//! approval), and scenarios for both. The staging it describes runs offline.
+
+/// Every file of the starter project: relative path and contents.
+pub const FILES: &[(&str, &str)] = &[
+    ("airlock.yaml", include_str!("../scaffold/airlock.yaml")),
+    ("workflows/order-intake.yaml", include_str!("../scaffold/workflows/order-intake.yaml")),
+    ("workflows/credit-review.yaml", include_str!("../scaffold/workflows/credit-review.yaml")),
+    ("tests/order-intake/big-order.yaml", include_str!("../scaffold/tests/order-intake/big-order.yaml")),
+    ("tests/order-intake/small-order.yaml", include_str!("../scaffold/tests/order-intake/small-order.yaml")),
+    ("tests/order-intake/crm-flaky.yaml", include_str!("../scaffold/tests/order-intake/crm-flaky.yaml")),
+    ("tests/order-intake/crm-down.yaml", include_str!("../scaffold/tests/order-intake/crm-down.yaml")),
+    ("tests/credit-review/reminders-approved.yaml", include_str!("../scaffold/tests/credit-review/reminders-approved.yaml")),
+    ("tests/credit-review/nothing-overdue.yaml", include_str!("../scaffold/tests/credit-review/nothing-overdue.yaml")),
+    ("tests/credit-review/reminders-rejected.yaml", include_str!("../scaffold/tests/credit-review/reminders-rejected.yaml")),
+];
+
+/// The `.gitignore` written beside the project: local state never goes into git.
+pub const GITIGNORE: &str = ".airlock/\n";
+
+/// The starter project as source files.
+pub fn files() -> Vec<crate::source::SourceFile> {
+    FILES
+        .iter()
+        .map(|(path, text)| crate::source::SourceFile::new(*path, *text))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_starter_project_is_valid() {
+        let loaded = crate::project::load(files());
+        assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+        assert_eq!(loaded.project.workflows.len(), 2);
+        assert_eq!(loaded.project.scenarios.len(), 7);
+        let staging = loaded.project.manifest.environment("staging").unwrap();
+        for connector in ["crm", "chat", "mail"] {
+            assert_eq!(
+                staging.binding(connector).unwrap().mode.value,
+                crate::model::BindingMode::Record,
+                "staging's {connector} works offline"
+            );
+        }
+    }
+}
