@@ -1,1 +1,31 @@
-fn main() {}
+//! `airlock`: the command line. Thin: parses arguments, calls the crates, prints.
+//! This file is the one error boundary that turns errors into messages and exit codes.
+
+use airlock_cli::{cli, commands, error};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // clap's own help and version are successes; everything else is usage.
+            return if error.use_stderr() {
+                ExitCode::from(error::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if let Some(help) = error.help() {
+                eprintln!("help: {help}");
+            }
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,51 @@
+use crate::cli::Global;
+use crate::error::CliError;
+use airlock_core::scaffold;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| CliError::io("read", dir, e))?;
+        if entries.next().is_some() && dir.join("airlock.yaml").exists() {
+            return Err(CliError::usage(
+                format!("`{}` already holds an Airlock project", dir.display()),
+                Some("nothing was changed; pick another folder".into()),
+            ));
+        }
+        for (path, _) in scaffold::FILES {
+            if dir.join(path).exists() {
+                return Err(CliError::usage(
+                    format!("`{}` already exists", dir.join(path).display()),
+                    Some("nothing was changed; `airlock init` never overwrites files".into()),
+                ));
+            }
+        }
+    }
+    for (path, text) in scaffold::FILES {
+        let full = dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CliError::io("create", parent, e))?;
+        }
+        std::fs::write(&full, text).map_err(|e| CliError::io("write", &full, e))?;
+    }
+    let state = dir.join(".airlock");
+    std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
+    let gitignore = dir.join(".gitignore");
+    if !gitignore.exists() {
+        std::fs::write(&gitignore, scaffold::GITIGNORE).map_err(|e| CliError::io("write", &gitignore, e))?;
+    }
+    if global.json {
+        crate::output::json(&serde_json::json!({
+            "created": dir.display().to_string(),
+            "files": scaffold::FILES.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!("Created an Airlock project in {}", dir.display());
+        for (path, _) in scaffold::FILES {
+            println!("  {path}");
+        }
+        println!("\nNext: cd {} && airlock validate", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,73 @@
+//! Reading a project folder into source files for the core.
+
+use crate::error::CliError;
+use airlock_core::project::{MANIFEST, is_project_file};
+use airlock_core::source::SourceFile;
+use std::path::{Path, PathBuf};
+
+/// The project folder to use, and where that choice came from (so staging and
+/// production folders are never confused).
+pub struct ProjectDir {
+    pub root: PathBuf,
+}
+
+impl ProjectDir {
+    pub fn locate(flag: Option<&Path>) -> Result<Self, CliError> {
+        let root = match flag {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_dir().map_err(|e| CliError::io("read", Path::new("."), e))?,
+        };
+        if !root.join(MANIFEST).is_file() {
+            return Err(CliError::usage(
+                format!("no {MANIFEST} in `{}`: this folder is not an Airlock project", root.display()),
+                Some("run `airlock init DIR` to create one, or pass `--project DIR`".into()),
+            ));
+        }
+        Ok(Self { root })
+    }
+
+    /// The manifest, every workflow and every scenario, plus any YAML file under
+    /// `workflows/` or `tests/` that sits in the wrong place (the core reports those).
+    pub fn read(&self) -> Result<Vec<SourceFile>, CliError> {
+        let mut paths = vec![MANIFEST.to_owned()];
+        for folder in ["workflows", "tests"] {
+            collect_yaml(&self.root, Path::new(folder), 0, &mut paths)?;
+        }
+        paths
+            .into_iter()
+            .map(|relative| {
+                let full = self.root.join(&relative);
+                let metadata = std::fs::metadata(&full).map_err(|e| CliError::io("read", &full, e))?;
+                if metadata.len() as usize > airlock_core::yaml::MAX_FILE_BYTES {
+                    // The core reports it with its code; do not read a huge file into memory.
+                    return Ok(SourceFile::new(relative, " ".repeat(airlock_core::yaml::MAX_FILE_BYTES + 1)));
+                }
+                let text = std::fs::read_to_string(&full).map_err(|e| CliError::io("read", &full, e))?;
+                Ok(SourceFile::new(relative, text))
+            })
+            .collect()
+    }
+}
+
+fn collect_yaml(root: &Path, relative: &Path, depth: usize, out: &mut Vec<String>) -> Result<(), CliError> {
+    let full = root.join(relative);
+    if depth > 3 || !full.is_dir() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(&full).map_err(|e| CliError::io("read", &full, e))?;
+    let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let child = relative.join(&name);
+        if root.join(&child).is_dir() {
+            collect_yaml(root, &child, depth + 1, out)?;
+            continue;
+        }
+        let text = child.to_string_lossy().replace('\\', "/");
+        let is_yaml = text.ends_with(".yaml") || text.ends_with(".yml");
+        if is_yaml || is_project_file(&text) {
+            out.push(text);
+        }
+    }
+    Ok(())
+}
