@@ -41,6 +41,12 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Create the starter project if absent, check it, and show what to do next.
+    Quickstart {
+        /// The project folder.
+        #[arg(default_value = "airlock-demo")]
+        dir: PathBuf,
+    },
     /// Parse and check every file; print each problem with its place and a hint.
     Validate,
     /// Print each workflow's version id: the hash of its canonical form.

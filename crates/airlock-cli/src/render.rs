@@ -72,7 +72,8 @@ pub fn render(diagnostic: &CoreDiagnostic, files: &[SourceFile], style: Style) -
         Style::Fancy => GraphicalTheme::unicode(),
     };
     let handler = GraphicalReportHandler::new_themed(theme)
-        .with_width(100)
+        // One line per heading, whatever its length: `path:line:col: message` stays greppable.
+        .with_width(usize::MAX / 2)
         .with_links(false)
         .with_context_lines(1);
     let mut out = String::new();

@@ -489,6 +489,10 @@ impl Checker<'_> {
             let scenario = &entry.scenario;
             let file = entry.file;
             let Some(workflow) = self.project.workflow(&scenario.workflow) else {
+                if self.workflow_file_failed(&scenario.workflow) {
+                    // Its workflow has errors of its own; saying "unknown" would only add noise.
+                    continue;
+                }
                 let help = suggestion(&scenario.workflow, self.project.workflows.iter().map(|w| w.workflow.name.as_str()))
                     .map(|s| format!("{s} (scenarios live in `tests/<workflow>/`)"));
                 self.report(file, Code::UnknownWorkflow, Span::default(), format!("scenario for unknown workflow `{}`", scenario.workflow))
@@ -523,6 +527,16 @@ impl Checker<'_> {
                 self.scenario_target(file, target);
             }
         }
+    }
+
+    /// Whether `workflows/<name>.yaml` exists but did not decode.
+    fn workflow_file_failed(&self, name: &str) -> bool {
+        self.project.files.iter().any(|f| {
+            f.path
+                .strip_prefix("workflows/")
+                .and_then(|p| p.strip_suffix(".yaml").or_else(|| p.strip_suffix(".yml")))
+                == Some(name)
+        })
     }
 
     fn scenario_target(&mut self, file: FileId, target: &Located<String>) {

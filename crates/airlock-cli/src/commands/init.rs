@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
     if dir.exists() {
-        let mut entries = std::fs::read_dir(dir).map_err(|e| CliError::io("read", dir, e))?;
-        if entries.next().is_some() && dir.join("airlock.yaml").exists() {
+        if dir.join(airlock_core::project::MANIFEST).exists() {
             return Err(CliError::usage(
                 format!("`{}` already holds an Airlock project", dir.display()),
                 Some("nothing was changed; pick another folder".into()),
@@ -22,19 +21,7 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
             }
         }
     }
-    for (path, text) in scaffold::FILES {
-        let full = dir.join(path);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| CliError::io("create", parent, e))?;
-        }
-        std::fs::write(&full, text).map_err(|e| CliError::io("write", &full, e))?;
-    }
-    let state = dir.join(".airlock");
-    std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
-    let gitignore = dir.join(".gitignore");
-    if !gitignore.exists() {
-        std::fs::write(&gitignore, scaffold::GITIGNORE).map_err(|e| CliError::io("write", &gitignore, e))?;
-    }
+    write_project(dir)?;
     if global.json {
         crate::output::json(&serde_json::json!({
             "created": dir.display().to_string(),
@@ -48,4 +35,23 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
         println!("\nNext: cd {} && airlock validate", dir.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the starter project into `dir` (which holds none of its files).
+pub fn write_project(dir: &Path) -> Result<(), CliError> {
+    for (path, text) in scaffold::FILES {
+        let full = dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CliError::io("create", parent, e))?;
+        }
+        std::fs::write(&full, text).map_err(|e| CliError::io("write", &full, e))?;
+    }
+    let state = dir.join(".airlock");
+    std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
+    let gitignore = dir.join(".gitignore");
+    if !gitignore.exists() {
+        std::fs::write(&gitignore, scaffold::GITIGNORE)
+            .map_err(|e| CliError::io("write", &gitignore, e))?;
+    }
+    Ok(())
 }

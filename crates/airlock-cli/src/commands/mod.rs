@@ -3,6 +3,7 @@
 mod explain;
 mod hash;
 mod init;
+mod quickstart;
 mod validate;
 
 use crate::cli::{Cli, Color, Command};
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let global = &cli.global;
     match &cli.command {
         Command::Init { dir } => init::run(global, dir),
+        Command::Quickstart { dir } => quickstart::run(global, dir),
         Command::Validate => validate::run(global),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
         Command::Explain { code } => explain::run(global, code),

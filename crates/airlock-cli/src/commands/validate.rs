@@ -26,7 +26,7 @@ fn report(global: &Global, loaded: &Loaded) {
     }
     let style = super::diagnostic_style(global.color);
     for diagnostic in &loaded.diagnostics {
-        eprint!("{}", render::render(diagnostic, files, style));
+        eprintln!("{}", render::render(diagnostic, files, style));
     }
     let file_count = {
         let mut ids: Vec<_> = loaded.diagnostics.iter().map(|d| d.file).collect();

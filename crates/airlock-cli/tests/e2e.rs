@@ -1,0 +1,205 @@
+//! End to end: the built `airlock` binary on real project folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn airlock(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AIRLOCK_PROJECT")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the airlock binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh `airlock init` project in a temporary folder.
+fn init_project() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let out = airlock(temp.path(), &["init", "demo"]);
+    assert!(out.status.success(), "init failed: {}", text(&out.stderr));
+    let project = temp.path().join("demo");
+    (temp, project)
+}
+
+fn replace_in(project: &Path, file: &str, from: &str, to: &str) {
+    let path = project.join(file);
+    let before = std::fs::read_to_string(&path).unwrap();
+    assert!(before.contains(from), "{file} does not contain {from:?}");
+    std::fs::write(&path, before.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn init_then_validate_is_clean() {
+    let (_temp, project) = init_project();
+    for file in ["airlock.yaml", "workflows/order-intake.yaml", "workflows/credit-review.yaml"] {
+        assert!(project.join(file).is_file(), "{file} was not created");
+    }
+    let out = airlock(&project, &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "ok: 2 workflows, 2 environments (staging, production), 4 connectors, 7 scenarios"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&airlock(&project, &["validate", "--json"]).stdout).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["environments"], serde_json::json!(["staging", "production"]));
+}
+
+#[test]
+fn init_never_overwrites_a_project() {
+    let (temp, project) = init_project();
+    replace_in(&project, "airlock.yaml", "project: acme-ops", "project: mine");
+    let out = airlock(temp.path(), &["init", "demo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("already holds an Airlock project"));
+    let manifest = std::fs::read_to_string(project.join("airlock.yaml")).unwrap();
+    assert!(manifest.contains("project: mine"), "the existing project was changed");
+}
+
+/// Each corruption of the starter project: file, text to replace, replacement, the
+/// `path:line:col` that must be reported, and the code.
+const CORRUPTIONS: &[(&str, &str, &str, &str, &str)] = &[
+    ("workflows/order-intake.yaml", "    retry:\n", "    retyr:\n", "workflows/order-intake.yaml:44:5", "AL0003"),
+    ("workflows/order-intake.yaml", "name: order-intake\n", "", "workflows/order-intake.yaml:1:1", "AL0004"),
+    ("workflows/order-intake.yaml", "attempts: 4", "attempts: [4]", "workflows/order-intake.yaml:45:17", "AL0005"),
+    ("workflows/order-intake.yaml", "id: save_order", "id: normalize", "workflows/order-intake.yaml:25:9", "AL0006"),
+    ("workflows/order-intake.yaml", "{{ steps.normalize.output.total > 100 }}", "{{ steps.normalise.output.total > 100 }}", "workflows/order-intake.yaml:18:19", "AL0007"),
+    ("workflows/order-intake.yaml", "call: crm.request", "call: crmm.request", "workflows/order-intake.yaml:36:11", "AL0008"),
+    ("workflows/order-intake.yaml", "{{ steps.normalize.output.total > 100 }}", "{{ steps.normalize.output.total > }}", "workflows/order-intake.yaml:18:42", "AL0013"),
+    ("workflows/order-intake.yaml", "customer: \"{{ steps.normalize.output.customer }}\"\n        total", "customer: \"{{ stepz.normalize.output.customer }}\"\n        total", "workflows/order-intake.yaml:31:23", "AL0014"),
+    ("workflows/order-intake.yaml", "backoff: 2s", "backoff: 5 parsecs", "workflows/order-intake.yaml:46:16", "AL0016"),
+    ("workflows/order-intake.yaml", "call: crm.request", "call: crm.requets", "workflows/order-intake.yaml:36:15", "AL0022"),
+    ("workflows/order-intake.yaml", "  - id: normalize\n    map:", "  - id: normalize\n    map: [", "workflows/order-intake.yaml:14:7", "AL0001"),
+    ("workflows/credit-review.yaml", "\"0 7 * * 1-5\"", "\"0 7 * * 1-9\"", "workflows/credit-review.yaml:6:15", "AL0015"),
+    ("airlock.yaml", "kind: smtp,", "kind: smtpp,", "airlock.yaml:9:22", "AL0011"),
+    ("airlock.yaml", "\"${secret:CRM_TOKEN}\"", "\"${secret:CRM_TOKN}\"", "airlock.yaml:43:26", "AL0010"),
+    ("airlock.yaml", "staging -> production", "staging -> prod", "airlock.yaml:76:14", "AL0009"),
+    ("airlock.yaml", "path: bindings.chat.mode", "path: bindings.chatt.mode", "airlock.yaml:62:20", "AL0017"),
+    ("airlock.yaml", "    approvers: [ops-lead, cfo]\n", "", "airlock.yaml:35:3", "AL0018"),
+    ("airlock.yaml", "      mail:\n        host", "      post:\n        host", "workflows/credit-review.yaml:26:15", "AL0012"),
+];
+
+#[test]
+fn each_corruption_exits_2_at_its_place() {
+    let (_temp, pristine) = init_project();
+    for (file, from, to, place, code) in CORRUPTIONS {
+        let temp = tempfile::tempdir().unwrap();
+        copy_dir(&pristine, temp.path());
+        replace_in(temp.path(), file, from, to);
+        let out = airlock(temp.path(), &["validate"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {from:?} -> {to:?} should exit 2:\n{stderr}");
+        assert!(
+            stderr.lines().any(|l| l.contains(&format!("{place}: ")) && l.ends_with(&format!("[{code}]"))),
+            "{file}: {from:?} -> {to:?} should report {code} at {place}:\n{stderr}"
+        );
+        // The same finding in machine form.
+        let json: serde_json::Value =
+            serde_json::from_slice(&airlock(temp.path(), &["validate", "--json"]).stdout).unwrap();
+        assert_eq!(json["ok"], false);
+        assert!(
+            json["errors"].as_array().unwrap().iter().any(|e| e["code"] == *code),
+            "{code} missing from JSON: {json}"
+        );
+    }
+}
+
+#[test]
+fn every_error_is_reported_not_only_the_first() {
+    let (_temp, project) = init_project();
+    replace_in(&project, "workflows/order-intake.yaml", "    retry:\n", "    retyr:\n");
+    replace_in(&project, "workflows/order-intake.yaml", "call: crm.request", "call: crmm.request");
+    replace_in(&project, "airlock.yaml", "kind: smtp,", "kind: smtpp,");
+    let out = airlock(&project, &["validate"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr.contains("AL0024"), "a broken workflow must not make its scenarios noisy:\n{stderr}");
+    for code in ["AL0003", "AL0008", "AL0011"] {
+        assert!(stderr.contains(code), "{code} missing:\n{stderr}");
+    }
+    assert!(stderr.contains("error: 3 problems in 2 files"), "{stderr}");
+    assert!(stderr.contains("did you mean `retry`?"), "{stderr}");
+}
+
+#[test]
+fn hash_is_stable_across_formatting_and_changes_with_meaning() {
+    let (_temp, project) = init_project();
+    let hashes = |dir: &Path| -> serde_json::Value {
+        let out = airlock(dir, &["hash", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = hashes(&project);
+    assert_eq!(before.as_array().unwrap().len(), 2);
+    for row in before.as_array().unwrap() {
+        let version = row["version"].as_str().unwrap();
+        assert_eq!(version.len(), 64);
+        assert!(version.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+    // Comments, quoting, key order and equal durations do not change what the workflow does.
+    replace_in(&project, "workflows/order-intake.yaml", "      table: orders\n", "      table: 'orders'   # the ledger table\n");
+    replace_in(
+        &project,
+        "workflows/order-intake.yaml",
+        "      attempts: 4\n      backoff: 2s\n",
+        "      backoff: \"2000ms\"\n      attempts: 4\n",
+    );
+    assert_eq!(hashes(&project), before);
+    // A change of meaning does.
+    replace_in(&project, "workflows/order-intake.yaml", "attempts: 4", "attempts: 5");
+    let after = hashes(&project);
+    let version_of = |rows: &serde_json::Value, name: &str| {
+        rows.as_array().unwrap().iter().find(|r| r["workflow"] == name).unwrap()["version"].clone()
+    };
+    assert_ne!(version_of(&after, "order-intake"), version_of(&before, "order-intake"));
+    assert_eq!(version_of(&after, "credit-review"), version_of(&before, "credit-review"));
+
+    let one = airlock(&project, &["hash", "order-intake"]);
+    let line = text(&one.stdout);
+    assert!(line.trim().ends_with("  order-intake"), "{line}");
+    let unknown = airlock(&project, &["hash", "order-intak"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("did you mean `order-intake`?"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = airlock(temp.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not an Airlock project"));
+    assert_eq!(airlock(temp.path(), &["validate", "--frobnicate"]).status.code(), Some(2));
+    assert_eq!(airlock(temp.path(), &["explain", "AL9999"]).status.code(), Some(2));
+    let explain = airlock(temp.path(), &["explain", "al0003"]);
+    assert_eq!(explain.status.code(), Some(0));
+    assert!(text(&explain.stdout).starts_with("AL0003: unknown key"));
+}
+
+#[test]
+fn quickstart_creates_then_reuses_the_project() {
+    let temp = tempfile::tempdir().unwrap();
+    let first = airlock(temp.path(), &["quickstart"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).starts_with("Created the Airlock project in airlock-demo"));
+    let second = airlock(temp.path(), &["quickstart"]);
+    assert!(text(&second.stdout).starts_with("Using the Airlock project in airlock-demo"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
