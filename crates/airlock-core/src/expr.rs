@@ -41,10 +41,11 @@ pub fn is_template(text: &str) -> bool {
 pub fn condition_body(text: &str) -> (&str, usize) {
     let trimmed_start = text.len() - text.trim_start().len();
     let trimmed = text.trim();
-    if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
-        if !inner.contains("{{") && !inner.contains("}}") {
-            return (inner, trimmed_start + 2);
-        }
+    if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}"))
+        && !inner.contains("{{")
+        && !inner.contains("}}")
+    {
+        return (inner, trimmed_start + 2);
     }
     (text, 0)
 }

@@ -247,11 +247,11 @@ impl Checker<'_> {
             }
         }
         let mut earlier: Vec<&str> = Vec::new();
-        self.steps(file, workflow, &workflow.steps, &all, &mut earlier, false);
+        self.steps(file, &workflow.steps, &all, &mut earlier, false);
         let mut before_handler = all.clone();
         before_handler.retain(|id| !workflow.on_failure.iter().any(|s| s.id.as_str() == *id));
         let mut handler_earlier = before_handler;
-        self.steps(file, workflow, &workflow.on_failure, &all, &mut handler_earlier, true);
+        self.steps(file, &workflow.on_failure, &all, &mut handler_earlier, true);
     }
 
     fn find_in_file(&self, file: FileId, needle: &str) -> Span {
@@ -263,7 +263,6 @@ impl Checker<'_> {
     fn steps<'w>(
         &mut self,
         file: FileId,
-        workflow: &'w Workflow,
         steps: &'w [Step],
         all: &[&'w str],
         earlier: &mut Vec<&'w str>,
@@ -278,9 +277,9 @@ impl Checker<'_> {
                 StepKind::If { then, otherwise, .. } => {
                     earlier.push(step.id.as_str());
                     let mut branch = earlier.clone();
-                    self.steps(file, workflow, then, all, &mut branch, in_failure_handler);
+                    self.steps(file, then, all, &mut branch, in_failure_handler);
                     let mut other = earlier.clone();
-                    self.steps(file, workflow, otherwise, all, &mut other, in_failure_handler);
+                    self.steps(file, otherwise, all, &mut other, in_failure_handler);
                     // After the branch, steps of either arm may have run.
                     for id in branch.into_iter().chain(other) {
                         if !earlier.contains(&id) {
@@ -293,7 +292,7 @@ impl Checker<'_> {
                     let mut after = earlier.clone();
                     for arm in cases.iter().map(|(_, s)| s).chain(std::iter::once(default)) {
                         let mut branch = earlier.clone();
-                        self.steps(file, workflow, arm, all, &mut branch, in_failure_handler);
+                        self.steps(file, arm, all, &mut branch, in_failure_handler);
                         for id in branch {
                             if !after.contains(&id) {
                                 after.push(id);
@@ -306,7 +305,7 @@ impl Checker<'_> {
             }
             if !step.on_failure.is_empty() {
                 let mut handler = earlier.clone();
-                self.steps(file, workflow, &step.on_failure, all, &mut handler, true);
+                self.steps(file, &step.on_failure, all, &mut handler, true);
             }
         }
     }
@@ -396,7 +395,7 @@ impl Checker<'_> {
         for (arg, required) in spec {
             if *required && !entries.iter().any(|(k, _)| k.as_str() == Some(arg)) {
                 self.report(file, Code::MissingField, target.span, format!("`{}` is missing required argument `{arg}`", target.value))
-                    .help = Some(format!("add it under `with:`"));
+                    .help = Some("add it under `with:`".to_owned());
             }
         }
     }
