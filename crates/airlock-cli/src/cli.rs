@@ -16,7 +16,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The project folder (the one holding airlock.yaml). Default: the current folder.
-    #[arg(long, short = 'C', global = true, env = "AIRLOCK_PROJECT", value_name = "DIR")]
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        env = "AIRLOCK_PROJECT",
+        value_name = "DIR"
+    )]
     pub project: Option<PathBuf>,
     /// Machine-readable JSON on stdout instead of tables and diagnostics.
     #[arg(long, global = true)]

@@ -19,7 +19,10 @@ impl ProjectDir {
         };
         if !root.join(MANIFEST).is_file() {
             return Err(CliError::usage(
-                format!("no {MANIFEST} in `{}`: this folder is not an Airlock project", root.display()),
+                format!(
+                    "no {MANIFEST} in `{}`: this folder is not an Airlock project",
+                    root.display()
+                ),
                 Some("run `airlock init DIR` to create one, or pass `--project DIR`".into()),
             ));
         }
@@ -37,25 +40,38 @@ impl ProjectDir {
             .into_iter()
             .map(|relative| {
                 let full = self.root.join(&relative);
-                let metadata = std::fs::metadata(&full).map_err(|e| CliError::io("read", &full, e))?;
+                let metadata =
+                    std::fs::metadata(&full).map_err(|e| CliError::io("read", &full, e))?;
                 if metadata.len() as usize > airlock_core::yaml::MAX_FILE_BYTES {
                     // The core reports it with its code; do not read a huge file into memory.
-                    return Ok(SourceFile::new(relative, " ".repeat(airlock_core::yaml::MAX_FILE_BYTES + 1)));
+                    return Ok(SourceFile::new(
+                        relative,
+                        " ".repeat(airlock_core::yaml::MAX_FILE_BYTES + 1),
+                    ));
                 }
-                let text = std::fs::read_to_string(&full).map_err(|e| CliError::io("read", &full, e))?;
+                let text =
+                    std::fs::read_to_string(&full).map_err(|e| CliError::io("read", &full, e))?;
                 Ok(SourceFile::new(relative, text))
             })
             .collect()
     }
 }
 
-fn collect_yaml(root: &Path, relative: &Path, depth: usize, out: &mut Vec<String>) -> Result<(), CliError> {
+fn collect_yaml(
+    root: &Path,
+    relative: &Path,
+    depth: usize,
+    out: &mut Vec<String>,
+) -> Result<(), CliError> {
     let full = root.join(relative);
     if depth > 3 || !full.is_dir() {
         return Ok(());
     }
     let entries = std::fs::read_dir(&full).map_err(|e| CliError::io("read", &full, e))?;
-    let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.file_name()).collect();
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
     names.sort();
     for name in names {
         let child = relative.join(&name);

@@ -36,7 +36,11 @@ fn replace_in(project: &Path, file: &str, from: &str, to: &str) {
 #[test]
 fn init_then_validate_is_clean() {
     let (_temp, project) = init_project();
-    for file in ["airlock.yaml", "workflows/order-intake.yaml", "workflows/credit-review.yaml"] {
+    for file in [
+        "airlock.yaml",
+        "workflows/order-intake.yaml",
+        "workflows/credit-review.yaml",
+    ] {
         assert!(project.join(file).is_file(), "{file} was not created");
     }
     let out = airlock(&project, &["validate"]);
@@ -48,41 +52,160 @@ fn init_then_validate_is_clean() {
     let json: serde_json::Value =
         serde_json::from_slice(&airlock(&project, &["validate", "--json"]).stdout).unwrap();
     assert_eq!(json["ok"], true);
-    assert_eq!(json["environments"], serde_json::json!(["staging", "production"]));
+    assert_eq!(
+        json["environments"],
+        serde_json::json!(["staging", "production"])
+    );
 }
 
 #[test]
 fn init_never_overwrites_a_project() {
     let (temp, project) = init_project();
-    replace_in(&project, "airlock.yaml", "project: acme-ops", "project: mine");
+    replace_in(
+        &project,
+        "airlock.yaml",
+        "project: acme-ops",
+        "project: mine",
+    );
     let out = airlock(temp.path(), &["init", "demo"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("already holds an Airlock project"));
     let manifest = std::fs::read_to_string(project.join("airlock.yaml")).unwrap();
-    assert!(manifest.contains("project: mine"), "the existing project was changed");
+    assert!(
+        manifest.contains("project: mine"),
+        "the existing project was changed"
+    );
 }
 
 /// Each corruption of the starter project: file, text to replace, replacement, the
 /// `path:line:col` that must be reported, and the code.
 const CORRUPTIONS: &[(&str, &str, &str, &str, &str)] = &[
-    ("workflows/order-intake.yaml", "    retry:\n", "    retyr:\n", "workflows/order-intake.yaml:44:5", "AL0003"),
-    ("workflows/order-intake.yaml", "name: order-intake\n", "", "workflows/order-intake.yaml:1:1", "AL0004"),
-    ("workflows/order-intake.yaml", "attempts: 4", "attempts: [4]", "workflows/order-intake.yaml:45:17", "AL0005"),
-    ("workflows/order-intake.yaml", "id: save_order", "id: normalize", "workflows/order-intake.yaml:25:9", "AL0006"),
-    ("workflows/order-intake.yaml", "{{ steps.normalize.output.total > 100 }}", "{{ steps.normalise.output.total > 100 }}", "workflows/order-intake.yaml:18:19", "AL0007"),
-    ("workflows/order-intake.yaml", "call: crm.request", "call: crmm.request", "workflows/order-intake.yaml:36:11", "AL0008"),
-    ("workflows/order-intake.yaml", "{{ steps.normalize.output.total > 100 }}", "{{ steps.normalize.output.total > }}", "workflows/order-intake.yaml:18:42", "AL0013"),
-    ("workflows/order-intake.yaml", "customer: \"{{ steps.normalize.output.customer }}\"\n        total", "customer: \"{{ stepz.normalize.output.customer }}\"\n        total", "workflows/order-intake.yaml:31:23", "AL0014"),
-    ("workflows/order-intake.yaml", "backoff: 2s", "backoff: 5 parsecs", "workflows/order-intake.yaml:46:16", "AL0016"),
-    ("workflows/order-intake.yaml", "call: crm.request", "call: crm.requets", "workflows/order-intake.yaml:36:15", "AL0022"),
-    ("workflows/order-intake.yaml", "  - id: normalize\n    map:", "  - id: normalize\n    map: [", "workflows/order-intake.yaml:14:7", "AL0001"),
-    ("workflows/credit-review.yaml", "\"0 7 * * 1-5\"", "\"0 7 * * 1-9\"", "workflows/credit-review.yaml:6:15", "AL0015"),
-    ("airlock.yaml", "kind: smtp,", "kind: smtpp,", "airlock.yaml:9:22", "AL0011"),
-    ("airlock.yaml", "\"${secret:CRM_TOKEN}\"", "\"${secret:CRM_TOKN}\"", "airlock.yaml:43:26", "AL0010"),
-    ("airlock.yaml", "staging -> production", "staging -> prod", "airlock.yaml:76:14", "AL0009"),
-    ("airlock.yaml", "path: bindings.chat.mode", "path: bindings.chatt.mode", "airlock.yaml:62:20", "AL0017"),
-    ("airlock.yaml", "    approvers: [ops-lead, cfo]\n", "", "airlock.yaml:35:3", "AL0018"),
-    ("airlock.yaml", "      mail:\n        host", "      post:\n        host", "workflows/credit-review.yaml:26:15", "AL0012"),
+    (
+        "workflows/order-intake.yaml",
+        "    retry:\n",
+        "    retyr:\n",
+        "workflows/order-intake.yaml:44:5",
+        "AL0003",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "name: order-intake\n",
+        "",
+        "workflows/order-intake.yaml:1:1",
+        "AL0004",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "attempts: 4",
+        "attempts: [4]",
+        "workflows/order-intake.yaml:45:17",
+        "AL0005",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "id: save_order",
+        "id: normalize",
+        "workflows/order-intake.yaml:25:9",
+        "AL0006",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "{{ steps.normalize.output.total > 100 }}",
+        "{{ steps.normalise.output.total > 100 }}",
+        "workflows/order-intake.yaml:18:19",
+        "AL0007",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "call: crm.request",
+        "call: crmm.request",
+        "workflows/order-intake.yaml:36:11",
+        "AL0008",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "{{ steps.normalize.output.total > 100 }}",
+        "{{ steps.normalize.output.total > }}",
+        "workflows/order-intake.yaml:18:42",
+        "AL0013",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "customer: \"{{ steps.normalize.output.customer }}\"\n        total",
+        "customer: \"{{ stepz.normalize.output.customer }}\"\n        total",
+        "workflows/order-intake.yaml:31:23",
+        "AL0014",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "backoff: 2s",
+        "backoff: 5 parsecs",
+        "workflows/order-intake.yaml:46:16",
+        "AL0016",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "call: crm.request",
+        "call: crm.requets",
+        "workflows/order-intake.yaml:36:15",
+        "AL0022",
+    ),
+    (
+        "workflows/order-intake.yaml",
+        "  - id: normalize\n    map:",
+        "  - id: normalize\n    map: [",
+        "workflows/order-intake.yaml:14:7",
+        "AL0001",
+    ),
+    (
+        "workflows/credit-review.yaml",
+        "\"0 7 * * 1-5\"",
+        "\"0 7 * * 1-9\"",
+        "workflows/credit-review.yaml:6:15",
+        "AL0015",
+    ),
+    (
+        "airlock.yaml",
+        "kind: smtp,",
+        "kind: smtpp,",
+        "airlock.yaml:9:22",
+        "AL0011",
+    ),
+    (
+        "airlock.yaml",
+        "\"${secret:CRM_TOKEN}\"",
+        "\"${secret:CRM_TOKN}\"",
+        "airlock.yaml:43:26",
+        "AL0010",
+    ),
+    (
+        "airlock.yaml",
+        "staging -> production",
+        "staging -> prod",
+        "airlock.yaml:76:14",
+        "AL0009",
+    ),
+    (
+        "airlock.yaml",
+        "path: bindings.chat.mode",
+        "path: bindings.chatt.mode",
+        "airlock.yaml:62:20",
+        "AL0017",
+    ),
+    (
+        "airlock.yaml",
+        "    approvers: [ops-lead, cfo]\n",
+        "",
+        "airlock.yaml:35:3",
+        "AL0018",
+    ),
+    (
+        "airlock.yaml",
+        "      mail:\n        host",
+        "      post:\n        host",
+        "workflows/credit-review.yaml:26:15",
+        "AL0012",
+    ),
 ];
 
 #[test]
@@ -94,9 +217,15 @@ fn each_corruption_exits_2_at_its_place() {
         replace_in(temp.path(), file, from, to);
         let out = airlock(temp.path(), &["validate"]);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{file}: {from:?} -> {to:?} should exit 2:\n{stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{file}: {from:?} -> {to:?} should exit 2:\n{stderr}"
+        );
         assert!(
-            stderr.lines().any(|l| l.contains(&format!("{place}: ")) && l.ends_with(&format!("[{code}]"))),
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("{place}: ")) && l.ends_with(&format!("[{code}]"))),
             "{file}: {from:?} -> {to:?} should report {code} at {place}:\n{stderr}"
         );
         // The same finding in machine form.
@@ -104,7 +233,11 @@ fn each_corruption_exits_2_at_its_place() {
             serde_json::from_slice(&airlock(temp.path(), &["validate", "--json"]).stdout).unwrap();
         assert_eq!(json["ok"], false);
         assert!(
-            json["errors"].as_array().unwrap().iter().any(|e| e["code"] == *code),
+            json["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["code"] == *code),
             "{code} missing from JSON: {json}"
         );
     }
@@ -113,13 +246,26 @@ fn each_corruption_exits_2_at_its_place() {
 #[test]
 fn every_error_is_reported_not_only_the_first() {
     let (_temp, project) = init_project();
-    replace_in(&project, "workflows/order-intake.yaml", "    retry:\n", "    retyr:\n");
-    replace_in(&project, "workflows/order-intake.yaml", "call: crm.request", "call: crmm.request");
+    replace_in(
+        &project,
+        "workflows/order-intake.yaml",
+        "    retry:\n",
+        "    retyr:\n",
+    );
+    replace_in(
+        &project,
+        "workflows/order-intake.yaml",
+        "call: crm.request",
+        "call: crmm.request",
+    );
     replace_in(&project, "airlock.yaml", "kind: smtp,", "kind: smtpp,");
     let out = airlock(&project, &["validate"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(!stderr.contains("AL0024"), "a broken workflow must not make its scenarios noisy:\n{stderr}");
+    assert!(
+        !stderr.contains("AL0024"),
+        "a broken workflow must not make its scenarios noisy:\n{stderr}"
+    );
     for code in ["AL0003", "AL0008", "AL0011"] {
         assert!(stderr.contains(code), "{code} missing:\n{stderr}");
     }
@@ -143,7 +289,12 @@ fn hash_is_stable_across_formatting_and_changes_with_meaning() {
         assert!(version.chars().all(|c| c.is_ascii_hexdigit()));
     }
     // Comments, quoting, key order and equal durations do not change what the workflow does.
-    replace_in(&project, "workflows/order-intake.yaml", "      table: orders\n", "      table: 'orders'   # the ledger table\n");
+    replace_in(
+        &project,
+        "workflows/order-intake.yaml",
+        "      table: orders\n",
+        "      table: 'orders'   # the ledger table\n",
+    );
     replace_in(
         &project,
         "workflows/order-intake.yaml",
@@ -152,13 +303,29 @@ fn hash_is_stable_across_formatting_and_changes_with_meaning() {
     );
     assert_eq!(hashes(&project), before);
     // A change of meaning does.
-    replace_in(&project, "workflows/order-intake.yaml", "attempts: 4", "attempts: 5");
+    replace_in(
+        &project,
+        "workflows/order-intake.yaml",
+        "attempts: 4",
+        "attempts: 5",
+    );
     let after = hashes(&project);
     let version_of = |rows: &serde_json::Value, name: &str| {
-        rows.as_array().unwrap().iter().find(|r| r["workflow"] == name).unwrap()["version"].clone()
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["workflow"] == name)
+            .unwrap()["version"]
+            .clone()
     };
-    assert_ne!(version_of(&after, "order-intake"), version_of(&before, "order-intake"));
-    assert_eq!(version_of(&after, "credit-review"), version_of(&before, "credit-review"));
+    assert_ne!(
+        version_of(&after, "order-intake"),
+        version_of(&before, "order-intake")
+    );
+    assert_eq!(
+        version_of(&after, "credit-review"),
+        version_of(&before, "credit-review")
+    );
 
     let one = airlock(&project, &["hash", "order-intake"]);
     let line = text(&one.stdout);
@@ -174,8 +341,16 @@ fn usage_errors_exit_2() {
     let out = airlock(temp.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not an Airlock project"));
-    assert_eq!(airlock(temp.path(), &["validate", "--frobnicate"]).status.code(), Some(2));
-    assert_eq!(airlock(temp.path(), &["explain", "AL9999"]).status.code(), Some(2));
+    assert_eq!(
+        airlock(temp.path(), &["validate", "--frobnicate"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        airlock(temp.path(), &["explain", "AL9999"]).status.code(),
+        Some(2)
+    );
     let explain = airlock(temp.path(), &["explain", "al0003"]);
     assert_eq!(explain.status.code(), Some(0));
     assert!(text(&explain.stdout).starts_with("AL0003: unknown key"));

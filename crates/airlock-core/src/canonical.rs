@@ -11,7 +11,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the canonical form changes shape.
-pub const FORM_VERSION: u32 = 1;
+/// 2: an approval's own timeout is kept (it was overwritten by the step's), and
+/// switch cases are sorted by value.
+pub const FORM_VERSION: u32 = 2;
 
 /// A workflow's version id: the SHA-256 of its canonical form, in hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -71,29 +73,62 @@ fn step(step: &Step) -> Value {
         StepKind::Map { values } => {
             out.insert("values".into(), values.to_json());
         }
-        StepKind::If { condition, then, otherwise } => {
-            out.insert("condition".into(), json!(crate::expr::condition_body(condition).0.trim()));
+        StepKind::If {
+            condition,
+            then,
+            otherwise,
+        } => {
+            out.insert(
+                "condition".into(),
+                json!(crate::expr::condition_body(condition).0.trim()),
+            );
             out.insert("then".into(), steps(then));
             out.insert("else".into(), steps(otherwise));
         }
-        StepKind::Switch { value, cases, default } => {
-            out.insert("value".into(), json!(crate::expr::condition_body(value).0.trim()));
+        StepKind::Switch {
+            value,
+            cases,
+            default,
+        } => {
+            out.insert(
+                "value".into(),
+                json!(crate::expr::condition_body(value).0.trim()),
+            );
+            // Cases are a mapping: the order they are written in means nothing.
+            let mut cases: Vec<_> = cases.iter().collect();
+            cases.sort_by(|(a, _), (b, _)| a.value.cmp(&b.value));
             let cases: Vec<Value> = cases
-                .iter()
+                .into_iter()
                 .map(|(case, s)| json!({ "case": case.value, "steps": steps(s) }))
                 .collect();
             out.insert("cases".into(), Value::Array(cases));
             out.insert("default".into(), steps(default));
         }
-        StepKind::Call { connector, action, with, idempotency_key, .. } => {
+        StepKind::Call {
+            connector,
+            action,
+            with,
+            idempotency_key,
+            ..
+        } => {
             out.insert("connector".into(), json!(connector));
             out.insert("action".into(), json!(action));
-            out.insert("with".into(), with.as_ref().map_or(Value::Null, |w| w.to_json()));
-            out.insert("idempotency_key".into(), json!(idempotency_key.as_ref().map(|k| &k.value)));
+            out.insert(
+                "with".into(),
+                with.as_ref().map_or(Value::Null, |w| w.to_json()),
+            );
+            out.insert(
+                "idempotency_key".into(),
+                json!(idempotency_key.as_ref().map(|k| &k.value)),
+            );
         }
         StepKind::Approval { message, timeout } => {
             out.insert("message".into(), json!(message.as_ref().map(|m| &m.value)));
-            out.insert("timeout_ms".into(), json!(timeout.as_ref().map(|t| t.value)));
+            // Not `timeout_ms`: that is the step's own timeout, written below.
+            out.insert(
+                "approval_timeout_ms".into(),
+                json!(timeout.as_ref().map(|t| t.value)),
+            );
         }
         StepKind::Delay { duration } => {
             out.insert("duration_ms".into(), json!(duration.value));
@@ -102,14 +137,24 @@ fn step(step: &Step) -> Value {
             out.insert("message".into(), json!(message.value));
         }
     }
-    out.insert("retry".into(), step.retry.as_ref().map_or(Value::Null, retry));
-    out.insert("timeout_ms".into(), json!(step.timeout.as_ref().map(|t| t.value)));
+    out.insert(
+        "retry".into(),
+        step.retry.as_ref().map_or(Value::Null, retry),
+    );
+    out.insert(
+        "timeout_ms".into(),
+        json!(step.timeout.as_ref().map(|t| t.value)),
+    );
     out.insert("on_failure".into(), steps(&step.on_failure));
     Value::Object(out)
 }
 
 fn retry(retry: &Retry) -> Value {
-    let mut on: Vec<Value> = retry.on.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect();
+    let mut on: Vec<Value> = retry
+        .on
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+        .collect();
     // The set of retried errors has no order.
     on.sort_by_key(|v| v.to_string());
     on.dedup();

@@ -45,8 +45,14 @@ impl<'d> Cx<'d> {
     }
 
     /// Reports a finding in this file.
-    pub fn report(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
-        self.diagnostics.push(Diagnostic::new(code, self.file, span, message));
+    pub fn report(
+        &mut self,
+        code: Code,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::new(code, self.file, span, message));
         self.diagnostics.last_pushed_mut()
     }
 
@@ -248,7 +254,12 @@ impl<'n> Fields<'n> {
     }
 
     /// The value of a required field, or a missing-field report at the mapping.
-    pub fn required(&mut self, cx: &mut Cx<'_>, name: &'static str, purpose: &str) -> Option<&'n Node> {
+    pub fn required(
+        &mut self,
+        cx: &mut Cx<'_>,
+        name: &'static str,
+        purpose: &str,
+    ) -> Option<&'n Node> {
         self.asked.push(name);
         let found = self.get(name);
         if found.is_none() {
@@ -297,9 +308,8 @@ impl<'n> Fields<'n> {
             if self.asked.iter().any(|asked| *asked == name) {
                 continue;
             }
-            let help = suggestion(&name, self.asked.iter().copied()).unwrap_or_else(|| {
-                format!("known keys here: {}", self.asked.join(", "))
-            });
+            let help = suggestion(&name, self.asked.iter().copied())
+                .unwrap_or_else(|| format!("known keys here: {}", self.asked.join(", ")));
             cx.report(
                 Code::UnknownKey,
                 key.span,

@@ -41,7 +41,9 @@ pub fn is_template(text: &str) -> bool {
 pub fn condition_body(text: &str) -> (&str, usize) {
     let trimmed_start = text.len() - text.trim_start().len();
     let trimmed = text.trim();
-    if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}"))
+    if let Some(inner) = trimmed
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
         && !inner.contains("{{")
         && !inner.contains("}}")
     {
@@ -98,7 +100,11 @@ pub fn check_condition(text: &str) -> Result<Vec<Reference>, SyntaxError> {
     let expression = env
         .compile_expression(body)
         .map_err(|e| syntax_error(body, shift, &e))?;
-    Ok(references(text, shift, expression.undeclared_variables(true)))
+    Ok(references(
+        text,
+        shift,
+        expression.undeclared_variables(true),
+    ))
 }
 
 fn syntax_error(body: &str, shift: usize, error: &minijinja::Error) -> SyntaxError {
@@ -130,7 +136,10 @@ fn references(
     shift: usize,
     names: std::collections::HashSet<String>,
 ) -> Vec<Reference> {
-    let globals: Vec<String> = environment().globals().map(|(name, _)| name.to_owned()).collect();
+    let globals: Vec<String> = environment()
+        .globals()
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let mut found: Vec<Reference> = names
         .into_iter()
         .filter(|name| {
@@ -154,9 +163,14 @@ fn references(
         while let Some(at) = text.get(from..).and_then(|t| t.find(&open)) {
             let start = from + at;
             let id_start = start + open.len();
-            let Some(len) = text[id_start..].find(quote) else { break };
+            let Some(len) = text[id_start..].find(quote) else {
+                break;
+            };
             found.push(Reference {
-                path: vec!["steps".to_owned(), text[id_start..id_start + len].to_owned()],
+                path: vec![
+                    "steps".to_owned(),
+                    text[id_start..id_start + len].to_owned(),
+                ],
                 offset: start,
             });
             from = id_start + len;

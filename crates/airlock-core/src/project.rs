@@ -36,6 +36,9 @@ pub struct Project {
     pub manifest_file: Option<FileId>,
     /// `airlock.yaml`.
     pub manifest: Manifest,
+    /// Whether `airlock.yaml` parsed as YAML. When it did not, `manifest` is empty and
+    /// references to its connectors are not checked: each would only echo that one error.
+    pub manifest_parsed: bool,
     /// The workflows, in path order.
     pub workflows: Vec<WorkflowFile>,
     /// The scenarios, in path order.
@@ -93,6 +96,7 @@ pub fn load(mut files: Vec<SourceFile>) -> Loaded {
     let mut project = Project {
         manifest_file: None,
         manifest: Manifest::default(),
+        manifest_parsed: false,
         workflows: Vec::new(),
         scenarios: Vec::new(),
         files: Vec::new(),
@@ -112,6 +116,7 @@ pub fn load(mut files: Vec<SourceFile>) -> Loaded {
         match role(&file.path) {
             Role::Manifest => {
                 project.manifest_file = Some(id);
+                project.manifest_parsed = true;
                 project.manifest = manifest::decode(&mut cx, &tree);
             }
             Role::Workflow => {
@@ -137,12 +142,17 @@ pub fn load(mut files: Vec<SourceFile>) -> Loaded {
     project.files = files;
     if project.manifest_file.is_none() {
         // Reported against no file: the CLI says which folder it looked in.
-        diagnostics.push(Diagnostic::new(
-            Code::ProjectLayout,
-            crate::source::NO_FILE,
-            Span::default(),
-            format!("no `{MANIFEST}` found: this folder is not an Airlock project"),
-        ).with_help("run `airlock init` to create one, or pass the project folder with `--project`"));
+        diagnostics.push(
+            Diagnostic::new(
+                Code::ProjectLayout,
+                crate::source::NO_FILE,
+                Span::default(),
+                format!("no `{MANIFEST}` found: this folder is not an Airlock project"),
+            )
+            .with_help(
+                "run `airlock init` to create one, or pass the project folder with `--project`",
+            ),
+        );
     } else {
         crate::validate::check(&project, &mut diagnostics);
     }
@@ -155,11 +165,96 @@ pub fn load(mut files: Vec<SourceFile>) -> Loaded {
 impl Project {
     /// The workflow called `name`.
     pub fn workflow(&self, name: &str) -> Option<&WorkflowFile> {
-        self.workflows.iter().find(|w| w.workflow.name.value == name)
+        self.workflows
+            .iter()
+            .find(|w| w.workflow.name.value == name)
     }
 
     /// The scenarios of workflow `name`.
-    pub fn scenarios_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ScenarioFile> + 'a {
-        self.scenarios.iter().filter(move |s| s.scenario.workflow == name)
+    pub fn scenarios_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a ScenarioFile> + 'a {
+        self.scenarios
+            .iter()
+            .filter(move |s| s.scenario.workflow == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST_TEXT: &str = "project: p\nconnectors:\n  crm: { kind: http }\nenvironments:\n  staging:\n    secrets: [HOOK]\n    bindings:\n      crm: { mode: record }\n";
+    const WORKFLOW: &str = "# the shop signs with HOOK\nname: w\ntrigger:\n  webhook:\n    path: w\n    signature: { scheme: github, secret: HOOK }\nsteps:\n  - id: a\n    call: crm.request\n    with: { method: GET, path: / }\n";
+
+    fn load_with(manifest: &str) -> Loaded {
+        load(vec![
+            SourceFile::new(MANIFEST, manifest),
+            SourceFile::new("workflows/w.yaml", WORKFLOW),
+        ])
+    }
+
+    #[test]
+    fn the_test_project_is_valid() {
+        assert_eq!(load_with(MANIFEST_TEXT).diagnostics, []);
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_parse_is_its_only_error() {
+        let loaded = load_with("project: [\n");
+        let codes: Vec<Code> = loaded.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(
+            codes,
+            [Code::YamlSyntax],
+            "no `unknown connector` for each call"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_signing_secret_is_pointed_at_in_the_trigger() {
+        let loaded = load_with(&MANIFEST_TEXT.replace("secrets: [HOOK]", "secrets: []"));
+        let [diagnostic] = loaded.diagnostics.as_slice() else {
+            panic!("{:?}", loaded.diagnostics)
+        };
+        assert_eq!(diagnostic.code, Code::UnknownSecret);
+        let at = WORKFLOW.find("secret: HOOK").unwrap() + "secret: ".len();
+        assert_eq!(
+            diagnostic.span,
+            Span::new(at, at + "HOOK".len()),
+            "not the comment's `HOOK`"
+        );
+    }
+
+    #[test]
+    fn a_scenario_folder_named_after_a_file_but_not_its_workflow_is_reported() {
+        let loaded = load(vec![
+            SourceFile::new(MANIFEST, MANIFEST_TEXT),
+            SourceFile::new("workflows/intake.yaml", WORKFLOW),
+            SourceFile::new("tests/intake/s.yaml", "expect: { status: succeeded }\n"),
+        ]);
+        let codes: Vec<Code> = loaded.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::UnknownWorkflow], "the workflow is named `w`");
+    }
+
+    #[test]
+    fn a_webhook_idempotency_key_is_checked_like_any_template() {
+        let workflow = WORKFLOW.replace(
+            "    path: w\n",
+            "    path: w\n    idempotency_key: \"w-{{ trigerr.body.id }}-{{ steps.a.output }}\"\n",
+        );
+        let loaded = load(vec![
+            SourceFile::new(MANIFEST, MANIFEST_TEXT),
+            SourceFile::new("workflows/w.yaml", workflow.as_str()),
+        ]);
+        let found: Vec<(Code, &str)> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| (d.code, &workflow[d.span.start..d.span.end]))
+            .collect();
+        assert_eq!(
+            found,
+            [(Code::UnknownRoot, "trigerr"), (Code::UnknownStep, "a")]
+        );
     }
 }

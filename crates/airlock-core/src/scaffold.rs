@@ -5,15 +5,42 @@
 /// Every file of the starter project: relative path and contents.
 pub const FILES: &[(&str, &str)] = &[
     ("airlock.yaml", include_str!("../scaffold/airlock.yaml")),
-    ("workflows/order-intake.yaml", include_str!("../scaffold/workflows/order-intake.yaml")),
-    ("workflows/credit-review.yaml", include_str!("../scaffold/workflows/credit-review.yaml")),
-    ("tests/order-intake/big-order.yaml", include_str!("../scaffold/tests/order-intake/big-order.yaml")),
-    ("tests/order-intake/small-order.yaml", include_str!("../scaffold/tests/order-intake/small-order.yaml")),
-    ("tests/order-intake/crm-flaky.yaml", include_str!("../scaffold/tests/order-intake/crm-flaky.yaml")),
-    ("tests/order-intake/crm-down.yaml", include_str!("../scaffold/tests/order-intake/crm-down.yaml")),
-    ("tests/credit-review/reminders-approved.yaml", include_str!("../scaffold/tests/credit-review/reminders-approved.yaml")),
-    ("tests/credit-review/nothing-overdue.yaml", include_str!("../scaffold/tests/credit-review/nothing-overdue.yaml")),
-    ("tests/credit-review/reminders-rejected.yaml", include_str!("../scaffold/tests/credit-review/reminders-rejected.yaml")),
+    (
+        "workflows/order-intake.yaml",
+        include_str!("../scaffold/workflows/order-intake.yaml"),
+    ),
+    (
+        "workflows/credit-review.yaml",
+        include_str!("../scaffold/workflows/credit-review.yaml"),
+    ),
+    (
+        "tests/order-intake/big-order.yaml",
+        include_str!("../scaffold/tests/order-intake/big-order.yaml"),
+    ),
+    (
+        "tests/order-intake/small-order.yaml",
+        include_str!("../scaffold/tests/order-intake/small-order.yaml"),
+    ),
+    (
+        "tests/order-intake/crm-flaky.yaml",
+        include_str!("../scaffold/tests/order-intake/crm-flaky.yaml"),
+    ),
+    (
+        "tests/order-intake/crm-down.yaml",
+        include_str!("../scaffold/tests/order-intake/crm-down.yaml"),
+    ),
+    (
+        "tests/credit-review/reminders-approved.yaml",
+        include_str!("../scaffold/tests/credit-review/reminders-approved.yaml"),
+    ),
+    (
+        "tests/credit-review/nothing-overdue.yaml",
+        include_str!("../scaffold/tests/credit-review/nothing-overdue.yaml"),
+    ),
+    (
+        "tests/credit-review/reminders-rejected.yaml",
+        include_str!("../scaffold/tests/credit-review/reminders-rejected.yaml"),
+    ),
 ];
 
 /// The `.gitignore` written beside the project: local state never goes into git.

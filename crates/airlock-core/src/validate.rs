@@ -42,8 +42,15 @@ struct Scope<'s> {
 }
 
 impl Checker<'_> {
-    fn report(&mut self, file: FileId, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
-        self.diagnostics.push(Diagnostic::new(code, file, span, message));
+    fn report(
+        &mut self,
+        file: FileId,
+        code: Code,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::new(code, file, span, message));
         self.diagnostics.last_pushed_mut()
     }
 
@@ -56,19 +63,28 @@ impl Checker<'_> {
                     file,
                     Code::ProtectedWithoutApprovers,
                     environment.name.span,
-                    format!("protected environment `{}` has no approvers", environment.name.value),
+                    format!(
+                        "protected environment `{}` has no approvers",
+                        environment.name.value
+                    ),
                 )
                 .set_label("protected, but nobody can approve a promotion into it")
                 .help = Some("add `approvers: [NAME, …]` to this environment".into());
             }
             for binding in &environment.bindings {
                 let Some(connector) = manifest.connector(&binding.connector) else {
-                    let help = suggestion(&binding.connector, manifest.connectors.iter().map(|c| c.name.as_str()));
+                    let help = suggestion(
+                        &binding.connector,
+                        manifest.connectors.iter().map(|c| c.name.as_str()),
+                    );
                     self.report(
                         file,
                         Code::UnknownConnector,
                         binding.connector.span,
-                        format!("environment `{}` binds unknown connector `{}`", environment.name.value, binding.connector.value),
+                        format!(
+                            "environment `{}` binds unknown connector `{}`",
+                            environment.name.value, binding.connector.value
+                        ),
                     )
                     .help = help.or_else(|| Some("declare it under `connectors:`".into()));
                     continue;
@@ -83,15 +99,29 @@ impl Checker<'_> {
                             environment.name.value, connector.name.value
                         ),
                     )
-                    .help = Some("bind the real endpoint, with its credential as `${secret:NAME}`".into());
+                    .help = Some(
+                        "bind the real endpoint, with its credential as `${secret:NAME}`".into(),
+                    );
                 }
                 for (_, value) in &binding.settings {
                     self.secret_references(text, file, value, environment, manifest);
                 }
             }
             for secret in &environment.secrets {
-                if secret.is_empty() || !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    self.report(file, Code::InvalidValue, secret.span, format!("secret name `{}` may use only letters, digits and `_`", secret.value));
+                if secret.is_empty()
+                    || !secret
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    self.report(
+                        file,
+                        Code::InvalidValue,
+                        secret.span,
+                        format!(
+                            "secret name `{}` may use only letters, digits and `_`",
+                            secret.value
+                        ),
+                    );
                 }
             }
         }
@@ -137,7 +167,10 @@ impl Checker<'_> {
                         file,
                         Code::UnknownSecret,
                         span,
-                        format!("unknown secret `{name}` in environment `{}`", environment.name.value),
+                        format!(
+                            "unknown secret `{name}` in environment `{}`",
+                            environment.name.value
+                        ),
                     )
                     .help = help;
                 }
@@ -162,8 +195,14 @@ impl Checker<'_> {
                 self.environment_name(file, manifest, environment);
             }
             if let Err((range, why)) = difference_target(manifest, &difference.path) {
-                let quote = usize::from(self.project.files[file].text[difference.path.span.start..].starts_with(['"', '\'']));
-                let span = difference.path.span.sub(quote + range.start, quote + range.end);
+                let quote = usize::from(
+                    self.project.files[file].text[difference.path.span.start..]
+                        .starts_with(['"', '\'']),
+                );
+                let span = difference
+                    .path
+                    .span
+                    .sub(quote + range.start, quote + range.end);
                 self.report(
                     file,
                     Code::DanglingDifference,
@@ -175,14 +214,34 @@ impl Checker<'_> {
         }
     }
 
-    fn environment_name(&mut self, file: FileId, manifest: &Manifest, name: &Located<String>) -> bool {
+    fn environment_name(
+        &mut self,
+        file: FileId,
+        manifest: &Manifest,
+        name: &Located<String>,
+    ) -> bool {
         if manifest.environment(name).is_some() {
             return true;
         }
-        let help = suggestion(name, manifest.environments.iter().map(|e| e.name.as_str()))
-            .or_else(|| Some(format!("environments are: {}", manifest.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "))));
-        self.report(file, Code::UnknownEnvironment, name.span, format!("unknown environment `{}`", name.value))
-            .help = help;
+        let help =
+            suggestion(name, manifest.environments.iter().map(|e| e.name.as_str())).or_else(|| {
+                Some(format!(
+                    "environments are: {}",
+                    manifest
+                        .environments
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            });
+        self.report(
+            file,
+            Code::UnknownEnvironment,
+            name.span,
+            format!("unknown environment `{}`", name.value),
+        )
+        .help = help;
         false
     }
 
@@ -191,7 +250,12 @@ impl Checker<'_> {
             let from_ok = self.environment_name(file, manifest, &rule.from);
             let to_ok = self.environment_name(file, manifest, &rule.to);
             if from_ok && to_ok && rule.from.value == rule.to.value {
-                self.report(file, Code::InvalidValue, rule.to.span, "a promotion goes from one environment to another");
+                self.report(
+                    file,
+                    Code::InvalidValue,
+                    rule.to.span,
+                    "a promotion goes from one environment to another",
+                );
             }
         }
     }
@@ -202,8 +266,13 @@ impl Checker<'_> {
             let name = &entry.workflow.name;
             if let Some(first) = seen.get(name.as_str()) {
                 let first_path = self.project.files[*first].path.clone();
-                self.report(entry.file, Code::DuplicateWorkflow, name.span, format!("workflow `{}` is declared twice", name.value))
-                    .help = Some(format!("`{first_path}` already declares it; rename one"));
+                self.report(
+                    entry.file,
+                    Code::DuplicateWorkflow,
+                    name.span,
+                    format!("workflow `{}` is declared twice", name.value),
+                )
+                .help = Some(format!("`{first_path}` already declares it; rename one"));
             } else {
                 seen.insert(name.as_str(), entry.file);
             }
@@ -217,34 +286,68 @@ impl Checker<'_> {
         for step in &steps {
             if let Some(first) = ids.get(step.id.as_str()) {
                 let (line, _) = self.project.files[file].line_col(first.id.span.start);
-                self.report(file, Code::DuplicateStepId, step.id.span, format!("duplicate step id `{}`", step.id.value))
-                    .set_label(format!("first used on line {line}"))
-                    .help = Some("step ids are unique within a workflow, across branches and handlers".into());
+                self.report(
+                    file,
+                    Code::DuplicateStepId,
+                    step.id.span,
+                    format!("duplicate step id `{}`", step.id.value),
+                )
+                .set_label(format!("first used on line {line}"))
+                .help = Some(
+                    "step ids are unique within a workflow, across branches and handlers".into(),
+                );
             } else {
                 ids.insert(step.id.as_str(), step);
             }
         }
         let all: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
         let manifest = &self.project.manifest;
-        if let Some(Trigger::Webhook { signature: Some(signature), .. }) = &workflow.trigger {
+        if let Some(Trigger::Webhook {
+            signature: Some(signature),
+            ..
+        }) = &workflow.trigger
+        {
             for environment in &manifest.environments {
-                if !environment.secrets.iter().any(|s| s.value == signature.secret) {
-                    let span = self.find_in_file(file, &signature.secret);
+                if !environment
+                    .secrets
+                    .iter()
+                    .any(|s| s.value == signature.secret)
+                {
                     self.report(
                         file,
                         Code::UnknownSecret,
-                        span,
-                        format!("unknown secret `{}` in environment `{}`", signature.secret, environment.name.value),
+                        signature.secret_span,
+                        format!(
+                            "unknown secret `{}` in environment `{}`",
+                            signature.secret, environment.name.value
+                        ),
                     )
-                    .help = Some(format!("each environment that runs this webhook declares its own signing secret under `secrets:`; `{}` does not", environment.name.value));
+                    .help = Some(format!(
+                        "each environment that runs this webhook declares its own signing secret under `secrets:`; `{}` does not",
+                        environment.name.value
+                    ));
                 }
             }
         }
-        if let Some(Trigger::Webhook { idempotency_key: Some(key), .. }) = &workflow.trigger {
-            let span = self.find_in_file(file, key);
-            if let Err(error) = expr::check_template(key) {
-                self.report(file, Code::TemplateSyntax, span, format!("template syntax error: {}", error.message));
-            }
+        if let Some(Trigger::Webhook {
+            idempotency_key: Some(key),
+            idempotency_key_span,
+            ..
+        }) = &workflow.trigger
+        {
+            // Read when a delivery arrives, before any step has run.
+            let scope = Scope {
+                earlier: &[],
+                all: &all,
+                in_failure_handler: false,
+            };
+            let project = self.project;
+            self.template(
+                file,
+                &project.files[file],
+                &Located::new(key.clone(), *idempotency_key_span),
+                scope,
+            );
         }
         let mut earlier: Vec<&str> = Vec::new();
         self.steps(file, &workflow.steps, &all, &mut earlier, false);
@@ -252,12 +355,6 @@ impl Checker<'_> {
         before_handler.retain(|id| !workflow.on_failure.iter().any(|s| s.id.as_str() == *id));
         let mut handler_earlier = before_handler;
         self.steps(file, &workflow.on_failure, &all, &mut handler_earlier, true);
-    }
-
-    fn find_in_file(&self, file: FileId, needle: &str) -> Span {
-        let text = &self.project.files[file].text;
-        text.find(needle)
-            .map_or(Span::default(), |at| Span::new(at, at + needle.len()))
     }
 
     fn steps<'w>(
@@ -270,11 +367,17 @@ impl Checker<'_> {
     ) {
         for step in steps {
             {
-                let scope = Scope { earlier, all, in_failure_handler };
+                let scope = Scope {
+                    earlier,
+                    all,
+                    in_failure_handler,
+                };
                 self.step(file, step, scope);
             }
             match &step.kind {
-                StepKind::If { then, otherwise, .. } => {
+                StepKind::If {
+                    then, otherwise, ..
+                } => {
                     earlier.push(step.id.as_str());
                     let mut branch = earlier.clone();
                     self.steps(file, then, all, &mut branch, in_failure_handler);
@@ -316,7 +419,13 @@ impl Checker<'_> {
             StepKind::Map { values } => self.templates_in(file, source, values, scope),
             StepKind::If { condition, .. } => self.condition(file, source, condition, scope),
             StepKind::Switch { value, .. } => self.condition(file, source, value, scope),
-            StepKind::Call { target, connector, action, with, idempotency_key } => {
+            StepKind::Call {
+                target,
+                connector,
+                action,
+                with,
+                idempotency_key,
+            } => {
                 self.call(file, target, connector, action, with.as_ref());
                 if let Some(with) = with {
                     self.templates_in(file, source, with, scope);
@@ -335,25 +444,31 @@ impl Checker<'_> {
         }
     }
 
-    fn call(&mut self, file: FileId, target: &Located<String>, connector: &str, action: &str, with: Option<&Node>) {
-        let manifest = &self.project.manifest;
-        let quote = usize::from(self.project.files[file].text[target.span.start..].starts_with(['"', '\'']));
-        let connector_span = target.span.sub(quote, quote + connector.len());
-        let action_span = target.span.sub(quote + connector.len() + 1, quote + target.value.len());
-        let Some(declared) = manifest.connector(connector) else {
-            let help = suggestion(connector, manifest.connectors.iter().map(|c| c.name.as_str()))
-                .or_else(|| Some(format!("declared connectors: {}", manifest.connectors.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))));
-            self.report(file, Code::UnknownConnector, connector_span, format!("unknown connector `{connector}`"))
-                .help = help;
+    fn call(
+        &mut self,
+        file: FileId,
+        target: &Located<String>,
+        connector: &str,
+        action: &str,
+        with: Option<&Node>,
+    ) {
+        if !self.project.manifest_parsed {
+            return;
+        }
+        let Some((kind, connector_span)) = self.connector_action(file, target, connector, action)
+        else {
             return;
         };
-        for environment in &manifest.environments {
+        for environment in &self.project.manifest.environments {
             if environment.binding(connector).is_none() {
                 self.report(
                     file,
                     Code::UnboundConnector,
                     connector_span,
-                    format!("connector `{connector}` is not bound in environment `{}`", environment.name.value),
+                    format!(
+                        "connector `{connector}` is not bound in environment `{}`",
+                        environment.name.value
+                    ),
                 )
                 .help = Some(format!(
                     "add a binding for `{connector}` under environments.{}.bindings (use `mode: record` for a stand-in)",
@@ -361,41 +476,64 @@ impl Checker<'_> {
                 ));
             }
         }
-        let Some(kind) = declared.kind else { return };
-        if !kind.actions().contains(&action) {
-            let help = suggestion(action, kind.actions().iter().copied())
-                .or_else(|| Some(format!("`{}` connectors offer: {}", kind.name(), kind.actions().join(", "))));
-            self.report(file, Code::UnknownAction, action_span, format!("`{connector}` ({}) has no action `{action}`", kind.name()))
-                .help = help;
-            return;
-        }
+        let Some(kind) = kind else { return };
         self.arguments(file, target, kind, action, with);
     }
 
-    fn arguments(&mut self, file: FileId, target: &Located<String>, kind: ConnectorKind, action: &str, with: Option<&Node>) {
+    fn arguments(
+        &mut self,
+        file: FileId,
+        target: &Located<String>,
+        kind: ConnectorKind,
+        action: &str,
+        with: Option<&Node>,
+    ) {
         let spec = kind.action_arguments(action);
         let entries: &[(Node, Node)] = match with.map(|n| &n.value) {
             Some(Value::Map(entries)) => entries,
             Some(Value::Null) | None => &[],
             Some(other) => {
                 let span = with.map_or(target.span, |n| n.span);
-                self.report(file, Code::WrongType, span, format!("expected a mapping of arguments, found {}", other.type_name()));
+                self.report(
+                    file,
+                    Code::WrongType,
+                    span,
+                    format!(
+                        "expected a mapping of arguments, found {}",
+                        other.type_name()
+                    ),
+                );
                 return;
             }
         };
         for (key, _) in entries {
             let name = crate::yaml::key_text(key);
             if !spec.iter().any(|(arg, _)| *arg == name) {
-                let help = suggestion(&name, spec.iter().map(|(a, _)| *a))
-                    .or_else(|| Some(format!("`{}.{action}` takes: {}", kind.name(), spec.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", "))));
-                self.report(file, Code::UnknownKey, key.span, format!("unknown argument `{name}` for `{}`", target.value))
-                    .help = help;
+                let help = suggestion(&name, spec.iter().map(|(a, _)| *a)).or_else(|| {
+                    Some(format!(
+                        "`{}.{action}` takes: {}",
+                        kind.name(),
+                        spec.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", ")
+                    ))
+                });
+                self.report(
+                    file,
+                    Code::UnknownKey,
+                    key.span,
+                    format!("unknown argument `{name}` for `{}`", target.value),
+                )
+                .help = help;
             }
         }
         for (arg, required) in spec {
             if *required && !entries.iter().any(|(k, _)| k.as_str() == Some(arg)) {
-                self.report(file, Code::MissingField, target.span, format!("`{}` is missing required argument `{arg}`", target.value))
-                    .help = Some("add it under `with:`".to_owned());
+                self.report(
+                    file,
+                    Code::MissingField,
+                    target.span,
+                    format!("`{}` is missing required argument `{arg}`", target.value),
+                )
+                .help = Some(format!("add `{arg}:` under `with:`"));
             }
         }
     }
@@ -406,47 +544,97 @@ impl Checker<'_> {
                 let located = Located::new(text.clone(), node.span);
                 self.template_node(file, source, node, &located, scope);
             }
-            Value::Seq(items) => items.iter().for_each(|i| self.templates_in(file, source, i, scope)),
-            Value::Map(entries) => entries.iter().for_each(|(_, v)| self.templates_in(file, source, v, scope)),
+            Value::Seq(items) => items
+                .iter()
+                .for_each(|i| self.templates_in(file, source, i, scope)),
+            Value::Map(entries) => entries
+                .iter()
+                .for_each(|(_, v)| self.templates_in(file, source, v, scope)),
             _ => {}
         }
     }
 
-    fn template(&mut self, file: FileId, source: &SourceFile, text: &Located<String>, scope: Scope<'_>) {
+    fn template(
+        &mut self,
+        file: FileId,
+        source: &SourceFile,
+        text: &Located<String>,
+        scope: Scope<'_>,
+    ) {
         if !expr::is_template(text) {
             return;
         }
-        let node = Node { span: text.span, value: Value::Str(text.value.clone()) };
+        let node = Node {
+            span: text.span,
+            value: Value::Str(text.value.clone()),
+        };
         self.template_node(file, source, &node, text, scope);
     }
 
-    fn template_node(&mut self, file: FileId, source: &SourceFile, node: &Node, text: &Located<String>, scope: Scope<'_>) {
+    fn template_node(
+        &mut self,
+        file: FileId,
+        source: &SourceFile,
+        node: &Node,
+        text: &Located<String>,
+        scope: Scope<'_>,
+    ) {
         match expr::check_template(text) {
             Ok(references) => self.references(file, source, node, references, scope),
             Err(error) => {
                 let span = span_in_scalar(source, node, error.range.clone());
-                self.report(file, Code::TemplateSyntax, span, format!("template syntax error: {}", error.message))
-                    .set_label(error.message.clone());
+                self.report(
+                    file,
+                    Code::TemplateSyntax,
+                    span,
+                    format!("template syntax error: {}", error.message),
+                )
+                .set_label(error.message.clone());
             }
         }
     }
 
-    fn condition(&mut self, file: FileId, source: &SourceFile, text: &Located<String>, scope: Scope<'_>) {
-        let node = Node { span: text.span, value: Value::Str(text.value.clone()) };
+    fn condition(
+        &mut self,
+        file: FileId,
+        source: &SourceFile,
+        text: &Located<String>,
+        scope: Scope<'_>,
+    ) {
+        let node = Node {
+            span: text.span,
+            value: Value::Str(text.value.clone()),
+        };
         match expr::check_condition(text) {
             Ok(references) => self.references(file, source, &node, references, scope),
             Err(error) => {
                 let span = span_in_scalar(source, &node, error.range.clone());
-                self.report(file, Code::TemplateSyntax, span, format!("condition syntax error: {}", error.message))
-                    .set_label(error.message.clone());
+                self.report(
+                    file,
+                    Code::TemplateSyntax,
+                    span,
+                    format!("condition syntax error: {}", error.message),
+                )
+                .set_label(error.message.clone());
             }
         }
     }
 
-    fn references(&mut self, file: FileId, source: &SourceFile, node: &Node, references: Vec<expr::Reference>, scope: Scope<'_>) {
+    fn references(
+        &mut self,
+        file: FileId,
+        source: &SourceFile,
+        node: &Node,
+        references: Vec<expr::Reference>,
+        scope: Scope<'_>,
+    ) {
         for reference in references {
             let root = reference.root();
-            let root_span = span_in_scalar(source, node, reference.offset..reference.offset + root.len());
+            let root_span = span_in_scalar(
+                source,
+                node,
+                reference.offset..reference.offset + root.len(),
+            );
             let allowed = ROOTS.contains(&root) || (scope.in_failure_handler && root == ERROR_ROOT);
             if !allowed {
                 let mut known: Vec<&str> = ROOTS.to_vec();
@@ -459,25 +647,45 @@ impl Checker<'_> {
                     suggestion(root, known.iter().copied())
                 }
                 .or_else(|| Some(format!("templates may read: {}", known.join(", "))));
-                self.report(file, Code::UnknownRoot, root_span, format!("unknown name `{root}`"))
-                    .set_label("not defined when the workflow runs")
-                    .help = help;
+                self.report(
+                    file,
+                    Code::UnknownRoot,
+                    root_span,
+                    format!("unknown name `{root}`"),
+                )
+                .set_label("not defined when the workflow runs")
+                .help = help;
                 continue;
             }
             if root == "steps" {
-                let Some(step) = reference.path.get(1) else { continue };
+                let Some(step) = reference.path.get(1) else {
+                    continue;
+                };
                 if scope.earlier.contains(&step.as_str()) {
                     continue;
                 }
                 let at = reference.offset + root.len() + 1;
                 let span = span_in_scalar(source, node, at..at + step.len());
                 if scope.all.contains(&step.as_str()) {
-                    self.report(file, Code::UnknownStep, span, format!("step `{step}` has not run yet at this point"))
-                        .help = Some("a step can read the outputs of steps that run before it".into());
+                    self.report(
+                        file,
+                        Code::UnknownStep,
+                        span,
+                        format!("step `{step}` has not run yet at this point"),
+                    )
+                    .set_label("runs only later")
+                    .help = Some("a step can read the outputs of steps that run before it".into());
                 } else {
-                    let help = suggestion(step, scope.all.iter().copied())
-                        .or_else(|| Some(format!("steps of this workflow: {}", scope.all.join(", "))));
-                    self.report(file, Code::UnknownStep, span, format!("unknown step `{step}`")).help = help;
+                    let help = suggestion(step, scope.all.iter().copied()).or_else(|| {
+                        Some(format!("steps of this workflow: {}", scope.all.join(", ")))
+                    });
+                    self.report(
+                        file,
+                        Code::UnknownStep,
+                        span,
+                        format!("unknown step `{step}`"),
+                    )
+                    .help = help;
                 }
             }
         }
@@ -492,10 +700,32 @@ impl Checker<'_> {
                     // Its workflow has errors of its own; saying "unknown" would only add noise.
                     continue;
                 }
-                let help = suggestion(&scenario.workflow, self.project.workflows.iter().map(|w| w.workflow.name.as_str()))
-                    .map(|s| format!("{s} (scenarios live in `tests/<workflow>/`)"));
-                self.report(file, Code::UnknownWorkflow, Span::default(), format!("scenario for unknown workflow `{}`", scenario.workflow))
-                    .help = help;
+                let help = suggestion(
+                    &scenario.workflow,
+                    self.project
+                        .workflows
+                        .iter()
+                        .map(|w| w.workflow.name.as_str()),
+                )
+                .map(|s| format!("{s} (scenarios live in `tests/<workflow>/`)"))
+                .or_else(|| {
+                    Some(format!(
+                        "scenarios live in `tests/<workflow>/`; workflows are named: {}",
+                        self.project
+                            .workflows
+                            .iter()
+                            .map(|w| w.workflow.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                });
+                self.report(
+                    file,
+                    Code::UnknownWorkflow,
+                    Span::default(),
+                    format!("scenario for unknown workflow `{}`", scenario.workflow),
+                )
+                .help = help;
                 continue;
             };
             let steps = workflow.workflow.all_steps();
@@ -503,7 +733,16 @@ impl Checker<'_> {
             let step_exists = |checker: &mut Self, id: &Located<String>| {
                 if !ids.contains(&id.as_str()) {
                     let help = suggestion(id, ids.iter().copied());
-                    checker.report(file, Code::UnknownStep, id.span, format!("workflow `{}` has no step `{}`", scenario.workflow, id.value))
+                    checker
+                        .report(
+                            file,
+                            Code::UnknownStep,
+                            id.span,
+                            format!(
+                                "workflow `{}` has no step `{}`",
+                                scenario.workflow, id.value
+                            ),
+                        )
                         .help = help;
                 }
             };
@@ -530,36 +769,87 @@ impl Checker<'_> {
 
     /// Whether `workflows/<name>.yaml` exists but did not decode.
     fn workflow_file_failed(&self, name: &str) -> bool {
-        self.project.files.iter().any(|f| {
+        self.project.files.iter().enumerate().any(|(id, f)| {
             f.path
                 .strip_prefix("workflows/")
                 .and_then(|p| p.strip_suffix(".yaml").or_else(|| p.strip_suffix(".yml")))
                 == Some(name)
+                // A file that decoded under another `name:` did not fail: the scenario is orphaned.
+                && !self.project.workflows.iter().any(|w| w.file == id)
         })
     }
 
-    fn scenario_target(&mut self, file: FileId, target: &Located<String>) {
+    /// Resolves `connector.action`, reporting an unknown connector or action at its own
+    /// part of the text. Returns the connector's kind (when it names one) and the span of
+    /// the connector part, or `None` when something is unknown.
+    fn connector_action(
+        &mut self,
+        file: FileId,
+        target: &Located<String>,
+        connector: &str,
+        action: &str,
+    ) -> Option<(Option<ConnectorKind>, Span)> {
         let manifest = &self.project.manifest;
+        let quote = usize::from(
+            self.project.files[file].text[target.span.start..].starts_with(['"', '\'']),
+        );
+        let connector_span = target.span.sub(quote, quote + connector.len());
+        let action_span = target
+            .span
+            .sub(quote + connector.len() + 1, quote + target.value.len());
+        let Some(declared) = manifest.connector(connector) else {
+            let names = || manifest.connectors.iter().map(|c| c.name.as_str());
+            let help = suggestion(connector, names()).unwrap_or_else(|| {
+                format!(
+                    "declared connectors: {}",
+                    names().collect::<Vec<_>>().join(", ")
+                )
+            });
+            self.report(
+                file,
+                Code::UnknownConnector,
+                connector_span,
+                format!("unknown connector `{connector}`"),
+            )
+            .help = Some(help);
+            return None;
+        };
+        if let Some(kind) = declared.kind
+            && !kind.actions().contains(&action)
+        {
+            let help = suggestion(action, kind.actions().iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "`{}` connectors offer: {}",
+                    kind.name(),
+                    kind.actions().join(", ")
+                )
+            });
+            self.report(
+                file,
+                Code::UnknownAction,
+                action_span,
+                format!("`{connector}` ({}) has no action `{action}`", kind.name()),
+            )
+            .help = Some(help);
+            return None;
+        }
+        Some((declared.kind, connector_span))
+    }
+
+    fn scenario_target(&mut self, file: FileId, target: &Located<String>) {
         let Some((connector, action)) = target.split_once('.') else {
-            self.report(file, Code::InvalidValue, target.span, format!("`{}` is not `connector.action`", target.value));
+            self.report(
+                file,
+                Code::InvalidValue,
+                target.span,
+                format!("`{}` is not `connector.action`", target.value),
+            );
             return;
         };
-        match manifest.connector(connector) {
-            None => {
-                let help = suggestion(connector, manifest.connectors.iter().map(|c| c.name.as_str()));
-                self.report(file, Code::UnknownConnector, target.span, format!("unknown connector `{connector}`"))
-                    .help = help;
-            }
-            Some(c) => {
-                if let Some(kind) = c.kind
-                    && !kind.actions().contains(&action)
-                {
-                    let help = suggestion(action, kind.actions().iter().copied());
-                    self.report(file, Code::UnknownAction, target.span, format!("`{connector}` ({}) has no action `{action}`", kind.name()))
-                        .help = help;
-                }
-            }
+        if !self.project.manifest_parsed {
+            return;
         }
+        self.connector_action(file, target, connector, action);
     }
 }
 
@@ -570,7 +860,9 @@ pub fn secret_references(text: &str) -> Vec<(&str, std::ops::Range<usize>)> {
     let mut from = 0;
     while let Some(at) = text[from..].find(OPEN) {
         let name_start = from + at + OPEN.len();
-        let name_end = text[name_start..].find('}').map_or(text.len(), |i| name_start + i);
+        let name_end = text[name_start..]
+            .find('}')
+            .map_or(text.len(), |i| name_start + i);
         found.push((&text[name_start..name_end], name_start..name_end));
         from = name_end;
     }
@@ -579,7 +871,10 @@ pub fn secret_references(text: &str) -> Vec<(&str, std::ops::Range<usize>)> {
 
 /// Resolves a difference path against the manifest, or returns the part that names
 /// nothing (a range inside the path) and why.
-fn difference_target(manifest: &Manifest, path: &str) -> Result<(), (std::ops::Range<usize>, String)> {
+fn difference_target(
+    manifest: &Manifest,
+    path: &str,
+) -> Result<(), (std::ops::Range<usize>, String)> {
     let parts: Vec<&str> = path.split('.').collect();
     let offset = |i: usize| parts[..i].iter().map(|p| p.len() + 1).sum::<usize>();
     let range = |i: usize| offset(i)..offset(i) + parts[i].len();
@@ -597,18 +892,26 @@ fn difference_target(manifest: &Manifest, path: &str) -> Result<(), (std::ops::R
                         .is_some_and(|k| k.binding_fields().iter().any(|f| f.name == *field));
                     let set_somewhere = manifest.environments.iter().any(|e| {
                         e.binding(connector).is_some_and(|b| {
-                            b.setting(field).is_some() || (*field == "mode") || (*field == "responses" && !b.responses.is_empty())
+                            b.setting(field).is_some()
+                                || (*field == "mode")
+                                || (*field == "responses" && !b.responses.is_empty())
                         })
                     });
                     if known_by_kind || set_somewhere {
                         Ok(())
                     } else {
-                        Err((range(2), format!("no binding of `{connector}` has a field `{field}`")))
+                        Err((
+                            range(2),
+                            format!("no binding of `{connector}` has a field `{field}`"),
+                        ))
                     }
                 }
             }
         }
-        [first, ..] => Err((range(0), format!("`{first}` is not something environments have"))),
+        [first, ..] => Err((
+            range(0),
+            format!("`{first}` is not something environments have"),
+        )),
         [] => Err((0..0, "the path is empty".into())),
     }
 }

@@ -142,7 +142,11 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> Result<Node, Diagnostic> {
     }
 }
 
-fn syntax_diagnostic(file_id: FileId, file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
+fn syntax_diagnostic(
+    file_id: FileId,
+    file: &SourceFile,
+    error: &serde_saphyr::Error,
+) -> Diagnostic {
     let offset = error
         .location()
         .and_then(|loc| file.offset_of(loc.line() as usize, loc.column() as usize))
@@ -182,16 +186,33 @@ fn syntax_diagnostic(file_id: FileId, file: &SourceFile, error: &serde_saphyr::E
         .with_label("already set above")
         .with_help("a key may appear once per mapping; remove or rename one of them");
     }
-    Diagnostic::new(Code::YamlSyntax, file_id, span, format!("invalid YAML: {message}"))
-        .with_label(message.to_owned())
+    Diagnostic::new(
+        Code::YamlSyntax,
+        file_id,
+        span,
+        format!("invalid YAML: {message}"),
+    )
+    .with_label(message.to_owned())
 }
 
-/// serde-saphyr's messages start with "line L column C: ", which our renderer shows anyway.
+/// serde-saphyr's messages start with "line L column C: " and some end with
+/// " at line L, column C"; our renderer shows the position anyway.
 fn strip_location_prefix(message: &str) -> &str {
     let first_line = message.lines().next().unwrap_or(message);
-    match first_line.strip_prefix("line ") {
+    let message = match first_line.strip_prefix("line ") {
         Some(rest) => rest.split_once(": ").map_or(first_line, |(_, m)| m),
         None => first_line,
+    };
+    let is_position = |rest: &str| {
+        rest.split_once(", column ").is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    match message.rsplit_once(" at line ") {
+        Some((before, rest)) if is_position(rest.trim_end()) => before,
+        _ => message,
     }
     .trim()
 }
@@ -310,10 +331,16 @@ mod tests {
     fn spans_cover_the_written_value() {
         let text = "a: 1\nb:\n  - x: \"héllo {{ y }}\"\n    on: [timeout]\n";
         let root = parse_str(text).unwrap();
-        let Value::Map(entries) = &root.value else { panic!() };
+        let Value::Map(entries) = &root.value else {
+            panic!()
+        };
         assert_eq!(slice(text, &entries[0].1), "1");
-        let Value::Seq(items) = &entries[1].1.value else { panic!() };
-        let Value::Map(step) = &items[0].value else { panic!() };
+        let Value::Seq(items) = &entries[1].1.value else {
+            panic!()
+        };
+        let Value::Map(step) = &items[0].value else {
+            panic!()
+        };
         assert_eq!(slice(text, &step[0].1), "\"héllo {{ y }}\"");
         assert_eq!(step[1].0.as_str(), Some("on"), "`on` stays a string");
     }
@@ -330,8 +357,14 @@ mod tests {
     #[test]
     fn alias_bomb_is_refused_fast() {
         let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
-        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
-            text.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
+            text.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(",")
+            ));
         }
         let started = std::time::Instant::now();
         let error = parse_str(&text).unwrap_err();
@@ -344,7 +377,11 @@ mod tests {
         let text = format!("a: {}{}\n", "[".repeat(500), "]".repeat(500));
         let error = parse_str(&text).unwrap_err();
         assert_eq!(error.code, Code::YamlLimit);
-        assert!(error.message.contains("nested too deeply"), "{}", error.message);
+        assert!(
+            error.message.contains("nested too deeply"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -352,7 +389,28 @@ mod tests {
         let text = "a: [1, 2\nb: 3\n";
         let error = parse_str(text).unwrap_err();
         assert_eq!(error.code, Code::YamlSyntax);
-        assert_eq!(SourceFile::new("t", text).line_col(error.span.start), (2, 2));
+        assert_eq!(
+            SourceFile::new("t", text).line_col(error.span.start),
+            (2, 2)
+        );
+    }
+
+    #[test]
+    fn messages_do_not_repeat_the_position() {
+        assert_eq!(
+            strip_location_prefix("line 3 column 4: bad thing"),
+            "bad thing"
+        );
+        assert_eq!(
+            strip_location_prefix("did not find expected ',' or '}' at line 28, column 12"),
+            "did not find expected ',' or '}'"
+        );
+        assert_eq!(
+            strip_location_prefix("look at line endings"),
+            "look at line endings"
+        );
+        let error = parse_str("a: { b: 1\nc: 2\n").unwrap_err();
+        assert!(!error.message.contains("at line"), "{}", error.message);
     }
 
     #[test]
@@ -413,7 +471,9 @@ mod span_tests {
     fn check(text: &str, needle: &str) {
         let file = SourceFile::new("t.yaml", text);
         let root = parse(0, &file).unwrap();
-        let Value::Map(entries) = &root.value else { panic!() };
+        let Value::Map(entries) = &root.value else {
+            panic!()
+        };
         let node = &entries[0].1;
         let value = node.as_str().unwrap();
         let at = value.find(needle).unwrap();

@@ -7,7 +7,11 @@ pub fn run(global: &Global, code: &str) -> Result<ExitCode, CliError> {
     let Some(code) = Code::parse(code) else {
         return Err(CliError::usage(
             format!("unknown error code `{code}`"),
-            Some(format!("codes run from {} to {}", Code::ALL[0].as_str(), Code::ALL[Code::ALL.len() - 1].as_str())),
+            Some(format!(
+                "codes run from {} to {}",
+                Code::ALL[0].as_str(),
+                Code::ALL[Code::ALL.len() - 1].as_str()
+            )),
         ));
     };
     if global.json {
@@ -17,7 +21,12 @@ pub fn run(global: &Global, code: &str) -> Result<ExitCode, CliError> {
             "explanation": code.explanation(),
         }));
     } else {
-        println!("{}: {}\n\n{}", code.as_str(), code.title(), code.explanation());
+        println!(
+            "{}: {}\n\n{}",
+            code.as_str(),
+            code.title(),
+            code.explanation()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

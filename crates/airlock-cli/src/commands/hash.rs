@@ -15,7 +15,10 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             Some(w) => vec![w],
             None => {
                 let names = project.workflows.iter().map(|w| w.workflow.name.as_str());
-                return Err(CliError::usage(format!("no workflow named `{name}`"), suggestion(name, names)));
+                return Err(CliError::usage(
+                    format!("no workflow named `{name}`"),
+                    suggestion(name, names),
+                ));
             }
         },
         None => project.workflows.iter().collect(),

@@ -28,7 +28,11 @@ pub fn diagnostic_style(color: Color) -> Style {
     match color {
         Color::Always => Style::Fancy,
         Color::Never => Style::Plain,
-        Color::Auto if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() => Style::Fancy,
+        Color::Auto
+            if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() =>
+        {
+            Style::Fancy
+        }
         Color::Auto => Style::Plain,
     }
 }

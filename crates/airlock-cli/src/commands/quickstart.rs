@@ -44,10 +44,20 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
     );
     println!("Version ids (the hash promotion moves from staging to production):");
     for w in &project.workflows {
-        println!("  {}  {}", version_id(&w.workflow).short(), w.workflow.name.value);
+        println!(
+            "  {}  {}",
+            version_id(&w.workflow).short(),
+            w.workflow.name.value
+        );
     }
     println!("\nNext:");
-    println!("  airlock validate -C {}     # every error, with file:line:col", dir.display());
-    println!("  airlock hash -C {}         # full version ids", dir.display());
+    println!(
+        "  airlock validate -C {}     # every error, with file:line:col",
+        dir.display()
+    );
+    println!(
+        "  airlock hash -C {}         # full version ids",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

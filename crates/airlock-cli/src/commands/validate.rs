@@ -20,7 +20,11 @@ pub fn load_or_report(global: &Global) -> Result<Result<Loaded, ExitCode>, CliEr
 fn report(global: &Global, loaded: &Loaded) {
     let files = &loaded.project.files;
     if global.json {
-        let errors: Vec<_> = loaded.diagnostics.iter().map(|d| locate(d, files)).collect();
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| locate(d, files))
+            .collect();
         crate::output::json(&serde_json::json!({ "ok": false, "errors": errors }));
         return;
     }
@@ -47,7 +51,12 @@ pub fn run(global: &Global) -> Result<ExitCode, CliError> {
         Err(code) => return Ok(code),
     };
     let project = &loaded.project;
-    let environments: Vec<&str> = project.manifest.environments.iter().map(|e| e.name.as_str()).collect();
+    let environments: Vec<&str> = project
+        .manifest
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     if global.json {
         crate::output::json(&serde_json::json!({
             "ok": true,

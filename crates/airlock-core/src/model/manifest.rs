@@ -150,7 +150,11 @@ const SMTP_FIELDS: &[BindingField] = &[
     field("host", true, "the SMTP server"),
     field("port", false, "the SMTP port"),
     field("username", false, "the SMTP login"),
-    field("password", false, "the SMTP password, usually `${secret:NAME}`"),
+    field(
+        "password",
+        false,
+        "the SMTP password, usually `${secret:NAME}`",
+    ),
     field("from", true, "the sender address"),
     field("tls", false, "starttls, tls or none"),
 ];
@@ -444,7 +448,11 @@ fn decode_binding(
     let mode = match fields.optional("mode") {
         Some(n) => {
             let span = n.span;
-            match cx.one_of(n, &["live", "record"]).as_deref().map(String::as_str) {
+            match cx
+                .one_of(n, &["live", "record"])
+                .as_deref()
+                .map(String::as_str)
+            {
                 Some("record") => Located::new(BindingMode::Record, span),
                 _ => Located::new(BindingMode::Live, span),
             }
@@ -656,11 +664,12 @@ pub(crate) fn timezone(cx: &mut Cx<'_>, node: &Node) -> Option<String> {
     if text.parse::<chrono_tz::Tz>().is_ok() {
         return Some(text.value);
     }
-    cx.report(
+    let diagnostic = cx.report(
         Code::BadCron,
         text.span,
         format!("unknown time zone `{}`", text.value),
-    )
-    .help = Some("use an IANA name such as `UTC` or `Europe/Paris`".into());
+    );
+    diagnostic.label = Some("not an IANA time zone".into());
+    diagnostic.help = Some("use an IANA name such as `UTC` or `Europe/Paris`".into());
     None
 }

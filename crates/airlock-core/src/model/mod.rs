@@ -8,5 +8,5 @@ pub use manifest::{
     Binding, BindingMode, Connector, ConnectorKind, Difference, Environment, FreezeWindow,
     Manifest, PromotionRule, Requirements, Risk, StagingRuns,
 };
-pub use scenario::{ExpectedCall, Expectations, MatchMode, Scenario, Stub, StubReply};
+pub use scenario::{Expectations, ExpectedCall, MatchMode, Scenario, Stub, StubReply};
 pub use workflow::{Retry, RetryOn, Step, StepKind, Trigger, Workflow};

@@ -105,7 +105,9 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node, workflow: &str, name: &str) -> Optio
     if let Some(n) = fields.optional("stubs") {
         for (target, node) in cx.entries(n, "stubs by `connector.action`") {
             let replies = match &node.value {
-                crate::yaml::Value::Seq(items) => items.iter().filter_map(|i| decode_reply(cx, i)).collect(),
+                crate::yaml::Value::Seq(items) => {
+                    items.iter().filter_map(|i| decode_reply(cx, i)).collect()
+                }
                 _ => decode_reply(cx, node).into_iter().collect(),
             };
             stubs.push(Stub { target, replies });
@@ -114,7 +116,9 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node, workflow: &str, name: &str) -> Optio
     let mut approvals = Vec::new();
     if let Some(n) = fields.optional("approvals") {
         for (step, node) in cx.entries(n, "approval decisions by step id") {
-            let Some(mut f) = cx.fields(node, "approval decision") else { continue };
+            let Some(mut f) = cx.fields(node, "approval decision") else {
+                continue;
+            };
             let decision = f
                 .required(cx, "decision", "approve or reject")
                 .and_then(|n| cx.one_of(n, &["approve", "reject"]));
@@ -189,7 +193,9 @@ fn decode_expectations(cx: &mut Cx<'_>, node: &Node) -> Expectations {
     }
     if let Some(n) = f.optional("calls") {
         for item in cx.list(n, "of expected calls") {
-            let Some(mut c) = cx.fields(item, "expected call") else { continue };
+            let Some(mut c) = cx.fields(item, "expected call") else {
+                continue;
+            };
             let target = c
                 .required(cx, "call", "the `connector.action` expected")
                 .and_then(|n| cx.string(n));
@@ -198,7 +204,11 @@ fn decode_expectations(cx: &mut Cx<'_>, node: &Node) -> Expectations {
                 .optional("match")
                 .and_then(|n| cx.one_of(n, &["exact", "subset"]))
                 .map_or(MatchMode::Subset, |m| {
-                    if m.value == "exact" { MatchMode::Exact } else { MatchMode::Subset }
+                    if m.value == "exact" {
+                        MatchMode::Exact
+                    } else {
+                        MatchMode::Subset
+                    }
                 });
             c.finish(cx);
             if let Some(target) = target {

@@ -38,6 +38,9 @@ pub enum Trigger {
         /// Template for a delivery's idempotency key.
         #[serde(skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
+        /// Where the idempotency key is written, for diagnostics.
+        #[serde(skip)]
+        idempotency_key_span: crate::diagnostic::Span,
     },
     /// A cron schedule.
     Cron {
@@ -59,6 +62,9 @@ pub struct WebhookSignature {
     pub scheme: String,
     /// Name of the secret holding the signing key (in each environment).
     pub secret: String,
+    /// Where the secret's name is written, for diagnostics.
+    #[serde(skip)]
+    pub secret_span: crate::diagnostic::Span,
     /// Header carrying the signature, for the `hex` scheme.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
@@ -158,9 +164,15 @@ pub enum RetryOn {
 
 impl RetryOn {
     /// Names as written.
-    pub const NAMES: &'static [&'static str] = &["timeout", "connection", "status_5xx", "status_429"];
+    pub const NAMES: &'static [&'static str] =
+        &["timeout", "connection", "status_5xx", "status_429"];
     /// Every variant, in the order of [`RetryOn::NAMES`].
-    pub const ALL: &'static [RetryOn] = &[Self::Timeout, Self::Connection, Self::Status5xx, Self::Status429];
+    pub const ALL: &'static [RetryOn] = &[
+        Self::Timeout,
+        Self::Connection,
+        Self::Status5xx,
+        Self::Status429,
+    ];
 }
 
 /// A step's retry policy.
@@ -195,7 +207,10 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Option<Workflow> {
         cx.report(
             Code::InvalidValue,
             name.span,
-            format!("workflow name `{}` may use only a-z, 0-9, `-` and `_`", name.value),
+            format!(
+                "workflow name `{}` may use only a-z, 0-9, `-` and `_`",
+                name.value
+            ),
         );
     }
     let description = fields
@@ -274,19 +289,22 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
             cx.report(
                 Code::InvalidValue,
                 path.span,
-                format!("webhook path `{}` may use only letters, digits, `-`, `_`, `.` and `/`", path.value),
+                format!(
+                    "webhook path `{}` may use only letters, digits, `-`, `_`, `.` and `/`",
+                    path.value
+                ),
             );
         }
-        let signature = f.optional("signature").and_then(|n| decode_signature(cx, n));
-        let idempotency_key = f
-            .optional("idempotency_key")
-            .and_then(|n| cx.string(n))
-            .map(|k| k.value);
+        let signature = f
+            .optional("signature")
+            .and_then(|n| decode_signature(cx, n));
+        let idempotency_key = f.optional("idempotency_key").and_then(|n| cx.string(n));
         f.finish(cx);
         return Some(Trigger::Webhook {
             path: path?.value.trim_matches('/').to_owned(),
             signature,
-            idempotency_key,
+            idempotency_key_span: idempotency_key.as_ref().map(|k| k.span).unwrap_or_default(),
+            idempotency_key: idempotency_key.map(|k| k.value),
         });
     }
     if let Some(n) = cron {
@@ -308,9 +326,15 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
             cx.report(
                 Code::BadCron,
                 schedule.span,
-                format!("`{}` is not a valid cron expression: {error}", schedule.value),
+                format!(
+                    "`{}` is not a valid cron expression: {error}",
+                    schedule.value
+                ),
             )
-            .help = Some("five fields: minute hour day-of-month month day-of-week, e.g. `0 7 * * 1-5`".into());
+            .help = Some(
+                "five fields: minute hour day-of-month month day-of-week, e.g. `0 7 * * 1-5`"
+                    .into(),
+            );
             return None;
         }
         return Some(Trigger::Cron {
@@ -328,13 +352,22 @@ fn decode_signature(cx: &mut Cx<'_>, node: &Node) -> Option<WebhookSignature> {
         .required(cx, "scheme", "github, stripe, standard_webhooks or hex")
         .and_then(|n| cx.one_of(n, &["github", "stripe", "standard_webhooks", "hex"]));
     let secret = f
-        .required(cx, "secret", "the name of the secret holding the signing key")
+        .required(
+            cx,
+            "secret",
+            "the name of the secret holding the signing key",
+        )
         .and_then(|n| cx.string(n));
-    let header = f.optional("header").and_then(|n| cx.string(n)).map(|h| h.value);
+    let header = f
+        .optional("header")
+        .and_then(|n| cx.string(n))
+        .map(|h| h.value);
     f.finish(cx);
+    let secret = secret?;
     Some(WebhookSignature {
         scheme: scheme?.value,
-        secret: secret?.value,
+        secret_span: secret.span,
+        secret: secret.value,
         header,
     })
 }
@@ -358,7 +391,10 @@ impl StepCx<'_, '_> {
             cx.report(
                 Code::InvalidValue,
                 id.span,
-                format!("step id `{}` may use only a-z, 0-9 and `_`, starting with a letter", id.value),
+                format!(
+                    "step id `{}` may use only a-z, 0-9 and `_`, starting with a letter",
+                    id.value
+                ),
             )
             .help = Some(format!(
                 "templates read it as `steps.<id>`, where `-` would be a minus: try `{suggested}`"
@@ -403,7 +439,11 @@ impl StepCx<'_, '_> {
                     span,
                     format!(
                         "step has more than one kind: {}",
-                        kinds.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        kinds
+                            .iter()
+                            .map(|(k, _)| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
                 .help = Some("split it into one step per kind".into());
@@ -436,7 +476,10 @@ impl StepCx<'_, '_> {
                     cx.report(
                         Code::WrongType,
                         kind_node.span,
-                        format!("expected a mapping of values to compute, found {}", kind_node.value.type_name()),
+                        format!(
+                            "expected a mapping of values to compute, found {}",
+                            kind_node.value.type_name()
+                        ),
                     );
                     return None;
                 }
@@ -448,8 +491,13 @@ impl StepCx<'_, '_> {
                 let condition = cx.text(kind_node)?;
                 if then.is_none() {
                     let span = fields_key_span(node, "if").unwrap_or(node.span);
-                    cx.report(Code::MissingField, span, "`if` step is missing required field `then`")
-                        .help = Some("add `then:` with the steps to run when the condition holds".into());
+                    cx.report(
+                        Code::MissingField,
+                        span,
+                        "`if` step is missing required field `then`",
+                    )
+                    .help =
+                        Some("add `then:` with the steps to run when the condition holds".into());
                 }
                 StepKind::If {
                     condition,
@@ -461,8 +509,12 @@ impl StepCx<'_, '_> {
                 let value = cx.text(kind_node)?;
                 let Some(cases_node) = cases else {
                     let span = fields_key_span(node, "switch").unwrap_or(node.span);
-                    cx.report(Code::MissingField, span, "`switch` step is missing required field `cases`")
-                        .help = Some("add `cases:` mapping each value to its steps".into());
+                    cx.report(
+                        Code::MissingField,
+                        span,
+                        "`switch` step is missing required field `cases`",
+                    )
+                    .help = Some("add `cases:` mapping each value to its steps".into());
                     return None;
                 };
                 let entries = cx.entries(cases_node, "cases by value");
@@ -520,7 +572,11 @@ impl StepCx<'_, '_> {
         if let Some(t) = &timeout
             && t.value == 0
         {
-            cx.report(Code::InvalidValue, t.span, "a timeout must be longer than zero");
+            cx.report(
+                Code::InvalidValue,
+                t.span,
+                "a timeout must be longer than zero",
+            );
         }
         let on_failure = on_failure.map(|n| self.steps(n)).unwrap_or_default();
         Some(Step {
@@ -551,7 +607,10 @@ fn decode_retry(cx: &mut Cx<'_>, node: &Node) -> Option<Retry> {
         .and_then(|n| cx.integer(n, 1, 100));
     let backoff = f.optional("backoff").and_then(|n| cx.duration(n));
     let max_backoff = f.optional("max_backoff").and_then(|n| cx.duration(n));
-    let jitter = f.optional("jitter").and_then(|n| cx.bool(n)).unwrap_or(true);
+    let jitter = f
+        .optional("jitter")
+        .and_then(|n| cx.bool(n))
+        .unwrap_or(true);
     let on = match f.optional("on") {
         Some(n) => cx
             .list(n, "of errors to retry")
@@ -562,7 +621,9 @@ fn decode_retry(cx: &mut Cx<'_>, node: &Node) -> Option<Retry> {
                     Some(i) => Some(RetryOn::ALL[i]),
                     None => {
                         let help = suggestion(&name, RetryOn::NAMES.iter().copied())
-                            .unwrap_or_else(|| format!("retryable errors are: {}", RetryOn::NAMES.join(", ")));
+                            .unwrap_or_else(|| {
+                                format!("retryable errors are: {}", RetryOn::NAMES.join(", "))
+                            });
                         cx.report(
                             Code::InvalidValue,
                             name.span,
@@ -581,7 +642,8 @@ fn decode_retry(cx: &mut Cx<'_>, node: &Node) -> Option<Retry> {
     Some(Retry {
         attempts: attempts?.value as u32,
         backoff_ms,
-        max_backoff_ms: max_backoff.map_or(backoff_ms.saturating_mul(32).max(backoff_ms), |m| m.value),
+        max_backoff_ms: max_backoff
+            .map_or(backoff_ms.saturating_mul(32).max(backoff_ms), |m| m.value),
         jitter,
         on,
     })
@@ -596,7 +658,9 @@ impl Workflow {
             for step in steps {
                 out.push(step);
                 match &step.kind {
-                    StepKind::If { then, otherwise, .. } => {
+                    StepKind::If {
+                        then, otherwise, ..
+                    } => {
                         walk(then, out);
                         walk(otherwise, out);
                     }
