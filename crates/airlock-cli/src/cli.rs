@@ -60,9 +60,114 @@ pub enum Command {
         /// Only this workflow.
         workflow: Option<String>,
     },
+    /// Run a workflow once, durably, in an environment, and print its journal as it goes.
+    Run {
+        /// The workflow.
+        workflow: String,
+        /// The environment to run in.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: String,
+        /// A JSON file: the trigger's body.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// How long this process holds a run without writing before another may take it over.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        lease: std::time::Duration,
+    },
+    /// List runs, show one with its journal, or retry a dead one.
+    Runs {
+        #[command(subcommand)]
+        action: Option<RunsAction>,
+        /// Only this environment.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
+        /// Only this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this status (queued, running, waiting, succeeded, failed, dead).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Finish the runs a stopped process left behind (after their lease expires).
+    Resume {
+        /// The lease this process takes on the runs it claims.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        lease: std::time::Duration,
+        /// How long to wait for runs held by a stopped process to become free.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        patience: std::time::Duration,
+    },
+    /// Approve (or reject) a step that waits for a person; the run then continues.
+    ///
+    /// Identity comes from `--as` until the server brings tokens: the name must be one
+    /// of the run's environment's approvers.
+    ApproveStep {
+        /// The run.
+        run: String,
+        /// The approval step.
+        step: String,
+        /// Who decides.
+        #[arg(long = "as", value_name = "NAME")]
+        approver: String,
+        /// Reject instead of approving.
+        #[arg(long)]
+        reject: bool,
+    },
+    /// Store a credential for one environment (read from stdin), or list names.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+    /// List the calls record-mode bindings received (test records).
+    Records {
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: String,
+    },
+    /// Confirm every binding of an environment: reached for real, within its egress.
+    Check {
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: String,
+    },
     /// Explain an error code (for example AL0003).
     Explain {
         /// The code.
         code: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// One run with its journal.
+    Show {
+        /// The run.
+        id: String,
+    },
+    /// Put a dead or failed run back in the queue and follow it; steps that succeeded are not run again.
+    Retry {
+        /// The run.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Store NAME for one environment; the value is read from stdin, never an argument.
+    Set {
+        /// The secret's name, as declared under the environment's `secrets:`.
+        name: String,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: String,
+    },
+    /// Names and environments of secrets; never values.
+    List,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    airlock_core::duration::parse(text).map(std::time::Duration::from_millis)
 }

@@ -7,3 +7,4 @@ pub mod error;
 pub mod output;
 pub mod project_dir;
 pub mod render;
+pub mod workspace;

@@ -41,6 +41,12 @@ pub const FILES: &[(&str, &str)] = &[
         "tests/credit-review/reminders-rejected.yaml",
         include_str!("../scaffold/tests/credit-review/reminders-rejected.yaml"),
     ),
+    ("db/orders.sql", include_str!("../scaffold/db/orders.sql")),
+    ("examples/order.json", include_str!("../scaffold/examples/order.json")),
+    (
+        "examples/small-order.json",
+        include_str!("../scaffold/examples/small-order.json"),
+    ),
 ];
 
 /// The `.gitignore` written beside the project: local state never goes into git.
@@ -50,6 +56,7 @@ pub const GITIGNORE: &str = ".airlock/\n";
 pub fn files() -> Vec<crate::source::SourceFile> {
     FILES
         .iter()
+        .filter(|(path, _)| crate::project::is_project_file(path))
         .map(|(path, text)| crate::source::SourceFile::new(*path, *text))
         .collect()
 }

@@ -46,8 +46,15 @@ pub fn write_project(dir: &Path) -> Result<(), CliError> {
         }
         std::fs::write(&full, text).map_err(|e| CliError::io("write", &full, e))?;
     }
-    let state = dir.join(".airlock");
+    let state = dir.join(crate::workspace::STATE_DIR);
     std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
+    // One key per environment, 0600, so that each environment's secrets are sealed
+    // under their own key from the first `airlock secrets set`.
+    let starter = airlock_core::project::load(scaffold::files());
+    for environment in &starter.project.manifest.environments {
+        airlock_connectors::secrets::Keyring::create_key_file(&state, &environment.name)
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+    }
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
         std::fs::write(&gitignore, scaffold::GITIGNORE)

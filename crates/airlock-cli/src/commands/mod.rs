@@ -1,12 +1,19 @@
 //! One file per command.
 
+mod approve_step;
+mod check;
 mod explain;
 mod hash;
 mod init;
 mod quickstart;
-mod validate;
+mod records;
+mod resume;
+pub mod run;
+mod runs;
+mod secrets;
+pub mod validate;
 
-use crate::cli::{Cli, Color, Command};
+use crate::cli::{Cli, Color, Command, RunsAction, SecretsAction};
 use crate::error::CliError;
 use crate::render::Style;
 use std::io::IsTerminal;
@@ -20,6 +27,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Validate => validate::run(global),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
         Command::Explain { code } => explain::run(global, code),
+        Command::Run { workflow, environment, input, lease } => run::run(
+            global,
+            run::Options { workflow, environment, input: input.as_deref(), lease: *lease },
+        ),
+        Command::Runs { action: Some(RunsAction::Show { id }), .. } => runs::show(global, id),
+        Command::Runs { action: Some(RunsAction::Retry { id }), .. } => runs::retry(global, id),
+        Command::Runs { action: None, environment, workflow, status, limit } => runs::list(
+            global,
+            runs::ListOptions {
+                environment: environment.as_deref(),
+                workflow: workflow.as_deref(),
+                status: status.as_deref(),
+                limit: *limit,
+            },
+        ),
+        Command::Resume { lease, patience } => resume::run(global, *lease, *patience),
+        Command::ApproveStep { run, step, approver, reject } => approve_step::run(global, run, step, approver, *reject),
+        Command::Secrets { action: SecretsAction::Set { name, environment } } => secrets::set(global, name, environment),
+        Command::Secrets { action: SecretsAction::List } => secrets::list(global),
+        Command::Records { environment } => records::run(global, environment),
+        Command::Check { environment } => check::run(global, environment),
     }
 }
 

@@ -144,6 +144,11 @@ const HTTP_FIELDS: &[BindingField] = &[
     field("headers", false, "headers sent with every request"),
     field("token", false, "a bearer token, usually `${secret:NAME}`"),
     field("timeout", false, "default request timeout"),
+    field(
+        "health",
+        false,
+        "a path `airlock check` requests (GET) to confirm the endpoint and credential",
+    ),
 ];
 const CHAT_FIELDS: &[BindingField] = &[field("url", true, "the incoming-webhook URL")];
 const SMTP_FIELDS: &[BindingField] = &[
@@ -158,11 +163,18 @@ const SMTP_FIELDS: &[BindingField] = &[
     field("from", true, "the sender address"),
     field("tls", false, "starttls, tls or none"),
 ];
-const SQL_FIELDS: &[BindingField] = &[field(
-    "url",
-    true,
-    "`sqlite://path` or `postgres://…`, usually `${secret:NAME}`",
-)];
+const SQL_FIELDS: &[BindingField] = &[
+    field(
+        "url",
+        true,
+        "`sqlite://path` or `postgres://…`, usually `${secret:NAME}`",
+    ),
+    field(
+        "schema",
+        false,
+        "a SQL file (relative to the project) applied when the connector first connects, for local databases",
+    ),
+];
 
 /// What a connector touches; a workflow's risk is the highest of the connectors it calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

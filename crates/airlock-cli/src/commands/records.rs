@@ -1,0 +1,43 @@
+//! `airlock records --env E`: what record-mode bindings received.
+
+use crate::cli::Global;
+use crate::error::CliError;
+use crate::workspace::{self, Workspace, store_error};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use std::process::ExitCode;
+
+pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    workspace.environment(environment)?;
+    let records = workspace::runtime()?
+        .block_on(workspace.store.records(environment))
+        .map_err(store_error)?;
+    if global.json {
+        crate::output::json(&records);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if records.is_empty() {
+        println!("no test records in `{environment}`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["#", "at", "call", "run", "step", "arguments", "idempotency key"]);
+    for record in records {
+        let r = &record.record;
+        table.add_row([
+            record.id.to_string(),
+            workspace::time(r.at),
+            format!("{}.{}", r.connector, r.action),
+            r.run.clone(),
+            r.step.clone(),
+            r.arguments.to_string(),
+            r.idempotency_key.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}

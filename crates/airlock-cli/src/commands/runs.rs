@@ -1,0 +1,160 @@
+//! `airlock runs`, `airlock runs show ID`, `airlock runs retry ID`.
+
+use crate::cli::Global;
+use crate::error::CliError;
+use crate::workspace::{self, Workspace, store_error};
+use airlock_engine::EngineOptions;
+use airlock_store::{RunFilter, RunStatus};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+use std::process::ExitCode;
+
+pub struct ListOptions<'a> {
+    pub environment: Option<&'a str>,
+    pub workflow: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub limit: usize,
+}
+
+pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let status = options
+        .status
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                CliError::usage(
+                    format!("unknown status `{s}`"),
+                    Some("statuses: queued, running, waiting, succeeded, failed, dead".into()),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = RunFilter {
+        environment: options.environment.map(str::to_owned),
+        workflow: options.workflow.map(str::to_owned),
+        status,
+        limit: Some(options.limit),
+    };
+    let runs = workspace::runtime()?.block_on(workspace.store.runs(&filter)).map_err(store_error)?;
+    if global.json {
+        crate::output::json(&runs);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["run", "workflow", "version", "environment", "status", "created", "took"]);
+    for run in runs {
+        let took = run.finished_at.zip(run.started_at).map(|(f, s)| format!("{}ms", f - s)).unwrap_or_default();
+        table.add_row([
+            run.id.clone(),
+            run.workflow.clone(),
+            run.version.chars().take(12).collect(),
+            run.environment.clone(),
+            run.status.as_str().to_owned(),
+            workspace::time(run.created_at),
+            took,
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let rt = workspace::runtime()?;
+    let run = rt
+        .block_on(workspace.store.run(id))
+        .map_err(store_error)?
+        .ok_or_else(|| CliError::usage(format!("no run `{id}`"), Some("list runs with `airlock runs`".into())))?;
+    let journal = rt.block_on(workspace.store.journal(id)).map_err(store_error)?;
+    if global.json {
+        crate::output::json(&json!({ "run": run, "journal": journal }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run         {}", run.id);
+    println!("workflow    {} (version {})", run.workflow, run.version);
+    println!("environment {}", run.environment);
+    println!("status      {}", run.status.as_str());
+    println!("created     {}", workspace::time(run.created_at));
+    if let Some(started) = run.started_at {
+        println!("started     {}", workspace::time(started));
+    }
+    if let Some(finished) = run.finished_at {
+        println!("finished    {}", workspace::time(finished));
+    }
+    if let Some(error) = &run.error {
+        println!("error       {error}");
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["#", "step", "attempt", "status", "idempotency key", "took", "detail"]);
+    for entry in &journal {
+        let e = &entry.entry;
+        let took = e.finished_at.map(|f| format!("{}ms", f - e.started_at)).unwrap_or_default();
+        let detail = e
+            .error
+            .clone()
+            .or_else(|| e.output.as_ref().map(|o| truncate(&o.to_string(), 80)))
+            .unwrap_or_default();
+        table.add_row([
+            entry.seq.to_string(),
+            e.step.clone(),
+            e.attempt.to_string(),
+            e.status.as_str().to_owned(),
+            e.idempotency_key.clone().unwrap_or_default(),
+            took,
+            detail,
+        ]);
+    }
+    println!("{table}");
+    if let Some(output) = &run.output {
+        println!("output      {}", truncate(&output.to_string(), 400));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let rt = workspace::runtime()?;
+    rt.block_on(async {
+        let run = workspace
+            .store
+            .run(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| CliError::usage(format!("no run `{id}`"), None))?;
+        workspace.store.retry_run(id, workspace::now()).await.map_err(|e| match e {
+            airlock_store::Error::Conflict(_) => CliError::usage(
+                format!("run {id} is {}; only dead or failed runs can be retried", run.status.as_str()),
+                None,
+            ),
+            other => store_error(other),
+        })?;
+        workspace
+            .audit("cli", "run.retry", Some(&run.environment), id, json!({ "workflow": run.workflow }))
+            .await?;
+        let engine = workspace.engine(EngineOptions::default());
+        super::run::follow(&workspace, engine, id, global.json).await
+    })
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}

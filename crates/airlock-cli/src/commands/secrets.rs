@@ -1,0 +1,98 @@
+//! `airlock secrets set NAME --env E` (value from stdin) and `airlock secrets list`.
+
+use crate::cli::Global;
+use crate::error::CliError;
+use crate::workspace::{self, Workspace, store_error};
+use airlock_connectors::secrets::Keyring;
+use airlock_store::SealedSecret;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+use std::io::Read;
+use std::process::ExitCode;
+
+pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let env = workspace.environment(environment)?;
+    if !env.secrets.iter().any(|s| s.value == name) {
+        return Err(CliError::usage(
+            format!("environment `{environment}` does not declare a secret `{name}`"),
+            Some(format!("add `{name}` to environments.{environment}.secrets in airlock.yaml first")),
+        ));
+    }
+    let mut value = String::new();
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}"), None))?;
+    let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+    if value.is_empty() {
+        return Err(CliError::usage("the secret read from stdin is empty", Some(format!("printf '%s' \"$VALUE\" | airlock secrets set {name} --env {environment}"))));
+    }
+    let state = workspace.state_dir();
+    let created_key = Keyring::create_key_file(&state, environment).map_err(|e| CliError::usage(e.to_string(), None))?;
+    let keyring = Keyring::load(&state, &[environment]).map_err(|e| CliError::usage(e.to_string(), None))?;
+    let sealed = keyring.seal(environment, name, value).map_err(|e| CliError::usage(e.to_string(), None))?;
+    let rt = workspace::runtime()?;
+    rt.block_on(async {
+        workspace
+            .store
+            .put_secret(&SealedSecret {
+                environment: environment.to_owned(),
+                name: name.to_owned(),
+                sealed,
+                fingerprint: None,
+                updated_at: workspace::now(),
+            })
+            .await
+            .map_err(store_error)?;
+        workspace.audit("cli", "secret.set", Some(environment), name, json!({})).await
+    })?;
+    if global.json {
+        crate::output::json(&json!({ "environment": environment, "name": name, "set": true }));
+    } else {
+        if created_key {
+            println!("created the key for `{environment}` in .airlock/keys/{environment}.key (keep it; without it the secrets of `{environment}` cannot be read)");
+        }
+        println!("set `{name}` in `{environment}`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(global: &Global) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let stored = workspace::runtime()?.block_on(workspace.store.secret_names()).map_err(store_error)?;
+    let mut rows = Vec::new();
+    for env in &workspace.project().manifest.environments {
+        for name in &env.secrets {
+            let set = stored.iter().find(|s| s.environment == env.name.value && s.name == name.value);
+            rows.push(json!({
+                "environment": env.name.value,
+                "name": name.value,
+                "set": set.is_some(),
+                "updated_at": set.map(|s| workspace::time(s.updated_at)),
+            }));
+        }
+    }
+    if global.json {
+        crate::output::json(&rows);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["environment", "secret", "state", "updated"]);
+    for row in rows {
+        table.add_row([
+            row["environment"].as_str().unwrap_or_default().to_owned(),
+            row["name"].as_str().unwrap_or_default().to_owned(),
+            if row["set"] == true { "set".to_owned() } else { "not set".to_owned() },
+            row["updated_at"].as_str().unwrap_or_default().to_owned(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}

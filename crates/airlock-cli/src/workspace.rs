@@ -1,0 +1,158 @@
+//! A project opened for work: its validated files, its store, its keys, and an engine.
+
+use crate::cli::Global;
+use crate::error::CliError;
+use crate::project_dir::ProjectDir;
+use airlock_connectors::secrets::Keyring;
+use airlock_core::canonical;
+use airlock_core::diagnostic::suggestion;
+use airlock_core::project::{Loaded, Project, WorkflowFile};
+use airlock_engine::{Engine, EngineOptions, ProjectRuntime, SystemClock};
+use airlock_store::Store;
+use airlock_store::sqlite::SqliteStore;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The project's local state folder.
+pub const STATE_DIR: &str = ".airlock";
+/// The embedded store's file inside it.
+pub const STORE_FILE: &str = "airlock.db";
+
+pub struct Workspace {
+    pub root: PathBuf,
+    pub loaded: Loaded,
+    pub store: Arc<dyn Store>,
+    pub keyring: Keyring,
+}
+
+impl Workspace {
+    /// Opens the project (which must validate) and its embedded store.
+    /// `Err(code)` inside means the diagnostics were printed already.
+    pub fn open(global: &Global) -> Result<Result<Self, ExitCode>, CliError> {
+        let loaded = match crate::commands::validate::load_or_report(global)? {
+            Ok(loaded) => loaded,
+            Err(code) => return Ok(Err(code)),
+        };
+        let root = ProjectDir::locate(global.project.as_deref())?.root;
+        let state = root.join(STATE_DIR);
+        std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
+        let path = state.join(STORE_FILE);
+        let store = SqliteStore::open(&path)
+            .map_err(|e| CliError::usage(format!("cannot open the store {}: {e}", path.display()), None))?;
+        let environments: Vec<&str> = loaded
+            .project
+            .manifest
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        let keyring = Keyring::load(&state, &environments).map_err(|e| CliError::usage(e.to_string(), None))?;
+        Ok(Ok(Self {
+            root,
+            loaded,
+            store: Arc::new(store),
+            keyring,
+        }))
+    }
+
+    pub fn project(&self) -> &Project {
+        &self.loaded.project
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    pub fn workflow(&self, name: &str) -> Result<&WorkflowFile, CliError> {
+        self.project().workflow(name).ok_or_else(|| {
+            let names = self.project().workflows.iter().map(|w| w.workflow.name.as_str());
+            CliError::usage(format!("no workflow named `{name}`"), suggestion(name, names))
+        })
+    }
+
+    pub fn environment(&self, name: &str) -> Result<&airlock_core::model::Environment, CliError> {
+        let manifest = &self.project().manifest;
+        manifest.environment(name).ok_or_else(|| {
+            let names = manifest.environments.iter().map(|e| e.name.as_str());
+            CliError::usage(format!("no environment named `{name}`"), suggestion(name, names))
+        })
+    }
+
+    /// Stores the working copy's version of a workflow and returns its id.
+    pub async fn store_working_version(&self, workflow: &WorkflowFile) -> Result<String, CliError> {
+        let id = canonical::version_id(&workflow.workflow).0;
+        let canonical_json = String::from_utf8_lossy(&canonical::canonical_bytes(&workflow.workflow)).into_owned();
+        let source = self.project().files[workflow.file].text.clone();
+        self.store
+            .put_version(&airlock_store::WorkflowVersion {
+                id: id.clone(),
+                workflow: workflow.workflow.name.value.clone(),
+                canonical: canonical_json,
+                source,
+                created_at: now(),
+            })
+            .await
+            .map_err(store_error)?;
+        Ok(id)
+    }
+
+    /// An engine over this project.
+    pub fn engine(&self, options: EngineOptions) -> Engine {
+        let clock = Arc::new(SystemClock);
+        let runtime = ProjectRuntime::new(
+            self.store.clone(),
+            self.project().manifest.clone(),
+            self.root.clone(),
+            self.keyring.clone(),
+            clock.clone(),
+        );
+        Engine::new(self.store.clone(), Arc::new(runtime), clock, options)
+    }
+
+    /// Appends an audit event.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        environment: Option<&str>,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), CliError> {
+        self.store
+            .audit(&airlock_store::NewAuditEvent {
+                at: now(),
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                environment: environment.map(str::to_owned),
+                subject: subject.to_owned(),
+                detail,
+            })
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+}
+
+pub fn now() -> i64 {
+    use airlock_engine::Clock;
+    SystemClock.now()
+}
+
+pub fn store_error(e: airlock_store::Error) -> CliError {
+    CliError::usage(format!("store: {e}"), None)
+}
+
+/// `2026-11-27T05:21:01.123Z`
+pub fn time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// A tokio runtime for a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}"), None))
+}

@@ -1,0 +1,317 @@
+//! The one place that performs what the interpreter decides: claims runs, journals,
+//! calls connectors, settles runs.
+
+use crate::clock::Clock;
+use crate::interpreter::{self, AttemptFailure, CallPlan, Decision, Input, Next};
+use crate::runtime::Runtime;
+use airlock_connectors::CallRequest;
+use airlock_store::{
+    Claim, Commit, Error as StoreError, NewJournalEntry, Run, RunStatus, Settlement, StepDecision,
+    Store,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors the executor itself can hit (a run's own failures are journaled, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A run's workflow version could not be loaded.
+    #[error("run {run}: {reason}")]
+    Version {
+        /// The run.
+        run: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Someone who wants to see journal entries as they are written (the CLI prints them).
+pub trait Observer: Send + Sync {
+    /// Entries just committed for a run.
+    fn journaled(&self, run: &Run, entries: &[NewJournalEntry]);
+    /// A run released (finished, sleeping or waiting).
+    fn settled(&self, run: &Run, settlement: &Settlement);
+}
+
+/// Tuning.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Who claims (shown in `runs show`).
+    pub worker: String,
+    /// How long a claim lasts without a write; a dead worker's runs are reclaimed after it.
+    pub lease_ms: i64,
+    /// Runs processed at once.
+    pub concurrency: usize,
+    /// A run sleeping for less than this is kept and slept on in process instead of
+    /// released (saves a claim round trip on short backoffs).
+    pub inline_sleep_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            worker: format!("worker-{}", std::process::id()),
+            lease_ms: 30_000,
+            concurrency: 64,
+            inline_sleep_ms: 0,
+        }
+    }
+}
+
+/// The executor.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    clock: Arc<dyn Clock>,
+    options: EngineOptions,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Engine {
+    /// An executor over a store and a runtime.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, clock: Arc<dyn Clock>, options: EngineOptions) -> Self {
+        Self {
+            store,
+            runtime,
+            clock,
+            options,
+            observer: None,
+        }
+    }
+
+    /// Reports journal entries and settlements to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Claims the runs that are due (up to the concurrency) and processes them all.
+    /// Returns how many were claimed.
+    pub async fn process_due(self: &Arc<Self>) -> Result<usize, EngineError> {
+        let claims = self
+            .store
+            .claim(&self.options.worker, self.clock.now(), self.options.lease_ms, self.options.concurrency)
+            .await?;
+        let count = claims.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for claim in claims {
+            let engine = self.clone();
+            tasks.spawn(async move { engine.process(claim).await });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "run processing failed");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => tracing::error!(error = %e, "run task panicked"),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
+    }
+
+    /// Processes due runs until none is due and none may become due within `patience`
+    /// (a run held by a dead worker becomes due when its lease expires).
+    pub async fn drain(self: &Arc<Self>, patience: Duration) -> Result<usize, EngineError> {
+        let mut processed = 0;
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let claimed = self.process_due().await?;
+            processed += claimed;
+            if claimed > 0 {
+                continue;
+            }
+            let now = self.clock.now();
+            let Some(next_due) = self.next_due(now).await? else {
+                return Ok(processed);
+            };
+            let wait = Duration::from_millis((next_due - now).clamp(1, 250) as u64);
+            if tokio::time::Instant::now() + wait > deadline {
+                return Ok(processed);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// When the next run not yet due becomes due (a sleeping run, or a lease expiring).
+    async fn next_due(&self, now: i64) -> Result<Option<i64>, EngineError> {
+        let mut earliest: Option<i64> = None;
+        for status in [RunStatus::Queued, RunStatus::Running] {
+            let runs = self
+                .store
+                .runs(&airlock_store::RunFilter {
+                    status: Some(status),
+                    ..Default::default()
+                })
+                .await?;
+            for run in runs {
+                let due = match status {
+                    RunStatus::Running => run.lease_expires_at,
+                    _ => Some(run.wake_at.unwrap_or(now)),
+                };
+                if let Some(due) = due {
+                    earliest = Some(earliest.map_or(due, |e: i64| e.min(due)));
+                }
+            }
+        }
+        Ok(earliest)
+    }
+
+    /// Drives one claimed run until it finishes or is released.
+    pub async fn process(&self, claim: Claim) -> Result<(), EngineError> {
+        let Claim { run, token } = claim;
+        let workflow = self
+            .runtime
+            .workflow(&run.version)
+            .await
+            .map_err(|reason| EngineError::Version { run: run.id.clone(), reason })?;
+        let mut journal: Vec<NewJournalEntry> = self
+            .store
+            .journal(&run.id)
+            .await?
+            .into_iter()
+            .map(|e| e.entry)
+            .collect();
+        let mut decisions: HashMap<String, StepDecision> = HashMap::new();
+        let mut pending: Vec<NewJournalEntry> = Vec::new();
+        loop {
+            // Decisions on approval steps are read fresh each time a run waits on one.
+            for entry in journal.iter().filter(|e| e.status == airlock_store::StepStatus::Waiting) {
+                if !decisions.contains_key(&entry.step)
+                    && let Some(decision) = self.store.step_decision(&run.id, &entry.step).await?
+                {
+                    decisions.insert(entry.step.clone(), decision);
+                }
+            }
+            let now = self.clock.now();
+            let Decision { entries, next } = interpreter::decide(&Input {
+                workflow: &workflow,
+                version: &run.version,
+                run: &run,
+                journal: &journal,
+                decisions: &decisions,
+                now,
+            });
+            journal.extend(entries.iter().cloned());
+            pending.extend(entries);
+            match next {
+                Next::Call(plan) => {
+                    let redactor = self.runtime.redactor(&run.environment);
+                    let started = interpreter::started_entry(&plan, Some(redactor.redact_json(&plan.args)), now);
+                    pending.push(started.clone());
+                    journal.push(started);
+                    // The intent is durable before the call: a crash from here on is
+                    // seen on resume as `outcome unknown` and retried with the same key.
+                    if !self.commit(&run, token, std::mem::take(&mut pending), Some(now + self.options.lease_ms), None).await? {
+                        return Ok(());
+                    }
+                    let result = self.perform(&run, &plan).await;
+                    let finished = self.clock.now();
+                    let jitter: f64 = rand::random();
+                    let mut entry = interpreter::result_entry(&plan, now, finished, result, jitter);
+                    let redactor = self.runtime.redactor(&run.environment);
+                    entry.output = entry.output.map(|o| redactor.redact_json(&o));
+                    entry.error = entry.error.map(|e| redactor.redact(&e));
+                    journal.push(entry.clone());
+                    pending.push(entry);
+                }
+                Next::Sleep { until } if until - now <= self.options.inline_sleep_ms => {
+                    tokio::time::sleep(Duration::from_millis((until - now).max(0) as u64)).await;
+                }
+                Next::Sleep { until } => {
+                    self.commit(&run, token, pending, None, Some(Settlement::Sleep { wake_at: until })).await?;
+                    return Ok(());
+                }
+                Next::Wait { deadline, .. } => {
+                    self.commit(&run, token, pending, None, Some(Settlement::Wait { deadline })).await?;
+                    return Ok(());
+                }
+                Next::Finish { status, output, error } => {
+                    let redactor = self.runtime.redactor(&run.environment);
+                    let settlement = Settlement::Finish {
+                        status,
+                        output: output.map(|o| redactor.redact_json(&o)),
+                        error: error.map(|e| redactor.redact(&e)),
+                        at: self.clock.now(),
+                    };
+                    self.commit(&run, token, pending, None, Some(settlement)).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Commits; returns false when another worker holds the run now (we stop quietly).
+    async fn commit(
+        &self,
+        run: &Run,
+        token: i64,
+        entries: Vec<NewJournalEntry>,
+        lease_until: Option<i64>,
+        settle: Option<Settlement>,
+    ) -> Result<bool, EngineError> {
+        let commit = Commit {
+            entries: entries.clone(),
+            lease_until,
+            settle: settle.clone(),
+        };
+        match self.store.commit(&run.id, token, commit).await {
+            Ok(()) => {
+                if let Some(observer) = &self.observer {
+                    if !entries.is_empty() {
+                        observer.journaled(run, &entries);
+                    }
+                    if let Some(settlement) = &settle {
+                        observer.settled(run, settlement);
+                    }
+                }
+                Ok(true)
+            }
+            Err(StoreError::Fenced { .. }) => {
+                tracing::warn!(run = %run.id, "lease lost to a newer claim; stopping");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn perform(&self, run: &Run, plan: &CallPlan) -> Result<Value, (String, AttemptFailure)> {
+        let connector = match self.runtime.connector(&run.environment, &plan.connector).await {
+            Ok(c) => c,
+            Err(e) => return Err((e.to_string(), AttemptFailure { class: e.retry_class() })),
+        };
+        let timeout = Duration::from_millis(plan.timeout_ms);
+        let request = CallRequest {
+            run: run.id.clone(),
+            step: plan.step.clone(),
+            action: plan.action.clone(),
+            args: plan.args.clone(),
+            idempotency_key: plan.idempotency_key.clone(),
+            timeout,
+        };
+        let outcome = tokio::time::timeout(timeout, connector.call(&request)).await;
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err((e.to_string(), AttemptFailure { class: e.retry_class() })),
+            Err(_) => {
+                let e = airlock_connectors::CallError::Timeout(timeout);
+                Err((e.to_string(), AttemptFailure { class: e.retry_class() }))
+            }
+        }
+    }
+}

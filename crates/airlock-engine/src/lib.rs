@@ -1,0 +1,22 @@
+//! The durable executor.
+//!
+//! [`interpreter`] decides, purely, what a run does next from its journal;
+//! [`executor::Engine`] claims runs from the store, performs those decisions (the only
+//! place with I/O), and journals every result before the run moves on. [`runtime`]
+//! supplies the workflow versions and connectors (with secrets resolved from the
+//! run's own environment) that runs need.
+
+pub mod clock;
+pub mod executor;
+pub mod interpreter;
+pub mod render;
+pub mod runtime;
+
+pub use clock::{Clock, SystemClock};
+pub use executor::{Engine, EngineError, EngineOptions, Observer};
+pub use runtime::{ProjectRuntime, Runtime};
+
+/// A new run id: time-ordered (UUIDv7), so ids sort by acceptance.
+pub fn new_run_id() -> String {
+    format!("run_{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,1672 @@
+//! The conformance suite: what every backend of [`Store`] must do, written once, generic
+//! over the trait.
+//!
+//! Each property is a `pub async fn` that takes a fresh, empty store and panics with a
+//! message naming what broke. [`run_all`] runs them all, one fresh store each; a backend's
+//! tests may instead call each property from its own `#[tokio::test]` (as
+//! `tests/sqlite.rs` does) and check its list against [`PROPERTIES`].
+//!
+//! The store never reads a clock, so the properties pass their own `now`: small numbers,
+//! chosen so that every due time is unambiguous. The concurrent properties need a
+//! multi-threaded tokio runtime to mean much (they pass on any).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::{
+    AuditEvent, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry, NewRun,
+    NewTestRecord, Run, RunFilter, RunStatus, SealedSecret, Settlement, StepDecision, StepStatus,
+    Store, Timestamp, WorkflowVersion, verify_audit_chain,
+};
+
+/// The name of every property, in the order [`run_all`] runs them.
+pub const PROPERTIES: &[&str] = &[
+    "versions_are_idempotent",
+    "deployments_return_the_previous_version",
+    "enqueue_dedupes_per_environment",
+    "json_values_round_trip",
+    "claim_takes_due_runs_only",
+    "claim_respects_limit_oldest_first",
+    "claim_leases_and_raises_the_token",
+    "lease_excludes_until_it_expires",
+    "lease_extension_is_honoured",
+    "stale_token_is_fenced_and_writes_nothing",
+    "journal_appends_in_order",
+    "commit_is_atomic",
+    "sleep_releases_until_wake_time",
+    "wait_releases_until_deadline_or_decision",
+    "finish_is_final",
+    "decide_step_wakes_a_waiting_run_once",
+    "retry_requeues_dead_and_failed_runs_only",
+    "runs_filter_newest_first",
+    "secrets_are_scoped_to_their_environment",
+    "test_records_per_environment",
+    "audit_log_is_a_hash_chain",
+    "concurrent_claims_are_exclusive",
+    "concurrent_commits_keep_one_journal_order",
+    "concurrent_audit_appends_form_one_chain",
+];
+
+/// Runs every property, each on a fresh store made by `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    versions_are_idempotent(make().await).await;
+    deployments_return_the_previous_version(make().await).await;
+    enqueue_dedupes_per_environment(make().await).await;
+    json_values_round_trip(make().await).await;
+    claim_takes_due_runs_only(make().await).await;
+    claim_respects_limit_oldest_first(make().await).await;
+    claim_leases_and_raises_the_token(make().await).await;
+    lease_excludes_until_it_expires(make().await).await;
+    lease_extension_is_honoured(make().await).await;
+    stale_token_is_fenced_and_writes_nothing(make().await).await;
+    journal_appends_in_order(make().await).await;
+    commit_is_atomic(make().await).await;
+    sleep_releases_until_wake_time(make().await).await;
+    wait_releases_until_deadline_or_decision(make().await).await;
+    finish_is_final(make().await).await;
+    decide_step_wakes_a_waiting_run_once(make().await).await;
+    retry_requeues_dead_and_failed_runs_only(make().await).await;
+    runs_filter_newest_first(make().await).await;
+    secrets_are_scoped_to_their_environment(make().await).await;
+    test_records_per_environment(make().await).await;
+    audit_log_is_a_hash_chain(make().await).await;
+    concurrent_claims_are_exclusive(make().await).await;
+    concurrent_commits_keep_one_journal_order(make().await).await;
+    concurrent_audit_appends_form_one_chain(make().await).await;
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A run to enqueue, in environment `env`, without a dedupe key.
+pub fn new_run(id: &str, env: &str, workflow: &str, created_at: Timestamp) -> NewRun {
+    NewRun {
+        id: id.to_owned(),
+        environment: env.to_owned(),
+        workflow: workflow.to_owned(),
+        version: format!("v-{workflow}"),
+        trigger: json!({"body": {"id": id}, "headers": {}, "query": {}}),
+        dedupe_key: None,
+        created_at,
+    }
+}
+
+/// A journal entry for `step`.
+pub fn entry(step: &str, status: StepStatus, started_at: Timestamp) -> NewJournalEntry {
+    NewJournalEntry {
+        step: step.to_owned(),
+        attempt: 1,
+        status,
+        input: Some(json!({"step": step})),
+        output: (status == StepStatus::Succeeded).then(|| json!({"ok": true, "step": step})),
+        error: (status == StepStatus::Failed).then(|| format!("{step} failed")),
+        idempotency_key: Some(format!("key-{step}")),
+        started_at,
+        finished_at: (status != StepStatus::Started && status != StepStatus::Waiting)
+            .then_some(started_at + 1),
+    }
+}
+
+fn commit_of(entries: Vec<NewJournalEntry>, settle: Option<Settlement>) -> Commit {
+    Commit {
+        entries,
+        lease_until: None,
+        settle,
+    }
+}
+
+fn finish(status: RunStatus, at: Timestamp) -> Settlement {
+    Settlement::Finish {
+        status,
+        output: (status == RunStatus::Succeeded).then(|| json!({"done": true})),
+        error: (status != RunStatus::Succeeded).then(|| format!("run {}", status.as_str())),
+        at,
+    }
+}
+
+async fn enqueue<S: Store>(store: &S, run: NewRun) {
+    let id = run.id.clone();
+    let enqueued = store.enqueue(&run).await.expect("enqueue");
+    assert!(enqueued.created, "enqueue of fresh run {id} must create it");
+    assert_eq!(enqueued.run, id, "enqueue of fresh run {id} returns its id");
+}
+
+async fn get_run<S: Store>(store: &S, id: &str) -> Run {
+    store
+        .run(id)
+        .await
+        .expect("run")
+        .unwrap_or_else(|| panic!("run {id} must exist"))
+}
+
+/// Claims exactly one run and returns its id and token.
+async fn claim_one<S: Store>(
+    store: &S,
+    worker: &str,
+    now: Timestamp,
+    lease_ms: i64,
+) -> (String, i64) {
+    let claims = store.claim(worker, now, lease_ms, 1).await.expect("claim");
+    assert_eq!(
+        claims.len(),
+        1,
+        "claim by {worker} at {now} must find one due run, found {claims:?}"
+    );
+    (claims[0].run.id.clone(), claims[0].token)
+}
+
+async fn claimed_ids<S: Store>(store: &S, now: Timestamp, limit: usize) -> Vec<String> {
+    store
+        .claim("w-check", now, 1_000_000, limit)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|c| c.run.id)
+        .collect()
+}
+
+fn ids(runs: &[Run]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+// ---------------------------------------------------------------- versions and deployments
+
+/// Storing a version twice changes nothing; an unknown version is `None`.
+pub async fn versions_are_idempotent<S: Store>(store: S) {
+    assert_eq!(
+        store.version("sha-1").await.expect("version"),
+        None,
+        "no version before put"
+    );
+    let v = WorkflowVersion {
+        id: "sha-1".into(),
+        workflow: "hello".into(),
+        canonical: r#"{"name":"hello"}"#.into(),
+        source: "name: hello\n".into(),
+        created_at: 10,
+    };
+    store.put_version(&v).await.expect("put_version");
+    store
+        .put_version(&v)
+        .await
+        .expect("put_version of the same version again must succeed");
+    let again = WorkflowVersion {
+        source: "name: hello # edited\n".into(),
+        created_at: 99,
+        ..v.clone()
+    };
+    store
+        .put_version(&again)
+        .await
+        .expect("put_version with an existing id must succeed");
+    assert_eq!(
+        store.version("sha-1").await.expect("version"),
+        Some(v),
+        "a stored version never changes: the first put wins"
+    );
+}
+
+/// `set_deployment` returns the previous version, per environment and workflow.
+pub async fn deployments_return_the_previous_version<S: Store>(store: S) {
+    let deploy = |env: &str, wf: &str, version: &str, at: Timestamp| Deployment {
+        environment: env.into(),
+        workflow: wf.into(),
+        version: version.into(),
+        actor: "ana".into(),
+        updated_at: at,
+    };
+    let prev = store
+        .set_deployment(&deploy("staging", "hello", "v1", 1))
+        .await
+        .expect("deploy");
+    assert_eq!(prev, None, "first deployment has no previous version");
+    let prev = store
+        .set_deployment(&deploy("staging", "hello", "v2", 2))
+        .await
+        .expect("deploy");
+    assert_eq!(
+        prev.as_deref(),
+        Some("v1"),
+        "redeploy returns the previous version"
+    );
+    let prev = store
+        .set_deployment(&deploy("production", "hello", "v1", 3))
+        .await
+        .expect("deploy");
+    assert_eq!(
+        prev, None,
+        "another environment's deployment is not a previous version"
+    );
+    let prev = store
+        .set_deployment(&deploy("staging", "other", "v9", 4))
+        .await
+        .expect("deploy");
+    assert_eq!(
+        prev, None,
+        "another workflow's deployment is not a previous version"
+    );
+
+    assert_eq!(
+        store
+            .deployment("staging", "hello")
+            .await
+            .expect("deployment"),
+        Some(deploy("staging", "hello", "v2", 2)),
+        "deployment returns the latest"
+    );
+    assert_eq!(
+        store
+            .deployment("production", "other")
+            .await
+            .expect("deployment"),
+        None
+    );
+    let mut all = store.deployments(None).await.expect("deployments");
+    all.sort_by(|a, b| (&a.environment, &a.workflow).cmp(&(&b.environment, &b.workflow)));
+    assert_eq!(
+        all,
+        vec![
+            deploy("production", "hello", "v1", 3),
+            deploy("staging", "hello", "v2", 2),
+            deploy("staging", "other", "v9", 4)
+        ],
+        "deployments(None) lists every environment"
+    );
+    let staging = store
+        .deployments(Some("staging"))
+        .await
+        .expect("deployments");
+    assert_eq!(
+        staging.len(),
+        2,
+        "deployments(staging) lists staging's only: {staging:?}"
+    );
+    assert!(staging.iter().all(|d| d.environment == "staging"));
+}
+
+// ---------------------------------------------------------------- enqueue
+
+/// A dedupe key creates one run per environment; the same key elsewhere creates another.
+pub async fn enqueue_dedupes_per_environment<S: Store>(store: S) {
+    let with_key = |id: &str, env: &str| NewRun {
+        dedupe_key: Some("delivery-1".into()),
+        ..new_run(id, env, "hello", 100)
+    };
+    let first = store
+        .enqueue(&with_key("r1", "staging"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (first.run.as_str(), first.created),
+        ("r1", true),
+        "first delivery creates a run"
+    );
+    let second = store
+        .enqueue(&with_key("r2", "staging"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (second.run.as_str(), second.created),
+        ("r1", false),
+        "a second delivery with the same key returns the first run"
+    );
+    assert_eq!(
+        store.run("r2").await.expect("run"),
+        None,
+        "the duplicate delivery created nothing"
+    );
+    let other_env = store
+        .enqueue(&with_key("r3", "production"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (other_env.run.as_str(), other_env.created),
+        ("r3", true),
+        "the same key in another environment creates a run"
+    );
+    enqueue(&store, new_run("r4", "staging", "hello", 100)).await;
+    enqueue(&store, new_run("r5", "staging", "hello", 100)).await;
+
+    let run = get_run(&store, "r1").await;
+    let expected = Run {
+        id: "r1".into(),
+        environment: "staging".into(),
+        workflow: "hello".into(),
+        version: "v-hello".into(),
+        status: RunStatus::Queued,
+        trigger: with_key("r1", "staging").trigger,
+        dedupe_key: Some("delivery-1".into()),
+        output: None,
+        error: None,
+        created_at: 100,
+        started_at: None,
+        finished_at: None,
+        wake_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        fencing_token: 0,
+        claims: 0,
+    };
+    assert_eq!(
+        run, expected,
+        "an enqueued run is queued, unclaimed, as given"
+    );
+
+    let again = store.enqueue(&new_run("r4", "staging", "hello", 200)).await;
+    assert!(
+        again.is_err(),
+        "enqueueing an existing run id must fail, got {again:?}"
+    );
+    assert_eq!(
+        get_run(&store, "r4").await.created_at,
+        100,
+        "the existing run is unchanged"
+    );
+    let all = store.runs(&RunFilter::default()).await.expect("runs");
+    assert_eq!(all.len(), 4, "four runs in all: {:?}", ids(&all));
+}
+
+/// Triggers, outputs, journal inputs and audit details come back exactly.
+pub async fn json_values_round_trip<S: Store>(store: S) {
+    let value = json!({
+        "text": "héllo ✓ \"quoted\" \n newline \u{0000} nul",
+        "big": i64::MAX,
+        "unsigned": u64::MAX,
+        "negative": i64::MIN,
+        "float": 0.1,
+        "nested": {"list": [1, "two", null, true, {"deep": []}], "empty": {}},
+    });
+    let run = NewRun {
+        trigger: value.clone(),
+        ..new_run("r1", "staging", "hello", 1)
+    };
+    enqueue(&store, run).await;
+    assert_eq!(
+        get_run(&store, "r1").await.trigger,
+        value,
+        "trigger round-trips"
+    );
+    let (id, token) = claim_one(&store, "w1", 10, 1_000).await;
+    let step = NewJournalEntry {
+        input: Some(value.clone()),
+        output: Some(json!([value.clone()])),
+        ..entry("a", StepStatus::Succeeded, 10)
+    };
+    let done = Settlement::Finish {
+        status: RunStatus::Succeeded,
+        output: Some(value.clone()),
+        error: None,
+        at: 11,
+    };
+    store
+        .commit(&id, token, commit_of(vec![step.clone()], Some(done)))
+        .await
+        .expect("commit");
+    assert_eq!(
+        get_run(&store, "r1").await.output,
+        Some(value.clone()),
+        "output round-trips"
+    );
+    let journal = store.journal("r1").await.expect("journal");
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].entry, step, "journal entry round-trips");
+    let event = NewAuditEvent {
+        at: 1,
+        actor: "ana".into(),
+        action: "deploy".into(),
+        environment: None,
+        subject: "hello".into(),
+        detail: value.clone(),
+    };
+    store.audit(&event).await.expect("audit");
+    let log = store.audit_log().await.expect("audit_log");
+    assert_eq!(log[0].event, event, "audit detail round-trips");
+    assert_eq!(
+        verify_audit_chain(&log),
+        Ok(()),
+        "a chain with rich details verifies after reading"
+    );
+}
+
+// ---------------------------------------------------------------- claims and leases
+
+/// Only due runs are claimed: queued ones whose wake time came, waiting ones whose deadline
+/// passed, running ones whose lease expired; never finished or open-ended waiting ones.
+pub async fn claim_takes_due_runs_only<S: Store>(store: S) {
+    assert!(
+        claimed_ids(&store, 1_000, 10).await.is_empty(),
+        "an empty store has nothing due"
+    );
+    for id in ["a", "b", "c", "d", "e"] {
+        enqueue(&store, new_run(id, "staging", "hello", 100)).await;
+    }
+    let claims = store.claim("w1", 1_000, 10_000, 10).await.expect("claim");
+    assert_eq!(claims.len(), 5, "every queued run is due");
+    let token = |id: &str| {
+        claims
+            .iter()
+            .find(|c| c.run.id == id)
+            .map(|c| c.token)
+            .unwrap_or(-1)
+    };
+    store
+        .commit(
+            "a",
+            token("a"),
+            commit_of(vec![], Some(finish(RunStatus::Succeeded, 1_001))),
+        )
+        .await
+        .expect("a");
+    store
+        .commit(
+            "b",
+            token("b"),
+            commit_of(vec![], Some(Settlement::Sleep { wake_at: 5_000 })),
+        )
+        .await
+        .expect("b");
+    store
+        .commit(
+            "c",
+            token("c"),
+            commit_of(vec![], Some(Settlement::Wait { deadline: None })),
+        )
+        .await
+        .expect("c");
+    store
+        .commit(
+            "d",
+            token("d"),
+            commit_of(
+                vec![],
+                Some(Settlement::Wait {
+                    deadline: Some(3_000),
+                }),
+            ),
+        )
+        .await
+        .expect("d");
+    // e stays running, leased until 11_000.
+
+    assert!(
+        claimed_ids(&store, 2_000, 10).await.is_empty(),
+        "nothing is due at 2000"
+    );
+    assert_eq!(
+        claimed_ids(&store, 2_999, 10).await,
+        Vec::<String>::new(),
+        "a deadline is not due before it"
+    );
+    assert_eq!(
+        claimed_ids(&store, 3_000, 10).await,
+        vec!["d"],
+        "a waiting run is due at its deadline"
+    );
+    assert_eq!(
+        claimed_ids(&store, 4_999, 10).await,
+        Vec::<String>::new(),
+        "a sleeping run is not due early"
+    );
+    assert_eq!(
+        claimed_ids(&store, 5_000, 10).await,
+        vec!["b"],
+        "a sleeping run is due at its wake time"
+    );
+    assert_eq!(
+        claimed_ids(&store, 10_999, 10).await,
+        Vec::<String>::new(),
+        "a lease holds until it expires"
+    );
+    assert_eq!(
+        claimed_ids(&store, 11_000, 10).await,
+        vec!["e"],
+        "an expired lease makes the run due"
+    );
+    let late: BTreeSet<String> = claimed_ids(&store, 1_000_000_000, 10)
+        .await
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<String> = ["b", "d", "e"].into_iter().map(String::from).collect();
+    assert_eq!(
+        late, expected,
+        "much later only the runs with expired leases are due: never a finished run (a) nor \
+         one waiting without a deadline (c)"
+    );
+    assert_eq!(get_run(&store, "a").await.status, RunStatus::Succeeded);
+    assert_eq!(get_run(&store, "c").await.status, RunStatus::Waiting);
+}
+
+/// A claim takes at most `limit` runs, the oldest first.
+pub async fn claim_respects_limit_oldest_first<S: Store>(store: S) {
+    for created in [500, 100, 300, 400, 200] {
+        enqueue(
+            &store,
+            new_run(&format!("r{created}"), "staging", "hello", created),
+        )
+        .await;
+    }
+    assert_eq!(
+        claimed_ids(&store, 1_000, 0).await,
+        Vec::<String>::new(),
+        "limit 0 claims nothing"
+    );
+    assert_eq!(
+        claimed_ids(&store, 1_000, 2).await,
+        vec!["r100", "r200"],
+        "limit 2: the two oldest"
+    );
+    assert_eq!(
+        claimed_ids(&store, 1_000, 10).await,
+        vec!["r300", "r400", "r500"],
+        "the rest, oldest first"
+    );
+    // A run that slept is ordered by its wake time.
+    enqueue(&store, new_run("late", "staging", "hello", 600)).await;
+    enqueue(&store, new_run("early", "staging", "hello", 700)).await;
+    let (late, token) = claim_one(&store, "w", 2_000, 60_000).await;
+    assert_eq!(late, "late");
+    store
+        .commit(
+            &late,
+            token,
+            commit_of(vec![], Some(Settlement::Sleep { wake_at: 3_000 })),
+        )
+        .await
+        .expect("sleep");
+    assert_eq!(
+        claimed_ids(&store, 3_000, 10).await,
+        vec!["early", "late"],
+        "a run created at 700 and never claimed comes before one that slept until 3000"
+    );
+}
+
+/// A claim leases the run to the worker and raises its token and claim count.
+pub async fn claim_leases_and_raises_the_token<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let claims = store.claim("w1", 1_000, 30_000, 5).await.expect("claim");
+    assert_eq!(claims.len(), 1, "one run is due");
+    let claim = &claims[0];
+    assert_eq!(claim.token, 1, "the first claim's token is 1");
+    let run = &claim.run;
+    assert_eq!(run.status, RunStatus::Running, "a claimed run is running");
+    assert_eq!(
+        run.lease_owner.as_deref(),
+        Some("w1"),
+        "leased to the claimer"
+    );
+    assert_eq!(
+        run.lease_expires_at,
+        Some(31_000),
+        "leased until now + lease_ms"
+    );
+    assert_eq!(run.fencing_token, 1, "the run carries the claim's token");
+    assert_eq!(run.claims, 1, "claimed once");
+    assert_eq!(run.started_at, Some(1_000), "started when first claimed");
+    assert_eq!(
+        &get_run(&store, "r1").await,
+        run,
+        "the claim returns the run as stored"
+    );
+}
+
+/// A second claim before the lease expires gets nothing; after, the run is reclaimed with a
+/// higher token, and keeps its first start time.
+pub async fn lease_excludes_until_it_expires<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let (_, first) = claim_one(&store, "w1", 1_000, 1_000).await;
+    let none = store.claim("w2", 1_999, 1_000, 10).await.expect("claim");
+    assert!(
+        none.is_empty(),
+        "a leased run is not claimed before its lease expires: {none:?}"
+    );
+    let again = store.claim("w2", 2_000, 1_000, 10).await.expect("claim");
+    assert_eq!(again.len(), 1, "an expired lease is reclaimed");
+    assert!(
+        again[0].token > first,
+        "the new claim's token {} exceeds {first}",
+        again[0].token
+    );
+    let run = get_run(&store, "r1").await;
+    assert_eq!(run.lease_owner.as_deref(), Some("w2"), "now leased to w2");
+    assert_eq!(run.lease_expires_at, Some(3_000));
+    assert_eq!(run.claims, 2, "claimed twice");
+    assert_eq!(
+        run.started_at,
+        Some(1_000),
+        "started_at is the first claim's"
+    );
+}
+
+/// `lease_until` extends the lease: the run is not reclaimed before the new expiry.
+pub async fn lease_extension_is_honoured<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let (id, token) = claim_one(&store, "w1", 1_000, 1_000).await;
+    let extend = Commit {
+        lease_until: Some(10_000),
+        ..Commit::default()
+    };
+    store
+        .commit(&id, token, extend)
+        .await
+        .expect("extend the lease");
+    let run = get_run(&store, "r1").await;
+    assert_eq!(run.lease_expires_at, Some(10_000), "lease extended");
+    assert_eq!(run.status, RunStatus::Running, "still running");
+    assert!(
+        claimed_ids(&store, 5_000, 10).await.is_empty(),
+        "an extended lease holds past its first expiry"
+    );
+    assert_eq!(
+        claimed_ids(&store, 10_000, 10).await,
+        vec!["r1"],
+        "and expires at the new time"
+    );
+}
+
+/// A commit with a stale token fails with `Fenced` and writes nothing.
+pub async fn stale_token_is_fenced_and_writes_nothing<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let (id, old) = claim_one(&store, "w1", 1_000, 1_000).await;
+    store
+        .commit(
+            &id,
+            old,
+            commit_of(vec![entry("a", StepStatus::Succeeded, 1_001)], None),
+        )
+        .await
+        .expect("commit");
+    let (_, new) = claim_one(&store, "w2", 2_000, 60_000).await;
+    let before_run = get_run(&store, "r1").await;
+    let before_journal = store.journal("r1").await.expect("journal");
+
+    let stale = commit_of(
+        vec![entry("b", StepStatus::Succeeded, 2_001)],
+        Some(finish(RunStatus::Succeeded, 2_002)),
+    );
+    match store.commit(&id, old, stale).await {
+        Err(Error::Fenced {
+            run,
+            presented,
+            current,
+        }) => {
+            assert_eq!(
+                (run.as_str(), presented, current),
+                ("r1", old, new),
+                "Fenced names run and tokens"
+            );
+        }
+        other => panic!("a commit with the old token must be Fenced, got {other:?}"),
+    }
+    match store.commit(&id, new + 1, Commit::default()).await {
+        Err(Error::Fenced { current, .. }) => assert_eq!(current, new),
+        other => panic!("a commit with a token from the future must be Fenced, got {other:?}"),
+    }
+    assert_eq!(
+        store.journal("r1").await.expect("journal"),
+        before_journal,
+        "a fenced commit writes no entry"
+    );
+    assert_eq!(
+        get_run(&store, "r1").await,
+        before_run,
+        "a fenced commit changes nothing in the run"
+    );
+
+    store
+        .commit(
+            &id,
+            new,
+            commit_of(
+                vec![entry("b", StepStatus::Succeeded, 2_001)],
+                Some(finish(RunStatus::Succeeded, 2_002)),
+            ),
+        )
+        .await
+        .expect("the current holder commits");
+    match store
+        .commit(
+            &id,
+            new,
+            commit_of(vec![entry("c", StepStatus::Succeeded, 2_003)], None),
+        )
+        .await
+    {
+        Err(Error::Fenced {
+            presented, current, ..
+        }) => {
+            assert_eq!(
+                (presented, current),
+                (new, new),
+                "a finished run is fenced with its current token"
+            );
+        }
+        other => panic!("a commit on a run that is not running must be Fenced, got {other:?}"),
+    }
+    assert_eq!(
+        store.journal("r1").await.expect("journal").len(),
+        2,
+        "nothing written after the finish"
+    );
+    match store.commit("missing", 1, Commit::default()).await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("a commit on an unknown run must be NotFound, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- commits
+
+/// Journal entries get sequence numbers 1, 2, 3… per run, in commit order, and come back
+/// exactly as written.
+pub async fn journal_appends_in_order<S: Store>(store: S) {
+    assert!(
+        store.journal("missing").await.expect("journal").is_empty(),
+        "no journal for an unknown run"
+    );
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    enqueue(&store, new_run("r2", "staging", "hello", 101)).await;
+    let claims = store.claim("w1", 1_000, 60_000, 2).await.expect("claim");
+    assert_eq!(claims.len(), 2);
+    let (t1, t2) = (claims[0].token, claims[1].token);
+
+    let batches = [
+        vec![
+            entry("a", StepStatus::Started, 1_001),
+            entry("a", StepStatus::Succeeded, 1_002),
+        ],
+        vec![entry("b", StepStatus::Failed, 1_003)],
+        vec![
+            NewJournalEntry {
+                attempt: 2,
+                ..entry("b", StepStatus::OutcomeUnknown, 1_004)
+            },
+            NewJournalEntry {
+                attempt: 3,
+                ..entry("b", StepStatus::Succeeded, 1_005)
+            },
+            entry("c", StepStatus::Waiting, 1_006),
+        ],
+    ];
+    store
+        .commit(
+            "r2",
+            t2,
+            commit_of(vec![entry("x", StepStatus::Succeeded, 1_000)], None),
+        )
+        .await
+        .expect("commit r2");
+    for batch in &batches {
+        store
+            .commit("r1", t1, commit_of(batch.clone(), None))
+            .await
+            .expect("commit r1");
+    }
+    store
+        .commit("r1", t1, Commit::default())
+        .await
+        .expect("an empty commit is fine");
+    let journal = store.journal("r1").await.expect("journal");
+    let expected: Vec<NewJournalEntry> = batches.concat();
+    assert_eq!(journal.len(), expected.len(), "every entry is kept");
+    for (i, (got, want)) in journal.iter().zip(&expected).enumerate() {
+        assert_eq!(got.run, "r1");
+        assert_eq!(got.seq, i as i64 + 1, "sequence numbers run 1, 2, 3…");
+        assert_eq!(&got.entry, want, "entry {} comes back as written", i + 1);
+    }
+    let other = store.journal("r2").await.expect("journal");
+    assert_eq!(other.len(), 1, "another run's journal is its own");
+    assert_eq!(other[0].seq, 1, "each run's journal starts at 1");
+}
+
+/// Entries and settlement are written together or not at all.
+pub async fn commit_is_atomic<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let (id, token) = claim_one(&store, "w1", 1_000, 60_000).await;
+    let invalid = Settlement::Finish {
+        status: RunStatus::Queued,
+        output: None,
+        error: None,
+        at: 1_001,
+    };
+    let refused = store
+        .commit(
+            &id,
+            token,
+            commit_of(
+                vec![entry("a", StepStatus::Succeeded, 1_001)],
+                Some(invalid),
+            ),
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "finishing as `queued` must be refused, got {refused:?}"
+    );
+    assert!(
+        store.journal("r1").await.expect("journal").is_empty(),
+        "a refused commit writes no entry"
+    );
+    assert_eq!(
+        get_run(&store, "r1").await.status,
+        RunStatus::Running,
+        "a refused commit does not settle"
+    );
+
+    let entries = vec![
+        entry("a", StepStatus::Succeeded, 1_001),
+        entry("b", StepStatus::Succeeded, 1_002),
+    ];
+    store
+        .commit(
+            &id,
+            token,
+            commit_of(entries.clone(), Some(finish(RunStatus::Succeeded, 1_003))),
+        )
+        .await
+        .expect("commit");
+    let journal = store.journal("r1").await.expect("journal");
+    assert_eq!(
+        journal.iter().map(|e| e.entry.clone()).collect::<Vec<_>>(),
+        entries,
+        "entries written"
+    );
+    let run = get_run(&store, "r1").await;
+    assert_eq!(
+        run.status,
+        RunStatus::Succeeded,
+        "settled in the same commit"
+    );
+    assert_eq!(run.output, Some(json!({"done": true})));
+}
+
+/// `Sleep` releases the run as queued until its wake time.
+pub async fn sleep_releases_until_wake_time<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let (id, token) = claim_one(&store, "w1", 1_000, 60_000).await;
+    store
+        .commit(
+            &id,
+            token,
+            commit_of(
+                vec![entry("a", StepStatus::Waiting, 1_001)],
+                Some(Settlement::Sleep { wake_at: 5_000 }),
+            ),
+        )
+        .await
+        .expect("sleep");
+    let run = get_run(&store, "r1").await;
+    assert_eq!(run.status, RunStatus::Queued, "a sleeping run is queued");
+    assert_eq!(run.wake_at, Some(5_000), "with its wake time");
+    assert_eq!(
+        (run.lease_owner, run.lease_expires_at),
+        (None, None),
+        "and no lease"
+    );
+    assert!(
+        claimed_ids(&store, 4_999, 10).await.is_empty(),
+        "not due before its wake time"
+    );
+    let (_, again) = claim_one(&store, "w2", 5_000, 60_000).await;
+    assert!(again > token, "reclaimed with a higher token");
+    let run = get_run(&store, "r1").await;
+    assert_eq!(run.started_at, Some(1_000), "started_at kept");
+    assert_eq!(run.claims, 2);
+}
+
+/// `Wait` releases the run as waiting: due at its deadline, or never without one.
+pub async fn wait_releases_until_deadline_or_decision<S: Store>(store: S) {
+    enqueue(&store, new_run("open", "staging", "hello", 100)).await;
+    enqueue(&store, new_run("timed", "staging", "hello", 200)).await;
+    let claims = store.claim("w1", 1_000, 60_000, 2).await.expect("claim");
+    assert_eq!(claims.len(), 2);
+    for claim in &claims {
+        let deadline = (claim.run.id == "timed").then_some(9_000);
+        store
+            .commit(
+                &claim.run.id,
+                claim.token,
+                commit_of(vec![], Some(Settlement::Wait { deadline })),
+            )
+            .await
+            .expect("wait");
+    }
+    let open = get_run(&store, "open").await;
+    assert_eq!(
+        (open.status, open.wake_at),
+        (RunStatus::Waiting, None),
+        "waiting without deadline"
+    );
+    assert_eq!(
+        (open.lease_owner, open.lease_expires_at),
+        (None, None),
+        "and no lease"
+    );
+    let timed = get_run(&store, "timed").await;
+    assert_eq!(
+        (timed.status, timed.wake_at),
+        (RunStatus::Waiting, Some(9_000)),
+        "waiting until 9000"
+    );
+    assert!(
+        claimed_ids(&store, 8_999, 10).await.is_empty(),
+        "nothing due before the deadline"
+    );
+    assert_eq!(
+        claimed_ids(&store, 9_000, 10).await,
+        vec!["timed"],
+        "the deadline makes a waiting run due"
+    );
+    assert!(
+        claimed_ids(&store, i64::MAX / 2, 10)
+            .await
+            .iter()
+            .all(|id| id != "open"),
+        "a wait without deadline is never due"
+    );
+}
+
+/// `Finish` ends the run: final status, output or error, finished_at, no lease, no wake.
+pub async fn finish_is_final<S: Store>(store: S) {
+    for id in ["ok", "failed", "dead"] {
+        enqueue(&store, new_run(id, "staging", "hello", 100)).await;
+    }
+    let claims = store.claim("w1", 1_000, 60_000, 3).await.expect("claim");
+    assert_eq!(claims.len(), 3);
+    for claim in &claims {
+        let status = match claim.run.id.as_str() {
+            "ok" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            _ => RunStatus::Dead,
+        };
+        store
+            .commit(
+                &claim.run.id,
+                claim.token,
+                commit_of(vec![], Some(finish(status, 2_000))),
+            )
+            .await
+            .expect("finish");
+    }
+    for (id, status) in [
+        ("ok", RunStatus::Succeeded),
+        ("failed", RunStatus::Failed),
+        ("dead", RunStatus::Dead),
+    ] {
+        let run = get_run(&store, id).await;
+        assert_eq!(run.status, status, "{id} finished as {}", status.as_str());
+        assert_eq!(run.finished_at, Some(2_000), "{id} has finished_at");
+        assert_eq!(
+            (
+                run.lease_owner.as_deref(),
+                run.lease_expires_at,
+                run.wake_at
+            ),
+            (None, None, None),
+            "{id}: no lease, no wake"
+        );
+        if status == RunStatus::Succeeded {
+            assert_eq!(
+                (run.output, run.error),
+                (Some(json!({"done": true})), None),
+                "{id}: output kept"
+            );
+        } else {
+            assert_eq!(
+                run.error,
+                Some(format!("run {}", status.as_str())),
+                "{id}: error kept"
+            );
+        }
+    }
+    assert!(
+        claimed_ids(&store, i64::MAX / 2, 10).await.is_empty(),
+        "finished runs are never claimed"
+    );
+}
+
+// ---------------------------------------------------------------- approvals and retries
+
+/// A decision wakes a waiting run; a second decision on the step, or one on a run that is
+/// not waiting, conflicts.
+pub async fn decide_step_wakes_a_waiting_run_once<S: Store>(store: S) {
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    enqueue(&store, new_run("r2", "staging", "hello", 200)).await;
+    let decision = |run: &str, step: &str| StepDecision {
+        run: run.into(),
+        step: step.into(),
+        approver: "ana".into(),
+        approved: true,
+        decided_at: 2_000,
+    };
+    match store.decide_step(&decision("r2", "approve")).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a decision on a queued run must conflict, got {other:?}"),
+    }
+    match store.decide_step(&decision("missing", "approve")).await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("a decision on an unknown run must be NotFound, got {other:?}"),
+    }
+    let (id, token) = claim_one(&store, "w1", 1_000, 60_000).await;
+    assert_eq!(id, "r1");
+    match store.decide_step(&decision("r1", "approve")).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a decision on a running run must conflict, got {other:?}"),
+    }
+    let wait = Settlement::Wait {
+        deadline: Some(100_000),
+    };
+    store
+        .commit(
+            &id,
+            token,
+            commit_of(
+                vec![entry("approve", StepStatus::Waiting, 1_001)],
+                Some(wait),
+            ),
+        )
+        .await
+        .expect("wait");
+    assert_eq!(
+        store
+            .step_decision("r1", "approve")
+            .await
+            .expect("step_decision"),
+        None,
+        "no decision yet"
+    );
+
+    store
+        .decide_step(&decision("r1", "approve"))
+        .await
+        .expect("a decision on a waiting run");
+    assert_eq!(
+        store
+            .step_decision("r1", "approve")
+            .await
+            .expect("step_decision"),
+        Some(decision("r1", "approve")),
+        "the decision is stored"
+    );
+    let run = get_run(&store, "r1").await;
+    assert_eq!(
+        (run.status, run.wake_at),
+        (RunStatus::Queued, None),
+        "the decision queues the run, due now"
+    );
+    let claims = store.claim("w2", 1_500, 60_000, 10).await.expect("claim");
+    let woken = claims
+        .iter()
+        .find(|c| c.run.id == "r1")
+        .expect("the woken run is claimed long before its deadline");
+
+    store
+        .commit(
+            "r1",
+            woken.token,
+            commit_of(vec![], Some(Settlement::Wait { deadline: None })),
+        )
+        .await
+        .expect("wait again");
+    let second = StepDecision {
+        approved: false,
+        approver: "bo".into(),
+        ..decision("r1", "approve")
+    };
+    match store.decide_step(&second).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a second decision on the same step must conflict, got {other:?}"),
+    }
+    assert_eq!(
+        get_run(&store, "r1").await.status,
+        RunStatus::Waiting,
+        "a refused decision does not wake the run"
+    );
+    assert_eq!(
+        store
+            .step_decision("r1", "approve")
+            .await
+            .expect("step_decision"),
+        Some(decision("r1", "approve")),
+        "the first decision stands"
+    );
+    store
+        .decide_step(&decision("r1", "second_gate"))
+        .await
+        .expect("another step's decision");
+    assert_eq!(get_run(&store, "r1").await.status, RunStatus::Queued);
+}
+
+/// `retry_run` puts a dead or failed run back in the queue, journal kept; anything else
+/// conflicts.
+pub async fn retry_requeues_dead_and_failed_runs_only<S: Store>(store: S) {
+    for (id, created) in [
+        ("dead", 100),
+        ("failed", 200),
+        ("ok", 300),
+        ("running", 400),
+        ("queued", 500),
+    ] {
+        enqueue(&store, new_run(id, "staging", "hello", created)).await;
+    }
+    let claims = store.claim("w1", 1_000, 60_000, 4).await.expect("claim");
+    assert_eq!(claims.len(), 4);
+    for claim in &claims {
+        let status = match claim.run.id.as_str() {
+            "dead" => RunStatus::Dead,
+            "failed" => RunStatus::Failed,
+            "ok" => RunStatus::Succeeded,
+            _ => continue,
+        };
+        let entries = vec![
+            entry("a", StepStatus::Succeeded, 1_001),
+            entry("b", StepStatus::Failed, 1_002),
+        ];
+        store
+            .commit(
+                &claim.run.id,
+                claim.token,
+                commit_of(entries, Some(finish(status, 1_003))),
+            )
+            .await
+            .expect("finish");
+    }
+    for id in ["ok", "running", "queued"] {
+        match store.retry_run(id, 2_000).await {
+            Err(Error::Conflict(_)) => {}
+            other => panic!("retry of a {id} run must conflict, got {other:?}"),
+        }
+    }
+    match store.retry_run("missing", 2_000).await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("retry of an unknown run must be NotFound, got {other:?}"),
+    }
+    for id in ["dead", "failed"] {
+        let journal = store.journal(id).await.expect("journal");
+        store.retry_run(id, 2_000).await.expect("retry");
+        let run = get_run(&store, id).await;
+        assert_eq!(run.status, RunStatus::Queued, "retried {id} run is queued");
+        assert_eq!(
+            (run.error, run.finished_at, run.wake_at),
+            (None, None, None),
+            "{id}: error and finish cleared, due now"
+        );
+        assert_eq!(
+            store.journal(id).await.expect("journal"),
+            journal,
+            "{id}: journal kept"
+        );
+        match store.retry_run(id, 2_001).await {
+            Err(Error::Conflict(_)) => {}
+            other => panic!("retrying a queued run again must conflict, got {other:?}"),
+        }
+    }
+    let mut again: Vec<String> = Vec::new();
+    for claim in store.claim("w2", 2_000, 60_000, 10).await.expect("claim") {
+        if claim.run.id != "queued" {
+            assert_eq!(
+                claim.token, 2,
+                "{}: a retried run is claimed with a higher token",
+                claim.run.id
+            );
+            again.push(claim.run.id);
+        }
+    }
+    again.sort();
+    assert_eq!(
+        again,
+        vec!["dead", "failed"],
+        "retried runs are claimed again"
+    );
+}
+
+// ---------------------------------------------------------------- listing
+
+/// `runs` filters by environment, workflow and status, newest first, up to a limit.
+pub async fn runs_filter_newest_first<S: Store>(store: S) {
+    enqueue(&store, new_run("s3", "staging", "a", 400)).await;
+    let (id, token) = claim_one(&store, "w1", 1_000, 60_000).await;
+    store
+        .commit(
+            &id,
+            token,
+            commit_of(vec![], Some(finish(RunStatus::Succeeded, 1_001))),
+        )
+        .await
+        .expect("finish");
+    enqueue(&store, new_run("s1", "staging", "a", 100)).await;
+    enqueue(&store, new_run("p2", "production", "b", 500)).await;
+    enqueue(&store, new_run("s2", "staging", "b", 200)).await;
+    enqueue(&store, new_run("p1", "production", "a", 300)).await;
+
+    let list = |environment: Option<&str>,
+                workflow: Option<&str>,
+                status: Option<RunStatus>,
+                limit: Option<usize>| {
+        let filter = RunFilter {
+            environment: environment.map(String::from),
+            workflow: workflow.map(String::from),
+            status,
+            limit,
+        };
+        let store = &store;
+        async move {
+            let runs = store.runs(&filter).await.expect("runs");
+            (filter, runs.into_iter().map(|r| r.id).collect::<Vec<_>>())
+        }
+    };
+    let cases: Vec<(_, Vec<&str>)> = vec![
+        (
+            list(None, None, None, None).await,
+            vec!["p2", "s3", "p1", "s2", "s1"],
+        ),
+        (
+            list(Some("staging"), None, None, None).await,
+            vec!["s3", "s2", "s1"],
+        ),
+        (
+            list(None, Some("a"), None, None).await,
+            vec!["s3", "p1", "s1"],
+        ),
+        (
+            list(Some("staging"), Some("a"), None, None).await,
+            vec!["s3", "s1"],
+        ),
+        (
+            list(None, None, Some(RunStatus::Succeeded), None).await,
+            vec!["s3"],
+        ),
+        (
+            list(Some("production"), None, Some(RunStatus::Queued), None).await,
+            vec!["p2", "p1"],
+        ),
+        (
+            list(Some("staging"), Some("b"), Some(RunStatus::Queued), None).await,
+            vec!["s2"],
+        ),
+        (list(None, None, None, Some(2)).await, vec!["p2", "s3"]),
+        (list(Some("staging"), None, None, Some(1)).await, vec!["s3"]),
+        (list(None, None, None, Some(0)).await, vec![]),
+        (list(Some("dev"), None, None, None).await, vec![]),
+    ];
+    for ((filter, got), want) in cases {
+        assert_eq!(got, want, "runs({filter:?}) newest first");
+    }
+}
+
+// ---------------------------------------------------------------- secrets, records, audit
+
+/// A secret is only ever returned for its own environment; names never carry values.
+pub async fn secrets_are_scoped_to_their_environment<S: Store>(store: S) {
+    let secret = |env: &str, name: &str, sealed: &[u8], at: Timestamp| SealedSecret {
+        environment: env.into(),
+        name: name.into(),
+        sealed: sealed.to_vec(),
+        fingerprint: Some(format!("fp-{env}-{name}-{at}")),
+        updated_at: at,
+    };
+    store
+        .put_secret(&secret("staging", "API_KEY", &[1, 2, 3], 10))
+        .await
+        .expect("put_secret");
+    store
+        .put_secret(&secret("production", "API_KEY", &[9, 9, 9, 9], 11))
+        .await
+        .expect("put_secret");
+    store
+        .put_secret(&secret("staging", "ONLY_STAGING", &[0, 255], 12))
+        .await
+        .expect("put_secret");
+
+    assert_eq!(
+        store.secret("staging", "API_KEY").await.expect("secret"),
+        Some(secret("staging", "API_KEY", &[1, 2, 3], 10))
+    );
+    assert_eq!(
+        store.secret("production", "API_KEY").await.expect("secret"),
+        Some(secret("production", "API_KEY", &[9, 9, 9, 9], 11))
+    );
+    assert_eq!(
+        store
+            .secret("production", "ONLY_STAGING")
+            .await
+            .expect("secret"),
+        None,
+        "staging's secret never stands in for production's"
+    );
+    assert_eq!(
+        store.secret("dev", "API_KEY").await.expect("secret"),
+        None,
+        "no secret in an environment that has none"
+    );
+
+    store
+        .put_secret(&secret("staging", "API_KEY", &[4, 5], 20))
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.secret("staging", "API_KEY").await.expect("secret"),
+        Some(secret("staging", "API_KEY", &[4, 5], 20)),
+        "put_secret replaces"
+    );
+    assert_eq!(
+        store
+            .secret("production", "API_KEY")
+            .await
+            .expect("secret")
+            .map(|s| s.sealed),
+        Some(vec![9, 9, 9, 9]),
+        "replacing staging's leaves production's"
+    );
+
+    let mut names: Vec<(String, String, Timestamp)> = store
+        .secret_names()
+        .await
+        .expect("secret_names")
+        .into_iter()
+        .map(|n| {
+            let shown = serde_json::to_value(&n).expect("serialize a secret name");
+            assert!(
+                shown.get("sealed").is_none() && shown.get("fingerprint").is_none(),
+                "a secret name carries no value: {shown}"
+            );
+            (n.environment, n.name, n.updated_at)
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("production".into(), "API_KEY".into(), 11),
+            ("staging".into(), "API_KEY".into(), 20),
+            ("staging".into(), "ONLY_STAGING".into(), 12),
+        ],
+        "secret_names lists every secret once, with its last update"
+    );
+}
+
+/// Test records are kept per environment, oldest first.
+pub async fn test_records_per_environment<S: Store>(store: S) {
+    let record = |env: &str, n: i64| NewTestRecord {
+        environment: env.into(),
+        run: format!("run-{n}"),
+        step: "notify".into(),
+        connector: "slack".into(),
+        action: "post_message".into(),
+        arguments: json!({"channel": "#ops", "n": n}),
+        idempotency_key: Some(format!("k{n}")),
+        at: n,
+    };
+    for (env, n) in [
+        ("staging", 1),
+        ("production", 2),
+        ("staging", 3),
+        ("staging", 4),
+        ("production", 5),
+    ] {
+        store.add_record(&record(env, n)).await.expect("add_record");
+    }
+    let staging = store.records("staging").await.expect("records");
+    assert_eq!(
+        staging.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
+        vec![
+            record("staging", 1),
+            record("staging", 3),
+            record("staging", 4)
+        ],
+        "staging's records, oldest first"
+    );
+    assert!(
+        staging.windows(2).all(|w| w[0].id < w[1].id),
+        "ids rise: {staging:?}"
+    );
+    let production = store.records("production").await.expect("records");
+    assert_eq!(
+        production.iter().map(|r| r.record.at).collect::<Vec<_>>(),
+        vec![2, 5],
+        "production's records only"
+    );
+    assert!(
+        store.records("dev").await.expect("records").is_empty(),
+        "no records elsewhere"
+    );
+}
+
+fn audit_event(actor: &str, n: i64) -> NewAuditEvent {
+    NewAuditEvent {
+        at: n,
+        actor: actor.into(),
+        action: "deploy".into(),
+        environment: Some("production".into()),
+        subject: format!("workflow-{n}"),
+        detail: json!({"n": n, "from": "v1", "to": "v2"}),
+    }
+}
+
+/// Audit events form one hash chain from the genesis hash, and read back as appended.
+pub async fn audit_log_is_a_hash_chain<S: Store>(store: S) {
+    assert!(
+        store.audit_log().await.expect("audit_log").is_empty(),
+        "an empty log"
+    );
+    let mut appended: Vec<AuditEvent> = Vec::new();
+    for n in 1..=5 {
+        let event = audit_event("ana", n);
+        let stored = store.audit(&event).await.expect("audit");
+        let prev = appended
+            .last()
+            .map_or(GENESIS_HASH.to_owned(), |e| e.hash.clone());
+        assert_eq!(stored.seq, n, "sequence numbers run 1, 2, 3…");
+        assert_eq!(
+            stored.prev_hash, prev,
+            "event {n} links to the previous hash"
+        );
+        assert_eq!(
+            stored.hash,
+            AuditEvent::compute_hash(&prev, &event),
+            "event {n} carries its hash"
+        );
+        assert_eq!(stored.event, event, "event {n} is stored as given");
+        appended.push(stored);
+    }
+    let log = store.audit_log().await.expect("audit_log");
+    assert_eq!(log, appended, "the log reads back as appended");
+    assert_eq!(verify_audit_chain(&log), Ok(()), "the chain verifies");
+    let mut forged = log.clone();
+    forged[2].event.actor = "mallory".into();
+    assert_eq!(
+        verify_audit_chain(&forged),
+        Err(3),
+        "an edited event breaks the chain"
+    );
+}
+
+// ---------------------------------------------------------------- concurrency
+
+/// Eight workers claiming in a loop over 500 queued runs: each run is claimed exactly once.
+pub async fn concurrent_claims_are_exclusive<S: Store>(store: S) {
+    const RUNS: usize = 500;
+    const WORKERS: usize = 8;
+    let store = Arc::new(store);
+    let mut enqueues = Vec::new();
+    for task in 0..WORKERS {
+        let store = Arc::clone(&store);
+        enqueues.push(tokio::spawn(async move {
+            for i in (task..RUNS).step_by(WORKERS) {
+                let run = new_run(&format!("run-{i:04}"), "staging", "hello", i as Timestamp);
+                store.enqueue(&run).await.expect("enqueue");
+            }
+        }));
+    }
+    for task in enqueues {
+        task.await.expect("enqueue task");
+    }
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let store = Arc::clone(&store);
+        workers.push(tokio::spawn(async move {
+            let worker = format!("worker-{w}");
+            let mut got = Vec::new();
+            loop {
+                let claims = store
+                    .claim(&worker, 10_000, 600_000, w % 4 + 1)
+                    .await
+                    .expect("claim");
+                if claims.is_empty() {
+                    break;
+                }
+                for claim in claims {
+                    let done = commit_of(
+                        vec![entry("a", StepStatus::Succeeded, 10_001)],
+                        Some(finish(RunStatus::Succeeded, 10_002)),
+                    );
+                    store
+                        .commit(&claim.run.id, claim.token, done)
+                        .await
+                        .expect("the only holder commits");
+                    got.push((claim.run.id, claim.token, worker.clone()));
+                }
+            }
+            got
+        }));
+    }
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for task in workers {
+        for (id, token, worker) in task.await.expect("worker task") {
+            assert_eq!(
+                token, 1,
+                "{id} claimed with token {token}: it was claimed before"
+            );
+            if let Some(first) = owner.insert(id.clone(), worker.clone()) {
+                panic!("{id} claimed twice, by {first} and {worker}");
+            }
+        }
+    }
+    assert_eq!(owner.len(), RUNS, "every run is claimed");
+    let runs = store.runs(&RunFilter::default()).await.expect("runs");
+    assert_eq!(runs.len(), RUNS);
+    for run in runs {
+        assert_eq!(
+            (run.status, run.claims, run.fencing_token),
+            (RunStatus::Succeeded, 1, 1),
+            "{} claimed once and finished",
+            run.id
+        );
+        assert_eq!(
+            store.journal(&run.id).await.expect("journal").len(),
+            1,
+            "{}: one entry",
+            run.id
+        );
+    }
+}
+
+/// Concurrent commits for one claim append to one journal without gaps or repeats.
+pub async fn concurrent_commits_keep_one_journal_order<S: Store>(store: S) {
+    const TASKS: i64 = 8;
+    const EACH: i64 = 20;
+    enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
+    let store = Arc::new(store);
+    let (id, token) = claim_one(&*store, "w1", 1_000, 600_000).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (store, id) = (Arc::clone(&store), id.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let step = format!("t{t}");
+                let e = NewJournalEntry {
+                    attempt: n as u32 + 1,
+                    ..entry(&step, StepStatus::Succeeded, n)
+                };
+                store
+                    .commit(&id, token, commit_of(vec![e.clone(), e], None))
+                    .await
+                    .expect("commit");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("commit task");
+    }
+    let journal = store.journal(&id).await.expect("journal");
+    assert_eq!(
+        journal.len() as i64,
+        TASKS * EACH * 2,
+        "every entry is kept"
+    );
+    assert!(
+        journal
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == i as i64 + 1),
+        "seq is 1..n without gaps or repeats"
+    );
+    for pair in journal.chunks(2) {
+        assert_eq!(
+            pair[0].entry, pair[1].entry,
+            "one commit's entries are adjacent"
+        );
+    }
+    for t in 0..TASKS {
+        let attempts: Vec<u32> = journal
+            .iter()
+            .filter(|e| e.entry.step == format!("t{t}"))
+            .map(|e| e.entry.attempt)
+            .collect();
+        assert!(
+            attempts.windows(2).all(|w| w[0] <= w[1]),
+            "task {t}'s commits keep their order: {attempts:?}"
+        );
+    }
+}
+
+/// Eight tasks appending audit events at once still form one valid chain.
+pub async fn concurrent_audit_appends_form_one_chain<S: Store>(store: S) {
+    const TASKS: i64 = 8;
+    const EACH: i64 = 25;
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                store
+                    .audit(&audit_event(&format!("actor-{t}"), n))
+                    .await
+                    .expect("audit");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("audit task");
+    }
+    let log = store.audit_log().await.expect("audit_log");
+    assert_eq!(log.len() as i64, TASKS * EACH, "every event is kept");
+    assert!(
+        log.iter().enumerate().all(|(i, e)| e.seq == i as i64 + 1),
+        "seq is 1..n without gaps"
+    );
+    assert_eq!(
+        verify_audit_chain(&log),
+        Ok(()),
+        "concurrent appends form one chain"
+    );
+    for t in 0..TASKS {
+        let actor = format!("actor-{t}");
+        let order: Vec<i64> = log
+            .iter()
+            .filter(|e| e.event.actor == actor)
+            .map(|e| e.event.at)
+            .collect();
+        assert_eq!(
+            order,
+            (0..EACH).collect::<Vec<_>>(),
+            "{actor}'s events keep their order"
+        );
+    }
+}

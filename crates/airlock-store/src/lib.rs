@@ -1,0 +1,132 @@
+//! Airlock's durable state, behind one trait.
+//!
+//! [`Store`] is everything the engine, the CLI and (later) the server keep: workflow
+//! versions, deployments, runs and their step journal, the work queue with leases,
+//! approvals of steps, secrets (sealed; this crate never sees a plaintext), test records
+//! and the hash-chained audit log.
+//!
+//! The trait is written for many processes on many machines: work is claimed with a
+//! lease that expires when its holder dies, and every write on behalf of a claim carries
+//! the claim's fencing token, which rises with each claim, so a holder that wakes after
+//! its lease expired cannot overwrite the new holder's journal. Nothing here relies on
+//! a single process or on SQLite semantics; [`conformance`] holds the tests every
+//! backend must pass, written once, generic over the trait.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod conformance;
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+pub use sqlite::{Durability, SqliteOptions, SqliteStore};
+
+use async_trait::async_trait;
+
+/// Errors of any backend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The claim's fencing token is no longer current: another worker holds the run.
+    #[error("run {run} is held by a newer claim (token {current}, not {presented})")]
+    Fenced {
+        /// The run.
+        run: String,
+        /// The token presented.
+        presented: i64,
+        /// The token now current.
+        current: i64,
+    },
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The write conflicts with the current state (for example a decision on a step
+    /// that is not waiting).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend failed (I/O, corruption, a bug).
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+/// Results of store calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Durable state. Every method is atomic: it happens entirely or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- workflow versions and deployments ----
+
+    /// Stores a workflow version. Idempotent: storing the same id again changes nothing.
+    async fn put_version(&self, version: &WorkflowVersion) -> Result<()>;
+    /// A stored version by id.
+    async fn version(&self, id: &str) -> Result<Option<WorkflowVersion>>;
+    /// Points `environment`'s `workflow` at `version` and returns the previous version.
+    async fn set_deployment(&self, deployment: &Deployment) -> Result<Option<String>>;
+    /// The version `environment` runs for `workflow`.
+    async fn deployment(&self, environment: &str, workflow: &str) -> Result<Option<Deployment>>;
+    /// Every deployment, optionally of one environment.
+    async fn deployments(&self, environment: Option<&str>) -> Result<Vec<Deployment>>;
+
+    // ---- runs and the queue ----
+
+    /// Accepts a run into the queue. With a `dedupe_key` already accepted in the same
+    /// environment, creates nothing and returns the first run's id.
+    async fn enqueue(&self, run: &NewRun) -> Result<Enqueued>;
+    /// Claims up to `limit` runs that are due: queued or waiting runs whose wake time
+    /// has come, and running runs whose lease expired. Each claim raises the run's
+    /// fencing token and leases it to `worker` until `now + lease_ms`.
+    async fn claim(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claim>>;
+    /// Writes journal entries for a claimed run, and optionally extends its lease or
+    /// settles it, in one transaction. Fails with [`Error::Fenced`] when `token` is no
+    /// longer the run's current token; nothing is written then.
+    async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()>;
+    /// One run.
+    async fn run(&self, id: &str) -> Result<Option<Run>>;
+    /// Runs matching a filter, newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// A run's journal, in order.
+    async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>>;
+    /// Puts a dead or failed run back in the queue (`airlock runs retry`). Its journal is
+    /// kept: steps that succeeded are not run again.
+    async fn retry_run(&self, run: &str, now: Timestamp) -> Result<()>;
+
+    // ---- approval steps ----
+
+    /// Records a decision on a step that waits for approval and wakes its run.
+    /// Fails with [`Error::Conflict`] when the run is not waiting on that step, or a
+    /// decision already exists.
+    async fn decide_step(&self, decision: &StepDecision) -> Result<()>;
+    /// The decision on a step, if one was made.
+    async fn step_decision(&self, run: &str, step: &str) -> Result<Option<StepDecision>>;
+
+    // ---- secrets (sealed) ----
+
+    /// Stores a sealed secret for one environment, replacing any previous value.
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<()>;
+    /// A sealed secret of one environment. Another environment's secret of the same
+    /// name is never returned.
+    async fn secret(&self, environment: &str, name: &str) -> Result<Option<SealedSecret>>;
+    /// Names, environments and update times of every secret; never values.
+    async fn secret_names(&self) -> Result<Vec<SecretName>>;
+
+    // ---- test records (record-mode bindings) ----
+
+    /// Records one call a record-mode binding received.
+    async fn add_record(&self, record: &NewTestRecord) -> Result<()>;
+    /// Test records of one environment, oldest first.
+    async fn records(&self, environment: &str) -> Result<Vec<TestRecord>>;
+
+    // ---- audit ----
+
+    /// Appends an event to the hash chain and returns it with its sequence and hash.
+    async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent>;
+    /// The whole audit log, oldest first.
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>>;
+}

@@ -1,0 +1,425 @@
+//! What the store keeps.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Milliseconds since the Unix epoch. The store never reads a clock: callers pass `now`.
+pub type Timestamp = i64;
+
+/// A workflow version: the canonical form and the source it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowVersion {
+    /// The version id (the canonical form's SHA-256).
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The canonical JSON.
+    pub canonical: String,
+    /// The YAML it was decoded from, so the exact version can be run again.
+    pub source: String,
+    /// When it was first stored.
+    pub created_at: Timestamp,
+}
+
+/// Which version an environment runs for a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The environment.
+    pub environment: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The version id.
+    pub version: String,
+    /// Who made the change.
+    pub actor: String,
+    /// When.
+    pub updated_at: Timestamp,
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Accepted, waiting for a worker (or for its wake time).
+    Queued,
+    /// Held by a worker under a lease.
+    Running,
+    /// Waiting for a person (an approval step), until decided or timed out.
+    Waiting,
+    /// Finished; every step succeeded or was handled.
+    Succeeded,
+    /// Finished unsuccessfully: a `fail` step, a rejection, an error that is not retried.
+    Failed,
+    /// A step kept failing past its attempts: dead-lettered until retried by hand.
+    Dead,
+}
+
+impl RunStatus {
+    /// The status as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Dead => "dead",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "dead" => RunStatus::Dead,
+            _ => return None,
+        })
+    }
+
+    /// Whether the run is over.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Dead
+        )
+    }
+}
+
+/// A run to accept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// Its id (time-ordered, unique).
+    pub id: String,
+    /// The environment it runs in.
+    pub environment: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The exact version it runs, to the end, whatever is deployed meanwhile.
+    pub version: String,
+    /// The trigger payload (`body`, `headers`, `query`, or a schedule tick).
+    pub trigger: Value,
+    /// A delivery's idempotency key: a second run with the same key in the same
+    /// environment is not created.
+    pub dedupe_key: Option<String>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+/// The outcome of [`crate::Store::enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enqueued {
+    /// The run's id (the first run's, for a duplicate delivery).
+    pub run: String,
+    /// False when the dedupe key had been accepted before.
+    pub created: bool,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Its id.
+    pub id: String,
+    /// The environment.
+    pub environment: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The version it runs.
+    pub version: String,
+    /// Where it is.
+    pub status: RunStatus,
+    /// The trigger payload.
+    pub trigger: Value,
+    /// The delivery's idempotency key.
+    pub dedupe_key: Option<String>,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The error, once failed or dead.
+    pub error: Option<String>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// When a worker first claimed it.
+    pub started_at: Option<Timestamp>,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+    /// When a queued or waiting run becomes due (a delay, a backoff, an approval's deadline).
+    pub wake_at: Option<Timestamp>,
+    /// The worker holding it, while running.
+    pub lease_owner: Option<String>,
+    /// When that lease expires.
+    pub lease_expires_at: Option<Timestamp>,
+    /// Rises with each claim.
+    pub fencing_token: i64,
+    /// How many times it was claimed.
+    pub claims: i64,
+}
+
+/// A run claimed by a worker, and the fencing token every write must carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The run, as it was when claimed (status `running`).
+    pub run: Run,
+    /// The token of this claim.
+    pub token: i64,
+}
+
+/// What happened to a step, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// A side-effecting attempt is about to reach its target (written before the call).
+    Started,
+    /// The step (or this attempt) succeeded; its output is final.
+    Succeeded,
+    /// This attempt failed.
+    Failed,
+    /// The process stopped after the attempt may have reached its target; it will be
+    /// retried with the same idempotency key.
+    OutcomeUnknown,
+    /// The step waits (an approval, a delay, a retry backoff).
+    Waiting,
+}
+
+impl StepStatus {
+    /// The status as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Started => "started",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::OutcomeUnknown => "outcome_unknown",
+            StepStatus::Waiting => "waiting",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "started" => StepStatus::Started,
+            "succeeded" => StepStatus::Succeeded,
+            "failed" => StepStatus::Failed,
+            "outcome_unknown" => StepStatus::OutcomeUnknown,
+            "waiting" => StepStatus::Waiting,
+            _ => return None,
+        })
+    }
+}
+
+/// A journal entry to write. The store assigns its sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJournalEntry {
+    /// The step.
+    pub step: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// What happened.
+    pub status: StepStatus,
+    /// The rendered inputs, secrets redacted.
+    pub input: Option<Value>,
+    /// The output (or the branch taken, for `if`/`switch`).
+    pub output: Option<Value>,
+    /// The error, for a failed attempt.
+    pub error: Option<String>,
+    /// The idempotency key the attempt carried.
+    pub idempotency_key: Option<String>,
+    /// When the attempt started.
+    pub started_at: Timestamp,
+    /// When it ended (absent for `started` and `waiting`).
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A journal entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The run.
+    pub run: String,
+    /// Its position in the run's journal, from 1.
+    pub seq: i64,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: NewJournalEntry,
+}
+
+/// How a claimed run is left after a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Settlement {
+    /// Finished for good.
+    Finish {
+        /// `succeeded`, `failed` or `dead`.
+        status: RunStatus,
+        /// The run's output.
+        output: Option<Value>,
+        /// The run's error.
+        error: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// Released until `wake_at` (a delay or a retry backoff): status `queued`.
+    Sleep {
+        /// When it is due again.
+        wake_at: Timestamp,
+    },
+    /// Released to wait for a person: status `waiting`, due again at the deadline if any.
+    Wait {
+        /// The approval's deadline.
+        deadline: Option<Timestamp>,
+    },
+}
+
+/// One atomic write for a claimed run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Journal entries to append, in order.
+    pub entries: Vec<NewJournalEntry>,
+    /// Extend the lease to this time.
+    pub lease_until: Option<Timestamp>,
+    /// Release the run.
+    pub settle: Option<Settlement>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunFilter {
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// At most this many (newest first); all when absent.
+    pub limit: Option<usize>,
+}
+
+/// A person's decision on an approval step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDecision {
+    /// The run.
+    pub run: String,
+    /// The approval step.
+    pub step: String,
+    /// Who decided (checked against the environment's approvers by the caller).
+    pub approver: String,
+    /// Yes or no.
+    pub approved: bool,
+    /// When.
+    pub decided_at: Timestamp,
+}
+
+/// A secret value sealed under its environment's key. The store never sees plaintext.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// The environment that owns it.
+    pub environment: String,
+    /// Its name.
+    pub name: String,
+    /// Nonce and ciphertext.
+    pub sealed: Vec<u8>,
+    /// A keyed fingerprint of the value (for shared-credential detection), never the value.
+    pub fingerprint: Option<String>,
+    /// When it was set.
+    pub updated_at: Timestamp,
+}
+
+/// A secret's name and where it lives, without its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretName {
+    /// The environment.
+    pub environment: String,
+    /// The name.
+    pub name: String,
+    /// When it was set.
+    pub updated_at: Timestamp,
+}
+
+/// One call received by a record-mode binding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTestRecord {
+    /// The environment.
+    pub environment: String,
+    /// The run that made the call.
+    pub run: String,
+    /// The step.
+    pub step: String,
+    /// The connector.
+    pub connector: String,
+    /// The action.
+    pub action: String,
+    /// The rendered arguments.
+    pub arguments: Value,
+    /// The call's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A test record as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRecord {
+    /// Its sequence number.
+    pub id: i64,
+    /// The record.
+    #[serde(flatten)]
+    pub record: NewTestRecord,
+}
+
+/// An audit event to append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEvent {
+    /// When.
+    pub at: Timestamp,
+    /// Who (a person, a token name, or `airlock` for the engine).
+    pub actor: String,
+    /// What (`deploy`, `secret.set`, `approve-step`, `refused`, …).
+    pub action: String,
+    /// The environment it concerns, if any.
+    pub environment: Option<String>,
+    /// The thing acted on (a workflow, a secret name, a run).
+    pub subject: String,
+    /// Details (never secret values).
+    pub detail: Value,
+}
+
+/// An audit event in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: NewAuditEvent,
+    /// The previous event's hash (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and the event's canonical JSON.
+    pub hash: String,
+}
+
+impl AuditEvent {
+    /// The hash an event must carry given the previous hash.
+    pub fn compute_hash(prev_hash: &str, event: &NewAuditEvent) -> String {
+        use sha2::{Digest, Sha256};
+        let body = serde_json::to_string(event).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(prev_hash.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(body.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The hash before the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Checks a whole chain; returns the sequence number of the first event that does not fit.
+pub fn verify_audit_chain(events: &[AuditEvent]) -> Result<(), i64> {
+    let mut prev = GENESIS_HASH.to_owned();
+    for event in events {
+        if event.prev_hash != prev || event.hash != AuditEvent::compute_hash(&prev, &event.event) {
+            return Err(event.seq);
+        }
+        prev = event.hash.clone();
+    }
+    Ok(())
+}

@@ -1,0 +1,1016 @@
+//! SQLite: the embedded default, one file (`<project>/.airlock/airlock.db`).
+//!
+//! - **Writes** go to one thread that owns the write connection and commits them in groups
+//!   (see `writer`): each request in its own savepoint, one `COMMIT` and one fsync per batch.
+//! - **Reads** run on a few read-only connections on tokio's blocking threads, never on the
+//!   writer, and see every write whose call has returned (WAL snapshots).
+//! - **Schema**: built-in migrations tracked by `PRAGMA user_version` (see `schema`).
+//! - **Several stores on one file** (several processes) are safe: every write transaction is
+//!   `BEGIN IMMEDIATE`, so it holds SQLite's write lock from its first read, and a busy
+//!   timeout makes the others wait for it instead of failing. Claims stay exclusive. For many
+//!   processes on many machines, use the PostgreSQL backend.
+
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use tokio::sync::Semaphore;
+
+use crate::{
+    AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
+    NewAuditEvent, NewRun, NewTestRecord, Result, Run, RunFilter, RunStatus, SealedSecret,
+    SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
+};
+
+pub use schema::SCHEMA_VERSION;
+
+/// When a commit counts as durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a write is on disk when its call returns; it survives a power
+    /// cut. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a write survives a crash of the process, but the last few may
+    /// be lost on a power cut or an OS crash. Faster.
+    Normal,
+}
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// When a commit counts as durable.
+    pub durability: Durability,
+    /// How long a write waits for another process's write lock before failing.
+    pub busy_timeout: Duration,
+    /// How many read-only connections (and so concurrent reads) at most.
+    pub read_connections: usize,
+    /// How many write requests one transaction takes at most.
+    pub max_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(10),
+            read_connections: 4,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The embedded store: one SQLite file in WAL mode.
+///
+/// Cheap to clone (the clones share the writer and the readers). Dropping the last clone
+/// waits for the writes already sent, then closes the file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: writer::Writer,
+    readers: ReadPool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed, upgrading it if older) the database at `path` with the
+    /// default options: full durability.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Backend(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(options.busy_timeout).db()?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Backend(format!(
+                "{} cannot use write-ahead logging (journal mode {mode})",
+                path.display()
+            )));
+        }
+        let synchronous = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous).db()?;
+        tune(&conn)?;
+        if let Ok(x) = std::env::var("EXP_PRAGMAS") { conn.execute_batch(&x).db()?; }
+        schema::migrate(&mut conn)?;
+        if let Ok(x) = std::env::var("EXP_POST") { conn.execute_batch(&x).db()?; }
+        conn.set_prepared_statement_cache_capacity(128);
+        let writer = writer::Writer::start(conn, options.max_batch)?;
+        let readers = ReadPool {
+            path: path.to_owned(),
+            busy_timeout: options.busy_timeout,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(options.read_connections.max(1))),
+        };
+        // Open one reader now, so that a file that cannot be read fails here, not later.
+        let first = readers.connect()?;
+        readers.give_back(first);
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// The file this store keeps.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version of the file (after opening: [`SCHEMA_VERSION`]).
+    pub async fn schema_version(&self) -> Result<u32> {
+        self.read(schema::version).await
+    }
+
+    /// Runs `work` on a read-only connection, on a blocking thread.
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .readers
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = inner.readers.take()?;
+            let result = work(&conn);
+            inner.readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("a read failed: {e}")))?
+    }
+
+    /// Runs `work` in the writer's next batch, in its own savepoint.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.run(work).await
+    }
+}
+
+fn closed() -> Error {
+    Error::Backend("the store is closed".to_owned())
+}
+
+/// Settings of every connection, writer and readers.
+fn tune(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;
+         PRAGMA foreign_keys = OFF;",
+    )
+    .db()
+}
+
+/// Read-only connections, opened on demand and kept for reuse; the semaphore bounds how
+/// many exist.
+struct ReadPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl ReadPool {
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Backend(format!("cannot open {}: {e}", self.path.display())))?;
+        conn.busy_timeout(self.busy_timeout).db()?;
+        tune(&conn)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn take(&self) -> Result<Connection> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.connect(),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(conn);
+    }
+}
+
+/// `rusqlite` results into the store's.
+trait DbResult<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> DbResult<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(|e| Error::Backend(e.to_string()))
+    }
+}
+
+fn is_constraint(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+/// The status and token of a run, inside a write.
+fn run_state(conn: &Connection, run: &str) -> Result<Option<(RunStatus, i64)>> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT status, fencing_token FROM runs WHERE id = ?1")
+        .db()?
+        .query_row([run], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .db()?;
+    row.map(|(status, token)| {
+        RunStatus::parse(&status)
+            .map(|status| (status, token))
+            .ok_or_else(|| Error::Backend(format!("run {run} has unknown status {status:?}")))
+    })
+    .transpose()
+}
+
+fn run_not_found(run: &str) -> Error {
+    Error::NotFound(format!("run {run}"))
+}
+
+/// The runs due at `?1`, oldest first, at most `?2`: one range of the partial index
+/// `runs_due`, which holds no finished run (`due_at` is NULL for them).
+const CLAIM_DUE: &str = "SELECT id FROM runs INDEXED BY runs_due
+     WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2";
+
+/// The listing statement for a filter: one per combination of filters, so that each uses
+/// its index. Parameters: `?1` environment, `?2` workflow, `?3` status, `?4` limit (-1 for
+/// none); those the statement does not name are bound all the same (SQLite counts up to
+/// the highest).
+fn runs_sql(filter: &RunFilter) -> String {
+    let mut conditions = Vec::new();
+    if filter.environment.is_some() {
+        conditions.push("environment = ?1");
+    }
+    if filter.workflow.is_some() {
+        conditions.push("workflow = ?2");
+    }
+    if filter.status.is_some() {
+        conditions.push("status = ?3");
+    }
+    let condition = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT {} FROM runs {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
+        rows::RUN_COLUMNS
+    )
+}
+
+/// A journal entry ready to insert: JSON already encoded, off the writer thread.
+struct EncodedEntry {
+    step: String,
+    attempt: u32,
+    status: &'static str,
+    input: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    idempotency_key: Option<String>,
+    started_at: Timestamp,
+    finished_at: Option<Timestamp>,
+}
+
+/// A settlement ready to write.
+enum EncodedSettle {
+    Finish {
+        status: &'static str,
+        output: Option<String>,
+        error: Option<String>,
+        at: Timestamp,
+    },
+    Sleep {
+        wake_at: Timestamp,
+    },
+    Wait {
+        deadline: Option<Timestamp>,
+    },
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_version(&self, version: &WorkflowVersion) -> Result<()> {
+        let version = version.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO versions (id, workflow, canonical, source, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            )
+            .db()?
+            .execute(params![
+                version.id,
+                version.workflow,
+                version.canonical,
+                version.source,
+                version.created_at
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn version(&self, id: &str) -> Result<Option<WorkflowVersion>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM versions WHERE id = ?1",
+                rows::VERSION_COLUMNS
+            ))
+            .db()?
+            .query_row([id], rows::version)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn set_deployment(&self, deployment: &Deployment) -> Result<Option<String>> {
+        let d = deployment.clone();
+        self.write(move |conn| {
+            let previous: Option<String> = conn
+                .prepare_cached(
+                    "SELECT version FROM deployments WHERE environment = ?1 AND workflow = ?2",
+                )
+                .db()?
+                .query_row([&d.environment, &d.workflow], |row| row.get(0))
+                .optional()
+                .db()?;
+            conn.prepare_cached(
+                "INSERT INTO deployments (environment, workflow, version, actor, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (environment, workflow) DO UPDATE SET
+                     version = excluded.version,
+                     actor = excluded.actor,
+                     updated_at = excluded.updated_at",
+            )
+            .db()?
+            .execute(params![
+                d.environment,
+                d.workflow,
+                d.version,
+                d.actor,
+                d.updated_at
+            ])
+            .db()?;
+            Ok(previous)
+        })
+        .await
+    }
+
+    async fn deployment(&self, environment: &str, workflow: &str) -> Result<Option<Deployment>> {
+        let (environment, workflow) = (environment.to_owned(), workflow.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM deployments WHERE environment = ?1 AND workflow = ?2",
+                rows::DEPLOYMENT_COLUMNS
+            ))
+            .db()?
+            .query_row([environment, workflow], rows::deployment)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn deployments(&self, environment: Option<&str>) -> Result<Vec<Deployment>> {
+        let environment = environment.map(str::to_owned);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM deployments WHERE ?1 IS NULL OR environment = ?1
+                     ORDER BY environment, workflow",
+                    rows::DEPLOYMENT_COLUMNS
+                ))
+                .db()?;
+            statement
+                .query_map([environment], rows::deployment)
+                .db()?
+                .collect::<Result<_, _>>()
+                .db()
+        })
+        .await
+    }
+
+    async fn enqueue(&self, run: &NewRun) -> Result<Enqueued> {
+        let trigger = rows::json(&run.trigger)?;
+        let run = run.clone();
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO runs (id, environment, workflow, version, status,
+                         trigger_payload, dedupe_key, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)
+                     ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
+                     DO NOTHING",
+                )
+                .db()?
+                .execute(params![
+                    run.id,
+                    run.environment,
+                    run.workflow,
+                    run.version,
+                    trigger,
+                    run.dedupe_key,
+                    run.created_at
+                ]);
+            match inserted {
+                Ok(1) => Ok(Enqueued {
+                    run: run.id,
+                    created: true,
+                }),
+                Ok(_) => {
+                    let first: String = conn
+                        .prepare_cached(
+                            "SELECT id FROM runs WHERE environment = ?1 AND dedupe_key = ?2",
+                        )
+                        .db()?
+                        .query_row(params![run.environment, run.dedupe_key], |row| row.get(0))
+                        .db()?;
+                    Ok(Enqueued {
+                        run: first,
+                        created: false,
+                    })
+                }
+                Err(e) if is_constraint(&e) => {
+                    Err(Error::Conflict(format!("run {} already exists", run.id)))
+                }
+                Err(e) => Err(Error::Backend(e.to_string())),
+            }
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claim>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let worker = worker.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease_until = now.saturating_add(lease_ms);
+        self.write(move |conn| {
+            let due: Vec<String> = conn
+                .prepare_cached(CLAIM_DUE)
+                .db()?
+                .query_map(params![now, limit], |row| row.get(0))
+                .db()?
+                .collect::<Result<_, _>>()
+                .db()?;
+            let mut take = conn
+                .prepare_cached(&format!(
+                    "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3,
+                         fencing_token = fencing_token + 1, claims = claims + 1,
+                         started_at = coalesce(started_at, ?4)
+                     WHERE id = ?1
+                     RETURNING {}",
+                    rows::RUN_COLUMNS
+                ))
+                .db()?;
+            let mut claims = Vec::with_capacity(due.len());
+            for id in due {
+                let run = take
+                    .query_row(params![id, worker, lease_until, now], rows::run)
+                    .db()?;
+                claims.push(Claim {
+                    token: run.fencing_token,
+                    run,
+                });
+            }
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
+        let run = run.to_owned();
+        let entries = commit
+            .entries
+            .iter()
+            .map(|e| {
+                Ok(EncodedEntry {
+                    step: e.step.clone(),
+                    attempt: e.attempt,
+                    status: e.status.as_str(),
+                    input: rows::json_opt(e.input.as_ref())?,
+                    output: rows::json_opt(e.output.as_ref())?,
+                    error: e.error.clone(),
+                    idempotency_key: e.idempotency_key.clone(),
+                    started_at: e.started_at,
+                    finished_at: e.finished_at,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let settle = match commit.settle {
+            None => None,
+            Some(Settlement::Finish {
+                status,
+                output,
+                error,
+                at,
+            }) => {
+                if !status.is_final() {
+                    return Err(Error::Conflict(format!(
+                        "a run cannot finish as {}: only succeeded, failed or dead",
+                        status.as_str()
+                    )));
+                }
+                let output = rows::json_opt(output.as_ref())?;
+                Some(EncodedSettle::Finish {
+                    status: status.as_str(),
+                    output,
+                    error,
+                    at,
+                })
+            }
+            Some(Settlement::Sleep { wake_at }) => Some(EncodedSettle::Sleep { wake_at }),
+            Some(Settlement::Wait { deadline }) => Some(EncodedSettle::Wait { deadline }),
+        };
+        let lease_until = commit.lease_until;
+        self.write(move |conn| {
+            let (status, current) = run_state(conn, &run)?.ok_or_else(|| run_not_found(&run))?;
+            if status != RunStatus::Running || current != token {
+                return Err(Error::Fenced {
+                    run,
+                    presented: token,
+                    current,
+                });
+            }
+            if !entries.is_empty() {
+                let mut seq: i64 = conn
+                    .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE run = ?1")
+                    .db()?
+                    .query_row([&run], |row| row.get(0))
+                    .db()?;
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT INTO journal (run, seq, step, attempt, status, input, output,
+                             error, idempotency_key, started_at, finished_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    )
+                    .db()?;
+                for e in &entries {
+                    seq += 1;
+                    insert
+                        .execute(params![
+                            run,
+                            seq,
+                            e.step,
+                            e.attempt,
+                            e.status,
+                            e.input,
+                            e.output,
+                            e.error,
+                            e.idempotency_key,
+                            e.started_at,
+                            e.finished_at
+                        ])
+                        .db()?;
+                }
+            }
+            if let Some(until) = lease_until {
+                conn.prepare_cached("UPDATE runs SET lease_expires_at = ?2 WHERE id = ?1")
+                    .db()?
+                    .execute(params![run, until])
+                    .db()?;
+            }
+            match settle {
+                None => {}
+                Some(EncodedSettle::Finish {
+                    status,
+                    output,
+                    error,
+                    at,
+                }) => {
+                    conn.prepare_cached(
+                        "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5,
+                             wake_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = ?1",
+                    )
+                    .db()?
+                    .execute(params![run, status, output, error, at])
+                    .db()?;
+                }
+                Some(EncodedSettle::Sleep { wake_at }) => {
+                    conn.prepare_cached(
+                        "UPDATE runs SET status = 'queued', wake_at = ?2,
+                             lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = ?1",
+                    )
+                    .db()?
+                    .execute(params![run, wake_at])
+                    .db()?;
+                }
+                Some(EncodedSettle::Wait { deadline }) => {
+                    conn.prepare_cached(
+                        "UPDATE runs SET status = 'waiting', wake_at = ?2,
+                             lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = ?1",
+                    )
+                    .db()?
+                    .execute(params![run, deadline])
+                    .db()?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<Run>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM runs WHERE id = ?1",
+                rows::RUN_COLUMNS
+            ))
+            .db()?
+            .query_row([id], rows::run)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let sql = runs_sql(&filter);
+            let limit = filter
+                .limit
+                .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+            let mut statement = conn.prepare_cached(&sql).db()?;
+            let status = filter.status.map(RunStatus::as_str);
+            statement
+                .query_map(
+                    params![filter.environment, filter.workflow, status, limit],
+                    rows::run,
+                )
+                .db()?
+                .collect::<Result<_, _>>()
+                .db()
+        })
+        .await
+    }
+
+    async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>> {
+        let run = run.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM journal WHERE run = ?1 ORDER BY seq",
+                rows::JOURNAL_COLUMNS
+            ))
+            .db()?
+            .query_map([run], rows::journal_entry)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn retry_run(&self, run: &str, _now: Timestamp) -> Result<()> {
+        let run = run.to_owned();
+        self.write(move |conn| {
+            let (status, _) = run_state(conn, &run)?.ok_or_else(|| run_not_found(&run))?;
+            if !matches!(status, RunStatus::Dead | RunStatus::Failed) {
+                return Err(Error::Conflict(format!(
+                    "run {run} is {}: only dead or failed runs are retried",
+                    status.as_str()
+                )));
+            }
+            conn.prepare_cached(
+                "UPDATE runs SET status = 'queued', wake_at = NULL, error = NULL, output = NULL,
+                     finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = ?1",
+            )
+            .db()?
+            .execute([&run])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn decide_step(&self, decision: &StepDecision) -> Result<()> {
+        let d = decision.clone();
+        self.write(move |conn| {
+            let (status, _) = run_state(conn, &d.run)?.ok_or_else(|| run_not_found(&d.run))?;
+            if status != RunStatus::Waiting {
+                return Err(Error::Conflict(format!(
+                    "run {} is {}, not waiting for a decision",
+                    d.run,
+                    status.as_str()
+                )));
+            }
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO step_decisions (run, step, approver, approved, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run, step) DO NOTHING",
+                )
+                .db()?
+                .execute(params![d.run, d.step, d.approver, d.approved, d.decided_at])
+                .db()?;
+            if inserted == 0 {
+                return Err(Error::Conflict(format!(
+                    "step {} of run {} is already decided",
+                    d.step, d.run
+                )));
+            }
+            conn.prepare_cached("UPDATE runs SET status = 'queued', wake_at = NULL WHERE id = ?1")
+                .db()?
+                .execute([&d.run])
+                .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn step_decision(&self, run: &str, step: &str) -> Result<Option<StepDecision>> {
+        let (run, step) = (run.to_owned(), step.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM step_decisions WHERE run = ?1 AND step = ?2",
+                rows::DECISION_COLUMNS
+            ))
+            .db()?
+            .query_row([run, step], rows::decision)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<()> {
+        let s = secret.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO secrets (environment, name, sealed, fingerprint, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (environment, name) DO UPDATE SET
+                     sealed = excluded.sealed,
+                     fingerprint = excluded.fingerprint,
+                     updated_at = excluded.updated_at",
+            )
+            .db()?
+            .execute(params![
+                s.environment,
+                s.name,
+                s.sealed,
+                s.fingerprint,
+                s.updated_at
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn secret(&self, environment: &str, name: &str) -> Result<Option<SealedSecret>> {
+        let (environment, name) = (environment.to_owned(), name.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM secrets WHERE environment = ?1 AND name = ?2",
+                rows::SECRET_COLUMNS
+            ))
+            .db()?
+            .query_row([environment, name], rows::secret)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn secret_names(&self) -> Result<Vec<SecretName>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT environment, name, updated_at FROM secrets ORDER BY environment, name",
+            )
+            .db()?
+            .query_map([], rows::secret_name)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn add_record(&self, record: &NewTestRecord) -> Result<()> {
+        let arguments = rows::json(&record.arguments)?;
+        let r = record.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO test_records (environment, run, step, connector, action, arguments,
+                     idempotency_key, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .db()?
+            .execute(params![
+                r.environment,
+                r.run,
+                r.step,
+                r.connector,
+                r.action,
+                arguments,
+                r.idempotency_key,
+                r.at
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn records(&self, environment: &str) -> Result<Vec<TestRecord>> {
+        let environment = environment.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM test_records WHERE environment = ?1 ORDER BY id",
+                rows::RECORD_COLUMNS
+            ))
+            .db()?
+            .query_map([environment], rows::record)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
+        let detail = rows::json(&event.detail)?;
+        let event = event.clone();
+        self.write(move |conn| {
+            let last: Option<(i64, String)> = conn
+                .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .db()?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .db()?;
+            let (seq, prev_hash) = match last {
+                Some((seq, hash)) => (seq + 1, hash),
+                None => (1, GENESIS_HASH.to_owned()),
+            };
+            let hash = AuditEvent::compute_hash(&prev_hash, &event);
+            conn.prepare_cached(
+                "INSERT INTO audit (seq, at, actor, action, environment, subject, detail,
+                     prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .db()?
+            .execute(params![
+                seq,
+                event.at,
+                event.actor,
+                event.action,
+                event.environment,
+                event.subject,
+                detail,
+                prev_hash,
+                hash
+            ])
+            .db()?;
+            Ok(AuditEvent {
+                seq,
+                event,
+                prev_hash,
+                hash,
+            })
+        })
+        .await
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM audit ORDER BY seq",
+                rows::AUDIT_COLUMNS
+            ))
+            .db()?
+            .query_map([], rows::audit_event)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let details: Vec<String> = statement
+            .query_map(
+                rusqlite::params_from_iter(std::iter::repeat_n(
+                    rusqlite::types::Null,
+                    statement.parameter_count(),
+                )),
+                |row| row.get(3),
+            )
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        details.join(" | ")
+    }
+
+    fn migrated() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut conn = Connection::open(dir.path().join("plan.db")).expect("open");
+        schema::migrate(&mut conn).expect("migrate");
+        (dir, conn)
+    }
+
+    #[test]
+    fn claim_reads_one_range_of_the_due_index() {
+        let (_dir, conn) = migrated();
+        let plan = plan(&conn, CLAIM_DUE);
+        assert!(plan.contains("USING INDEX runs_due (due_at<?)"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+    }
+
+    #[test]
+    fn every_listing_uses_an_index_and_no_sort() {
+        let (_dir, conn) = migrated();
+        for environment in [None, Some("staging".to_owned())] {
+            for workflow in [None, Some("hello".to_owned())] {
+                for status in [None, Some(RunStatus::Dead)] {
+                    let filter = RunFilter {
+                        environment: environment.clone(),
+                        workflow: workflow.clone(),
+                        status,
+                        limit: Some(10),
+                    };
+                    let plan = plan(&conn, &runs_sql(&filter));
+                    assert!(plan.contains("USING INDEX"), "{filter:?}: {plan}");
+                    if workflow.is_none() || environment.is_some() {
+                        assert!(!plan.contains("TEMP B-TREE"), "{filter:?}: {plan}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The schema, as a list of migrations applied in order and tracked by `PRAGMA user_version`.
+//!
+//! A migration, once released, is never edited: a change to the schema is a new entry at the
+//! end of [`MIGRATIONS`]. Opening a file whose version is lower applies the missing ones in one
+//! transaction; opening a file written by a newer Airlock is refused.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::DbResult;
+use crate::{Error, Result};
+
+/// Version 1: every table of the store.
+///
+/// `runs.due_at` is when a run becomes claimable: a queued run at its wake time (its
+/// acceptance time when it has none), a waiting run at its deadline (never without one), a
+/// running run when its lease expires; finished runs have none. Only runs with a due time
+/// are in the partial index `runs_due`, so claiming costs the same with ten runs or ten
+/// million finished ones.
+const V1: &str = r#"
+CREATE TABLE versions (
+    id          TEXT PRIMARY KEY NOT NULL,
+    workflow    TEXT NOT NULL,
+    canonical   TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE deployments (
+    environment TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (environment, workflow)
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+    id               TEXT PRIMARY KEY NOT NULL,
+    environment      TEXT NOT NULL,
+    workflow         TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    trigger_payload  TEXT NOT NULL,
+    dedupe_key       TEXT,
+    output           TEXT,
+    error            TEXT,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    wake_at          INTEGER,
+    lease_owner      TEXT,
+    lease_expires_at INTEGER,
+    fencing_token    INTEGER NOT NULL DEFAULT 0,
+    claims           INTEGER NOT NULL DEFAULT 0,
+    due_at           INTEGER GENERATED ALWAYS AS (
+        CASE status
+            WHEN 'queued'  THEN coalesce(wake_at, created_at)
+            WHEN 'waiting' THEN wake_at
+            WHEN 'running' THEN lease_expires_at
+        END
+    ) VIRTUAL
+);
+CREATE UNIQUE INDEX runs_dedupe ON runs (environment, dedupe_key) WHERE dedupe_key IS NOT NULL;
+CREATE INDEX runs_due ON runs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX runs_created ON runs (created_at);
+CREATE INDEX runs_environment ON runs (environment, created_at);
+CREATE INDEX runs_workflow ON runs (environment, workflow, created_at);
+CREATE INDEX runs_status ON runs (status, created_at);
+
+CREATE TABLE journal (
+    run             TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    step            TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    input           TEXT,
+    output          TEXT,
+    error           TEXT,
+    idempotency_key TEXT,
+    started_at      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    PRIMARY KEY (run, seq)
+);
+
+CREATE TABLE step_decisions (
+    run         TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    approver    TEXT NOT NULL,
+    approved    INTEGER NOT NULL,
+    decided_at  INTEGER NOT NULL,
+    PRIMARY KEY (run, step)
+) WITHOUT ROWID;
+
+CREATE TABLE secrets (
+    environment TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    sealed      BLOB NOT NULL,
+    fingerprint TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (environment, name)
+);
+
+CREATE TABLE test_records (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment     TEXT NOT NULL,
+    run             TEXT NOT NULL,
+    step            TEXT NOT NULL,
+    connector       TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    arguments       TEXT NOT NULL,
+    idempotency_key TEXT,
+    at              INTEGER NOT NULL
+);
+CREATE INDEX test_records_environment ON test_records (environment, id);
+
+CREATE TABLE audit (
+    seq         INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    environment TEXT,
+    subject     TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+"#;
+
+/// Every migration, in order; the schema version of a file is how many it has applied.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The schema version of an open database.
+pub(super) fn version(conn: &Connection) -> Result<u32> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .db()?;
+    u32::try_from(version).map_err(|_| Error::Backend(format!("bad schema version {version}")))
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`], in one transaction that holds the write
+/// lock, so two processes opening the same old file do not both migrate it.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    if version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let current = version(&tx)?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::Backend(format!(
+            "the database has schema version {current}, newer than this Airlock's ({SCHEMA_VERSION}); \
+             upgrade Airlock to open it"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Backend(format!("migration {}: {e}", index + 1)))?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)
+            .db()?;
+    }
+    tx.commit().db()
+}
