@@ -125,6 +125,49 @@ impl Engine {
         }
     }
 
+    /// Works until `shutdown` turns true: keeps up to `concurrency` runs in flight,
+    /// claiming more as slots free up, and polls the store when nothing is due.
+    pub async fn work(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>, poll: Duration) -> Result<(), EngineError> {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.options.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        while !*shutdown.borrow() {
+            while let Some(joined) = tasks.try_join_next() {
+                if let Ok(Err(e)) = joined {
+                    tracing::error!(error = %e, "run processing failed");
+                }
+            }
+            let free = slots.available_permits();
+            let claims = if free == 0 {
+                Vec::new()
+            } else {
+                self.store
+                    .claim(&self.options.worker, self.clock.now(), self.options.lease_ms, free)
+                    .await?
+            };
+            if claims.is_empty() {
+                let mut shutdown = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+                continue;
+            }
+            for claim in claims {
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let engine = self.clone();
+                tasks.spawn(async move {
+                    let result = engine.process(claim).await;
+                    drop(permit);
+                    result
+                });
+            }
+        }
+        // Runs in flight finish their current step; what is left stays resumable.
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
     /// Processes due runs until none is due and none may become due within `patience`
     /// (a run held by a dead worker becomes due when its lease expires).
     pub async fn drain(self: &Arc<Self>, patience: Duration) -> Result<usize, EngineError> {

@@ -175,7 +175,13 @@ impl<'a> Walker<'a> {
     fn new(input: &'a Input<'a>) -> Self {
         let mut states: HashMap<String, StepState> = HashMap::new();
         for entry in input.journal {
-            states.entry(entry.step.clone()).or_default().entries.push(entry.clone());
+            let state = states.entry(entry.step.clone()).or_default();
+            if entry.status == StepStatus::Retried {
+                // A person retried the run: this step's life starts again here.
+                state.entries.clear();
+            } else {
+                state.entries.push(entry.clone());
+            }
         }
         let run = input.run;
         let scope = Scope {
@@ -520,6 +526,43 @@ impl<'a> Walker<'a> {
             retry: step.retry.clone(),
         }))
     }
+}
+
+/// The marks `airlock runs retry` appends so that a dead or failed run runs again: the
+/// step that failed for good, and every step that ran after it (its failure handlers),
+/// start over; steps that succeeded before it are kept and never run again.
+pub fn retry_marks(journal: &[NewJournalEntry], now: Timestamp) -> Vec<NewJournalEntry> {
+    let since_last_retry = journal
+        .iter()
+        .rposition(|e| e.status == StepStatus::Retried)
+        .map_or(0, |i| i + 1);
+    let recent = &journal[since_last_retry..];
+    let Some(first_failure) = recent
+        .iter()
+        .position(|e| e.status == StepStatus::Failed && final_marker(e).is_some())
+    else {
+        return Vec::new();
+    };
+    let mut steps: Vec<&str> = Vec::new();
+    for entry in &recent[first_failure..] {
+        if !steps.contains(&entry.step.as_str()) {
+            steps.push(&entry.step);
+        }
+    }
+    steps
+        .into_iter()
+        .map(|step| NewJournalEntry {
+            step: step.to_owned(),
+            attempt: 0,
+            status: StepStatus::Retried,
+            input: None,
+            output: None,
+            error: None,
+            idempotency_key: None,
+            started_at: now,
+            finished_at: Some(now),
+        })
+        .collect()
 }
 
 /// The journal entry written before a call reaches its target.

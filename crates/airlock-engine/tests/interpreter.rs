@@ -224,3 +224,21 @@ fn an_approval_times_out() {
     assert_eq!(status, RunStatus::Failed);
     assert!(error.unwrap().contains("approval timed out"));
 }
+
+#[test]
+fn a_retried_dead_run_runs_the_failed_step_and_its_handler_again_and_nothing_before() {
+    let mut sim = Sim::new(scaffold("order-intake"), json!({"body": {"id": 3, "amount": 40, "customer": "c"}}));
+    let next = sim.drive(|plan| if plan.connector == "crm" { transient(RetryOn::Connection) } else { ok(json!({})) });
+    assert!(matches!(next, Next::Finish { status: RunStatus::Dead, .. }));
+    let calls_before = sim.calls.len();
+    let marks = interpreter::retry_marks(&sim.journal, sim.now);
+    let marked: Vec<&str> = marks.iter().map(|m| m.step.as_str()).collect();
+    assert_eq!(marked, ["sync_crm", "alert_failure"]);
+    sim.journal.extend(marks);
+    let next = sim.drive(|_| ok(json!({"status": 201})));
+    assert!(matches!(next, Next::Finish { status: RunStatus::Succeeded, .. }), "{next:?}");
+    let again: Vec<String> = sim.calls[calls_before..].iter().map(|c| c.step.clone()).collect();
+    assert_eq!(again, ["sync_crm"], "only the failed step runs again; the order is not saved twice");
+    assert_eq!(sim.calls[calls_before].idempotency_key, "staging:run_1:sync_crm", "the same key as before");
+    assert!(interpreter::retry_marks(&sim.journal, sim.now).is_empty(), "a succeeded run has nothing to retry");
+}

@@ -1177,18 +1177,22 @@ pub async fn retry_requeues_dead_and_failed_runs_only<S: Store>(store: S) {
             .expect("finish");
     }
     for id in ["ok", "running", "queued"] {
-        match store.retry_run(id, 2_000).await {
+        match store.retry_run(id, 2_000, &[]).await {
             Err(Error::Conflict(_)) => {}
             other => panic!("retry of a {id} run must conflict, got {other:?}"),
         }
     }
-    match store.retry_run("missing", 2_000).await {
+    match store.retry_run("missing", 2_000, &[]).await {
         Err(Error::NotFound(_)) => {}
         other => panic!("retry of an unknown run must be NotFound, got {other:?}"),
     }
     for id in ["dead", "failed"] {
         let journal = store.journal(id).await.expect("journal");
-        store.retry_run(id, 2_000).await.expect("retry");
+        let mark = entry("b", StepStatus::Retried, 2_000);
+        store
+            .retry_run(id, 2_000, std::slice::from_ref(&mark))
+            .await
+            .expect("retry");
         let run = get_run(&store, id).await;
         assert_eq!(run.status, RunStatus::Queued, "retried {id} run is queued");
         assert_eq!(
@@ -1196,12 +1200,11 @@ pub async fn retry_requeues_dead_and_failed_runs_only<S: Store>(store: S) {
             (None, None, None),
             "{id}: error and finish cleared, due now"
         );
-        assert_eq!(
-            store.journal(id).await.expect("journal"),
-            journal,
-            "{id}: journal kept"
-        );
-        match store.retry_run(id, 2_001).await {
+        let after = store.journal(id).await.expect("journal");
+        assert_eq!(after[..journal.len()], journal[..], "{id}: journal kept");
+        assert_eq!(after.len(), journal.len() + 1, "{id}: the retry mark is appended");
+        assert_eq!(after[journal.len()].entry, mark, "{id}: the retry mark as given");
+        match store.retry_run(id, 2_001, &[]).await {
             Err(Error::Conflict(_)) => {}
             other => panic!("retrying a queued run again must conflict, got {other:?}"),
         }
@@ -1227,75 +1230,120 @@ pub async fn retry_requeues_dead_and_failed_runs_only<S: Store>(store: S) {
 
 // ---------------------------------------------------------------- listing
 
+/// A listing case: environment, workflow, status, limit, and the ids expected.
+type ListCase<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<RunStatus>,
+    Option<usize>,
+    Vec<&'a str>,
+);
+
 /// `runs` filters by environment, workflow and status, newest first, up to a limit.
 pub async fn runs_filter_newest_first<S: Store>(store: S) {
-    enqueue(&store, new_run("s3", "staging", "a", 400)).await;
-    let (id, token) = claim_one(&store, "w1", 1_000, 60_000).await;
-    store
-        .commit(
-            &id,
-            token,
-            commit_of(vec![], Some(finish(RunStatus::Succeeded, 1_001))),
-        )
-        .await
-        .expect("finish");
-    enqueue(&store, new_run("s1", "staging", "a", 100)).await;
-    enqueue(&store, new_run("p2", "production", "b", 500)).await;
-    enqueue(&store, new_run("s2", "staging", "b", 200)).await;
-    enqueue(&store, new_run("p1", "production", "a", 300)).await;
+    // Runs that leave the queue first, so that one claim takes them all.
+    let settled = [
+        ("s3", "staging", "a", 400),
+        ("w1", "staging", "b", 600),
+        ("d1", "production", "a", 700),
+        ("f1", "staging", "a", 800),
+        ("r1", "production", "b", 900),
+    ];
+    for (id, env, wf, created) in settled {
+        enqueue(&store, new_run(id, env, wf, created)).await;
+    }
+    let claims = store.claim("w1", 1_000, 600_000, 10).await.expect("claim");
+    assert_eq!(claims.len(), settled.len(), "all five are due");
+    for claim in claims {
+        let settle = match claim.run.id.as_str() {
+            "s3" => finish(RunStatus::Succeeded, 1_001),
+            "w1" => Settlement::Wait { deadline: None },
+            "d1" => finish(RunStatus::Dead, 1_001),
+            "f1" => finish(RunStatus::Failed, 1_001),
+            _ => continue,
+        };
+        store
+            .commit(&claim.run.id, claim.token, commit_of(vec![], Some(settle)))
+            .await
+            .expect("settle");
+    }
+    for (id, env, wf, created) in [
+        ("s1", "staging", "a", 100),
+        ("p2", "production", "b", 500),
+        ("s2", "staging", "b", 200),
+        ("p1", "production", "a", 300),
+    ] {
+        enqueue(&store, new_run(id, env, wf, created)).await;
+    }
 
-    let list = |environment: Option<&str>,
-                workflow: Option<&str>,
-                status: Option<RunStatus>,
-                limit: Option<usize>| {
+    use RunStatus::{Dead, Failed, Queued, Running, Succeeded, Waiting};
+    let cases: Vec<ListCase<'_>> = vec![
+        (
+            None,
+            None,
+            None,
+            None,
+            vec!["r1", "f1", "d1", "w1", "p2", "s3", "p1", "s2", "s1"],
+        ),
+        (
+            Some("staging"),
+            None,
+            None,
+            None,
+            vec!["f1", "w1", "s3", "s2", "s1"],
+        ),
+        (
+            None,
+            Some("a"),
+            None,
+            None,
+            vec!["f1", "d1", "s3", "p1", "s1"],
+        ),
+        (
+            Some("staging"),
+            Some("a"),
+            None,
+            None,
+            vec!["f1", "s3", "s1"],
+        ),
+        (None, None, Some(Succeeded), None, vec!["s3"]),
+        (None, None, Some(Queued), None, vec!["p2", "p1", "s2", "s1"]),
+        (
+            Some("production"),
+            None,
+            Some(Queued),
+            None,
+            vec!["p2", "p1"],
+        ),
+        (None, None, Some(Queued), Some(1), vec!["p2"]),
+        (None, None, Some(Running), None, vec!["r1"]),
+        (None, None, Some(Waiting), None, vec!["w1"]),
+        (None, None, Some(Dead), None, vec!["d1"]),
+        (None, None, Some(Failed), None, vec!["f1"]),
+        (Some("staging"), Some("b"), Some(Queued), None, vec!["s2"]),
+        (Some("staging"), Some("b"), Some(Waiting), None, vec!["w1"]),
+        (Some("production"), Some("a"), Some(Dead), None, vec!["d1"]),
+        (Some("staging"), None, Some(Dead), None, vec![]),
+        (None, None, None, Some(2), vec!["r1", "f1"]),
+        (Some("staging"), None, None, Some(1), vec!["f1"]),
+        (None, None, None, Some(0), vec![]),
+        (Some("dev"), None, None, None, vec![]),
+    ];
+    for (environment, workflow, status, limit, want) in cases {
         let filter = RunFilter {
             environment: environment.map(String::from),
             workflow: workflow.map(String::from),
             status,
             limit,
         };
-        let store = &store;
-        async move {
-            let runs = store.runs(&filter).await.expect("runs");
-            (filter, runs.into_iter().map(|r| r.id).collect::<Vec<_>>())
+        let got = store.runs(&filter).await.expect("runs");
+        assert_eq!(ids(&got), want, "runs({filter:?}) newest first");
+        if let Some(status) = status {
+            assert!(
+                got.iter().all(|r| r.status == status),
+                "runs({filter:?}) has only {status:?}"
+            );
         }
-    };
-    let cases: Vec<(_, Vec<&str>)> = vec![
-        (
-            list(None, None, None, None).await,
-            vec!["p2", "s3", "p1", "s2", "s1"],
-        ),
-        (
-            list(Some("staging"), None, None, None).await,
-            vec!["s3", "s2", "s1"],
-        ),
-        (
-            list(None, Some("a"), None, None).await,
-            vec!["s3", "p1", "s1"],
-        ),
-        (
-            list(Some("staging"), Some("a"), None, None).await,
-            vec!["s3", "s1"],
-        ),
-        (
-            list(None, None, Some(RunStatus::Succeeded), None).await,
-            vec!["s3"],
-        ),
-        (
-            list(Some("production"), None, Some(RunStatus::Queued), None).await,
-            vec!["p2", "p1"],
-        ),
-        (
-            list(Some("staging"), Some("b"), Some(RunStatus::Queued), None).await,
-            vec!["s2"],
-        ),
-        (list(None, None, None, Some(2)).await, vec!["p2", "s3"]),
-        (list(Some("staging"), None, None, Some(1)).await, vec!["s3"]),
-        (list(None, None, None, Some(0)).await, vec![]),
-        (list(Some("dev"), None, None, None).await, vec![]),
-    ];
-    for ((filter, got), want) in cases {
-        assert_eq!(got, want, "runs({filter:?}) newest first");
     }
 }
 

@@ -76,6 +76,10 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` runs that are due: queued or waiting runs whose wake time
     /// has come, and running runs whose lease expired. Each claim raises the run's
     /// fencing token and leases it to `worker` until `now + lease_ms`.
+    ///
+    /// A queued run without a wake time is due from its `created_at`; a waiting run
+    /// without a deadline is never due (only a decision wakes it). The oldest due time
+    /// comes first: the wake time, the acceptance time, or the expired lease's end.
     async fn claim(
         &self,
         worker: &str,
@@ -93,9 +97,11 @@ pub trait Store: Send + Sync + 'static {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
     /// A run's journal, in order.
     async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>>;
-    /// Puts a dead or failed run back in the queue (`airlock runs retry`). Its journal is
-    /// kept: steps that succeeded are not run again.
-    async fn retry_run(&self, run: &str, now: Timestamp) -> Result<()>;
+    /// Puts a dead or failed run back in the queue (`airlock runs retry`), appending
+    /// `marks` to its journal in the same transaction (the engine marks each step that
+    /// failed for good as retried, so it runs again). The rest of the journal is kept:
+    /// steps that succeeded are not run again.
+    async fn retry_run(&self, run: &str, now: Timestamp, marks: &[NewJournalEntry]) -> Result<()>;
 
     // ---- approval steps ----
 

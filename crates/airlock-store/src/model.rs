@@ -181,6 +181,9 @@ pub enum StepStatus {
     OutcomeUnknown,
     /// The step waits (an approval, a delay, a retry backoff).
     Waiting,
+    /// A person put the run back in the queue after this step failed for good; the
+    /// step's attempts start again after this entry.
+    Retried,
 }
 
 impl StepStatus {
@@ -192,6 +195,7 @@ impl StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::OutcomeUnknown => "outcome_unknown",
             StepStatus::Waiting => "waiting",
+            StepStatus::Retried => "retried",
         }
     }
 
@@ -203,6 +207,7 @@ impl StepStatus {
             "failed" => StepStatus::Failed,
             "outcome_unknown" => StepStatus::OutcomeUnknown,
             "waiting" => StepStatus::Waiting,
+            "retried" => StepStatus::Retried,
             _ => return None,
         })
     }

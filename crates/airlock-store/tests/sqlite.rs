@@ -228,6 +228,11 @@ async fn data_survives_reopen() {
     fill(&store).await;
     let before = snapshot(&store).await;
     drop(store);
+    let wal = dir.path().join("airlock.db-wal");
+    assert!(
+        !wal.exists(),
+        "a closed store leaves one file: its WAL is checkpointed away"
+    );
 
     let store = SqliteStore::open(&path).expect("reopen");
     let after = snapshot(&store).await;

@@ -199,11 +199,10 @@ pub fn journal_line(entry: &NewJournalEntry) -> String {
                 line.push_str(&format!(" (retry at {})", workspace::time(at)));
             }
         }
+        StepStatus::Retried => line.push_str(" by hand: the step runs again"),
         StepStatus::Waiting => {
-            if let Some(output) = &entry.output {
-                if let Some(message) = output.get("message").and_then(Value::as_str) {
-                    line.push_str(&format!(" {message}"));
-                }
+            if let Some(message) = entry.output.as_ref().and_then(|o| o.get("message")).and_then(Value::as_str) {
+                line.push_str(&format!(" {message}"));
             }
         }
     }

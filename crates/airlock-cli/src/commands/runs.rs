@@ -136,7 +136,17 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
             .await
             .map_err(store_error)?
             .ok_or_else(|| CliError::usage(format!("no run `{id}`"), None))?;
-        workspace.store.retry_run(id, workspace::now()).await.map_err(|e| match e {
+        let journal: Vec<_> = workspace
+            .store
+            .journal(id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|e| e.entry)
+            .collect();
+        let now = workspace::now();
+        let marks = airlock_engine::interpreter::retry_marks(&journal, now);
+        workspace.store.retry_run(id, now, &marks).await.map_err(|e| match e {
             airlock_store::Error::Conflict(_) => CliError::usage(
                 format!("run {id} is {}; only dead or failed runs can be retried", run.status.as_str()),
                 None,

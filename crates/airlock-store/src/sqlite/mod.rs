@@ -23,7 +23,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Semaphore;
 
 use crate::{
-    AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
+    AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry, NewJournalEntry,
     NewAuditEvent, NewRun, NewTestRecord, Result, Run, RunFilter, RunStatus, SealedSecret,
     SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
@@ -69,15 +69,18 @@ impl Default for SqliteOptions {
 /// The embedded store: one SQLite file in WAL mode.
 ///
 /// Cheap to clone (the clones share the writer and the readers). Dropping the last clone
-/// waits for the writes already sent, then closes the file.
+/// waits for the writes already sent, then closes the file. Its methods run inside a tokio
+/// runtime (reads use its blocking pool); a write whose caller stops waiting still happens.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+// Fields drop in order: the readers close first, so that the writer's connection is the
+// last one and SQLite checkpoints and removes the WAL file when it closes.
 struct Inner {
-    writer: writer::Writer,
     readers: ReadPool,
+    writer: writer::Writer,
     path: PathBuf,
 }
 
@@ -121,9 +124,7 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", synchronous).db()?;
         tune(&conn)?;
-        if let Ok(x) = std::env::var("EXP_PRAGMAS") { conn.execute_batch(&x).db()?; }
         schema::migrate(&mut conn)?;
-        if let Ok(x) = std::env::var("EXP_POST") { conn.execute_batch(&x).db()?; }
         conn.set_prepared_statement_cache_capacity(128);
         let writer = writer::Writer::start(conn, options.max_batch)?;
         let readers = ReadPool {
@@ -290,7 +291,14 @@ const CLAIM_DUE: &str = "SELECT id FROM runs INDEXED BY runs_due
 /// its index. Parameters: `?1` environment, `?2` workflow, `?3` status, `?4` limit (-1 for
 /// none); those the statement does not name are bound all the same (SQLite counts up to
 /// the highest).
+///
+/// By status (see the schema): waiting, failed and dead runs through the partial index
+/// `runs_status`, whose condition the statement repeats so that SQLite may use it; queued
+/// and running runs through `runs_due` (all of them have a due time), sorted afterwards —
+/// they are the live runs, few next to the finished; succeeded runs through the
+/// time-ordered indexes.
 fn runs_sql(filter: &RunFilter) -> String {
+    let mut source = "runs";
     let mut conditions = Vec::new();
     if filter.environment.is_some() {
         conditions.push("environment = ?1");
@@ -298,8 +306,16 @@ fn runs_sql(filter: &RunFilter) -> String {
     if filter.workflow.is_some() {
         conditions.push("workflow = ?2");
     }
-    if filter.status.is_some() {
-        conditions.push("status = ?3");
+    match filter.status {
+        None => {}
+        Some(RunStatus::Waiting | RunStatus::Failed | RunStatus::Dead) => {
+            conditions.push("status = ?3 AND status IN ('waiting', 'failed', 'dead')");
+        }
+        Some(RunStatus::Queued | RunStatus::Running) => {
+            source = "runs INDEXED BY runs_due";
+            conditions.push("status = ?3 AND due_at IS NOT NULL");
+        }
+        Some(RunStatus::Succeeded) => conditions.push("status = ?3"),
     }
     let condition = if conditions.is_empty() {
         String::new()
@@ -307,7 +323,7 @@ fn runs_sql(filter: &RunFilter) -> String {
         format!("WHERE {}", conditions.join(" AND "))
     };
     format!(
-        "SELECT {} FROM runs {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
+        "SELECT {} FROM {source} {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
         rows::RUN_COLUMNS
     )
 }
@@ -323,6 +339,63 @@ struct EncodedEntry {
     idempotency_key: Option<String>,
     started_at: Timestamp,
     finished_at: Option<Timestamp>,
+}
+
+fn encode_entries(entries: &[NewJournalEntry]) -> Result<Vec<EncodedEntry>> {
+    entries
+        .iter()
+        .map(|e| {
+            Ok(EncodedEntry {
+                step: e.step.clone(),
+                attempt: e.attempt,
+                status: e.status.as_str(),
+                input: rows::json_opt(e.input.as_ref())?,
+                output: rows::json_opt(e.output.as_ref())?,
+                error: e.error.clone(),
+                idempotency_key: e.idempotency_key.clone(),
+                started_at: e.started_at,
+                finished_at: e.finished_at,
+            })
+        })
+        .collect()
+}
+
+/// Appends entries to a run's journal, numbering them after the last one.
+fn append_entries(conn: &Connection, run: &str, entries: &[EncodedEntry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut seq: i64 = conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE run = ?1")
+        .db()?
+        .query_row([run], |row| row.get(0))
+        .db()?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO journal (run, seq, step, attempt, status, input, output,
+                 error, idempotency_key, started_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .db()?;
+    for e in entries {
+        seq += 1;
+        insert
+            .execute(params![
+                run,
+                seq,
+                e.step,
+                e.attempt,
+                e.status,
+                e.input,
+                e.output,
+                e.error,
+                e.idempotency_key,
+                e.started_at,
+                e.finished_at
+            ])
+            .db()?;
+    }
+    Ok(())
 }
 
 /// A settlement ready to write.
@@ -543,23 +616,7 @@ impl Store for SqliteStore {
 
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
         let run = run.to_owned();
-        let entries = commit
-            .entries
-            .iter()
-            .map(|e| {
-                Ok(EncodedEntry {
-                    step: e.step.clone(),
-                    attempt: e.attempt,
-                    status: e.status.as_str(),
-                    input: rows::json_opt(e.input.as_ref())?,
-                    output: rows::json_opt(e.output.as_ref())?,
-                    error: e.error.clone(),
-                    idempotency_key: e.idempotency_key.clone(),
-                    started_at: e.started_at,
-                    finished_at: e.finished_at,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let entries = encode_entries(&commit.entries)?;
         let settle = match commit.settle {
             None => None,
             Some(Settlement::Finish {
@@ -595,38 +652,7 @@ impl Store for SqliteStore {
                     current,
                 });
             }
-            if !entries.is_empty() {
-                let mut seq: i64 = conn
-                    .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE run = ?1")
-                    .db()?
-                    .query_row([&run], |row| row.get(0))
-                    .db()?;
-                let mut insert = conn
-                    .prepare_cached(
-                        "INSERT INTO journal (run, seq, step, attempt, status, input, output,
-                             error, idempotency_key, started_at, finished_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )
-                    .db()?;
-                for e in &entries {
-                    seq += 1;
-                    insert
-                        .execute(params![
-                            run,
-                            seq,
-                            e.step,
-                            e.attempt,
-                            e.status,
-                            e.input,
-                            e.output,
-                            e.error,
-                            e.idempotency_key,
-                            e.started_at,
-                            e.finished_at
-                        ])
-                        .db()?;
-                }
-            }
+            append_entries(conn, &run, &entries)?;
             if let Some(until) = lease_until {
                 conn.prepare_cached("UPDATE runs SET lease_expires_at = ?2 WHERE id = ?1")
                     .db()?
@@ -728,8 +754,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_run(&self, run: &str, _now: Timestamp) -> Result<()> {
+    async fn retry_run(&self, run: &str, _now: Timestamp, marks: &[NewJournalEntry]) -> Result<()> {
         let run = run.to_owned();
+        let marks = encode_entries(marks)?;
         self.write(move |conn| {
             let (status, _) = run_state(conn, &run)?.ok_or_else(|| run_not_found(&run))?;
             if !matches!(status, RunStatus::Dead | RunStatus::Failed) {
@@ -738,6 +765,7 @@ impl Store for SqliteStore {
                     status.as_str()
                 )));
             }
+            append_entries(conn, &run, &marks)?;
             conn.prepare_cached(
                 "UPDATE runs SET status = 'queued', wake_at = NULL, error = NULL, output = NULL,
                      finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
@@ -993,11 +1021,20 @@ mod tests {
     }
 
     #[test]
-    fn every_listing_uses_an_index_and_no_sort() {
+    fn every_listing_uses_an_index() {
         let (_dir, conn) = migrated();
+        let statuses = [
+            None,
+            Some(RunStatus::Queued),
+            Some(RunStatus::Running),
+            Some(RunStatus::Waiting),
+            Some(RunStatus::Succeeded),
+            Some(RunStatus::Failed),
+            Some(RunStatus::Dead),
+        ];
         for environment in [None, Some("staging".to_owned())] {
             for workflow in [None, Some("hello".to_owned())] {
-                for status in [None, Some(RunStatus::Dead)] {
+                for status in statuses {
                     let filter = RunFilter {
                         environment: environment.clone(),
                         workflow: workflow.clone(),
@@ -1006,8 +1043,14 @@ mod tests {
                     };
                     let plan = plan(&conn, &runs_sql(&filter));
                     assert!(plan.contains("USING INDEX"), "{filter:?}: {plan}");
-                    if workflow.is_none() || environment.is_some() {
-                        assert!(!plan.contains("TEMP B-TREE"), "{filter:?}: {plan}");
+                    let live = matches!(status, Some(RunStatus::Queued | RunStatus::Running));
+                    if live {
+                        assert!(plan.contains("runs_due"), "{filter:?}: {plan}");
+                    } else if workflow.is_none() || environment.is_some() {
+                        assert!(!plan.contains("TEMP B-TREE"), "no sort: {filter:?}: {plan}");
+                    }
+                    if matches!(status, Some(RunStatus::Dead)) && environment.is_none() {
+                        assert!(plan.contains("runs_status"), "{filter:?}: {plan}");
                     }
                 }
             }

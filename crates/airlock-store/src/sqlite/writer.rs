@@ -143,9 +143,6 @@ impl Drop for Writer {
 
 fn serve(conn: Connection, receiver: mpsc::Receiver<Box<dyn Request>>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Request>> = Vec::with_capacity(max_batch);
-    let (mut nb, mut nr) = (0u64, 0u64);
-    let mut t_run = std::time::Duration::ZERO; let mut t_commit = std::time::Duration::ZERO;
-    struct P(u64,u64,std::time::Duration); impl Drop for P { fn drop(&mut self) {} }
     while let Ok(first) = receiver.recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -154,16 +151,8 @@ fn serve(conn: Connection, receiver: mpsc::Receiver<Box<dyn Request>>, max_batch
                 Err(_) => break,
             }
         }
-        nb += 1; nr += batch.len() as u64;
-        let t0 = std::time::Instant::now();
         run_batch(&conn, batch.drain(..));
-        t_run += t0.elapsed();
     }
-    let _ = t_commit;
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    if std::env::var("WRITER_STATS").is_ok() { eprintln!("writer cpu utime {} stime {} ticks", f.get(11).unwrap_or(&""), f.get(12).unwrap_or(&"")); }
-    if std::env::var("WRITER_STATS").is_ok() { eprintln!("batches {nb} requests {nr} avg {:.1} busy {:?}", nr as f64 / nb.max(1) as f64, t_run); }
 }
 
 /// Runs one batch. Normally one transaction; if SQLite abandons the transaction midway (a
@@ -181,8 +170,6 @@ fn run_batch(conn: &Connection, requests: impl Iterator<Item = Box<dyn Request>>
         }
         let mut failure = None;
         for request in requests.by_ref() {
-            let nosp = std::env::var("EXP_NOSP").is_ok();
-            if nosp { let outcome = request.run(conn); pending.push(outcome); continue; }
             if let Err(e) = exec(conn, "SAVEPOINT request") {
                 let error = sql_error("cannot open a savepoint", e);
                 request.fail(copy_error(&error));

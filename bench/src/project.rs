@@ -1,0 +1,120 @@
+//! The benchmark's project: a temporary folder with `airlock.yaml`, one workflow and the
+//! schema of the SQLite file its `sql` connector writes.
+
+use airlock_core::model::Workflow;
+use airlock_core::project::{self, Project};
+use airlock_core::source::SourceFile;
+use std::path::Path;
+
+/// The workflow every run executes: the shared webhook workload (map, branch on the
+/// total, POST to the sink at `/high` or `/low`) with a durable SQL insert before the
+/// branch. Four steps run per run: `normalize`, `save_order`, `tier` and one of
+/// `post_high` / `post_low`.
+pub const WORKFLOW: &str = r#"name: order
+description: The benchmark workload.
+trigger: manual
+steps:
+  - id: normalize
+    map:
+      order_id: "{{ trigger.body.id }}"
+      total: "{{ trigger.body.amount | float }}"
+      customer: "{{ trigger.body.customer }}"
+
+  - id: save_order
+    call: orders_db.insert
+    with:
+      table: orders
+      values:
+        id: "{{ steps.normalize.output.order_id }}"
+        customer: "{{ steps.normalize.output.customer }}"
+        total: "{{ steps.normalize.output.total }}"
+
+  - id: tier
+    if: "steps.normalize.output.total > 100"
+    then:
+      - id: post_high
+        call: sink.request
+        with:
+          method: POST
+          path: /high
+          json:
+            orderId: "{{ steps.normalize.output.order_id }}"
+            total: "{{ steps.normalize.output.total }}"
+            customer: "{{ steps.normalize.output.customer }}"
+            tier: high
+    else:
+      - id: post_low
+        call: sink.request
+        with:
+          method: POST
+          path: /low
+          json:
+            orderId: "{{ steps.normalize.output.order_id }}"
+            total: "{{ steps.normalize.output.total }}"
+            customer: "{{ steps.normalize.output.customer }}"
+            tier: low
+"#;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS orders (
+    id       TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    total    REAL NOT NULL
+);
+";
+
+/// The SQLite file the `sql` connector writes, relative to the project.
+pub const ORDERS_DB: &str = "orders.db";
+
+fn manifest(sink_base: &str, sink_host: &str) -> String {
+    format!(
+        r#"project: bench
+connectors:
+  sink:      {{ kind: http, description: "The counting sink" }}
+  orders_db: {{ kind: sql,  description: "The order ledger" }}
+environments:
+  staging:
+    egress: ["{sink_host}"]
+    bindings:
+      sink:
+        base_url: "{sink_base}"
+        timeout: 10s
+      orders_db:
+        url: "sqlite://{ORDERS_DB}"
+        schema: orders.sql
+"#
+    )
+}
+
+/// Writes the project into `dir` and loads it (it must validate).
+pub fn create(dir: &Path, sink_base: &str, sink_host: &str) -> Result<(Project, Workflow), String> {
+    let files = [
+        ("airlock.yaml", manifest(sink_base, sink_host)),
+        ("workflows/order.yaml", WORKFLOW.to_owned()),
+        ("orders.sql", SCHEMA.to_owned()),
+    ];
+    let mut sources = Vec::new();
+    for (path, text) in files {
+        let full = dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&full, &text).map_err(|e| format!("{}: {e}", full.display()))?;
+        if path.ends_with(".yaml") {
+            sources.push(SourceFile::new(path, text));
+        }
+    }
+    let loaded = project::load(sources);
+    if let Some(first) = loaded.diagnostics.first() {
+        return Err(format!(
+            "the benchmark project does not validate: {}",
+            first.message
+        ));
+    }
+    let workflow = loaded
+        .project
+        .workflow("order")
+        .ok_or("the benchmark workflow is missing")?
+        .workflow
+        .clone();
+    Ok((loaded.project, workflow))
+}
