@@ -177,3 +177,59 @@ fn a_dead_run_is_listed_and_retried_by_hand() {
     let request = server.join().unwrap();
     assert!(request.to_ascii_lowercase().contains("idempotency-key: staging:"), "{request}");
 }
+
+#[test]
+fn a_secret_used_by_a_live_binding_never_reaches_the_store_the_journal_or_the_output() {
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path();
+    let secret = "tok-live-7e21c0ffee99";
+    // A target that echoes the credential it received back in its answer.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buffer = [0u8; 8192];
+        let n = stream.read(&mut buffer).unwrap();
+        let request = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        let auth = request
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .map(|l| l[14..].trim().to_owned())
+            .unwrap_or_default();
+        let body = format!("{{\"echo\":\"{auth}\"}}");
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        stream.write_all(answer.as_bytes()).unwrap();
+        request
+    });
+    std::fs::create_dir_all(project.join("workflows")).unwrap();
+    std::fs::write(
+        project.join("airlock.yaml"),
+        format!(
+            "project: t\nconnectors:\n  api: {{ kind: http }}\nenvironments:\n  staging:\n    egress: [127.0.0.1]\n    secrets: [API_TOKEN]\n    bindings:\n      api: {{ base_url: \"http://127.0.0.1:{port}\", token: \"${{secret:API_TOKEN}}\" }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("workflows/ping.yaml"),
+        "name: ping\ntrigger: manual\nsteps:\n  - id: ping\n    call: api.request\n    with: { method: POST, path: /ping }\n",
+    )
+    .unwrap();
+    let set = airlock_stdin(project, &["secrets", "set", "API_TOKEN", "--env", "staging"], secret);
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+    let run = airlock(project, &["run", "ping", "--env", "staging"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    let request = server.join().unwrap();
+    assert!(request.contains(&format!("Bearer {secret}")), "the target did get the credential");
+    let id = json(&airlock(project, &["runs", "--json"]))[0]["id"].as_str().unwrap().to_owned();
+    let shown = airlock(project, &["runs", "show", &id, "--json"]);
+    assert!(text(&shown.stdout).contains("[redacted]"), "the echoed credential is redacted: {}", text(&shown.stdout));
+    let outputs = [run.stdout, run.stderr, set.stdout, set.stderr, shown.stdout, shown.stderr, airlock(project, &["runs", "show", &id]).stdout];
+    for output in outputs {
+        assert!(!text(&output).contains(secret), "the secret was printed: {}", text(&output));
+    }
+    for file in ["airlock.db", "airlock.db-wal"] {
+        let bytes = std::fs::read(project.join(".airlock").join(file)).unwrap_or_default();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds the secret in clear");
+    }
+}

@@ -263,7 +263,11 @@ impl Engine {
                     if !self.commit(&run, token, std::mem::take(&mut pending), Some(now + self.options.lease_ms), None).await? {
                         return Ok(());
                     }
+                    // The lease stays short, so a dead worker's runs are taken over fast;
+                    // while this call is in flight, a heartbeat keeps it ours.
+                    let heartbeat = self.heartbeat(&run.id, token);
                     let result = self.perform(&run, &plan).await;
+                    heartbeat.abort();
                     let finished = self.clock.now();
                     let jitter: f64 = rand::random();
                     let mut entry = interpreter::result_entry(&plan, now, finished, result, jitter);
@@ -297,6 +301,28 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Extends the lease every third of its length until aborted.
+    fn heartbeat(&self, run: &str, token: i64) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let lease_ms = self.options.lease_ms;
+        let run = run.to_owned();
+        tokio::spawn(async move {
+            let every = Duration::from_millis((lease_ms / 3).max(1) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let commit = Commit {
+                    lease_until: Some(clock.now() + lease_ms),
+                    ..Commit::default()
+                };
+                if store.commit(&run, token, commit).await.is_err() {
+                    // Fenced or settled: nothing left to keep.
+                    return;
+                }
+            }
+        })
     }
 
     /// Commits; returns false when another worker holds the run now (we stop quietly).

@@ -95,6 +95,10 @@ struct Harness {
 }
 
 async fn harness(port: u16, keys: &[&str]) -> Harness {
+    harness_with(port, keys, 5_000).await
+}
+
+async fn harness_with(port: u16, keys: &[&str], lease_ms: i64) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let loaded = airlock_core::project::load(vec![
         SourceFile::new("airlock.yaml", manifest(port)),
@@ -120,7 +124,7 @@ async fn harness(port: u16, keys: &[&str]) -> Harness {
         store.clone(),
         Arc::new(runtime),
         clock,
-        EngineOptions { lease_ms: 5_000, inline_sleep_ms: 1_000, ..EngineOptions::default() },
+        EngineOptions { lease_ms, inline_sleep_ms: 1_000, ..EngineOptions::default() },
     ));
     Harness { _dir: dir, store, engine, keyring }
 }
@@ -241,4 +245,39 @@ async fn secrets_never_reach_the_journal_or_the_store_file() {
     for file in [&bytes, &wal] {
         assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is stored in clear");
     }
+}
+
+#[tokio::test]
+async fn a_call_longer_than_the_lease_keeps_its_run_by_heartbeat() {
+    let sink = Sink::default();
+    sink.delay_ms.store(250, Ordering::SeqCst);
+    let port = start_sink(sink.clone()).await;
+    // A 90 ms lease against a 250 ms call (the step's timeout is 300 ms).
+    let h = harness_with(port, &["staging"], 90).await;
+    set_secret(&h, "staging", "tok-staging-123456").await;
+    h.store
+        .enqueue(&NewRun {
+            id: "run_h".into(),
+            environment: "staging".into(),
+            workflow: "sync".into(),
+            version: "v1".into(),
+            trigger: json!({ "body": { "id": 1 } }),
+            dedupe_key: None,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let engine = h.engine.clone();
+    let worker = tokio::spawn(async move { engine.drain(Duration::from_secs(2)).await });
+    // Another worker keeps trying to take the run while the call is in flight.
+    let mut stolen = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        stolen += h.store.claim("thief", now, 90, 10).await.unwrap().len();
+    }
+    worker.await.unwrap().unwrap();
+    assert_eq!(stolen, 0, "a live worker's run was taken over");
+    assert_eq!(h.store.run("run_h").await.unwrap().unwrap().status, RunStatus::Succeeded);
+    assert_eq!(sink.seen.lock().unwrap().len(), 1, "the call reached the target once");
 }
