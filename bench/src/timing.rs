@@ -10,8 +10,8 @@ use airlock_connectors::{CallError, CallRequest, CheckContext, CheckOutcome, Con
 use airlock_core::model::Workflow;
 use airlock_engine::Runtime;
 use airlock_store::{
-    AuditEvent, Claim, Commit, Deployment, Enqueued, JournalEntry, NewAuditEvent, NewRun,
-    NewTestRecord, Result, Run, RunFilter, SealedSecret, SecretName, StepDecision, Store,
+    AuditEvent, Claim, Commit, Deployment, Enqueued, JournalEntry, NewAuditEvent, NewJournalEntry,
+    NewRun, NewTestRecord, Result, Run, RunFilter, SealedSecret, SecretName, StepDecision, Store,
     TestRecord, Timestamp, WorkflowVersion,
 };
 use async_trait::async_trait;
@@ -119,10 +119,15 @@ impl Store for TimedStore {
         self.inner.runs(filter).await
     }
     async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>> {
-        timed(&self.timings, "store.journal (read)", self.inner.journal(run)).await
+        timed(
+            &self.timings,
+            "store.journal (read)",
+            self.inner.journal(run),
+        )
+        .await
     }
-    async fn retry_run(&self, run: &str, now: Timestamp) -> Result<()> {
-        self.inner.retry_run(run, now).await
+    async fn retry_run(&self, run: &str, now: Timestamp, marks: &[NewJournalEntry]) -> Result<()> {
+        self.inner.retry_run(run, now, marks).await
     }
     async fn decide_step(&self, decision: &StepDecision) -> Result<()> {
         self.inner.decide_step(decision).await
@@ -150,6 +155,36 @@ impl Store for TimedStore {
     }
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
+    }
+    async fn add_evidence(&self, evidence: &airlock_store::NewEvidence) -> Result<airlock_store::Evidence> {
+        self.inner.add_evidence(evidence).await
+    }
+    async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<airlock_store::Evidence>> {
+        self.inner.evidence(workflow, version).await
+    }
+    async fn open_request(&self, request: &airlock_store::NewPromotionRequest) -> Result<airlock_store::PromotionRequest> {
+        self.inner.open_request(request).await
+    }
+    async fn request(&self, id: &str) -> Result<Option<airlock_store::PromotionRequest>> {
+        self.inner.request(id).await
+    }
+    async fn requests(&self, workflow: Option<&str>) -> Result<Vec<airlock_store::PromotionRequest>> {
+        self.inner.requests(workflow).await
+    }
+    async fn decide_request(&self, approval: &airlock_store::Approval) -> Result<()> {
+        self.inner.decide_request(approval).await
+    }
+    async fn approvals(&self, request: &str) -> Result<Vec<airlock_store::Approval>> {
+        self.inner.approvals(request).await
+    }
+    async fn release(&self, release: &airlock_store::NewRelease) -> Result<airlock_store::Release> {
+        self.inner.release(release).await
+    }
+    async fn release_by_id(&self, id: &str) -> Result<Option<airlock_store::Release>> {
+        self.inner.release_by_id(id).await
+    }
+    async fn releases(&self, environment: &str, workflow: &str) -> Result<Vec<airlock_store::Release>> {
+        self.inner.releases(environment, workflow).await
     }
 }
 

@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod expr;
 pub mod model;
+pub mod policy;
 pub mod project;
 pub mod scaffold;
 pub mod source;

@@ -129,6 +129,34 @@ pub trait Store: Send + Sync + 'static {
     /// Test records of one environment, oldest first.
     async fn records(&self, environment: &str) -> Result<Vec<TestRecord>>;
 
+    // ---- evidence, promotion requests, approvals, releases ----
+
+    /// Records a fact about a workflow version.
+    async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence>;
+    /// Evidence of a workflow, newest first; only of `version` when given.
+    async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>>;
+    /// Opens a promotion request.
+    async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest>;
+    /// One promotion request.
+    async fn request(&self, id: &str) -> Result<Option<PromotionRequest>>;
+    /// Promotion requests, newest first, optionally of one workflow.
+    async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>>;
+    /// Records an approver's decision on an open request. [`Error::Conflict`] when the
+    /// request is not open or this approver already decided; a rejection closes the
+    /// request as rejected in the same write. (Who may approve is the caller's check.)
+    async fn decide_request(&self, approval: &Approval) -> Result<()>;
+    /// The decisions on a request, in order.
+    async fn approvals(&self, request: &str) -> Result<Vec<Approval>>;
+    /// Records a release and makes it current, in one transaction: checks that the
+    /// current release is `expected_current` ([`Error::Conflict`] otherwise: another
+    /// release won), links it to the previous one, points the environment's deployment
+    /// at the version, and closes its request as released.
+    async fn release(&self, release: &NewRelease) -> Result<Release>;
+    /// One release.
+    async fn release_by_id(&self, id: &str) -> Result<Option<Release>>;
+    /// The releases of a workflow in an environment, newest first.
+    async fn releases(&self, environment: &str, workflow: &str) -> Result<Vec<Release>>;
+
     // ---- audit ----
 
     /// Appends an event to the hash chain and returns it with its sequence and hash.

@@ -59,6 +59,10 @@ conformance! {
     concurrent_claims_are_exclusive,
     concurrent_commits_keep_one_journal_order,
     concurrent_audit_appends_form_one_chain,
+    evidence_is_bound_to_a_version,
+    a_request_is_decided_once_per_approver,
+    a_release_links_to_the_previous_and_deploys,
+    concurrent_releases_one_wins,
 }
 
 #[test]

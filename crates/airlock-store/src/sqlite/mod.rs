@@ -10,6 +10,7 @@
 //!   timeout makes the others wait for it instead of failing. Claims stay exclusive. For many
 //!   processes on many machines, use the PostgreSQL backend.
 
+mod promotion;
 mod rows;
 mod schema;
 mod writer;
@@ -27,6 +28,7 @@ use crate::{
     NewAuditEvent, NewRun, NewTestRecord, Result, Run, RunFilter, RunStatus, SealedSecret,
     SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
+use crate::{Approval, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest, Release};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -917,6 +919,122 @@ impl Store for SqliteStore {
             ))
             .db()?
             .query_map([environment], rows::record)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence> {
+        let summary = rows::json(&evidence.summary)?;
+        let evidence = evidence.clone();
+        self.write(move |conn| promotion::insert_evidence(conn, &evidence, &summary)).await
+    }
+
+    async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>> {
+        let (workflow, version) = (workflow.to_owned(), version.map(str::to_owned));
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM evidence WHERE workflow = ?1 AND (?2 IS NULL OR version = ?2) ORDER BY id DESC",
+                promotion::EVIDENCE_COLUMNS
+            ))
+            .db()?
+            .query_map(params![workflow, version], promotion::evidence)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest> {
+        let request = request.clone();
+        self.write(move |conn| promotion::insert_request(conn, &request)).await
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<PromotionRequest>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM promotion_requests WHERE id = ?1",
+                promotion::REQUEST_COLUMNS
+            ))
+            .db()?
+            .query_row([id], promotion::request)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
+        let workflow = workflow.map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM promotion_requests WHERE ?1 IS NULL OR workflow = ?1
+                 ORDER BY created_at DESC, id DESC",
+                promotion::REQUEST_COLUMNS
+            ))
+            .db()?
+            .query_map([workflow], promotion::request)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn decide_request(&self, approval: &Approval) -> Result<()> {
+        let approval = approval.clone();
+        self.write(move |conn| promotion::decide(conn, &approval)).await
+    }
+
+    async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
+        let request = request.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM approvals WHERE request = ?1 ORDER BY at, approver",
+                promotion::APPROVAL_COLUMNS
+            ))
+            .db()?
+            .query_map([request], promotion::approval)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn release(&self, release: &NewRelease) -> Result<Release> {
+        let release = release.clone();
+        self.write(move |conn| promotion::insert_release(conn, &release)).await
+    }
+
+    async fn release_by_id(&self, id: &str) -> Result<Option<Release>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM releases WHERE id = ?1",
+                promotion::RELEASE_COLUMNS
+            ))
+            .db()?
+            .query_row([id], promotion::release)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn releases(&self, environment: &str, workflow: &str) -> Result<Vec<Release>> {
+        let (environment, workflow) = (environment.to_owned(), workflow.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM releases WHERE environment = ?1 AND workflow = ?2 ORDER BY seq DESC",
+                promotion::RELEASE_COLUMNS
+            ))
+            .db()?
+            .query_map(params![environment, workflow], promotion::release)
             .db()?
             .collect::<Result<_, _>>()
             .db()

@@ -137,8 +137,61 @@ DROP INDEX runs_status;
 CREATE INDEX runs_status ON runs (status, created_at) WHERE status IN ('waiting', 'failed', 'dead');
 "#;
 
+/// Version 3: the path between environments — evidence bound to version hashes,
+/// promotion requests and their approvals, releases linked to the one before.
+const V3: &str = r#"
+CREATE TABLE evidence (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    passed   INTEGER NOT NULL,
+    summary  TEXT NOT NULL,
+    at       INTEGER NOT NULL
+);
+CREATE INDEX evidence_version ON evidence (workflow, version, id);
+
+CREATE TABLE promotion_requests (
+    id               TEXT PRIMARY KEY,
+    workflow         TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    from_environment TEXT NOT NULL,
+    to_environment   TEXT NOT NULL,
+    author           TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    closed_at        INTEGER
+);
+CREATE INDEX promotion_requests_workflow ON promotion_requests (workflow, created_at);
+
+CREATE TABLE approvals (
+    request  TEXT NOT NULL REFERENCES promotion_requests (id),
+    approver TEXT NOT NULL,
+    approved INTEGER NOT NULL,
+    reason   TEXT,
+    at       INTEGER NOT NULL,
+    PRIMARY KEY (request, approver)
+);
+
+CREATE TABLE releases (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    environment TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    request     TEXT,
+    author      TEXT NOT NULL,
+    approvers   TEXT NOT NULL,
+    evidence    TEXT NOT NULL,
+    previous    TEXT,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX releases_workflow ON releases (environment, workflow, seq);
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

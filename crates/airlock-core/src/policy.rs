@@ -1,0 +1,297 @@
+//! The promotion policy's verdict: which requirements a version must meet to move from
+//! one environment to another, scaled by what the workflow touches, and whether the
+//! facts meet them. Pure: the facts (evidence, runs, approvals, the time) are given.
+
+use crate::model::{FreezeWindow, Manifest, PromotionRule, Requirements, Risk, StagingRuns, Workflow};
+use chrono::{Datelike, TimeZone, Timelike};
+use serde::Serialize;
+
+/// A workflow's risk: the highest risk of the connectors it calls (internal when it
+/// calls none).
+pub fn workflow_risk(manifest: &Manifest, workflow: &Workflow) -> Risk {
+    workflow
+        .connectors_called()
+        .iter()
+        .filter_map(|name| manifest.connector(name))
+        .map(|c| c.risk)
+        .max()
+        .unwrap_or(Risk::Internal)
+}
+
+/// The rule for `from -> to`, if the policy has one.
+pub fn rule<'m>(manifest: &'m Manifest, from: &str, to: &str) -> Option<&'m PromotionRule> {
+    manifest
+        .promotion
+        .iter()
+        .find(|r| r.from.value == from && r.to.value == to)
+}
+
+/// The requirements for a risk class: the rule's baseline, overridden field by field by
+/// the class's own entry.
+pub fn requirements(rule: &PromotionRule, risk: Risk) -> Requirements {
+    let mut merged = rule.require.clone();
+    if let Some((_, specific)) = rule.by_risk.iter().find(|(r, _)| *r == risk) {
+        if specific.tests.is_some() {
+            merged.tests = specific.tests;
+        }
+        if specific.parity.is_some() {
+            merged.parity = specific.parity;
+        }
+        if specific.staging_runs.is_some() {
+            merged.staging_runs = specific.staging_runs;
+        }
+        if specific.approvals.is_some() {
+            merged.approvals = specific.approvals;
+        }
+    }
+    merged
+}
+
+/// What is known about a version when its promotion is judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Facts {
+    /// The newest scenario-suite result for this exact hash: passed or not; None when
+    /// the hash was never tested.
+    pub tests_passed: Option<bool>,
+    /// Whether the parity report between the two environments shows no drift.
+    pub parity_clean: Option<bool>,
+    /// Finished runs of this hash in the source environment.
+    pub source_runs: u32,
+    /// How many of them failed or went dead.
+    pub source_failures: u32,
+    /// Approvers who said yes (the author excluded).
+    pub approvals: Vec<String>,
+    /// Now, in milliseconds since the epoch (for freeze windows).
+    pub now_ms: i64,
+}
+
+/// One requirement, what it asks, what was found, and whether it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// `tests`, `parity`, `staging_runs`, `approvals`, `freeze`.
+    pub requirement: String,
+    /// What is required, in words.
+    pub required: String,
+    /// What was found, in words.
+    pub actual: String,
+    /// Whether it holds.
+    pub met: bool,
+}
+
+/// The verdict on a promotion, requirement by requirement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The workflow's risk class.
+    pub risk: Risk,
+    /// Every requirement checked.
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    /// Whether every requirement holds.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.met)
+    }
+
+    /// Whether everything but approvals holds (the request can wait for approvers).
+    pub fn ready_for_approval(&self) -> bool {
+        self.checks.iter().all(|c| c.met || c.requirement == "approvals")
+    }
+}
+
+/// Judges a promotion.
+pub fn verdict(rule: &PromotionRule, risk: Risk, facts: &Facts) -> Verdict {
+    let required = requirements(rule, risk);
+    let mut checks = Vec::new();
+    if required.tests == Some(true) {
+        checks.push(Check {
+            requirement: "tests".into(),
+            required: "scenario tests passed for this exact hash".into(),
+            actual: match facts.tests_passed {
+                Some(true) => "passed".into(),
+                Some(false) => "failed".into(),
+                None => "never run for this hash".into(),
+            },
+            met: facts.tests_passed == Some(true),
+        });
+    }
+    if required.parity == Some(true) {
+        checks.push(Check {
+            requirement: "parity".into(),
+            required: format!("no undocumented difference between {} and {}", rule.from.value, rule.to.value),
+            actual: match facts.parity_clean {
+                Some(true) => "clean".into(),
+                Some(false) => "drift found (see `airlock diff`)".into(),
+                None => "not checked".into(),
+            },
+            met: facts.parity_clean == Some(true),
+        });
+    }
+    if let Some(StagingRuns { min, max_failure_rate }) = required.staging_runs {
+        let rate = if facts.source_runs == 0 {
+            0.0
+        } else {
+            f64::from(facts.source_failures) / f64::from(facts.source_runs)
+        };
+        checks.push(Check {
+            requirement: "staging_runs".into(),
+            required: format!(
+                "at least {min} runs of this hash in {}, failure rate at most {:.0}%",
+                rule.from.value,
+                max_failure_rate * 100.0
+            ),
+            actual: format!(
+                "{} runs, {} failed ({:.0}%)",
+                facts.source_runs,
+                facts.source_failures,
+                rate * 100.0
+            ),
+            met: facts.source_runs >= min && rate <= max_failure_rate + f64::EPSILON,
+        });
+    }
+    let approvals = required.approvals.unwrap_or(0);
+    if approvals > 0 {
+        checks.push(Check {
+            requirement: "approvals".into(),
+            required: format!("{approvals} approval{} from {}'s approvers, not the author", plural(approvals), rule.to.value),
+            actual: if facts.approvals.is_empty() {
+                "none".into()
+            } else {
+                format!("{} ({})", facts.approvals.len(), facts.approvals.join(", "))
+            },
+            met: facts.approvals.len() as u32 >= approvals,
+        });
+    }
+    if let Some(window) = frozen(&rule.freeze, facts.now_ms) {
+        checks.push(Check {
+            requirement: "freeze".into(),
+            required: "outside freeze windows".into(),
+            actual: format!(
+                "frozen from {} to {} ({})",
+                weekly(window.from),
+                weekly(window.to),
+                window.timezone
+            ),
+            met: false,
+        });
+    }
+    Verdict { risk, checks }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn weekly((day, minute): (u8, u16)) -> String {
+    format!("{} {:02}:{:02}", DAYS[usize::from(day % 7)], minute / 60, minute % 60)
+}
+
+/// The freeze window `now_ms` falls in, if any. A window may wrap around the week
+/// (Friday 15:00 to Monday 08:00).
+pub fn frozen(windows: &[FreezeWindow], now_ms: i64) -> Option<&FreezeWindow> {
+    windows.iter().find(|window| {
+        let Ok(tz) = window.timezone.parse::<chrono_tz::Tz>() else {
+            return false;
+        };
+        let Some(local) = tz.timestamp_millis_opt(now_ms).single() else {
+            return false;
+        };
+        let now = local.weekday().num_days_from_monday() * 24 * 60 + local.hour() * 60 + local.minute();
+        let at = |(day, minute): (u8, u16)| u32::from(day) * 24 * 60 + u32::from(minute);
+        let (from, to) = (at(window.from), at(window.to));
+        if from <= to {
+            from <= now && now < to
+        } else {
+            now >= from || now < to
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Located;
+    use crate::diagnostic::Span;
+
+    fn located(text: &str) -> Located<String> {
+        Located::new(text.to_owned(), Span::default())
+    }
+
+    fn rule() -> PromotionRule {
+        PromotionRule {
+            from: located("staging"),
+            to: located("production"),
+            require: Requirements {
+                tests: Some(true),
+                parity: Some(true),
+                staging_runs: Some(StagingRuns { min: 5, max_failure_rate: 0.0 }),
+                approvals: Some(1),
+            },
+            by_risk: vec![
+                (Risk::Finance, Requirements { approvals: Some(2), ..Requirements::default() }),
+                (Risk::Internal, Requirements { staging_runs: Some(StagingRuns { min: 1, max_failure_rate: 0.0 }), ..Requirements::default() }),
+            ],
+            freeze: vec![FreezeWindow { from: (4, 15 * 60), to: (0, 8 * 60), timezone: "UTC".into() }],
+        }
+    }
+
+    fn good() -> Facts {
+        Facts {
+            tests_passed: Some(true),
+            parity_clean: Some(true),
+            source_runs: 5,
+            source_failures: 0,
+            approvals: vec!["ops-lead".into()],
+            // Wednesday 2026-11-25 12:00 UTC
+            now_ms: 1_795_608_000_000,
+        }
+    }
+
+    fn unmet(verdict: &Verdict) -> Vec<&str> {
+        verdict.checks.iter().filter(|c| !c.met).map(|c| c.requirement.as_str()).collect()
+    }
+
+    #[test]
+    fn every_gate_must_hold() {
+        assert!(verdict(&rule(), Risk::Customer, &good()).passed());
+        let cases: Vec<(Facts, &str)> = vec![
+            (Facts { tests_passed: None, ..good() }, "tests"),
+            (Facts { tests_passed: Some(false), ..good() }, "tests"),
+            (Facts { parity_clean: Some(false), ..good() }, "parity"),
+            (Facts { source_runs: 4, ..good() }, "staging_runs"),
+            (Facts { source_failures: 1, ..good() }, "staging_runs"),
+            (Facts { approvals: vec![], ..good() }, "approvals"),
+        ];
+        for (facts, gate) in cases {
+            let v = verdict(&rule(), Risk::Customer, &facts);
+            assert_eq!(unmet(&v), [gate], "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn risk_scales_the_gate() {
+        let finance = verdict(&rule(), Risk::Finance, &good());
+        assert_eq!(unmet(&finance), ["approvals"], "finance needs two approvals");
+        let two = Facts { approvals: vec!["ops-lead".into(), "cfo".into()], ..good() };
+        assert!(verdict(&rule(), Risk::Finance, &two).passed());
+        let light = Facts { source_runs: 1, ..good() };
+        assert!(verdict(&rule(), Risk::Internal, &light).passed(), "internal-only workflows take a lighter path");
+        assert!(!verdict(&rule(), Risk::Customer, &light).passed());
+    }
+
+    #[test]
+    fn a_freeze_window_wrapping_the_weekend_refuses() {
+        // Saturday 2026-11-28 10:00 UTC and Friday 16:00, Monday 07:59; Monday 08:00 is open.
+        for (now, is_frozen) in [
+            (1_795_860_000_000, true),
+            (1_795_795_200_000, true),
+            (1_796_025_540_000, true),
+            (1_796_025_600_000, false),
+        ] {
+            let v = verdict(&rule(), Risk::Customer, &Facts { now_ms: now, ..good() });
+            assert_eq!(unmet(&v).contains(&"freeze"), is_frozen, "at {now}");
+        }
+    }
+}
