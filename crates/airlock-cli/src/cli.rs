@@ -133,6 +133,80 @@ pub enum Command {
         #[arg(long = "env", value_name = "ENV")]
         environment: String,
     },
+    /// Make an unprotected environment run the working copy's workflow versions.
+    Deploy {
+        /// The environment (a protected one is refused: use `promote`).
+        #[arg(long = "env", value_name = "ENV")]
+        environment: String,
+        /// Who deploys (recorded in the audit log).
+        #[arg(long = "as", value_name = "NAME", default_value = "cli")]
+        actor: String,
+    },
+    /// Open a promotion request for the exact version FROM runs, and print the policy's verdict.
+    ///
+    /// Identity comes from `--as` until the server brings tokens.
+    Promote {
+        /// The workflow.
+        workflow: String,
+        /// The source environment.
+        #[arg(long, default_value = "staging")]
+        from: String,
+        /// The target environment.
+        #[arg(long, default_value = "production")]
+        to: String,
+        /// Who asks (cannot approve their own request).
+        #[arg(long = "as", value_name = "NAME")]
+        author: String,
+    },
+    /// Approve a promotion request; when every requirement holds it becomes a release.
+    ///
+    /// Identity comes from `--as` until the server brings tokens: the name must be an
+    /// approver of the target environment and not the request's author.
+    Approve {
+        /// The request.
+        request: String,
+        /// Who approves.
+        #[arg(long = "as", value_name = "NAME")]
+        approver: String,
+    },
+    /// Reject a promotion request.
+    Reject {
+        /// The request.
+        request: String,
+        /// Who rejects.
+        #[arg(long = "as", value_name = "NAME")]
+        approver: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Make the previous (or a named) release current again, at once.
+    Rollback {
+        /// The workflow.
+        workflow: String,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV", default_value = "production")]
+        environment: String,
+        /// The release to return to (default: the one before the current).
+        #[arg(long = "to", value_name = "RELEASE")]
+        target: Option<String>,
+        /// Who rolls back.
+        #[arg(long = "as", value_name = "NAME", default_value = "cli")]
+        actor: String,
+    },
+    /// Release history: who, when, which hash, and the failure rate before and after each.
+    Releases {
+        /// The workflow.
+        workflow: String,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV", default_value = "production")]
+        environment: String,
+    },
+    /// The audit log; `verify` checks its hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: Option<AuditAction>,
+    },
     /// Explain an error code (for example AL0003).
     Explain {
         /// The code.
@@ -170,4 +244,10 @@ pub enum SecretsAction {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     airlock_core::duration::parse(text).map(std::time::Duration::from_millis)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain: exit 1 when any event was changed, removed or inserted.
+    Verify,
 }

@@ -1,11 +1,14 @@
 //! One file per command.
 
 mod approve_step;
+mod audit;
 mod check;
+mod deploy;
 mod explain;
 mod hash;
 mod init;
 mod quickstart;
+mod promote;
 mod records;
 mod resume;
 pub mod run;
@@ -13,7 +16,7 @@ mod runs;
 mod secrets;
 pub mod validate;
 
-use crate::cli::{Cli, Color, Command, RunsAction, SecretsAction};
+use crate::cli::{AuditAction, Cli, Color, Command, RunsAction, SecretsAction};
 use crate::error::CliError;
 use crate::render::Style;
 use std::io::IsTerminal;
@@ -48,6 +51,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Secrets { action: SecretsAction::List } => secrets::list(global),
         Command::Records { environment } => records::run(global, environment),
         Command::Check { environment } => check::run(global, environment),
+        Command::Deploy { environment, actor } => deploy::run(global, environment, actor),
+        Command::Promote { workflow, from, to, author } => promote::promote(global, workflow, from, to, author),
+        Command::Approve { request, approver } => promote::decide(global, request, approver, true, None),
+        Command::Reject { request, approver, reason } => promote::decide(global, request, approver, false, Some(reason)),
+        Command::Rollback { workflow, environment, target, actor } => {
+            promote::rollback(global, workflow, environment, target.as_deref(), actor)
+        }
+        Command::Releases { workflow, environment } => promote::releases(global, workflow, environment),
+        Command::Audit { action: None } => audit::list(global),
+        Command::Audit { action: Some(AuditAction::Verify) } => audit::verify(global),
     }
 }
 

@@ -29,26 +29,37 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
     let trigger = trigger_payload(options.input)?;
     let rt = workspace::runtime()?;
     rt.block_on(async {
-        let version = if environment.protected {
-            let deployed = workspace
-                .store
-                .deployment(&environment.name, &workflow.workflow.name)
-                .await
-                .map_err(store_error)?;
-            match deployed {
-                Some(d) => d.version,
-                None => {
-                    return Err(CliError::usage(
-                        format!(
-                            "`{}` is protected and runs only released versions; none of `{}` is released there",
-                            environment.name.value, workflow.workflow.name.value
-                        ),
-                        Some("release a version with `airlock promote`".into()),
-                    ));
+        // An environment runs what is deployed there; an unprotected one with nothing
+        // deployed yet runs the working copy.
+        let deployed = workspace
+            .store
+            .deployment(&environment.name, &workflow.workflow.name)
+            .await
+            .map_err(store_error)?;
+        let working = airlock_core::canonical::version_id(&workflow.workflow).0;
+        let version = match deployed {
+            Some(d) => {
+                if d.version != working && !global.json {
+                    eprintln!(
+                        "note: `{}` runs the deployed version {}; the working copy ({}) differs{}",
+                        environment.name.value,
+                        &d.version[..12],
+                        &working[..12],
+                        if environment.protected { "" } else { " — `airlock deploy` to run it" }
+                    );
                 }
+                d.version
             }
-        } else {
-            workspace.store_working_version(workflow).await?
+            None if environment.protected => {
+                return Err(CliError::usage(
+                    format!(
+                        "`{}` is protected and runs only released versions; none of `{}` is released there",
+                        environment.name.value, workflow.workflow.name.value
+                    ),
+                    Some("release a version with `airlock promote`".into()),
+                ));
+            }
+            None => workspace.store_working_version(workflow).await?,
         };
         let run = NewRun {
             id: airlock_engine::new_run_id(),
