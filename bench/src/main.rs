@@ -9,10 +9,11 @@
 //! ```text
 //! cargo run --release -p airlock-bench -- engine [--runs N] [--concurrency C[,C2,...]]
 //!     [--repeats R] [--mode closed|backlog] [--sink URL] [--durability full|normal]
-//!     [--poll-ms P] [--warmup W] [--dir PATH] [--timings]
+//!     [--poll-ms P] [--warmup W] [--dir PATH] [--timings] [--workload four-step|webhook]
 //! ```
 
 mod project;
+mod scenarios;
 mod sink;
 mod timing;
 
@@ -33,10 +34,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-const USAGE: &str = "usage: airlock-bench engine [--runs N] [--concurrency C[,C2,...]] [--repeats R]
+const USAGE: &str =
+    "usage: airlock-bench engine [--runs N] [--concurrency C[,C2,...]] [--repeats R]
        [--mode closed|backlog] [--sink URL] [--durability full|normal] [--poll-ms P]
-       [--warmup W] [--dir PATH] [--timings]
+       [--warmup W] [--dir PATH] [--timings] [--workload four-step|webhook]
 
+  --workload      four-step (default): map, sql insert, if, http POST; webhook: map, if,
+                  http POST (the shared workload of /work/shared/bench/README.md).
   --mode closed   (default) C clients each accept a run (Store::enqueue) and wait until it
                   is finished, then accept the next: the webhook workload at c=C. Latency
                   is created → finished, measured in process (µs).
@@ -61,6 +65,53 @@ struct Args {
     warmup: Option<usize>,
     dir: Option<PathBuf>,
     timings: bool,
+    workload: project::Workload,
+    /// Internal: run one repeat at one concurrency and print its figures as JSON.
+    child: bool,
+}
+
+impl Args {
+    /// The arguments of a child process running one repeat at `concurrency`.
+    fn child_args(&self, concurrency: usize) -> Vec<String> {
+        let mut out: Vec<String> = vec![
+            "engine".into(),
+            "--child".into(),
+            "--runs".into(),
+            self.runs.to_string(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+            "--mode".into(),
+            match self.mode {
+                Mode::Closed => "closed".into(),
+                Mode::Backlog => "backlog".into(),
+            },
+            "--durability".into(),
+            match self.durability {
+                Durability::Normal => "normal".into(),
+                _ => "full".into(),
+            },
+            "--poll-ms".into(),
+            self.poll.as_millis().to_string(),
+            "--workload".into(),
+            match self.workload {
+                project::Workload::FourStep => "four-step".into(),
+                project::Workload::Webhook => "webhook".into(),
+            },
+        ];
+        if let Some(sink) = &self.sink {
+            out.extend(["--sink".into(), sink.clone()]);
+        }
+        if let Some(warmup) = self.warmup {
+            out.extend(["--warmup".into(), warmup.to_string()]);
+        }
+        if let Some(dir) = &self.dir {
+            out.extend(["--dir".into(), dir.display().to_string()]);
+        }
+        if self.timings {
+            out.push("--timings".into());
+        }
+        out
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -81,6 +132,8 @@ fn parse_args() -> Result<Args, String> {
         warmup: None,
         dir: None,
         timings: false,
+        workload: project::Workload::FourStep,
+        child: false,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -117,6 +170,14 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => args.warmup = Some(number(&value()?)?),
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
             "--timings" => args.timings = true,
+            "--child" => args.child = true,
+            "--workload" => {
+                args.workload = match value()?.as_str() {
+                    "four-step" => project::Workload::FourStep,
+                    "webhook" => project::Workload::Webhook,
+                    other => return Err(format!("--workload four-step|webhook, not {other}")),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -222,6 +283,66 @@ struct Figures {
     enqueue_per_s: Option<f64>,
 }
 
+impl Figures {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "runs_per_s": self.runs_per_s,
+            "seconds": self.seconds,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "peak_rss_mib": self.peak_rss_mib,
+            "rss_before_mib": self.rss_before_mib,
+            "rows_per_run": self.rows_per_run,
+            "commits_per_run": self.commits_per_run,
+            "enqueue_per_s": self.enqueue_per_s,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> Figures {
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        Figures {
+            runs_per_s: f("runs_per_s"),
+            seconds: f("seconds"),
+            p50_ms: f("p50_ms"),
+            p99_ms: f("p99_ms"),
+            peak_rss_mib: f("peak_rss_mib"),
+            rss_before_mib: f("rss_before_mib"),
+            rows_per_run: f("rows_per_run"),
+            commits_per_run: f("commits_per_run"),
+            enqueue_per_s: v["enqueue_per_s"].as_f64(),
+        }
+    }
+}
+
+/// The prefix of the line a child prints its figures on.
+const RESULT: &str = "RESULT ";
+
+/// Runs one repeat in a fresh process, so that its peak RSS is its own.
+fn repeat_in_child(args: &Args, concurrency: usize) -> Result<Figures, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .args(args.child_args(concurrency))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start a repeat: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut figures = None;
+    for line in stdout.lines() {
+        match line.strip_prefix(RESULT) {
+            Some(json) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(json).map_err(|e| format!("child result: {e}"))?;
+                figures = Some(Figures::from_json(&value));
+            }
+            None => println!("    {line}"),
+        }
+    }
+    match figures {
+        Some(f) if output.status.success() => Ok(f),
+        _ => Err(format!("a repeat failed ({})", output.status)),
+    }
+}
+
 /// Everything one repeat needs.
 struct Bench {
     store: Arc<dyn Store>,
@@ -249,7 +370,7 @@ impl Bench {
             .tempdir_in(&parent)
             .map_err(|e| format!("temp dir in {}: {e}", parent.display()))?;
         let dir = temp.path().to_path_buf();
-        let (project, workflow) = project::create(&dir, sink_url, &sink_host)?;
+        let (project, workflow) = project::create(&dir, args.workload, sink_url, &sink_host)?;
         let state = dir.join(".airlock");
         std::fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
         let sqlite = SqliteStore::open_with(
@@ -291,7 +412,7 @@ impl Bench {
                 workflow: workflow.name.value.clone(),
                 canonical: String::from_utf8_lossy(&canonical::canonical_bytes(&workflow))
                     .into_owned(),
-                source: project::WORKFLOW.to_owned(),
+                source: args.workload.source().to_owned(),
                 created_at: clock.now(),
             })
             .await
@@ -331,7 +452,7 @@ impl Bench {
             trigger: json!({
                 "body": {
                     "id": order,
-                    "amount": if order % 2 == 0 { 50 } else { 150 },
+                    "amount": if order.is_multiple_of(2) { 50 } else { 150 },
                     "customer": format!("cust-{}", order % 1000),
                 },
                 "headers": {},
@@ -411,7 +532,11 @@ impl Bench {
     }
 
     /// Enqueues `n` runs from `clients` concurrent tasks; returns their ids.
-    async fn enqueue_all(self: &Arc<Self>, n: usize, clients: usize) -> Result<Vec<String>, String> {
+    async fn enqueue_all(
+        self: &Arc<Self>,
+        n: usize,
+        clients: usize,
+    ) -> Result<Vec<String>, String> {
         let next = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..clients.min(n) {
@@ -474,14 +599,14 @@ async fn repeat(
             let done = bench.closed_loop(n, concurrency).await?;
             let seconds = started.elapsed().as_secs_f64();
             Bench::stop_worker(stop, task).await?;
-            let mut latencies: Vec<f64> = done
-                .iter()
-                .map(|(_, d)| d.as_secs_f64() * 1e3)
-                .collect();
+            let mut latencies: Vec<f64> = done.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
             latencies.sort_by(|a, b| a.total_cmp(b));
             figures.p50_ms = percentile(&latencies, 50);
             figures.p99_ms = percentile(&latencies, 99);
-            (done.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), seconds)
+            (
+                done.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                seconds,
+            )
         }
         Mode::Backlog => {
             let enqueue_started = Instant::now();
@@ -489,9 +614,13 @@ async fn repeat(
             figures.enqueue_per_s = Some(n as f64 / enqueue_started.elapsed().as_secs_f64());
             let (stop, task) = bench.start_worker(args.poll);
             let started = Instant::now();
-            tokio::time::timeout(Duration::from_secs(600), bench.probe.all_done.notified())
-                .await
-                .map_err(|_| "the runs did not finish within 600 s".to_owned())?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+            // A wake-up left over from the warm-up is harmless: the count decides.
+            while bench.probe.finished.load(Ordering::SeqCst) < n as u64 {
+                tokio::time::timeout_at(deadline, bench.probe.all_done.notified())
+                    .await
+                    .map_err(|_| "the runs did not finish within 600 s".to_owned())?;
+            }
             let seconds = started.elapsed().as_secs_f64();
             Bench::stop_worker(stop, task).await?;
             (ids, seconds)
@@ -537,12 +666,17 @@ async fn repeat(
             "{succeeded} of {n} runs succeeded ({failed} finished otherwise)"
         ));
     }
-    let orders = rusqlite::Connection::open(bench.project_dir.join(project::ORDERS_DB))
-        .and_then(|c| c.query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0)))
-        .map_err(|e| format!("orders.db: {e}"))? as usize;
-    if orders != n + warmup {
-        return Err(format!("{orders} rows in orders.db, not {}", n + warmup));
-    }
+    let orders = if args.workload == project::Workload::FourStep {
+        let orders = rusqlite::Connection::open(bench.project_dir.join(project::ORDERS_DB))
+            .and_then(|c| c.query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0)))
+            .map_err(|e| format!("orders.db: {e}"))? as usize;
+        if orders != n + warmup {
+            return Err(format!("{orders} rows in orders.db, not {}", n + warmup));
+        }
+        format!(", {orders} rows in orders.db (with {warmup} warm-up runs)")
+    } else {
+        String::new()
+    };
     if let (Some(sink), Some(before), Some(warm)) = (sink, sink_before, sink_before_warmup) {
         let posts = (sink.received() - before) as usize;
         if posts != n || before - warm != warmup as u64 {
@@ -551,8 +685,14 @@ async fn repeat(
     }
     notes.insert(
         0,
-        format!("checked: {n} runs succeeded, {orders} rows in orders.db (with {warmup} warm-up runs){}",
-            if sink.is_some() { format!(", {n} POSTs at the sink") } else { String::new() }),
+        format!(
+            "checked: {n} runs succeeded{orders}{}",
+            if sink.is_some() {
+                format!(", {n} POSTs at the sink")
+            } else {
+                String::new()
+            }
+        ),
     );
     Ok((figures, notes))
 }
@@ -605,18 +745,23 @@ async fn main_async(args: Args, internal: Option<&sink::Sink>) -> Result<(), Str
         .clone()
         .or_else(|| internal.map(|s| s.url.clone()))
         .unwrap_or_default();
+    if args.child {
+        let concurrency = args.concurrency.first().copied().unwrap_or(32);
+        let (figures, notes) = repeat(&args, concurrency, &sink_url, internal).await?;
+        for note in notes {
+            println!("{note}");
+        }
+        println!("{RESULT}{}", figures.to_json());
+        return Ok(());
+    }
     println!(
-        "airlock-bench engine · mode {:?} · {} runs × {} repeats · durability {:?} · sink {} ({}) · poll {:?} · dir {}",
+        "airlock-bench engine · workload {:?} · mode {:?} · {} runs × {} repeats (each in a fresh process) · durability {:?} · sink {} · poll {:?} · dir {}",
+        args.workload,
         args.mode,
         args.runs,
         args.repeats,
         args.durability,
-        sink_url,
-        if internal.is_some() {
-            "in process"
-        } else {
-            "external"
-        },
+        args.sink.as_deref().unwrap_or("in process"),
         args.poll,
         args.dir
             .clone()
@@ -627,19 +772,20 @@ async fn main_async(args: Args, internal: Option<&sink::Sink>) -> Result<(), Str
     for &concurrency in &args.concurrency {
         let mut all = Vec::new();
         for r in 1..=args.repeats {
-            let (figures, notes) = repeat(&args, concurrency, &sink_url, internal).await?;
+            let figures = repeat_in_child(&args, concurrency)?;
             print_figures(
                 &format!("C={concurrency:<3} repeat {r}/{}", args.repeats),
                 &figures,
                 args.mode,
             );
-            for note in notes {
-                println!("    {note}");
-            }
             all.push(figures);
         }
         let median = median_figures(&all);
-        print_figures(&format!("C={concurrency:<3} median    "), &median, args.mode);
+        print_figures(
+            &format!("C={concurrency:<3} median    "),
+            &median,
+            args.mode,
+        );
         summary.push((concurrency, median));
     }
     println!();
@@ -662,6 +808,9 @@ async fn main_async(args: Args, internal: Option<&sink::Sink>) -> Result<(), Str
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("scenarios") {
+        return scenarios::main(std::env::args().skip(2).collect());
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
@@ -673,6 +822,7 @@ fn main() -> std::process::ExitCode {
     // engine's.
     let internal = match &args.sink {
         Some(_) => None,
+        None if !args.child => None,
         None => match sink::Sink::start() {
             Ok(sink) => Some(sink),
             Err(e) => {

@@ -6,11 +6,30 @@ use airlock_core::project::{self, Project};
 use airlock_core::source::SourceFile;
 use std::path::Path;
 
-/// The workflow every run executes: the shared webhook workload (map, branch on the
-/// total, POST to the sink at `/high` or `/low`) with a durable SQL insert before the
-/// branch. Four steps run per run: `normalize`, `save_order`, `tier` and one of
-/// `post_high` / `post_low`.
-pub const WORKFLOW: &str = r#"name: order
+/// Which workflow the runs execute.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Workload {
+    /// [`FOUR_STEP`]: map, sql insert, if, http POST (the issue's benchmark).
+    FourStep,
+    /// [`WEBHOOK`]: map, if, http POST (`/work/shared/bench/README.md`'s workload, minus
+    /// the HTTP front: runs are accepted with `Store::enqueue`).
+    Webhook,
+}
+
+impl Workload {
+    /// The workflow's YAML.
+    pub fn source(self) -> &'static str {
+        match self {
+            Workload::FourStep => FOUR_STEP,
+            Workload::Webhook => WEBHOOK,
+        }
+    }
+}
+
+/// The shared webhook workload (map, branch on the total, POST to the sink at `/high` or
+/// `/low`) with a durable SQL insert before the branch. Four steps run per run:
+/// `normalize`, `save_order`, `tier` and one of `post_high` / `post_low`.
+pub const FOUR_STEP: &str = r#"name: order
 description: The benchmark workload.
 trigger: manual
 steps:
@@ -28,6 +47,43 @@ steps:
         id: "{{ steps.normalize.output.order_id }}"
         customer: "{{ steps.normalize.output.customer }}"
         total: "{{ steps.normalize.output.total }}"
+
+  - id: tier
+    if: "steps.normalize.output.total > 100"
+    then:
+      - id: post_high
+        call: sink.request
+        with:
+          method: POST
+          path: /high
+          json:
+            orderId: "{{ steps.normalize.output.order_id }}"
+            total: "{{ steps.normalize.output.total }}"
+            customer: "{{ steps.normalize.output.customer }}"
+            tier: high
+    else:
+      - id: post_low
+        call: sink.request
+        with:
+          method: POST
+          path: /low
+          json:
+            orderId: "{{ steps.normalize.output.order_id }}"
+            total: "{{ steps.normalize.output.total }}"
+            customer: "{{ steps.normalize.output.customer }}"
+            tier: low
+"#;
+
+/// The shared webhook workload: three steps per run (`normalize`, `tier`, one POST).
+pub const WEBHOOK: &str = r#"name: order
+description: The shared webhook workload.
+trigger: manual
+steps:
+  - id: normalize
+    map:
+      order_id: "{{ trigger.body.id }}"
+      total: "{{ trigger.body.amount | float }}"
+      customer: "{{ trigger.body.customer }}"
 
   - id: tier
     if: "steps.normalize.output.total > 100"
@@ -86,10 +142,15 @@ environments:
 }
 
 /// Writes the project into `dir` and loads it (it must validate).
-pub fn create(dir: &Path, sink_base: &str, sink_host: &str) -> Result<(Project, Workflow), String> {
+pub fn create(
+    dir: &Path,
+    workload: Workload,
+    sink_base: &str,
+    sink_host: &str,
+) -> Result<(Project, Workflow), String> {
     let files = [
         ("airlock.yaml", manifest(sink_base, sink_host)),
-        ("workflows/order.yaml", WORKFLOW.to_owned()),
+        ("workflows/order.yaml", workload.source().to_owned()),
         ("orders.sql", SCHEMA.to_owned()),
     ];
     let mut sources = Vec::new();

@@ -156,19 +156,32 @@ impl Store for TimedStore {
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
     }
-    async fn add_evidence(&self, evidence: &airlock_store::NewEvidence) -> Result<airlock_store::Evidence> {
+    async fn add_evidence(
+        &self,
+        evidence: &airlock_store::NewEvidence,
+    ) -> Result<airlock_store::Evidence> {
         self.inner.add_evidence(evidence).await
     }
-    async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<airlock_store::Evidence>> {
+    async fn evidence(
+        &self,
+        workflow: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<airlock_store::Evidence>> {
         self.inner.evidence(workflow, version).await
     }
-    async fn open_request(&self, request: &airlock_store::NewPromotionRequest) -> Result<airlock_store::PromotionRequest> {
+    async fn open_request(
+        &self,
+        request: &airlock_store::NewPromotionRequest,
+    ) -> Result<airlock_store::PromotionRequest> {
         self.inner.open_request(request).await
     }
     async fn request(&self, id: &str) -> Result<Option<airlock_store::PromotionRequest>> {
         self.inner.request(id).await
     }
-    async fn requests(&self, workflow: Option<&str>) -> Result<Vec<airlock_store::PromotionRequest>> {
+    async fn requests(
+        &self,
+        workflow: Option<&str>,
+    ) -> Result<Vec<airlock_store::PromotionRequest>> {
         self.inner.requests(workflow).await
     }
     async fn decide_request(&self, approval: &airlock_store::Approval) -> Result<()> {
@@ -183,7 +196,11 @@ impl Store for TimedStore {
     async fn release_by_id(&self, id: &str) -> Result<Option<airlock_store::Release>> {
         self.inner.release_by_id(id).await
     }
-    async fn releases(&self, environment: &str, workflow: &str) -> Result<Vec<airlock_store::Release>> {
+    async fn releases(
+        &self,
+        environment: &str,
+        workflow: &str,
+    ) -> Result<Vec<airlock_store::Release>> {
         self.inner.releases(environment, workflow).await
     }
 }

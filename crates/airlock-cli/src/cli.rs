@@ -55,6 +55,12 @@ pub enum Command {
     },
     /// Parse and check every file; print each problem with its place and a hint.
     Validate,
+    /// Run the scenarios under tests/ offline, with coverage; record the result as evidence
+    /// for each workflow's version hash.
+    Test {
+        /// Only this workflow's scenarios.
+        workflow: Option<String>,
+    },
     /// Print each workflow's version id: the hash of its canonical form.
     Hash {
         /// Only this workflow.
@@ -206,6 +212,22 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         action: Option<AuditAction>,
+    },
+    /// The parity report: logic, connector setup, permission model, data shapes and
+    /// branching, each difference documented or drift; shared credentials flagged (by keyed
+    /// fingerprint, never by value). Exit 1 on any drift.
+    Diff {
+        /// The first environment (usually the source of promotions: staging).
+        from: String,
+        /// The second environment (usually the target: production).
+        to: String,
+    },
+    /// The readiness checklist per workflow: what was tested, what differs, what is
+    /// documented, how it moves and who owns the release, how it rolls back. Exit 1 when
+    /// any workflow is not ready.
+    Readiness {
+        /// Only this workflow.
+        workflow: Option<String>,
     },
     /// Explain an error code (for example AL0003).
     Explain {

@@ -38,8 +38,12 @@ impl Workspace {
         let state = root.join(STATE_DIR);
         std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
         let path = state.join(STORE_FILE);
-        let store = SqliteStore::open(&path)
-            .map_err(|e| CliError::usage(format!("cannot open the store {}: {e}", path.display()), None))?;
+        let store = SqliteStore::open(&path).map_err(|e| {
+            CliError::usage(
+                format!("cannot open the store {}: {e}", path.display()),
+                None,
+            )
+        })?;
         let environments: Vec<&str> = loaded
             .project
             .manifest
@@ -47,7 +51,8 @@ impl Workspace {
             .iter()
             .map(|e| e.name.as_str())
             .collect();
-        let keyring = Keyring::load(&state, &environments).map_err(|e| CliError::usage(e.to_string(), None))?;
+        let keyring = Keyring::load(&state, &environments)
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
         Ok(Ok(Self {
             root,
             loaded,
@@ -66,8 +71,15 @@ impl Workspace {
 
     pub fn workflow(&self, name: &str) -> Result<&WorkflowFile, CliError> {
         self.project().workflow(name).ok_or_else(|| {
-            let names = self.project().workflows.iter().map(|w| w.workflow.name.as_str());
-            CliError::usage(format!("no workflow named `{name}`"), suggestion(name, names))
+            let names = self
+                .project()
+                .workflows
+                .iter()
+                .map(|w| w.workflow.name.as_str());
+            CliError::usage(
+                format!("no workflow named `{name}`"),
+                suggestion(name, names),
+            )
         })
     }
 
@@ -75,14 +87,18 @@ impl Workspace {
         let manifest = &self.project().manifest;
         manifest.environment(name).ok_or_else(|| {
             let names = manifest.environments.iter().map(|e| e.name.as_str());
-            CliError::usage(format!("no environment named `{name}`"), suggestion(name, names))
+            CliError::usage(
+                format!("no environment named `{name}`"),
+                suggestion(name, names),
+            )
         })
     }
 
     /// Stores the working copy's version of a workflow and returns its id.
     pub async fn store_working_version(&self, workflow: &WorkflowFile) -> Result<String, CliError> {
         let id = canonical::version_id(&workflow.workflow).0;
-        let canonical_json = String::from_utf8_lossy(&canonical::canonical_bytes(&workflow.workflow)).into_owned();
+        let canonical_json =
+            String::from_utf8_lossy(&canonical::canonical_bytes(&workflow.workflow)).into_owned();
         let source = self.project().files[workflow.file].text.clone();
         self.store
             .put_version(&airlock_store::WorkflowVersion {

@@ -1,37 +1,9 @@
 //! End to end: the built `airlock` binary on real project folders.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+use support::*;
 
-fn airlock(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AIRLOCK_PROJECT")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the airlock binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A fresh `airlock init` project in a temporary folder.
-fn init_project() -> (tempfile::TempDir, PathBuf) {
-    let temp = tempfile::tempdir().unwrap();
-    let out = airlock(temp.path(), &["init", "demo"]);
-    assert!(out.status.success(), "init failed: {}", text(&out.stderr));
-    let project = temp.path().join("demo");
-    (temp, project)
-}
-
-fn replace_in(project: &Path, file: &str, from: &str, to: &str) {
-    let path = project.join(file);
-    let before = std::fs::read_to_string(&path).unwrap();
-    assert!(before.contains(from), "{file} does not contain {from:?}");
-    std::fs::write(&path, before.replacen(from, to, 1)).unwrap();
-}
+use std::path::Path;
 
 #[test]
 fn init_then_validate_is_clean() {
@@ -364,17 +336,4 @@ fn quickstart_creates_then_reuses_the_project() {
     assert!(text(&first.stdout).starts_with("Created the Airlock project in airlock-demo"));
     let second = airlock(temp.path(), &["quickstart"]);
     assert!(text(&second.stdout).starts_with("Using the Airlock project in airlock-demo"));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -1,68 +1,82 @@
 //! End to end with the built binary: durable runs of the starter project offline,
 //! approvals across processes, dead-lettering and retry, secrets that never show.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+use support::*;
 
-fn airlock(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AIRLOCK_PROJECT")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the airlock binary runs")
-}
-
-fn airlock_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", text(&out.stdout), text(&out.stderr)))
-}
-
-fn init_project() -> (tempfile::TempDir, PathBuf) {
-    let temp = tempfile::tempdir().unwrap();
-    let out = airlock(temp.path(), &["init", "demo"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let project = temp.path().join("demo");
-    (temp, project)
-}
 
 #[test]
 fn the_starter_project_runs_offline_out_of_the_box() {
     let (_temp, project) = init_project();
-    let out = airlock(&project, &["run", "order-intake", "--env", "staging", "--input", "examples/order.json"]);
+    let out = airlock(
+        &project,
+        &[
+            "run",
+            "order-intake",
+            "--env",
+            "staging",
+            "--input",
+            "examples/order.json",
+        ],
+    );
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
-    for line in ["normalize", "big_order", "alert_big_order", "save_order", "sync_crm", "succeeded in"] {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for line in [
+        "normalize",
+        "big_order",
+        "alert_big_order",
+        "save_order",
+        "sync_crm",
+        "succeeded in",
+    ] {
         assert!(stdout.contains(line), "missing {line}:\n{stdout}");
     }
     // Record-mode bindings kept test records with the rendered arguments.
-    let records = json(&airlock(&project, &["records", "--env", "staging", "--json"]));
-    let calls: Vec<String> = records.as_array().unwrap().iter().map(|r| format!("{}.{}", r["connector"].as_str().unwrap(), r["action"].as_str().unwrap())).collect();
+    let records = json(&airlock(
+        &project,
+        &["records", "--env", "staging", "--json"],
+    ));
+    let calls: Vec<String> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}.{}",
+                r["connector"].as_str().unwrap(),
+                r["action"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(calls, ["chat.post", "crm.request"]);
-    assert_eq!(records[0]["arguments"]["text"], "Big order 1001: 250.0 from acme-42");
+    assert_eq!(
+        records[0]["arguments"]["text"],
+        "Big order 1001: 250.0 from acme-42"
+    );
     // The order landed once in the real SQLite file, even when the same order runs twice.
-    let again = airlock(&project, &["run", "order-intake", "--env", "staging", "--input", "examples/order.json"]);
+    let again = airlock(
+        &project,
+        &[
+            "run",
+            "order-intake",
+            "--env",
+            "staging",
+            "--input",
+            "examples/order.json",
+        ],
+    );
     assert_eq!(again.status.code(), Some(0));
     let db = rusqlite::Connection::open(project.join(".airlock/staging-orders.db")).unwrap();
-    let rows: i64 = db.query_row("select count(*) from orders where id = '1001'", [], |r| r.get(0)).unwrap();
+    let rows: i64 = db
+        .query_row("select count(*) from orders where id = '1001'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(rows, 1);
     // The runs are listed with their version and shown with their journal.
     let runs = json(&airlock(&project, &["runs", "--json"]));
@@ -71,63 +85,148 @@ fn the_starter_project_runs_offline_out_of_the_box() {
     let shown = json(&airlock(&project, &["runs", "show", id, "--json"]));
     assert_eq!(shown["run"]["status"], "succeeded");
     assert_eq!(shown["run"]["version"].as_str().unwrap().len(), 64);
-    let steps: Vec<&str> = shown["journal"].as_array().unwrap().iter().map(|e| e["step"].as_str().unwrap()).collect();
+    let steps: Vec<&str> = shown["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
     assert!(steps.contains(&"sync_crm"));
     // `check` of staging: record bindings say so, the SQLite file answers.
     let check = airlock(&project, &["check", "--env", "staging"]);
     assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
-    assert!(text(&check.stdout).contains("tables exist: orders"), "{}", text(&check.stdout));
+    assert!(
+        text(&check.stdout).contains("tables exist: orders"),
+        "{}",
+        text(&check.stdout)
+    );
     // Production has no secrets set here: check fails, naming what is missing.
     let check = airlock(&project, &["check", "--env", "production"]);
     assert_eq!(check.status.code(), Some(1));
-    assert!(text(&check.stdout).contains("secret `CRM_TOKEN` not found in environment `production`"), "{}", text(&check.stdout));
+    assert!(
+        text(&check.stdout).contains("secret `CRM_TOKEN` not found in environment `production`"),
+        "{}",
+        text(&check.stdout)
+    );
 }
 
 #[test]
 fn an_approval_waits_across_processes_and_only_an_approver_continues_it() {
     let (_temp, project) = init_project();
-    std::fs::write(project.join("examples/overdue.json"), r#"{"id": 77, "amount": 900, "customer": "late-payer"}"#).unwrap();
-    assert!(airlock(&project, &["run", "order-intake", "--env", "staging", "--input", "examples/overdue.json"]).status.success());
-    let out = airlock(&project, &["run", "credit-review", "--env", "staging", "--json"]);
+    std::fs::write(
+        project.join("examples/overdue.json"),
+        r#"{"id": 77, "amount": 900, "customer": "late-payer"}"#,
+    )
+    .unwrap();
+    assert!(
+        airlock(
+            &project,
+            &[
+                "run",
+                "order-intake",
+                "--env",
+                "staging",
+                "--input",
+                "examples/overdue.json"
+            ]
+        )
+        .status
+        .success()
+    );
+    let out = airlock(
+        &project,
+        &["run", "credit-review", "--env", "staging", "--json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let waiting = json(&out);
     assert_eq!(waiting["run"]["status"], "waiting");
     let run = waiting["run"]["id"].as_str().unwrap().to_owned();
 
     // Another process, a name that is not an approver of staging: refused, nothing moves.
-    let refused = airlock(&project, &["approve-step", &run, "approve_reminders", "--as", "mallory"]);
+    let refused = airlock(
+        &project,
+        &["approve-step", &run, "approve_reminders", "--as", "mallory"],
+    );
     assert_eq!(refused.status.code(), Some(2));
-    assert!(text(&refused.stderr).contains("`mallory` is not an approver in environment `staging`"));
+    assert!(
+        text(&refused.stderr).contains("`mallory` is not an approver in environment `staging`")
+    );
     let still = json(&airlock(&project, &["runs", "show", &run, "--json"]));
     assert_eq!(still["run"]["status"], "waiting");
 
-    let approved = airlock(&project, &["approve-step", &run, "approve_reminders", "--as", "staging-lead", "--json"]);
-    assert_eq!(approved.status.code(), Some(0), "{}", text(&approved.stderr));
+    let approved = airlock(
+        &project,
+        &[
+            "approve-step",
+            &run,
+            "approve_reminders",
+            "--as",
+            "staging-lead",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        approved.status.code(),
+        Some(0),
+        "{}",
+        text(&approved.stderr)
+    );
     assert_eq!(json(&approved)["run"]["status"], "succeeded");
-    let records = json(&airlock(&project, &["records", "--env", "staging", "--json"]));
-    let mail: Vec<_> = records.as_array().unwrap().iter().filter(|r| r["connector"] == "mail").collect();
+    let records = json(&airlock(
+        &project,
+        &["records", "--env", "staging", "--json"],
+    ));
+    let mail: Vec<_> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["connector"] == "mail")
+        .collect();
     assert_eq!(mail.len(), 1);
-    assert!(mail[0]["arguments"]["body"].as_str().unwrap().contains("late-payer"));
+    assert!(
+        mail[0]["arguments"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("late-payer")
+    );
 }
 
 #[test]
 fn secrets_are_set_from_stdin_listed_without_values_and_never_shown() {
     let (_temp, project) = init_project();
     let secret = "hook-secret-3f9a7c1e5d";
-    let out = airlock_stdin(&project, &["secrets", "set", "ORDER_HOOK_SECRET", "--env", "staging"], &format!("{secret}\n"));
+    let out = airlock_stdin(
+        &project,
+        &["secrets", "set", "ORDER_HOOK_SECRET", "--env", "staging"],
+        &format!("{secret}\n"),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // Not declared in staging: refused.
-    let out = airlock_stdin(&project, &["secrets", "set", "CRM_TOKEN", "--env", "staging"], "x-value");
+    let out = airlock_stdin(
+        &project,
+        &["secrets", "set", "CRM_TOKEN", "--env", "staging"],
+        "x-value",
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("does not declare a secret `CRM_TOKEN`"));
     let list = airlock(&project, &["secrets", "list"]);
     let listed = text(&list.stdout);
-    assert!(listed.contains("ORDER_HOOK_SECRET") && listed.contains("set"), "{listed}");
-    let everything = format!("{listed}{}{}", text(&list.stderr), text(&airlock(&project, &["secrets", "list", "--json"]).stdout));
+    assert!(
+        listed.contains("ORDER_HOOK_SECRET") && listed.contains("set"),
+        "{listed}"
+    );
+    let everything = format!(
+        "{listed}{}{}",
+        text(&list.stderr),
+        text(&airlock(&project, &["secrets", "list", "--json"]).stdout)
+    );
     assert!(!everything.contains(secret));
     for file in ["airlock.db", "airlock.db-wal"] {
         let bytes = std::fs::read(project.join(".airlock").join(file)).unwrap_or_default();
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds the secret in clear");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{file} holds the secret in clear"
+        );
     }
     let audit_free = airlock(&project, &["runs", "--json"]);
     assert!(!text(&audit_free.stdout).contains(secret));
@@ -155,7 +254,12 @@ fn a_dead_run_is_listed_and_retried_by_hand() {
     )
     .unwrap();
     let out = airlock(project, &["run", "ping", "--env", "staging", "--json"]);
-    assert_eq!(out.status.code(), Some(1), "a dead run is a failed check: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a dead run is a failed check: {}",
+        text(&out.stderr)
+    );
     let run = json(&out)["run"].clone();
     assert_eq!(run["status"], "dead");
     let dead = json(&airlock(project, &["runs", "--status", "dead", "--json"]));
@@ -171,11 +275,19 @@ fn a_dead_run_is_listed_and_retried_by_hand() {
         stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{}").unwrap();
         String::from_utf8_lossy(&buffer).into_owned()
     });
-    let retried = airlock(project, &["runs", "retry", run["id"].as_str().unwrap(), "--json"]);
+    let retried = airlock(
+        project,
+        &["runs", "retry", run["id"].as_str().unwrap(), "--json"],
+    );
     assert_eq!(retried.status.code(), Some(0), "{}", text(&retried.stderr));
     assert_eq!(json(&retried)["run"]["status"], "succeeded");
     let request = server.join().unwrap();
-    assert!(request.to_ascii_lowercase().contains("idempotency-key: staging:"), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("idempotency-key: staging:"),
+        "{request}"
+    );
 }
 
 #[test]
@@ -198,7 +310,10 @@ fn a_secret_used_by_a_live_binding_never_reaches_the_store_the_journal_or_the_ou
             .map(|l| l[14..].trim().to_owned())
             .unwrap_or_default();
         let body = format!("{{\"echo\":\"{auth}\"}}");
-        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
         stream.write_all(answer.as_bytes()).unwrap();
         request
     });
@@ -215,21 +330,56 @@ fn a_secret_used_by_a_live_binding_never_reaches_the_store_the_journal_or_the_ou
         "name: ping\ntrigger: manual\nsteps:\n  - id: ping\n    call: api.request\n    with: { method: POST, path: /ping }\n",
     )
     .unwrap();
-    let set = airlock_stdin(project, &["secrets", "set", "API_TOKEN", "--env", "staging"], secret);
+    let set = airlock_stdin(
+        project,
+        &["secrets", "set", "API_TOKEN", "--env", "staging"],
+        secret,
+    );
     assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
     let run = airlock(project, &["run", "ping", "--env", "staging"]);
-    assert_eq!(run.status.code(), Some(0), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
     let request = server.join().unwrap();
-    assert!(request.contains(&format!("Bearer {secret}")), "the target did get the credential");
-    let id = json(&airlock(project, &["runs", "--json"]))[0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        request.contains(&format!("Bearer {secret}")),
+        "the target did get the credential"
+    );
+    let id = json(&airlock(project, &["runs", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let shown = airlock(project, &["runs", "show", &id, "--json"]);
-    assert!(text(&shown.stdout).contains("[redacted]"), "the echoed credential is redacted: {}", text(&shown.stdout));
-    let outputs = [run.stdout, run.stderr, set.stdout, set.stderr, shown.stdout, shown.stderr, airlock(project, &["runs", "show", &id]).stdout];
+    assert!(
+        text(&shown.stdout).contains("[redacted]"),
+        "the echoed credential is redacted: {}",
+        text(&shown.stdout)
+    );
+    let outputs = [
+        run.stdout,
+        run.stderr,
+        set.stdout,
+        set.stderr,
+        shown.stdout,
+        shown.stderr,
+        airlock(project, &["runs", "show", &id]).stdout,
+    ];
     for output in outputs {
-        assert!(!text(&output).contains(secret), "the secret was printed: {}", text(&output));
+        assert!(
+            !text(&output).contains(secret),
+            "the secret was printed: {}",
+            text(&output)
+        );
     }
     for file in ["airlock.db", "airlock.db-wal"] {
         let bytes = std::fs::read(project.join(".airlock").join(file)).unwrap_or_default();
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds the secret in clear");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{file} holds the secret in clear"
+        );
     }
 }

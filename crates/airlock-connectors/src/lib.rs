@@ -84,7 +84,10 @@ impl CallError {
     /// Whether the target may have acted on the call (so a retry must carry the same
     /// idempotency key and the outcome is unknown, not failed).
     pub fn may_have_reached_target(&self) -> bool {
-        matches!(self, CallError::Timeout(_) | CallError::Status { .. } | CallError::Failed(_))
+        matches!(
+            self,
+            CallError::Timeout(_) | CallError::Status { .. } | CallError::Failed(_)
+        )
     }
 }
 
@@ -100,12 +103,18 @@ pub struct CheckOutcome {
 impl CheckOutcome {
     /// A passed check.
     pub fn ok(detail: impl Into<String>) -> Self {
-        Self { ok: true, detail: detail.into() }
+        Self {
+            ok: true,
+            detail: detail.into(),
+        }
     }
 
     /// A failed check.
     pub fn failed(detail: impl Into<String>) -> Self {
-        Self { ok: false, detail: detail.into() }
+        Self {
+            ok: false,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -144,7 +153,6 @@ pub struct ResolvedBinding {
 
 /// Shared across connectors of one environment.
 pub type SharedEgress = Arc<Egress>;
-
 
 /// Builds the connector for one binding: record mode for any kind, or the kind's own.
 pub fn build(

@@ -118,7 +118,10 @@ mod tests {
             idempotency_key: "staging:r1:sync_crm".into(),
             timeout: std::time::Duration::from_secs(1),
         };
-        assert_eq!(connector.call(&request).await.unwrap(), json!({"status": 201}));
+        assert_eq!(
+            connector.call(&request).await.unwrap(),
+            json!({"status": 201})
+        );
         let recorded = sink.0.lock().unwrap();
         assert_eq!(recorded.len(), 1);
         assert_eq!(recorded[0].arguments["path"], "/orders");

@@ -40,7 +40,9 @@ pub enum SecretError {
         environment: String,
     },
     /// The sealed value does not open under this environment's key.
-    #[error("secret `{name}` of environment `{environment}` does not decrypt with this environment's key")]
+    #[error(
+        "secret `{name}` of environment `{environment}` does not decrypt with this environment's key"
+    )]
     Undecryptable {
         /// The environment.
         environment: String,
@@ -58,13 +60,22 @@ pub enum SecretError {
     /// The store failed while looking a secret up.
     #[error("secret lookup failed: {0}")]
     Lookup(String),
+    /// The fingerprint key could not be read, written or trusted.
+    #[error("fingerprint key: {0}")]
+    FingerprintKey(String),
 }
 
 /// `staging` → `STAGING`, `eu-prod` → `EU_PROD`.
 pub fn env_var_suffix(environment: &str) -> String {
     environment
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -168,7 +179,13 @@ impl Keyring {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = associated_data(environment, name);
         let ciphertext = cipher
-            .encrypt(&nonce, Payload { msg: value.as_bytes(), aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: &aad,
+                },
+            )
             .map_err(|_| SecretError::Key {
                 environment: environment.to_owned(),
                 reason: "encryption failed".into(),
@@ -179,7 +196,12 @@ impl Keyring {
     }
 
     /// Opens a value sealed for this environment and name.
-    pub fn unseal(&self, environment: &str, name: &str, sealed: &[u8]) -> Result<String, SecretError> {
+    pub fn unseal(
+        &self,
+        environment: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<String, SecretError> {
         let cipher = self.cipher(environment)?;
         let undecryptable = || SecretError::Undecryptable {
             environment: environment.to_owned(),
@@ -191,7 +213,13 @@ impl Keyring {
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let aad = associated_data(environment, name);
         let plain = cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| undecryptable())?;
         String::from_utf8(plain).map_err(|_| undecryptable())
     }
@@ -295,7 +323,9 @@ impl Redactor {
         }
         match value {
             Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_json(v)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
+            }
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| (self.redact(k), self.redact_json(v)))
@@ -347,13 +377,12 @@ async fn substitute(
             for (name, range) in references {
                 // `${secret:` is 9 bytes before the name; `}` one after.
                 out.push_str(&text[last..range.start - 9]);
-                let secret = lookup
-                    .lookup(environment, name)
-                    .await?
-                    .ok_or_else(|| SecretError::NotFound {
+                let secret = lookup.lookup(environment, name).await?.ok_or_else(|| {
+                    SecretError::NotFound {
                         environment: environment.to_owned(),
                         name: name.to_owned(),
-                    })?;
+                    }
+                })?;
                 redactor.add(&secret);
                 out.push_str(&secret);
                 last = (range.end + 1).min(text.len());
@@ -371,7 +400,10 @@ async fn substitute(
         Value::Object(map) => {
             let mut out = serde_json::Map::new();
             for (key, item) in map {
-                out.insert(key.clone(), Box::pin(substitute(item, environment, lookup, redactor)).await?);
+                out.insert(
+                    key.clone(),
+                    Box::pin(substitute(item, environment, lookup, redactor)).await?,
+                );
             }
             Value::Object(out)
         }
@@ -379,29 +411,184 @@ async fn substitute(
     })
 }
 
+// ---- keyed fingerprints: shared-credential detection without revealing values ----
+
+/// The variable holding the fingerprint key (64 hex digits), read before the key file.
+pub const FINGERPRINT_KEY_VARIABLE: &str = "AIRLOCK_FINGERPRINT_KEY";
+
+/// Where the fingerprint key file lives: `.airlock/keys/fingerprint.key`.
+pub fn fingerprint_key_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("keys").join("fingerprint.key")
+}
+
+/// Keyed fingerprints of secret values, so that the parity report can tell that two
+/// environments hold the same credential without anyone reading either value.
+///
+/// A fingerprint is HMAC-SHA256 of the value under a key of its own, kept apart from the
+/// environments' encryption keys: it depends on the value alone (not on the environment or
+/// the name), so the same value gives the same fingerprint wherever it is set, and without
+/// the key a fingerprint cannot be checked against guesses (a plain hash of a short token
+/// could be).
+#[derive(Clone)]
+pub struct Fingerprinter {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.write_str("Fingerprinter(..)")
+    }
+}
+
+impl Fingerprinter {
+    /// A fingerprinter with this key (tests, and processes given the key directly).
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    /// The project's fingerprint key: [`FINGERPRINT_KEY_VARIABLE`] first, then the key
+    /// file; `None` when neither exists. `environments` are the project's environments: one
+    /// named `fingerprint` would keep its encryption key in the same file, so the file is
+    /// refused then (set the variable instead).
+    pub fn load(state_dir: &Path, environments: &[&str]) -> Result<Option<Self>, SecretError> {
+        if let Ok(text) = std::env::var(FINGERPRINT_KEY_VARIABLE) {
+            return parse_fingerprint_key(&text, FINGERPRINT_KEY_VARIABLE)
+                .map(|key| Some(Self { key }));
+        }
+        let path = Self::file(state_dir, environments)?;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_fingerprint_key(&text, &path.display().to_string())
+                .map(|key| Some(Self { key })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SecretError::FingerprintKey(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The project's fingerprint key, creating the key file (0600) on first use. Returns
+    /// whether a file was written.
+    pub fn load_or_create(
+        state_dir: &Path,
+        environments: &[&str],
+    ) -> Result<(Self, bool), SecretError> {
+        if let Some(found) = Self::load(state_dir, environments)? {
+            return Ok((found, false));
+        }
+        let path = Self::file(state_dir, environments)?;
+        let key: [u8; 32] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
+        let error = |e: std::io::Error| {
+            SecretError::FingerprintKey(format!("cannot write {}: {e}", path.display()))
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(error)?;
+        }
+        match write_private(&path, format!("{}\n", hex::encode(key)).as_bytes()) {
+            Ok(()) => Ok((Self { key }, true)),
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match Self::load(state_dir, environments)? {
+                    Some(found) => Ok((found, false)),
+                    None => Err(error(e)),
+                }
+            }
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    fn file(state_dir: &Path, environments: &[&str]) -> Result<PathBuf, SecretError> {
+        let path = fingerprint_key_path(state_dir);
+        if path == key_path(state_dir, "fingerprint") && environments.contains(&"fingerprint") {
+            return Err(SecretError::FingerprintKey(format!(
+                "environment `fingerprint` keeps its encryption key in {}, where the fingerprint key would go: set {FINGERPRINT_KEY_VARIABLE} instead",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Refuses a fingerprint key that is also an environment's encryption key: the two are
+    /// kept apart, so that one leaking says nothing of the other.
+    pub fn ensure_apart(&self, keyring: &Keyring) -> Result<(), SecretError> {
+        match keyring
+            .keys
+            .iter()
+            .find(|(_, key)| key.as_slice() == self.key.as_slice())
+        {
+            Some((environment, _)) => Err(SecretError::FingerprintKey(format!(
+                "the fingerprint key is also the encryption key of `{environment}`: give it a key of its own"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The fingerprint of a value: HMAC-SHA256 under the fingerprint key, in hex.
+    pub fn fingerprint(&self, value: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        // HMAC takes a key of any length, so this cannot fail for 32 bytes.
+        let mut mac = match <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts keys of any length"),
+        };
+        mac.update(b"airlock-fingerprint\0");
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+fn parse_fingerprint_key(text: &str, source: &str) -> Result<[u8; 32], SecretError> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            SecretError::FingerprintKey(format!("{source}: a key is 64 hex digits (32 bytes)"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn keyring() -> Keyring {
-        Keyring::from_keys([("staging".to_owned(), [1; 32]), ("production".to_owned(), [2; 32])])
+        Keyring::from_keys([
+            ("staging".to_owned(), [1; 32]),
+            ("production".to_owned(), [2; 32]),
+        ])
     }
 
     #[test]
     fn a_value_opens_only_in_its_environment_and_name() {
         let keys = keyring();
-        let sealed = keys.seal("production", "CRM_TOKEN", "s3cret-token").unwrap();
-        assert_eq!(keys.unseal("production", "CRM_TOKEN", &sealed).unwrap(), "s3cret-token");
-        assert!(matches!(keys.unseal("staging", "CRM_TOKEN", &sealed), Err(SecretError::Undecryptable { .. })));
-        assert!(matches!(keys.unseal("production", "OTHER", &sealed), Err(SecretError::Undecryptable { .. })));
+        let sealed = keys
+            .seal("production", "CRM_TOKEN", "s3cret-token")
+            .unwrap();
+        assert_eq!(
+            keys.unseal("production", "CRM_TOKEN", &sealed).unwrap(),
+            "s3cret-token"
+        );
+        assert!(matches!(
+            keys.unseal("staging", "CRM_TOKEN", &sealed),
+            Err(SecretError::Undecryptable { .. })
+        ));
+        assert!(matches!(
+            keys.unseal("production", "OTHER", &sealed),
+            Err(SecretError::Undecryptable { .. })
+        ));
         assert!(!String::from_utf8_lossy(&sealed).contains("s3cret-token"));
     }
 
     #[test]
     fn a_process_without_the_key_cannot_open_anything() {
         let only_staging = Keyring::from_keys([("staging".to_owned(), [1; 32])]);
-        let sealed = keyring().seal("production", "CRM_TOKEN", "s3cret-token").unwrap();
-        assert!(matches!(only_staging.unseal("production", "CRM_TOKEN", &sealed), Err(SecretError::NoKey { .. })));
+        let sealed = keyring()
+            .seal("production", "CRM_TOKEN", "s3cret-token")
+            .unwrap();
+        assert!(matches!(
+            only_staging.unseal("production", "CRM_TOKEN", &sealed),
+            Err(SecretError::NoKey { .. })
+        ));
         assert!(format!("{only_staging:?}").contains("staging"));
     }
 
@@ -413,7 +600,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(key_path(dir.path(), "staging")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(key_path(dir.path(), "staging"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let keys = Keyring::load(dir.path(), &["staging", "production"]).unwrap();
@@ -430,5 +620,67 @@ mod tests {
         let redacted = redactor.redact_json(&value).to_string();
         assert!(!redacted.contains("hunter2-long"), "{redacted}");
         assert!(redacted.contains("\"ab\""), "short values are left alone");
+    }
+
+    #[test]
+    fn a_fingerprint_depends_on_the_value_and_the_key_only() {
+        let one = Fingerprinter::from_key([7; 32]);
+        let other = Fingerprinter::from_key([8; 32]);
+        let a = one.fingerprint("s3cret-token");
+        assert_eq!(
+            a,
+            one.fingerprint("s3cret-token"),
+            "the same value anywhere, the same fingerprint"
+        );
+        assert_ne!(a, one.fingerprint("s3cret-tokeN"));
+        assert_ne!(
+            a,
+            other.fingerprint("s3cret-token"),
+            "keyed: another key, another fingerprint"
+        );
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("s3cret"));
+        assert_eq!(format!("{one:?}"), "Fingerprinter(..)");
+    }
+
+    #[test]
+    fn the_fingerprint_key_is_created_once_privately_and_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        // The variable would win over the file; these tests rely on it being unset.
+        if std::env::var_os(FINGERPRINT_KEY_VARIABLE).is_some() {
+            return;
+        }
+        assert!(
+            Fingerprinter::load(dir.path(), &["staging"])
+                .unwrap()
+                .is_none()
+        );
+        let (created, wrote) = Fingerprinter::load_or_create(dir.path(), &["staging"]).unwrap();
+        assert!(wrote);
+        let (again, wrote) = Fingerprinter::load_or_create(dir.path(), &["staging"]).unwrap();
+        assert!(!wrote);
+        assert_eq!(created.fingerprint("x"), again.fingerprint("x"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(fingerprint_key_path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(Keyring::create_key_file(dir.path(), "staging").unwrap());
+        let from_file = Keyring::load(dir.path(), &["staging"]).unwrap();
+        assert!(created.ensure_apart(&from_file).is_ok());
+        let same = Fingerprinter::from_key([1; 32]);
+        assert!(
+            same.ensure_apart(&keyring()).is_err(),
+            "an environment's key is not a fingerprint key"
+        );
+        let clash = Fingerprinter::load_or_create(dir.path(), &["staging", "fingerprint"]);
+        assert!(
+            matches!(clash, Err(SecretError::FingerprintKey(_))),
+            "an environment named `fingerprint` would share the file"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! one environment to another, scaled by what the workflow touches, and whether the
 //! facts meet them. Pure: the facts (evidence, runs, approvals, the time) are given.
 
-use crate::model::{FreezeWindow, Manifest, PromotionRule, Requirements, Risk, StagingRuns, Workflow};
+use crate::model::{
+    FreezeWindow, Manifest, PromotionRule, Requirements, Risk, StagingRuns, Workflow,
+};
 use chrono::{Datelike, TimeZone, Timelike};
 use serde::Serialize;
 
@@ -95,7 +97,9 @@ impl Verdict {
 
     /// Whether everything but approvals holds (the request can wait for approvers).
     pub fn ready_for_approval(&self) -> bool {
-        self.checks.iter().all(|c| c.met || c.requirement == "approvals")
+        self.checks
+            .iter()
+            .all(|c| c.met || c.requirement == "approvals")
     }
 }
 
@@ -118,7 +122,10 @@ pub fn verdict(rule: &PromotionRule, risk: Risk, facts: &Facts) -> Verdict {
     if required.parity == Some(true) {
         checks.push(Check {
             requirement: "parity".into(),
-            required: format!("no undocumented difference between {} and {}", rule.from.value, rule.to.value),
+            required: format!(
+                "no undocumented difference between {} and {}",
+                rule.from.value, rule.to.value
+            ),
             actual: match facts.parity_clean {
                 Some(true) => "clean".into(),
                 Some(false) => "drift found (see `airlock diff`)".into(),
@@ -127,7 +134,11 @@ pub fn verdict(rule: &PromotionRule, risk: Risk, facts: &Facts) -> Verdict {
             met: facts.parity_clean == Some(true),
         });
     }
-    if let Some(StagingRuns { min, max_failure_rate }) = required.staging_runs {
+    if let Some(StagingRuns {
+        min,
+        max_failure_rate,
+    }) = required.staging_runs
+    {
         let rate = if facts.source_runs == 0 {
             0.0
         } else {
@@ -153,7 +164,11 @@ pub fn verdict(rule: &PromotionRule, risk: Risk, facts: &Facts) -> Verdict {
     if approvals > 0 {
         checks.push(Check {
             requirement: "approvals".into(),
-            required: format!("{approvals} approval{} from {}'s approvers, not the author", plural(approvals), rule.to.value),
+            required: format!(
+                "{approvals} approval{} from {}'s approvers, not the author",
+                plural(approvals),
+                rule.to.value
+            ),
             actual: if facts.approvals.is_empty() {
                 "none".into()
             } else {
@@ -185,7 +200,12 @@ fn plural(n: u32) -> &'static str {
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 fn weekly((day, minute): (u8, u16)) -> String {
-    format!("{} {:02}:{:02}", DAYS[usize::from(day % 7)], minute / 60, minute % 60)
+    format!(
+        "{} {:02}:{:02}",
+        DAYS[usize::from(day % 7)],
+        minute / 60,
+        minute % 60
+    )
 }
 
 /// The freeze window `now_ms` falls in, if any. A window may wrap around the week
@@ -198,7 +218,8 @@ pub fn frozen(windows: &[FreezeWindow], now_ms: i64) -> Option<&FreezeWindow> {
         let Some(local) = tz.timestamp_millis_opt(now_ms).single() else {
             return false;
         };
-        let now = local.weekday().num_days_from_monday() * 24 * 60 + local.hour() * 60 + local.minute();
+        let now =
+            local.weekday().num_days_from_monday() * 24 * 60 + local.hour() * 60 + local.minute();
         let at = |(day, minute): (u8, u16)| u32::from(day) * 24 * 60 + u32::from(minute);
         let (from, to) = (at(window.from), at(window.to));
         if from <= to {
@@ -226,14 +247,36 @@ mod tests {
             require: Requirements {
                 tests: Some(true),
                 parity: Some(true),
-                staging_runs: Some(StagingRuns { min: 5, max_failure_rate: 0.0 }),
+                staging_runs: Some(StagingRuns {
+                    min: 5,
+                    max_failure_rate: 0.0,
+                }),
                 approvals: Some(1),
             },
             by_risk: vec![
-                (Risk::Finance, Requirements { approvals: Some(2), ..Requirements::default() }),
-                (Risk::Internal, Requirements { staging_runs: Some(StagingRuns { min: 1, max_failure_rate: 0.0 }), ..Requirements::default() }),
+                (
+                    Risk::Finance,
+                    Requirements {
+                        approvals: Some(2),
+                        ..Requirements::default()
+                    },
+                ),
+                (
+                    Risk::Internal,
+                    Requirements {
+                        staging_runs: Some(StagingRuns {
+                            min: 1,
+                            max_failure_rate: 0.0,
+                        }),
+                        ..Requirements::default()
+                    },
+                ),
             ],
-            freeze: vec![FreezeWindow { from: (4, 15 * 60), to: (0, 8 * 60), timezone: "UTC".into() }],
+            freeze: vec![FreezeWindow {
+                from: (4, 15 * 60),
+                to: (0, 8 * 60),
+                timezone: "UTC".into(),
+            }],
         }
     }
 
@@ -250,19 +293,60 @@ mod tests {
     }
 
     fn unmet(verdict: &Verdict) -> Vec<&str> {
-        verdict.checks.iter().filter(|c| !c.met).map(|c| c.requirement.as_str()).collect()
+        verdict
+            .checks
+            .iter()
+            .filter(|c| !c.met)
+            .map(|c| c.requirement.as_str())
+            .collect()
     }
 
     #[test]
     fn every_gate_must_hold() {
         assert!(verdict(&rule(), Risk::Customer, &good()).passed());
         let cases: Vec<(Facts, &str)> = vec![
-            (Facts { tests_passed: None, ..good() }, "tests"),
-            (Facts { tests_passed: Some(false), ..good() }, "tests"),
-            (Facts { parity_clean: Some(false), ..good() }, "parity"),
-            (Facts { source_runs: 4, ..good() }, "staging_runs"),
-            (Facts { source_failures: 1, ..good() }, "staging_runs"),
-            (Facts { approvals: vec![], ..good() }, "approvals"),
+            (
+                Facts {
+                    tests_passed: None,
+                    ..good()
+                },
+                "tests",
+            ),
+            (
+                Facts {
+                    tests_passed: Some(false),
+                    ..good()
+                },
+                "tests",
+            ),
+            (
+                Facts {
+                    parity_clean: Some(false),
+                    ..good()
+                },
+                "parity",
+            ),
+            (
+                Facts {
+                    source_runs: 4,
+                    ..good()
+                },
+                "staging_runs",
+            ),
+            (
+                Facts {
+                    source_failures: 1,
+                    ..good()
+                },
+                "staging_runs",
+            ),
+            (
+                Facts {
+                    approvals: vec![],
+                    ..good()
+                },
+                "approvals",
+            ),
         ];
         for (facts, gate) in cases {
             let v = verdict(&rule(), Risk::Customer, &facts);
@@ -273,11 +357,24 @@ mod tests {
     #[test]
     fn risk_scales_the_gate() {
         let finance = verdict(&rule(), Risk::Finance, &good());
-        assert_eq!(unmet(&finance), ["approvals"], "finance needs two approvals");
-        let two = Facts { approvals: vec!["ops-lead".into(), "cfo".into()], ..good() };
+        assert_eq!(
+            unmet(&finance),
+            ["approvals"],
+            "finance needs two approvals"
+        );
+        let two = Facts {
+            approvals: vec!["ops-lead".into(), "cfo".into()],
+            ..good()
+        };
         assert!(verdict(&rule(), Risk::Finance, &two).passed());
-        let light = Facts { source_runs: 1, ..good() };
-        assert!(verdict(&rule(), Risk::Internal, &light).passed(), "internal-only workflows take a lighter path");
+        let light = Facts {
+            source_runs: 1,
+            ..good()
+        };
+        assert!(
+            verdict(&rule(), Risk::Internal, &light).passed(),
+            "internal-only workflows take a lighter path"
+        );
         assert!(!verdict(&rule(), Risk::Customer, &light).passed());
     }
 
@@ -290,7 +387,14 @@ mod tests {
             (1_796_025_540_000, true),
             (1_796_025_600_000, false),
         ] {
-            let v = verdict(&rule(), Risk::Customer, &Facts { now_ms: now, ..good() });
+            let v = verdict(
+                &rule(),
+                Risk::Customer,
+                &Facts {
+                    now_ms: now,
+                    ..good()
+                },
+            );
             assert_eq!(unmet(&v).contains(&"freeze"), is_frozen, "at {now}");
         }
     }

@@ -42,7 +42,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../scaffold/tests/credit-review/reminders-rejected.yaml"),
     ),
     ("db/orders.sql", include_str!("../scaffold/db/orders.sql")),
-    ("examples/order.json", include_str!("../scaffold/examples/order.json")),
+    (
+        "examples/order.json",
+        include_str!("../scaffold/examples/order.json"),
+    ),
     (
         "examples/small-order.json",
         include_str!("../scaffold/examples/small-order.json"),

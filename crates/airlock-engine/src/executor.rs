@@ -74,7 +74,12 @@ pub struct Engine {
 
 impl Engine {
     /// An executor over a store and a runtime.
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, clock: Arc<dyn Clock>, options: EngineOptions) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        clock: Arc<dyn Clock>,
+        options: EngineOptions,
+    ) -> Self {
         Self {
             store,
             runtime,
@@ -100,7 +105,12 @@ impl Engine {
     pub async fn process_due(self: &Arc<Self>) -> Result<usize, EngineError> {
         let claims = self
             .store
-            .claim(&self.options.worker, self.clock.now(), self.options.lease_ms, self.options.concurrency)
+            .claim(
+                &self.options.worker,
+                self.clock.now(),
+                self.options.lease_ms,
+                self.options.concurrency,
+            )
             .await?;
         let count = claims.len();
         let mut tasks = tokio::task::JoinSet::new();
@@ -127,7 +137,11 @@ impl Engine {
 
     /// Works until `shutdown` turns true: keeps up to `concurrency` runs in flight,
     /// claiming more as slots free up, and polls the store when nothing is due.
-    pub async fn work(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>, poll: Duration) -> Result<(), EngineError> {
+    pub async fn work(
+        self: &Arc<Self>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        poll: Duration,
+    ) -> Result<(), EngineError> {
         let slots = Arc::new(tokio::sync::Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
@@ -141,7 +155,12 @@ impl Engine {
                 Vec::new()
             } else {
                 self.store
-                    .claim(&self.options.worker, self.clock.now(), self.options.lease_ms, free)
+                    .claim(
+                        &self.options.worker,
+                        self.clock.now(),
+                        self.options.lease_ms,
+                        free,
+                    )
                     .await?
             };
             if claims.is_empty() {
@@ -154,7 +173,9 @@ impl Engine {
                 continue;
             }
             for claim in claims {
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let engine = self.clone();
                 tasks.spawn(async move {
                     let result = engine.process(claim).await;
@@ -222,7 +243,10 @@ impl Engine {
             .runtime
             .workflow(&run.version)
             .await
-            .map_err(|reason| EngineError::Version { run: run.id.clone(), reason })?;
+            .map_err(|reason| EngineError::Version {
+                run: run.id.clone(),
+                reason,
+            })?;
         let mut journal: Vec<NewJournalEntry> = self
             .store
             .journal(&run.id)
@@ -234,7 +258,10 @@ impl Engine {
         let mut pending: Vec<NewJournalEntry> = Vec::new();
         loop {
             // Decisions on approval steps are read fresh each time a run waits on one.
-            for entry in journal.iter().filter(|e| e.status == airlock_store::StepStatus::Waiting) {
+            for entry in journal
+                .iter()
+                .filter(|e| e.status == airlock_store::StepStatus::Waiting)
+            {
                 if !decisions.contains_key(&entry.step)
                     && let Some(decision) = self.store.step_decision(&run.id, &entry.step).await?
                 {
@@ -255,12 +282,25 @@ impl Engine {
             match next {
                 Next::Call(plan) => {
                     let redactor = self.runtime.redactor(&run.environment);
-                    let started = interpreter::started_entry(&plan, Some(redactor.redact_json(&plan.args)), now);
+                    let started = interpreter::started_entry(
+                        &plan,
+                        Some(redactor.redact_json(&plan.args)),
+                        now,
+                    );
                     pending.push(started.clone());
                     journal.push(started);
                     // The intent is durable before the call: a crash from here on is
                     // seen on resume as `outcome unknown` and retried with the same key.
-                    if !self.commit(&run, token, std::mem::take(&mut pending), Some(now + self.options.lease_ms), None).await? {
+                    if !self
+                        .commit(
+                            &run,
+                            token,
+                            std::mem::take(&mut pending),
+                            Some(now + self.options.lease_ms),
+                            None,
+                        )
+                        .await?
+                    {
                         return Ok(());
                     }
                     // The lease stays short, so a dead worker's runs are taken over fast;
@@ -281,14 +321,32 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis((until - now).max(0) as u64)).await;
                 }
                 Next::Sleep { until } => {
-                    self.commit(&run, token, pending, None, Some(Settlement::Sleep { wake_at: until })).await?;
+                    self.commit(
+                        &run,
+                        token,
+                        pending,
+                        None,
+                        Some(Settlement::Sleep { wake_at: until }),
+                    )
+                    .await?;
                     return Ok(());
                 }
                 Next::Wait { deadline, .. } => {
-                    self.commit(&run, token, pending, None, Some(Settlement::Wait { deadline })).await?;
+                    self.commit(
+                        &run,
+                        token,
+                        pending,
+                        None,
+                        Some(Settlement::Wait { deadline }),
+                    )
+                    .await?;
                     return Ok(());
                 }
-                Next::Finish { status, output, error } => {
+                Next::Finish {
+                    status,
+                    output,
+                    error,
+                } => {
                     let redactor = self.runtime.redactor(&run.environment);
                     let settlement = Settlement::Finish {
                         status,
@@ -296,7 +354,8 @@ impl Engine {
                         error: error.map(|e| redactor.redact(&e)),
                         at: self.clock.now(),
                     };
-                    self.commit(&run, token, pending, None, Some(settlement)).await?;
+                    self.commit(&run, token, pending, None, Some(settlement))
+                        .await?;
                     return Ok(());
                 }
             }
@@ -360,9 +419,20 @@ impl Engine {
     }
 
     async fn perform(&self, run: &Run, plan: &CallPlan) -> Result<Value, (String, AttemptFailure)> {
-        let connector = match self.runtime.connector(&run.environment, &plan.connector).await {
+        let connector = match self
+            .runtime
+            .connector(&run.environment, &plan.connector)
+            .await
+        {
             Ok(c) => c,
-            Err(e) => return Err((e.to_string(), AttemptFailure { class: e.retry_class() })),
+            Err(e) => {
+                return Err((
+                    e.to_string(),
+                    AttemptFailure {
+                        class: e.retry_class(),
+                    },
+                ));
+            }
         };
         let timeout = Duration::from_millis(plan.timeout_ms);
         let request = CallRequest {
@@ -376,10 +446,20 @@ impl Engine {
         let outcome = tokio::time::timeout(timeout, connector.call(&request)).await;
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err((e.to_string(), AttemptFailure { class: e.retry_class() })),
+            Ok(Err(e)) => Err((
+                e.to_string(),
+                AttemptFailure {
+                    class: e.retry_class(),
+                },
+            )),
             Err(_) => {
                 let e = airlock_connectors::CallError::Timeout(timeout);
-                Err((e.to_string(), AttemptFailure { class: e.retry_class() }))
+                Err((
+                    e.to_string(),
+                    AttemptFailure {
+                        class: e.retry_class(),
+                    },
+                ))
             }
         }
     }

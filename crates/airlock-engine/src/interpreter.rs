@@ -140,7 +140,10 @@ impl StepState {
     }
 
     fn succeeded(&self) -> Option<&NewJournalEntry> {
-        self.entries.iter().rev().find(|e| e.status == StepStatus::Succeeded)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.status == StepStatus::Succeeded)
     }
 
     fn final_failure(&self) -> Option<&NewJournalEntry> {
@@ -155,7 +158,9 @@ impl StepState {
     }
 
     fn key(&self) -> Option<&str> {
-        self.entries.iter().find_map(|e| e.idempotency_key.as_deref())
+        self.entries
+            .iter()
+            .find_map(|e| e.idempotency_key.as_deref())
     }
 }
 
@@ -210,7 +215,11 @@ impl<'a> Walker<'a> {
     }
 
     fn record(&mut self, entry: NewJournalEntry) {
-        self.states.entry(entry.step.clone()).or_default().entries.push(entry.clone());
+        self.states
+            .entry(entry.step.clone())
+            .or_default()
+            .entries
+            .push(entry.clone());
         self.entries.push(entry);
     }
 
@@ -236,12 +245,19 @@ impl<'a> Walker<'a> {
     }
 
     fn remember(&mut self, step: &str, output: Value) {
-        self.scope
-            .steps
-            .insert(step.to_owned(), json!({ "output": output, "status": "succeeded" }));
+        self.scope.steps.insert(
+            step.to_owned(),
+            json!({ "output": output, "status": "succeeded" }),
+        );
     }
 
-    fn fail_for_good(&mut self, step: &Step, attempt: u32, status: RunStatus, message: String) -> Flow {
+    fn fail_for_good(
+        &mut self,
+        step: &Step,
+        attempt: u32,
+        status: RunStatus,
+        message: String,
+    ) -> Flow {
         let mut entry = self.entry(&step.id, attempt.max(1), StepStatus::Failed);
         entry.error = Some(message.clone());
         entry.output = Some(json!({ "final": status.as_str() }));
@@ -371,7 +387,8 @@ impl<'a> Walker<'a> {
                 Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
             },
             StepKind::Fail { message } => {
-                let text = render::string(message, &self.scope).unwrap_or_else(|e| format!("{} ({e})", message.value));
+                let text = render::string(message, &self.scope)
+                    .unwrap_or_else(|e| format!("{} ({e})", message.value));
                 self.fail_for_good(step, 1, RunStatus::Failed, text)
             }
             StepKind::Delay { duration } => self.delay(step, duration.value, &state),
@@ -379,18 +396,38 @@ impl<'a> Walker<'a> {
                 let message = message.as_ref().map(|m| m.value.clone());
                 self.approval(step, message, timeout.as_ref().map(|t| t.value), &state)
             }
-            StepKind::Call { connector, action, with, idempotency_key, .. } => {
-                self.call(step, connector, action, with.as_ref().map(|w| w.to_json()), idempotency_key.as_ref().map(|k| k.value.clone()), &state)
-            }
+            StepKind::Call {
+                connector,
+                action,
+                with,
+                idempotency_key,
+                ..
+            } => self.call(
+                step,
+                connector,
+                action,
+                with.as_ref().map(|w| w.to_json()),
+                idempotency_key.as_ref().map(|k| k.value.clone()),
+                &state,
+            ),
         }
     }
 
     /// After a branching step succeeded, walk the arm it chose.
     fn branch_after(&mut self, step: &'a Step, output: &Value) -> Flow {
-        let branch = output.get("branch").and_then(Value::as_str).unwrap_or_default();
+        let branch = output
+            .get("branch")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match &step.kind {
-            StepKind::If { then, otherwise, .. } => {
-                if branch == "then" { self.steps(then) } else { self.steps(otherwise) }
+            StepKind::If {
+                then, otherwise, ..
+            } => {
+                if branch == "then" {
+                    self.steps(then)
+                } else {
+                    self.steps(otherwise)
+                }
             }
             StepKind::Switch { cases, default, .. } => {
                 match cases.iter().find(|(case, _)| case.value == branch) {
@@ -428,7 +465,13 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn approval(&mut self, step: &Step, message: Option<String>, timeout: Option<u64>, state: &StepState) -> Flow {
+    fn approval(
+        &mut self,
+        step: &Step,
+        message: Option<String>,
+        timeout: Option<u64>,
+        state: &StepState,
+    ) -> Flow {
         let now = self.input.now;
         let deadline = match state.last() {
             Some(waiting) if waiting.status == StepStatus::Waiting => waiting
@@ -451,7 +494,12 @@ impl<'a> Walker<'a> {
                 self.succeed(step, json!({ "approved": true, "approver": decision.approver, "decided_at": decision.decided_at }));
                 Flow::Continue
             } else {
-                self.fail_for_good(step, 1, RunStatus::Failed, format!("rejected by {}", decision.approver))
+                self.fail_for_good(
+                    step,
+                    1,
+                    RunStatus::Failed,
+                    format!("rejected by {}", decision.approver),
+                )
             };
         }
         match deadline {
@@ -483,11 +531,18 @@ impl<'a> Walker<'a> {
                 // The process stopped after this attempt may have reached its target.
                 let mut entry = self.entry(&step.id, last.attempt, StepStatus::OutcomeUnknown);
                 entry.idempotency_key = last.idempotency_key.clone();
-                entry.error = Some("the process stopped during the call; retrying with the same idempotency key".into());
+                entry.error = Some(
+                    "the process stopped during the call; retrying with the same idempotency key"
+                        .into(),
+                );
                 self.record(entry);
             }
             Some(last) if last.status == StepStatus::Failed => {
-                if let Some(retry_at) = last.output.as_ref().and_then(|o| o.get("retry_at")).and_then(Value::as_i64)
+                if let Some(retry_at) = last
+                    .output
+                    .as_ref()
+                    .and_then(|o| o.get("retry_at"))
+                    .and_then(Value::as_i64)
                     && now < retry_at
                 {
                     return Flow::Stop(Next::Sleep { until: retry_at });
@@ -496,21 +551,45 @@ impl<'a> Walker<'a> {
             _ => {}
         }
         let allowed = step.retry.as_ref().map_or(1, |r| r.attempts);
-        let unknowns = self.state(&step.id).entries.iter().filter(|e| e.status == StepStatus::OutcomeUnknown).count() as u32;
+        let unknowns = self
+            .state(&step.id)
+            .entries
+            .iter()
+            .filter(|e| e.status == StepStatus::OutcomeUnknown)
+            .count() as u32;
         if attempt > allowed + unknowns.min(EXTRA_ATTEMPTS_AFTER_UNKNOWN) {
             attempt -= 1;
-            return self.fail_for_good(step, attempt, RunStatus::Dead, "the outcome stayed unknown after every attempt".into());
+            return self.fail_for_good(
+                step,
+                attempt,
+                RunStatus::Dead,
+                "the outcome stayed unknown after every attempt".into(),
+            );
         }
         let args = match with.map(|w| render::value(&w, &self.scope)).transpose() {
             Ok(args) => args.unwrap_or(Value::Object(Map::new())),
-            Err(e) => return self.fail_for_good(step, attempt, RunStatus::Failed, format!("arguments: {e}")),
+            Err(e) => {
+                return self.fail_for_good(
+                    step,
+                    attempt,
+                    RunStatus::Failed,
+                    format!("arguments: {e}"),
+                );
+            }
         };
         let key = match state.key() {
             Some(key) => key.to_owned(),
             None => match key_template {
                 Some(template) => match render::string(&template, &self.scope) {
                     Ok(rendered) => format!("{}:{rendered}", run.environment),
-                    Err(e) => return self.fail_for_good(step, attempt, RunStatus::Failed, format!("idempotency_key: {e}")),
+                    Err(e) => {
+                        return self.fail_for_good(
+                            step,
+                            attempt,
+                            RunStatus::Failed,
+                            format!("idempotency_key: {e}"),
+                        );
+                    }
                 },
                 None => format!("{}:{}:{}", run.environment, run.id, step.id.value),
             },
@@ -522,7 +601,10 @@ impl<'a> Walker<'a> {
             args,
             idempotency_key: key,
             attempt,
-            timeout_ms: step.timeout.as_ref().map_or(DEFAULT_CALL_TIMEOUT_MS, |t| t.value),
+            timeout_ms: step
+                .timeout
+                .as_ref()
+                .map_or(DEFAULT_CALL_TIMEOUT_MS, |t| t.value),
             retry: step.retry.clone(),
         }))
     }
@@ -635,7 +717,10 @@ pub fn result_entry(
 pub fn backoff_ms(plan: &CallPlan, jitter: f64) -> u64 {
     let Some(retry) = &plan.retry else { return 0 };
     let exponent = plan.attempt.saturating_sub(1).min(30);
-    let raw = retry.backoff_ms.saturating_mul(1u64 << exponent).min(retry.max_backoff_ms.max(retry.backoff_ms));
+    let raw = retry
+        .backoff_ms
+        .saturating_mul(1u64 << exponent)
+        .min(retry.max_backoff_ms.max(retry.backoff_ms));
     if retry.jitter {
         let half = raw / 2;
         half + ((raw - half) as f64 * jitter.clamp(0.0, 1.0)) as u64

@@ -11,6 +11,7 @@ pub mod executor;
 pub mod interpreter;
 pub mod render;
 pub mod runtime;
+pub mod scenario;
 
 pub use clock::{Clock, SystemClock};
 pub use executor::{Engine, EngineError, EngineOptions, Observer};

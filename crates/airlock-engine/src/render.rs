@@ -61,7 +61,9 @@ fn classify(error: &minijinja::Error) -> RenderError {
             RenderError::Budget("the expression ran too long".into())
         }
         _ => {
-            let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
+            let detail = error
+                .detail()
+                .map_or_else(|| error.kind().to_string(), str::to_owned);
             if detail.contains("too large") || detail.contains("too many") {
                 RenderError::Budget(detail)
             } else {
@@ -73,7 +75,9 @@ fn classify(error: &minijinja::Error) -> RenderError {
 
 fn to_json(value: &minijinja::Value) -> Result<Value, RenderError> {
     if value.is_undefined() {
-        return Err(RenderError::Expression("the expression is undefined".into()));
+        return Err(RenderError::Expression(
+            "the expression is undefined".into(),
+        ));
     }
     serde_json::to_value(value).map_err(|e| RenderError::Expression(e.to_string()))
 }
@@ -110,7 +114,9 @@ pub fn string(text: &str, scope: &Scope) -> Result<String, RenderError> {
     let template = env.template_from_str(text).map_err(|e| classify(&e))?;
     let out = template.render(scope.context()).map_err(|e| classify(&e))?;
     if out.len() > MAX_RENDERED_BYTES {
-        return Err(RenderError::Budget("the rendered text is larger than 1 MiB".into()));
+        return Err(RenderError::Budget(
+            "the rendered text is larger than 1 MiB".into(),
+        ));
     }
     Ok(out)
 }
@@ -126,7 +132,11 @@ pub fn value(value: &Value, scope: &Scope) -> Result<Value, RenderError> {
                 string(text, scope).map(Value::String)
             }
         }
-        Value::Array(items) => items.iter().map(|item| self::value(item, scope)).collect::<Result<_, _>>().map(Value::Array),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| self::value(item, scope))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
             for (key, item) in map {
@@ -162,23 +172,44 @@ mod tests {
     #[test]
     fn a_whole_expression_keeps_its_type() {
         let s = scope(json!({"body": {"amount": 150, "id": 7}}));
-        assert_eq!(value(&json!("{{ trigger.body.amount }}"), &s).unwrap(), json!(150));
-        assert_eq!(value(&json!("{{ trigger.body.amount * 2 > 100 }}"), &s).unwrap(), json!(true));
-        assert_eq!(value(&json!("order-{{ trigger.body.id }}"), &s).unwrap(), json!("order-7"));
+        assert_eq!(
+            value(&json!("{{ trigger.body.amount }}"), &s).unwrap(),
+            json!(150)
+        );
+        assert_eq!(
+            value(&json!("{{ trigger.body.amount * 2 > 100 }}"), &s).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            value(&json!("order-{{ trigger.body.id }}"), &s).unwrap(),
+            json!("order-7")
+        );
     }
 
     #[test]
     fn payload_data_is_never_evaluated() {
         let s = scope(json!({"body": {"note": "{{ 7 * 7 }}"}}));
-        assert_eq!(value(&json!("{{ trigger.body.note }}"), &s).unwrap(), json!("{{ 7 * 7 }}"));
-        assert_eq!(string("x {{ trigger.body.note }}", &s).unwrap(), "x {{ 7 * 7 }}");
+        assert_eq!(
+            value(&json!("{{ trigger.body.note }}"), &s).unwrap(),
+            json!("{{ 7 * 7 }}")
+        );
+        assert_eq!(
+            string("x {{ trigger.body.note }}", &s).unwrap(),
+            "x {{ 7 * 7 }}"
+        );
     }
 
     #[test]
     fn loops_and_huge_values_stop_with_budget_exceeded() {
         let s = scope(json!({}));
-        let looping = string("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}", &s);
-        assert!(matches!(looping, Err(RenderError::Budget(_))), "{looping:?}");
+        let looping = string(
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+            &s,
+        );
+        assert!(
+            matches!(looping, Err(RenderError::Budget(_))),
+            "{looping:?}"
+        );
         let huge = eval("'x' * 200000000", &s);
         assert!(matches!(huge, Err(RenderError::Budget(_))), "{huge:?}");
         let big = eval("'x' * 5000000", &s);

@@ -22,7 +22,11 @@ pub trait Runtime: Send + Sync {
     /// The decoded workflow of a stored version.
     async fn workflow(&self, version: &str) -> Result<Arc<Workflow>, String>;
     /// The connector `name` as bound in `environment`.
-    async fn connector(&self, environment: &str, name: &str) -> Result<Arc<dyn Connector>, CallError>;
+    async fn connector(
+        &self,
+        environment: &str,
+        name: &str,
+    ) -> Result<Arc<dyn Connector>, CallError>;
     /// What to redact from anything journaled for `environment`.
     fn redactor(&self, environment: &str) -> Redactor;
 }
@@ -36,10 +40,10 @@ pub fn decode_workflow(source: &str) -> Result<Workflow, String> {
     let workflow = airlock_core::model::workflow::decode(&mut cx, &node);
     match workflow {
         Some(w) if diagnostics.is_empty() => Ok(w),
-        _ => Err(diagnostics
-            .into_sorted()
-            .first()
-            .map_or_else(|| "the workflow does not decode".to_owned(), |d| d.message.clone())),
+        _ => Err(diagnostics.into_sorted().first().map_or_else(
+            || "the workflow does not decode".to_owned(),
+            |d| d.message.clone(),
+        )),
     }
 }
 
@@ -87,7 +91,9 @@ impl ProjectRuntime {
             .environment(environment)
             .ok_or_else(|| CallError::Invalid(format!("unknown environment `{environment}`")))?;
         let binding = env.binding(name).ok_or_else(|| {
-            CallError::Invalid(format!("connector `{name}` is not bound in environment `{environment}`"))
+            CallError::Invalid(format!(
+                "connector `{name}` is not bound in environment `{environment}`"
+            ))
         })?;
         let kind = self
             .manifest
@@ -114,7 +120,10 @@ impl ProjectRuntime {
         .await
         .map_err(|e| CallError::Invalid(e.to_string()))?;
         if let Ok(mut redactors) = self.redactors.lock() {
-            redactors.entry(environment.to_owned()).or_default().extend(&redactor);
+            redactors
+                .entry(environment.to_owned())
+                .or_default()
+                .extend(&redactor);
         }
         let egress = Arc::new(Egress::new(
             environment,
@@ -125,14 +134,25 @@ impl ProjectRuntime {
             .iter()
             .map(|(k, v)| (k.value.clone(), v.to_json()))
             .collect();
-        airlock_connectors::build(resolved, binding.mode.value == BindingMode::Record, responses, egress, sink)
+        airlock_connectors::build(
+            resolved,
+            binding.mode.value == BindingMode::Record,
+            responses,
+            egress,
+            sink,
+        )
     }
 }
 
 #[async_trait]
 impl Runtime for ProjectRuntime {
     async fn workflow(&self, version: &str) -> Result<Arc<Workflow>, String> {
-        if let Some(found) = self.workflows.lock().ok().and_then(|w| w.get(version).cloned()) {
+        if let Some(found) = self
+            .workflows
+            .lock()
+            .ok()
+            .and_then(|w| w.get(version).cloned())
+        {
             return Ok(found);
         }
         let stored = self
@@ -148,7 +168,11 @@ impl Runtime for ProjectRuntime {
         Ok(workflow)
     }
 
-    async fn connector(&self, environment: &str, name: &str) -> Result<Arc<dyn Connector>, CallError> {
+    async fn connector(
+        &self,
+        environment: &str,
+        name: &str,
+    ) -> Result<Arc<dyn Connector>, CallError> {
         let key = (environment.to_owned(), name.to_owned());
         let mut connectors = self.connectors.lock().await;
         if let Some(found) = connectors.get(&key) {
@@ -185,7 +209,10 @@ impl SecretLookup for StoreSecrets {
             .await
             .map_err(|e| SecretError::Lookup(e.to_string()))?;
         match sealed {
-            Some(sealed) => self.keyring.unseal(environment, name, &sealed.sealed).map(Some),
+            Some(sealed) => self
+                .keyring
+                .unseal(environment, name, &sealed.sealed)
+                .map(Some),
             None => Ok(None),
         }
     }

@@ -25,17 +25,35 @@ struct Sink {
     seen: Arc<Mutex<Vec<(String, String)>>>,
 }
 
-async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: String) -> (StatusCode, String) {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    sink.seen.lock().unwrap().push((key, format!("{auth} {body}")));
+async fn receive(
+    State(sink): State<Sink>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    sink.seen
+        .lock()
+        .unwrap()
+        .push((key, format!("{auth} {body}")));
     let delay = sink.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay as u64)).await;
     }
     if sink.failures.load(Ordering::SeqCst) > 0 {
         sink.failures.fetch_sub(1, Ordering::SeqCst);
-        return (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"busy\"}".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"error\":\"busy\"}".into(),
+        );
     }
     (StatusCode::CREATED, "{\"id\":\"crm-1\"}".into())
 }
@@ -43,7 +61,9 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: String) -> 
 async fn start_sink(sink: Sink) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let app = Router::new().route("/orders", post(receive)).with_state(sink);
+    let app = Router::new()
+        .route("/orders", post(receive))
+        .with_state(sink);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     port
 }
@@ -105,34 +125,57 @@ async fn harness_with(port: u16, keys: &[&str], lease_ms: i64) -> Harness {
         SourceFile::new("workflows/sync.yaml", WORKFLOW),
     ]);
     assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("airlock.db")).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("airlock.db")).unwrap());
     let keyring = Keyring::from_keys(keys.iter().map(|env| (env.to_string(), [7u8; 32])));
     let workflow = &loaded.project.workflows[0].workflow;
     store
         .put_version(&WorkflowVersion {
             id: "v1".into(),
             workflow: "sync".into(),
-            canonical: String::from_utf8(airlock_core::canonical::canonical_bytes(workflow)).unwrap(),
+            canonical: String::from_utf8(airlock_core::canonical::canonical_bytes(workflow))
+                .unwrap(),
             source: WORKFLOW.into(),
             created_at: 0,
         })
         .await
         .unwrap();
     let clock = Arc::new(SystemClock);
-    let runtime = ProjectRuntime::new(store.clone(), loaded.project.manifest.clone(), dir.path().to_path_buf(), keyring.clone(), clock.clone());
+    let runtime = ProjectRuntime::new(
+        store.clone(),
+        loaded.project.manifest.clone(),
+        dir.path().to_path_buf(),
+        keyring.clone(),
+        clock.clone(),
+    );
     let engine = Arc::new(Engine::new(
         store.clone(),
         Arc::new(runtime),
         clock,
-        EngineOptions { lease_ms, inline_sleep_ms: 1_000, ..EngineOptions::default() },
+        EngineOptions {
+            lease_ms,
+            inline_sleep_ms: 1_000,
+            ..EngineOptions::default()
+        },
     ));
-    Harness { _dir: dir, store, engine, keyring }
+    Harness {
+        _dir: dir,
+        store,
+        engine,
+        keyring,
+    }
 }
 
 async fn set_secret(h: &Harness, environment: &str, value: &str) {
     let sealed = h.keyring.seal(environment, "CRM_TOKEN", value).unwrap();
     h.store
-        .put_secret(&SealedSecret { environment: environment.into(), name: "CRM_TOKEN".into(), sealed, fingerprint: None, updated_at: 0 })
+        .put_secret(&SealedSecret {
+            environment: environment.into(),
+            name: "CRM_TOKEN".into(),
+            sealed,
+            fingerprint: None,
+            updated_at: 0,
+        })
         .await
         .unwrap();
 }
@@ -166,10 +209,19 @@ async fn a_flaky_target_is_retried_with_the_same_key_until_it_accepts() {
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
     let seen = sink.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "two 503s then a 201");
-    assert!(seen.iter().all(|(key, _)| key == "staging:run_a:push"), "{seen:?}");
-    assert!(seen[0].1.starts_with("Bearer tok-staging-123456"), "the binding's credential is sent");
+    assert!(
+        seen.iter().all(|(key, _)| key == "staging:run_a:push"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[0].1.starts_with("Bearer tok-staging-123456"),
+        "the binding's credential is sent"
+    );
     let journal = h.store.journal("run_a").await.unwrap();
-    let succeeded = journal.iter().filter(|e| e.entry.status == StepStatus::Succeeded).count();
+    let succeeded = journal
+        .iter()
+        .filter(|e| e.entry.status == StepStatus::Succeeded)
+        .count();
     assert_eq!(succeeded, 1);
 
     // A finished run is never executed again.
@@ -189,14 +241,31 @@ async fn timeouts_past_every_attempt_dead_letter_and_on_failure_sees_the_error()
     let run = h.store.run("run_t").await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Dead);
     let journal = h.store.journal("run_t").await.unwrap();
-    let failures: Vec<_> = journal.iter().filter(|e| e.entry.step == "push" && e.entry.status == StepStatus::Failed).collect();
+    let failures: Vec<_> = journal
+        .iter()
+        .filter(|e| e.entry.step == "push" && e.entry.status == StepStatus::Failed)
+        .collect();
     assert_eq!(failures.len(), 3);
-    assert!(failures[0].entry.error.as_deref().unwrap().contains("timed out"));
+    assert!(
+        failures[0]
+            .entry
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out")
+    );
     let records = h.store.records("staging").await.unwrap();
     assert_eq!(records.len(), 1, "the failure alert is recorded, not sent");
     let text = records[0].record.arguments["text"].as_str().unwrap();
     assert!(text.starts_with("sync failed at push: timed out"), "{text}");
-    let dead = h.store.runs(&airlock_store::RunFilter { status: Some(RunStatus::Dead), ..Default::default() }).await.unwrap();
+    let dead = h
+        .store
+        .runs(&airlock_store::RunFilter {
+            status: Some(RunStatus::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
 }
 
@@ -212,8 +281,14 @@ async fn staging_cannot_use_a_production_secret_and_nothing_is_sent() {
     let run = h.store.run("run_s").await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap();
-    assert!(error.contains("secret `CRM_TOKEN` not found in environment `staging`"), "{error}");
-    assert!(sink.seen.lock().unwrap().is_empty(), "nothing reached the target");
+    assert!(
+        error.contains("secret `CRM_TOKEN` not found in environment `staging`"),
+        "{error}"
+    );
+    assert!(
+        sink.seen.lock().unwrap().is_empty(),
+        "nothing reached the target"
+    );
 }
 
 #[tokio::test]
@@ -221,10 +296,17 @@ async fn a_process_without_the_production_key_cannot_open_production_secrets() {
     let sink = Sink::default();
     let port = start_sink(sink.clone()).await;
     let writer = harness(port, &["staging", "production"]).await;
-    let sealed = writer.keyring.seal("production", "CRM_TOKEN", "tok-production-999999").unwrap();
+    let sealed = writer
+        .keyring
+        .seal("production", "CRM_TOKEN", "tok-production-999999")
+        .unwrap();
     // A reader holding only the staging key sees the sealed bytes and nothing more.
     let staging_only = Keyring::from_keys([("staging".to_owned(), [7u8; 32])]);
-    assert!(staging_only.unseal("production", "CRM_TOKEN", &sealed).is_err());
+    assert!(
+        staging_only
+            .unseal("production", "CRM_TOKEN", &sealed)
+            .is_err()
+    );
     assert!(!String::from_utf8_lossy(&sealed).contains("tok-production"));
 }
 
@@ -237,13 +319,19 @@ async fn secrets_never_reach_the_journal_or_the_store_file() {
     let secret = "tok-super-secret-value-42";
     set_secret(&h, "staging", secret).await;
     start_run(&h, "staging", "run_r").await;
-    assert_eq!(h.store.run("run_r").await.unwrap().unwrap().status, RunStatus::Succeeded);
+    assert_eq!(
+        h.store.run("run_r").await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
     let journal = serde_json::to_string(&h.store.journal("run_r").await.unwrap()).unwrap();
     assert!(!journal.contains(secret));
     let bytes = std::fs::read(h._dir.path().join("airlock.db")).unwrap();
     let wal = std::fs::read(h._dir.path().join("airlock.db-wal")).unwrap_or_default();
     for file in [&bytes, &wal] {
-        assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is stored in clear");
+        assert!(
+            !file.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is stored in clear"
+        );
     }
 }
 
@@ -273,11 +361,21 @@ async fn a_call_longer_than_the_lease_keeps_its_run_by_heartbeat() {
     let mut stolen = 0;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(15)).await;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         stolen += h.store.claim("thief", now, 90, 10).await.unwrap().len();
     }
     worker.await.unwrap().unwrap();
     assert_eq!(stolen, 0, "a live worker's run was taken over");
-    assert_eq!(h.store.run("run_h").await.unwrap().unwrap().status, RunStatus::Succeeded);
-    assert_eq!(sink.seen.lock().unwrap().len(), 1, "the call reached the target once");
+    assert_eq!(
+        h.store.run("run_h").await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(
+        sink.seen.lock().unwrap().len(),
+        1,
+        "the call reached the target once"
+    );
 }

@@ -1210,8 +1210,16 @@ pub async fn retry_requeues_dead_and_failed_runs_only<S: Store>(store: S) {
         );
         let after = store.journal(id).await.expect("journal");
         assert_eq!(after[..journal.len()], journal[..], "{id}: journal kept");
-        assert_eq!(after.len(), journal.len() + 1, "{id}: the retry mark is appended");
-        assert_eq!(after[journal.len()].entry, mark, "{id}: the retry mark as given");
+        assert_eq!(
+            after.len(),
+            journal.len() + 1,
+            "{id}: the retry mark is appended"
+        );
+        assert_eq!(
+            after[journal.len()].entry,
+            mark,
+            "{id}: the retry mark as given"
+        );
         match store.retry_run(id, 2_001, &[]).await {
             Err(Error::Conflict(_)) => {}
             other => panic!("retrying a queued run again must conflict, got {other:?}"),
@@ -1752,7 +1760,12 @@ fn request_of(id: &str, version: &str, author: &str) -> crate::NewPromotionReque
     }
 }
 
-fn release_of(id: &str, version: &str, request: Option<&str>, expected: Option<&str>) -> crate::NewRelease {
+fn release_of(
+    id: &str,
+    version: &str,
+    request: Option<&str>,
+    expected: Option<&str>,
+) -> crate::NewRelease {
     crate::NewRelease {
         id: id.into(),
         environment: "production".into(),
@@ -1770,38 +1783,129 @@ fn release_of(id: &str, version: &str, request: Option<&str>, expected: Option<&
 
 /// Evidence is kept per exact version, newest first.
 pub async fn evidence_is_bound_to_a_version<S: Store>(store: S) {
-    store.add_evidence(&evidence_of("v1", false, 1)).await.expect("evidence");
-    store.add_evidence(&evidence_of("v1", true, 2)).await.expect("evidence");
-    store.add_evidence(&evidence_of("v2", true, 3)).await.expect("evidence");
-    let v1 = store.evidence("order", Some("v1")).await.expect("evidence of v1");
+    store
+        .add_evidence(&evidence_of("v1", false, 1))
+        .await
+        .expect("evidence");
+    store
+        .add_evidence(&evidence_of("v1", true, 2))
+        .await
+        .expect("evidence");
+    store
+        .add_evidence(&evidence_of("v2", true, 3))
+        .await
+        .expect("evidence");
+    let v1 = store
+        .evidence("order", Some("v1"))
+        .await
+        .expect("evidence of v1");
     assert_eq!(v1.len(), 2, "two facts about v1");
-    assert!(v1[0].evidence.passed && !v1[1].evidence.passed, "newest first");
-    assert_eq!(v1[0].evidence.summary["passed"], 3, "the summary round-trips");
+    assert!(
+        v1[0].evidence.passed && !v1[1].evidence.passed,
+        "newest first"
+    );
+    assert_eq!(
+        v1[0].evidence.summary["passed"], 3,
+        "the summary round-trips"
+    );
     assert_eq!(store.evidence("order", None).await.expect("all").len(), 3);
-    assert!(store.evidence("order", Some("v9")).await.expect("none").is_empty());
+    assert!(
+        store
+            .evidence("order", Some("v9"))
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }
 
 /// Each approver decides once; a rejection closes the request; a closed request takes
 /// no more decisions.
 pub async fn a_request_is_decided_once_per_approver<S: Store>(store: S) {
-    store.open_request(&request_of("req1", "v1", "dev")).await.expect("open");
-    assert!(matches!(store.open_request(&request_of("req1", "v1", "dev")).await, Err(Error::Conflict(_))), "ids are unique");
-    let yes = |who: &str, at| crate::Approval { request: "req1".into(), approver: who.into(), approved: true, reason: None, at };
-    store.decide_request(&yes("ops", 11)).await.expect("first approval");
-    assert!(matches!(store.decide_request(&yes("ops", 12)).await, Err(Error::Conflict(_))), "one decision per approver");
-    store.decide_request(&yes("cfo", 13)).await.expect("second approver");
-    let approvals = store.approvals("req1").await.expect("approvals");
-    assert_eq!(approvals.iter().map(|a| a.approver.as_str()).collect::<Vec<_>>(), ["ops", "cfo"]);
-    store.open_request(&request_of("req2", "v2", "dev")).await.expect("open");
     store
-        .decide_request(&crate::Approval { request: "req2".into(), approver: "ops".into(), approved: false, reason: Some("not now".into()), at: 14 })
+        .open_request(&request_of("req1", "v1", "dev"))
+        .await
+        .expect("open");
+    assert!(
+        matches!(
+            store.open_request(&request_of("req1", "v1", "dev")).await,
+            Err(Error::Conflict(_))
+        ),
+        "ids are unique"
+    );
+    let yes = |who: &str, at| crate::Approval {
+        request: "req1".into(),
+        approver: who.into(),
+        approved: true,
+        reason: None,
+        at,
+    };
+    store
+        .decide_request(&yes("ops", 11))
+        .await
+        .expect("first approval");
+    assert!(
+        matches!(
+            store.decide_request(&yes("ops", 12)).await,
+            Err(Error::Conflict(_))
+        ),
+        "one decision per approver"
+    );
+    store
+        .decide_request(&yes("cfo", 13))
+        .await
+        .expect("second approver");
+    let approvals = store.approvals("req1").await.expect("approvals");
+    assert_eq!(
+        approvals
+            .iter()
+            .map(|a| a.approver.as_str())
+            .collect::<Vec<_>>(),
+        ["ops", "cfo"]
+    );
+    store
+        .open_request(&request_of("req2", "v2", "dev"))
+        .await
+        .expect("open");
+    store
+        .decide_request(&crate::Approval {
+            request: "req2".into(),
+            approver: "ops".into(),
+            approved: false,
+            reason: Some("not now".into()),
+            at: 14,
+        })
         .await
         .expect("rejection");
     let rejected = store.request("req2").await.expect("read").expect("exists");
     assert_eq!(rejected.status, crate::RequestStatus::Rejected);
     assert_eq!(rejected.closed_at, Some(14));
-    assert!(matches!(store.decide_request(&crate::Approval { request: "req2".into(), approver: "cfo".into(), approved: true, reason: None, at: 15 }).await, Err(Error::Conflict(_))), "a closed request takes no decisions");
-    assert!(matches!(store.decide_request(&crate::Approval { request: "nope".into(), approver: "cfo".into(), approved: true, reason: None, at: 15 }).await, Err(Error::NotFound(_))));
+    assert!(
+        matches!(
+            store
+                .decide_request(&crate::Approval {
+                    request: "req2".into(),
+                    approver: "cfo".into(),
+                    approved: true,
+                    reason: None,
+                    at: 15
+                })
+                .await,
+            Err(Error::Conflict(_))
+        ),
+        "a closed request takes no decisions"
+    );
+    assert!(matches!(
+        store
+            .decide_request(&crate::Approval {
+                request: "nope".into(),
+                approver: "cfo".into(),
+                approved: true,
+                reason: None,
+                at: 15
+            })
+            .await,
+        Err(Error::NotFound(_))
+    ));
     let listed = store.requests(Some("order")).await.expect("list");
     assert_eq!(listed.len(), 2);
 }
@@ -1809,35 +1913,111 @@ pub async fn a_request_is_decided_once_per_approver<S: Store>(store: S) {
 /// A release becomes current: it links to the previous one, moves the deployment, and
 /// closes its request; a stale expectation is refused.
 pub async fn a_release_links_to_the_previous_and_deploys<S: Store>(store: S) {
-    store.open_request(&request_of("req1", "v1", "dev")).await.expect("open");
-    let first = store.release(&release_of("rel1", "v1", Some("req1"), None)).await.expect("first release");
+    store
+        .open_request(&request_of("req1", "v1", "dev"))
+        .await
+        .expect("open");
+    let first = store
+        .release(&release_of("rel1", "v1", Some("req1"), None))
+        .await
+        .expect("first release");
     assert_eq!(first.previous, None);
-    assert_eq!(store.request("req1").await.expect("read").expect("exists").status, crate::RequestStatus::Released);
-    assert_eq!(store.deployment("production", "order").await.expect("read").expect("deployed").version, "v1");
-    assert!(matches!(store.release(&release_of("rel-x", "v2", None, None)).await, Err(Error::Conflict(_))), "a stale expectation is refused");
-    let second = store.release(&release_of("rel2", "v2", None, Some("rel1"))).await.expect("second release");
+    assert_eq!(
+        store
+            .request("req1")
+            .await
+            .expect("read")
+            .expect("exists")
+            .status,
+        crate::RequestStatus::Released
+    );
+    assert_eq!(
+        store
+            .deployment("production", "order")
+            .await
+            .expect("read")
+            .expect("deployed")
+            .version,
+        "v1"
+    );
+    assert!(
+        matches!(
+            store.release(&release_of("rel-x", "v2", None, None)).await,
+            Err(Error::Conflict(_))
+        ),
+        "a stale expectation is refused"
+    );
+    let second = store
+        .release(&release_of("rel2", "v2", None, Some("rel1")))
+        .await
+        .expect("second release");
     assert_eq!(second.previous.as_deref(), Some("rel1"));
     let mut rollback = release_of("rel3", "v1", None, Some("rel2"));
     rollback.kind = crate::ReleaseKind::Rollback;
     store.release(&rollback).await.expect("rollback");
-    assert_eq!(store.deployment("production", "order").await.expect("read").expect("deployed").version, "v1");
-    let history = store.releases("production", "order").await.expect("history");
-    assert_eq!(history.iter().map(|r| r.release.id.as_str()).collect::<Vec<_>>(), ["rel3", "rel2", "rel1"]);
+    assert_eq!(
+        store
+            .deployment("production", "order")
+            .await
+            .expect("read")
+            .expect("deployed")
+            .version,
+        "v1"
+    );
+    let history = store
+        .releases("production", "order")
+        .await
+        .expect("history");
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r.release.id.as_str())
+            .collect::<Vec<_>>(),
+        ["rel3", "rel2", "rel1"]
+    );
     assert_eq!(history[0].release.kind, crate::ReleaseKind::Rollback);
     assert_eq!(history[0].previous.as_deref(), Some("rel2"));
     assert_eq!(history[2].release.approvers, ["ops"]);
-    assert_eq!(store.release_by_id("rel2").await.expect("read").expect("exists").release.version, "v2");
-    assert!(store.releases("staging", "order").await.expect("none").is_empty());
+    assert_eq!(
+        store
+            .release_by_id("rel2")
+            .await
+            .expect("read")
+            .expect("exists")
+            .release
+            .version,
+        "v2"
+    );
+    assert!(
+        store
+            .releases("staging", "order")
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }
 
 /// Two concurrent releases from the same current one: exactly one wins.
 pub async fn concurrent_releases_one_wins<S: Store>(store: S) {
     let store = Arc::new(store);
-    store.release(&release_of("base", "v1", None, None)).await.expect("base");
+    store
+        .release(&release_of("base", "v1", None, None))
+        .await
+        .expect("base");
     let mut tasks = Vec::new();
     for i in 0..8 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.release(&release_of(&format!("r{i}"), &format!("v{i}"), None, Some("base"))).await.is_ok() }));
+        tasks.push(tokio::spawn(async move {
+            store
+                .release(&release_of(
+                    &format!("r{i}"),
+                    &format!("v{i}"),
+                    None,
+                    Some("base"),
+                ))
+                .await
+                .is_ok()
+        }));
     }
     let mut won = 0;
     for task in tasks {
@@ -1846,5 +2026,12 @@ pub async fn concurrent_releases_one_wins<S: Store>(store: S) {
         }
     }
     assert_eq!(won, 1, "exactly one concurrent release wins");
-    assert_eq!(store.releases("production", "order").await.expect("history").len(), 2);
+    assert_eq!(
+        store
+            .releases("production", "order")
+            .await
+            .expect("history")
+            .len(),
+        2
+    );
 }

@@ -9,7 +9,13 @@ use airlock_store::{RunStatus, StepDecision};
 use serde_json::json;
 use std::process::ExitCode;
 
-pub fn run(global: &Global, run_id: &str, step: &str, approver: &str, reject: bool) -> Result<ExitCode, CliError> {
+pub fn run(
+    global: &Global,
+    run_id: &str,
+    step: &str,
+    approver: &str,
+    reject: bool,
+) -> Result<ExitCode, CliError> {
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -25,20 +31,37 @@ pub fn run(global: &Global, run_id: &str, step: &str, approver: &str, reject: bo
         let environment = workspace.environment(&run.environment)?;
         if !environment.approvers.iter().any(|a| a.value == approver) {
             workspace
-                .audit(approver, "approve-step.refused", Some(&run.environment), run_id, json!({ "step": step, "reason": "not an approver" }))
+                .audit(
+                    approver,
+                    "approve-step.refused",
+                    Some(&run.environment),
+                    run_id,
+                    json!({ "step": step, "reason": "not an approver" }),
+                )
                 .await?;
             return Err(CliError::usage(
-                format!("`{approver}` is not an approver in environment `{}`", run.environment),
+                format!(
+                    "`{approver}` is not an approver in environment `{}`",
+                    run.environment
+                ),
                 Some(format!(
                     "approvers of `{}`: {}",
                     run.environment,
-                    environment.approvers.iter().map(|a| a.value.as_str()).collect::<Vec<_>>().join(", ")
+                    environment
+                        .approvers
+                        .iter()
+                        .map(|a| a.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             ));
         }
         if run.status != RunStatus::Waiting {
             return Err(CliError::usage(
-                format!("run {run_id} is {}, not waiting for an approval", run.status.as_str()),
+                format!(
+                    "run {run_id} is {}, not waiting for an approval",
+                    run.status.as_str()
+                ),
                 None,
             ));
         }
@@ -66,10 +89,23 @@ pub fn run(global: &Global, run_id: &str, step: &str, approver: &str, reject: bo
             .await
             .map_err(|e| CliError::usage(e.to_string(), None))?;
         workspace
-            .audit(approver, if reject { "step.reject" } else { "step.approve" }, Some(&run.environment), run_id, json!({ "step": step }))
+            .audit(
+                approver,
+                if reject {
+                    "step.reject"
+                } else {
+                    "step.approve"
+                },
+                Some(&run.environment),
+                run_id,
+                json!({ "step": step }),
+            )
             .await?;
         if !global.json {
-            println!("{} `{step}` of run {run_id} as {approver}", if reject { "rejected" } else { "approved" });
+            println!(
+                "{} `{step}` of run {run_id} as {approver}",
+                if reject { "rejected" } else { "approved" }
+            );
         }
         let engine = workspace.engine(EngineOptions::default());
         super::run::follow(&workspace, engine, run_id, global.json).await

@@ -12,14 +12,24 @@ pub fn list(global: &Global) -> Result<ExitCode, CliError> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
-    let events = workspace::runtime()?.block_on(workspace.store.audit_log()).map_err(store_error)?;
+    let events = workspace::runtime()?
+        .block_on(workspace.store.audit_log())
+        .map_err(store_error)?;
     if global.json {
         crate::output::json(&events);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["#", "at", "actor", "action", "environment", "subject", "detail"]);
+    table.set_header([
+        "#",
+        "at",
+        "actor",
+        "action",
+        "environment",
+        "subject",
+        "detail",
+    ]);
     for event in events {
         let e = &event.event;
         table.add_row([
@@ -41,17 +51,27 @@ pub fn verify(global: &Global) -> Result<ExitCode, CliError> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
-    let events = workspace::runtime()?.block_on(workspace.store.audit_log()).map_err(store_error)?;
+    let events = workspace::runtime()?
+        .block_on(workspace.store.audit_log())
+        .map_err(store_error)?;
     let result = airlock_store::verify_audit_chain(&events);
     if global.json {
-        crate::output::json(&json!({ "events": events.len(), "ok": result.is_ok(), "first_bad": result.err() }));
+        crate::output::json(
+            &json!({ "events": events.len(), "ok": result.is_ok(), "first_bad": result.err() }),
+        );
     } else {
         match result {
             Ok(()) => println!("audit chain intact: {} events", events.len()),
-            Err(seq) => println!("audit chain BROKEN at event {seq}: it was changed, removed or inserted after the fact"),
+            Err(seq) => println!(
+                "audit chain BROKEN at event {seq}: it was changed, removed or inserted after the fact"
+            ),
         }
     }
-    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHECK_FAILED) })
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
 }
 
 fn truncate(text: &str, max: usize) -> String {

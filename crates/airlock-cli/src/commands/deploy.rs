@@ -15,9 +15,17 @@ pub fn run(global: &Global, environment: &str, actor: &str) -> Result<ExitCode, 
     let env = workspace.environment(environment)?;
     let rt = workspace::runtime()?;
     if env.protected {
-        rt.block_on(workspace.audit(actor, "deploy.refused", Some(environment), "*", json!({ "reason": "protected environment" })))?;
+        rt.block_on(workspace.audit(
+            actor,
+            "deploy.refused",
+            Some(environment),
+            "*",
+            json!({ "reason": "protected environment" }),
+        ))?;
         return Err(CliError::usage(
-            format!("`{environment}` is protected: it changes only by promotion or rollback, never by deploy"),
+            format!(
+                "`{environment}` is protected: it changes only by promotion or rollback, never by deploy"
+            ),
             Some(format!(
                 "move a tested version there with `airlock promote WORKFLOW --from staging --to {environment}`"
             )),
@@ -64,12 +72,23 @@ pub fn run(global: &Global, environment: &str, actor: &str) -> Result<ExitCode, 
     }
     println!("deployed to `{environment}`:");
     for change in &changes {
-        let short = |v: &serde_json::Value| v.as_str().map(|s| s.chars().take(12).collect::<String>()).unwrap_or_default();
+        let short = |v: &serde_json::Value| {
+            v.as_str()
+                .map(|s| s.chars().take(12).collect::<String>())
+                .unwrap_or_default()
+        };
         let workflow = change["workflow"].as_str().unwrap_or_default();
         match change["change"].as_str().unwrap_or_default() {
             "added" => println!("  + {workflow:<20} {}", short(&change["to"])),
-            "changed" => println!("  ~ {workflow:<20} {} → {}", short(&change["from"]), short(&change["to"])),
-            "removed" => println!("  - {workflow:<20} {} (no longer in the project; its runs stop being started)", short(&change["from"])),
+            "changed" => println!(
+                "  ~ {workflow:<20} {} → {}",
+                short(&change["from"]),
+                short(&change["to"])
+            ),
+            "removed" => println!(
+                "  - {workflow:<20} {} (no longer in the project; its runs stop being started)",
+                short(&change["from"])
+            ),
             _ => println!("    {workflow:<20} {} (unchanged)", short(&change["to"])),
         }
     }

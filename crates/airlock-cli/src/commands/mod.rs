@@ -4,16 +4,19 @@ mod approve_step;
 mod audit;
 mod check;
 mod deploy;
+mod diff;
 mod explain;
 mod hash;
 mod init;
-mod quickstart;
 mod promote;
+mod quickstart;
+mod readiness;
 mod records;
 mod resume;
 pub mod run;
 mod runs;
 mod secrets;
+mod test;
 pub mod validate;
 
 use crate::cli::{AuditAction, Cli, Color, Command, RunsAction, SecretsAction};
@@ -29,14 +32,37 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Quickstart { dir } => quickstart::run(global, dir),
         Command::Validate => validate::run(global),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
+        Command::Test { workflow } => test::run(global, workflow.as_deref()),
         Command::Explain { code } => explain::run(global, code),
-        Command::Run { workflow, environment, input, lease } => run::run(
+        Command::Run {
+            workflow,
+            environment,
+            input,
+            lease,
+        } => run::run(
             global,
-            run::Options { workflow, environment, input: input.as_deref(), lease: *lease },
+            run::Options {
+                workflow,
+                environment,
+                input: input.as_deref(),
+                lease: *lease,
+            },
         ),
-        Command::Runs { action: Some(RunsAction::Show { id }), .. } => runs::show(global, id),
-        Command::Runs { action: Some(RunsAction::Retry { id }), .. } => runs::retry(global, id),
-        Command::Runs { action: None, environment, workflow, status, limit } => runs::list(
+        Command::Runs {
+            action: Some(RunsAction::Show { id }),
+            ..
+        } => runs::show(global, id),
+        Command::Runs {
+            action: Some(RunsAction::Retry { id }),
+            ..
+        } => runs::retry(global, id),
+        Command::Runs {
+            action: None,
+            environment,
+            workflow,
+            status,
+            limit,
+        } => runs::list(
             global,
             runs::ListOptions {
                 environment: environment.as_deref(),
@@ -46,21 +72,51 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             },
         ),
         Command::Resume { lease, patience } => resume::run(global, *lease, *patience),
-        Command::ApproveStep { run, step, approver, reject } => approve_step::run(global, run, step, approver, *reject),
-        Command::Secrets { action: SecretsAction::Set { name, environment } } => secrets::set(global, name, environment),
-        Command::Secrets { action: SecretsAction::List } => secrets::list(global),
+        Command::ApproveStep {
+            run,
+            step,
+            approver,
+            reject,
+        } => approve_step::run(global, run, step, approver, *reject),
+        Command::Secrets {
+            action: SecretsAction::Set { name, environment },
+        } => secrets::set(global, name, environment),
+        Command::Secrets {
+            action: SecretsAction::List,
+        } => secrets::list(global),
         Command::Records { environment } => records::run(global, environment),
         Command::Check { environment } => check::run(global, environment),
         Command::Deploy { environment, actor } => deploy::run(global, environment, actor),
-        Command::Promote { workflow, from, to, author } => promote::promote(global, workflow, from, to, author),
-        Command::Approve { request, approver } => promote::decide(global, request, approver, true, None),
-        Command::Reject { request, approver, reason } => promote::decide(global, request, approver, false, Some(reason)),
-        Command::Rollback { workflow, environment, target, actor } => {
-            promote::rollback(global, workflow, environment, target.as_deref(), actor)
+        Command::Promote {
+            workflow,
+            from,
+            to,
+            author,
+        } => promote::promote(global, workflow, from, to, author),
+        Command::Approve { request, approver } => {
+            promote::decide(global, request, approver, true, None)
         }
-        Command::Releases { workflow, environment } => promote::releases(global, workflow, environment),
+        Command::Reject {
+            request,
+            approver,
+            reason,
+        } => promote::decide(global, request, approver, false, Some(reason)),
+        Command::Rollback {
+            workflow,
+            environment,
+            target,
+            actor,
+        } => promote::rollback(global, workflow, environment, target.as_deref(), actor),
+        Command::Releases {
+            workflow,
+            environment,
+        } => promote::releases(global, workflow, environment),
+        Command::Diff { from, to } => diff::run(global, from, to),
+        Command::Readiness { workflow } => readiness::run(global, workflow.as_deref()),
         Command::Audit { action: None } => audit::list(global),
-        Command::Audit { action: Some(AuditAction::Verify) } => audit::verify(global),
+        Command::Audit {
+            action: Some(AuditAction::Verify),
+        } => audit::verify(global),
     }
 }
 

@@ -6,8 +6,8 @@ use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_core::policy::{self, Facts, Verdict};
 use airlock_store::{
-    Approval, NewPromotionRequest, NewRelease, PromotionRequest, Release, ReleaseKind, RequestStatus, RunFilter,
-    RunStatus,
+    Approval, NewPromotionRequest, NewRelease, PromotionRequest, Release, ReleaseKind,
+    RequestStatus, RunFilter, RunStatus,
 };
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
@@ -22,8 +22,15 @@ async fn facts(
     to: &str,
     approvals: Vec<String>,
 ) -> Result<Facts, CliError> {
-    let evidence = workspace.store.evidence(workflow, Some(version)).await.map_err(store_error)?;
-    let tests_passed = evidence.iter().find(|e| e.evidence.kind == "scenarios").map(|e| e.evidence.passed);
+    let evidence = workspace
+        .store
+        .evidence(workflow, Some(version))
+        .await
+        .map_err(store_error)?;
+    let tests_passed = evidence
+        .iter()
+        .find(|e| e.evidence.kind == "scenarios")
+        .map(|e| e.evidence.passed);
     let runs = workspace
         .store
         .runs(&RunFilter {
@@ -33,11 +40,17 @@ async fn facts(
         })
         .await
         .map_err(store_error)?;
-    let finished: Vec<_> = runs.iter().filter(|r| r.version == version && r.status.is_final()).collect();
-    let failures = finished.iter().filter(|r| r.status != RunStatus::Succeeded).count();
+    let finished: Vec<_> = runs
+        .iter()
+        .filter(|r| r.version == version && r.status.is_final())
+        .collect();
+    let failures = finished
+        .iter()
+        .filter(|r| r.status != RunStatus::Succeeded)
+        .count();
     Ok(Facts {
         tests_passed,
-        parity_clean: parity_clean(workspace, from, to).await?,
+        parity_clean: parity_clean(workspace, workflow, from, to).await?,
         source_runs: finished.len() as u32,
         source_failures: failures as u32,
         approvals,
@@ -45,12 +58,20 @@ async fn facts(
     })
 }
 
-fn verdict_of(workspace: &Workspace, workflow: &str, from: &str, to: &str, facts: &Facts) -> Result<Verdict, CliError> {
+fn verdict_of(
+    workspace: &Workspace,
+    workflow: &str,
+    from: &str,
+    to: &str,
+    facts: &Facts,
+) -> Result<Verdict, CliError> {
     let manifest = &workspace.project().manifest;
     let rule = policy::rule(manifest, from, to).ok_or_else(|| {
         CliError::usage(
             format!("the promotion policy has no rule `{from} -> {to}`"),
-            Some(format!("add `promotion: {{ {from} -> {to}: {{ require: … }} }}` to airlock.yaml")),
+            Some(format!(
+                "add `promotion: {{ {from} -> {to}: {{ require: … }} }}` to airlock.yaml"
+            )),
         )
     })?;
     let risk = policy::workflow_risk(manifest, &workspace.workflow(workflow)?.workflow);
@@ -58,7 +79,13 @@ fn verdict_of(workspace: &Workspace, workflow: &str, from: &str, to: &str, facts
 }
 
 fn print_verdict(verdict: &Verdict) {
-    println!("risk class: {}", serde_json::to_value(verdict.risk).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+    println!(
+        "risk class: {}",
+        serde_json::to_value(verdict.risk)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
     for check in &verdict.checks {
         println!(
             "  {} {:<13} {} — {}",
@@ -74,7 +101,13 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", &airlock_engine::new_run_id()[4..])
 }
 
-pub fn promote(global: &Global, workflow: &str, from: &str, to: &str, author: &str) -> Result<ExitCode, CliError> {
+pub fn promote(
+    global: &Global,
+    workflow: &str,
+    from: &str,
+    to: &str,
+    author: &str,
+) -> Result<ExitCode, CliError> {
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -146,10 +179,23 @@ pub fn promote(global: &Global, workflow: &str, from: &str, to: &str, author: &s
 }
 
 /// Makes the request a release (the verdict passed).
-async fn release(workspace: &Workspace, request: &PromotionRequest, approvers: Vec<String>, verdict: &Verdict) -> Result<Release, CliError> {
+async fn release(
+    workspace: &Workspace,
+    request: &PromotionRequest,
+    approvers: Vec<String>,
+    verdict: &Verdict,
+) -> Result<Release, CliError> {
     let r = &request.request;
-    let current = workspace.store.releases(&r.to_environment, &r.workflow).await.map_err(store_error)?;
-    let evidence = workspace.store.evidence(&r.workflow, Some(&r.version)).await.map_err(store_error)?;
+    let current = workspace
+        .store
+        .releases(&r.to_environment, &r.workflow)
+        .await
+        .map_err(store_error)?;
+    let evidence = workspace
+        .store
+        .evidence(&r.workflow, Some(&r.version))
+        .await
+        .map_err(store_error)?;
     let release = workspace
         .store
         .release(&NewRelease {
@@ -167,7 +213,10 @@ async fn release(workspace: &Workspace, request: &PromotionRequest, approvers: V
         })
         .await
         .map_err(|e| match e {
-            airlock_store::Error::Conflict(m) => CliError::usage(format!("release refused: {m}"), Some("look at `airlock releases` and try again".into())),
+            airlock_store::Error::Conflict(m) => CliError::usage(
+                format!("release refused: {m}"),
+                Some("look at `airlock releases` and try again".into()),
+            ),
             other => store_error(other),
         })?;
     workspace
@@ -176,7 +225,13 @@ async fn release(workspace: &Workspace, request: &PromotionRequest, approvers: V
     Ok(release)
 }
 
-pub fn decide(global: &Global, request_id: &str, approver: &str, approve: bool, reason: Option<&str>) -> Result<ExitCode, CliError> {
+pub fn decide(
+    global: &Global,
+    request_id: &str,
+    approver: &str,
+    approve: bool,
+    reason: Option<&str>,
+) -> Result<ExitCode, CliError> {
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -193,18 +248,39 @@ pub fn decide(global: &Global, request_id: &str, approver: &str, approve: bool, 
         let target = workspace.environment(&r.to_environment)?;
         let refuse = |why: String| async {
             workspace
-                .audit(approver, if approve { "approve.refused" } else { "reject.refused" }, Some(&r.to_environment), &r.workflow, json!({ "request": r.id, "reason": why }))
+                .audit(
+                    approver,
+                    if approve {
+                        "approve.refused"
+                    } else {
+                        "reject.refused"
+                    },
+                    Some(&r.to_environment),
+                    &r.workflow,
+                    json!({ "request": r.id, "reason": why }),
+                )
                 .await?;
             Err::<ExitCode, CliError>(CliError::usage(why, None))
         };
         if !target.approvers.iter().any(|a| a.value == approver) {
-            return refuse(format!("`{approver}` is not an approver of `{}`", r.to_environment)).await;
+            return refuse(format!(
+                "`{approver}` is not an approver of `{}`",
+                r.to_environment
+            ))
+            .await;
         }
         if approver == r.author {
-            return refuse(format!("`{approver}` opened this request and cannot approve their own promotion")).await;
+            return refuse(format!(
+                "`{approver}` opened this request and cannot approve their own promotion"
+            ))
+            .await;
         }
         if request.status != RequestStatus::Open {
-            return refuse(format!("request {request_id} is {}", request.status.as_str())).await;
+            return refuse(format!(
+                "request {request_id} is {}",
+                request.status.as_str()
+            ))
+            .await;
         }
         workspace
             .store
@@ -218,13 +294,23 @@ pub fn decide(global: &Global, request_id: &str, approver: &str, approve: bool, 
             .await
             .map_err(|e| CliError::usage(e.to_string(), None))?;
         workspace
-            .audit(approver, if approve { "approve" } else { "reject" }, Some(&r.to_environment), &r.workflow, json!({ "request": r.id, "reason": reason }))
+            .audit(
+                approver,
+                if approve { "approve" } else { "reject" },
+                Some(&r.to_environment),
+                &r.workflow,
+                json!({ "request": r.id, "reason": reason }),
+            )
             .await?;
         if !approve {
             if global.json {
                 crate::output::json(&json!({ "request": r.id, "status": "rejected" }));
             } else {
-                println!("rejected {} by {approver}: {}", r.id, reason.unwrap_or_default());
+                println!(
+                    "rejected {} by {approver}: {}",
+                    r.id,
+                    reason.unwrap_or_default()
+                );
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -237,20 +323,41 @@ pub fn decide(global: &Global, request_id: &str, approver: &str, approve: bool, 
             .filter(|a| a.approved)
             .map(|a| a.approver)
             .collect();
-        let facts = facts(&workspace, &r.workflow, &r.version, &r.from_environment, &r.to_environment, approvers.clone()).await?;
-        let verdict = verdict_of(&workspace, &r.workflow, &r.from_environment, &r.to_environment, &facts)?;
+        let facts = facts(
+            &workspace,
+            &r.workflow,
+            &r.version,
+            &r.from_environment,
+            &r.to_environment,
+            approvers.clone(),
+        )
+        .await?;
+        let verdict = verdict_of(
+            &workspace,
+            &r.workflow,
+            &r.from_environment,
+            &r.to_environment,
+            &facts,
+        )?;
         let released = if verdict.passed() {
             Some(release(&workspace, &request, approvers, &verdict).await?)
         } else {
             None
         };
         if global.json {
-            crate::output::json(&json!({ "request": r.id, "verdict": verdict, "release": released }));
+            crate::output::json(
+                &json!({ "request": r.id, "verdict": verdict, "release": released }),
+            );
         } else {
             println!("approved {} by {approver}", r.id);
             print_verdict(&verdict);
             match &released {
-                Some(rel) => println!("released as {}: new {} runs use {}", rel.release.id, r.to_environment, &r.version[..12]),
+                Some(rel) => println!(
+                    "released as {}: new {} runs use {}",
+                    rel.release.id,
+                    r.to_environment,
+                    &r.version[..12]
+                ),
                 None => println!("not released yet: requirements above still unmet"),
             }
         }
@@ -258,7 +365,13 @@ pub fn decide(global: &Global, request_id: &str, approver: &str, approve: bool, 
     })
 }
 
-pub fn rollback(global: &Global, workflow: &str, environment: &str, to: Option<&str>, author: &str) -> Result<ExitCode, CliError> {
+pub fn rollback(
+    global: &Global,
+    workflow: &str,
+    environment: &str,
+    to: Option<&str>,
+    author: &str,
+) -> Result<ExitCode, CliError> {
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -325,25 +438,49 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
     };
     let rt = workspace::runtime()?;
     let (history, runs) = rt.block_on(async {
-        let history = workspace.store.releases(environment, workflow).await.map_err(store_error)?;
+        let history = workspace
+            .store
+            .releases(environment, workflow)
+            .await
+            .map_err(store_error)?;
         let runs = workspace
             .store
-            .runs(&RunFilter { environment: Some(environment.to_owned()), workflow: Some(workflow.to_owned()), ..RunFilter::default() })
+            .runs(&RunFilter {
+                environment: Some(environment.to_owned()),
+                workflow: Some(workflow.to_owned()),
+                ..RunFilter::default()
+            })
             .await
             .map_err(store_error)?;
         Ok::<_, CliError>((history, runs))
     })?;
     // Runs attributed to the release that was current when they were accepted.
     let stats = |from: i64, until: Option<i64>| {
-        let window: Vec<_> = runs.iter().filter(|r| r.created_at >= from && until.is_none_or(|u| r.created_at < u) && r.status.is_final()).collect();
-        let failed = window.iter().filter(|r| r.status != RunStatus::Succeeded).count();
+        let window: Vec<_> = runs
+            .iter()
+            .filter(|r| {
+                r.created_at >= from
+                    && until.is_none_or(|u| r.created_at < u)
+                    && r.status.is_final()
+            })
+            .collect();
+        let failed = window
+            .iter()
+            .filter(|r| r.status != RunStatus::Succeeded)
+            .count();
         (window.len(), failed)
     };
     let mut rows: Vec<Value> = Vec::new();
     for (i, release) in history.iter().enumerate() {
-        let until = if i == 0 { None } else { Some(history[i - 1].release.at) };
+        let until = if i == 0 {
+            None
+        } else {
+            Some(history[i - 1].release.at)
+        };
         let (after_runs, after_failed) = stats(release.release.at, until);
-        let (before_runs, before_failed) = history.get(i + 1).map_or((0, 0), |prev| stats(prev.release.at, Some(release.release.at)));
+        let (before_runs, before_failed) = history.get(i + 1).map_or((0, 0), |prev| {
+            stats(prev.release.at, Some(release.release.at))
+        });
         rows.push(json!({
             "release": release.release.id,
             "kind": release.release.kind.as_str(),
@@ -365,18 +502,57 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
         println!("`{workflow}` was never released in `{environment}`");
         return Ok(ExitCode::SUCCESS);
     }
-    let rate = |runs: u64, failed: u64| if runs == 0 { "–".to_owned() } else { format!("{failed}/{runs} ({:.0}%)", failed as f64 * 100.0 / runs as f64) };
+    let rate = |runs: u64, failed: u64| {
+        if runs == 0 {
+            "–".to_owned()
+        } else {
+            format!(
+                "{failed}/{runs} ({:.0}%)",
+                failed as f64 * 100.0 / runs as f64
+            )
+        }
+    };
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["release", "kind", "version", "by", "approved by", "at", "failed before", "failed after"]);
+    table.set_header([
+        "release",
+        "kind",
+        "version",
+        "by",
+        "approved by",
+        "at",
+        "failed before",
+        "failed after",
+    ]);
     for row in &rows {
         let n = |k: &str| row[k].as_u64().unwrap_or(0);
         table.add_row([
-            format!("{}{}", row["release"].as_str().unwrap_or_default(), if row["current"] == true { " (current)" } else { "" }),
+            format!(
+                "{}{}",
+                row["release"].as_str().unwrap_or_default(),
+                if row["current"] == true {
+                    " (current)"
+                } else {
+                    ""
+                }
+            ),
             row["kind"].as_str().unwrap_or_default().to_owned(),
-            row["version"].as_str().unwrap_or_default().chars().take(12).collect(),
+            row["version"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect(),
             row["author"].as_str().unwrap_or_default().to_owned(),
-            row["approvers"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+            row["approvers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
             workspace::time(row["at"].as_i64().unwrap_or(0)),
             rate(n("runs_before"), n("failed_before")),
             rate(n("runs_after"), n("failed_after")),
@@ -386,7 +562,16 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the parity report between the environments is clean (wired to `diff` below).
-async fn parity_clean(_workspace: &Workspace, _from: &str, _to: &str) -> Result<Option<bool>, CliError> {
-    Ok(None)
+/// Whether the parity report between the environments shows no drift that concerns this
+/// workflow (the same report `airlock diff` prints).
+async fn parity_clean(
+    workspace: &Workspace,
+    workflow: &str,
+    from: &str,
+    to: &str,
+) -> Result<Option<bool>, CliError> {
+    let report = super::diff::report(workspace, from, to).await?;
+    Ok(Some(
+        report.clean_for(&workspace.workflow(workflow)?.workflow),
+    ))
 }

@@ -37,9 +37,15 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
             project.scenarios.len()
         );
         for w in &project.workflows {
-            println!("  {}  {}", version_id(&w.workflow).short(), w.workflow.name.value);
+            println!(
+                "  {}  {}",
+                version_id(&w.workflow).short(),
+                w.workflow.name.value
+            );
         }
-        println!("\nRunning order-intake in staging (offline: record-mode bindings, a local SQLite file):");
+        println!(
+            "\nRunning order-intake in staging (offline: record-mode bindings, a local SQLite file):"
+        );
     }
     let input = dir.join(EXAMPLE_ORDER);
     let outcome = super::run::run(
@@ -54,8 +60,12 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
     if !global.json {
         let d = dir.display();
         println!("\nNext:");
-        println!("  airlock runs -C {d}                       # the run, attributed to its version");
-        println!("  airlock records --env staging -C {d}      # what staging's record-mode bindings received");
+        println!(
+            "  airlock runs -C {d}                       # the run, attributed to its version"
+        );
+        println!(
+            "  airlock records --env staging -C {d}      # what staging's record-mode bindings received"
+        );
         println!("  airlock validate -C {d}                   # every error, with file:line:col");
     }
     Ok(outcome)

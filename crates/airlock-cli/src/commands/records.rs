@@ -25,7 +25,15 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["#", "at", "call", "run", "step", "arguments", "idempotency key"]);
+    table.set_header([
+        "#",
+        "at",
+        "call",
+        "run",
+        "step",
+        "arguments",
+        "idempotency key",
+    ]);
     for record in records {
         let r = &record.record;
         table.add_row([

@@ -25,7 +25,10 @@ pub fn run(global: &Global, lease: Duration, patience: Duration) -> Result<ExitC
     if global.json {
         crate::output::json(&serde_json::json!({ "processed": processed }));
     } else {
-        println!("resumed {processed} run{}", if processed == 1 { "" } else { "s" });
+        println!(
+            "resumed {processed} run{}",
+            if processed == 1 { "" } else { "s" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -90,11 +90,18 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
 
 /// Drives the store's due work until `run_id` finishes or waits for a person, printing
 /// its journal; then prints the outcome. Used by `run`, `approve-step` and `runs retry`.
-pub async fn follow(workspace: &Workspace, engine: Engine, run_id: &str, json: bool) -> Result<ExitCode, CliError> {
+pub async fn follow(
+    workspace: &Workspace,
+    engine: Engine,
+    run_id: &str,
+    json: bool,
+) -> Result<ExitCode, CliError> {
     let engine = if json {
         Arc::new(engine)
     } else {
-        Arc::new(engine.with_observer(Arc::new(Printer { run: run_id.to_owned() })))
+        Arc::new(engine.with_observer(Arc::new(Printer {
+            run: run_id.to_owned(),
+        })))
     };
     let started = std::time::Instant::now();
     let run = loop {
@@ -111,7 +118,9 @@ pub async fn follow(workspace: &Workspace, engine: Engine, run_id: &str, json: b
         match run.status {
             status if status.is_final() || status == RunStatus::Waiting => break run,
             RunStatus::Queued => {
-                let wait = run.wake_at.map_or(5, |at| (at - workspace::now()).clamp(1, 1_000));
+                let wait = run
+                    .wake_at
+                    .map_or(5, |at| (at - workspace::now()).clamp(1, 1_000));
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -149,16 +158,25 @@ fn print_outcome(run: &Run, elapsed: Duration) {
 
 fn trigger_payload(input: Option<&Path>) -> Result<Value, CliError> {
     let Some(path) = input else {
-        return Ok(json!({ "body": {}, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }));
+        return Ok(
+            json!({ "body": {}, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }),
+        );
     };
     let text = std::fs::read_to_string(path).map_err(|e| CliError::io("read", path, e))?;
     let body: Value = serde_json::from_str(&text).map_err(|e| {
         CliError::usage(
-            format!("{}:{}:{}: not JSON: {e}", path.display(), e.line(), e.column()),
+            format!(
+                "{}:{}:{}: not JSON: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
             None,
         )
     })?;
-    Ok(json!({ "body": body, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }))
+    Ok(
+        json!({ "body": body, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }),
+    )
 }
 
 /// Prints one run's journal entries as they are committed.
@@ -206,13 +224,23 @@ pub fn journal_line(entry: &NewJournalEntry) -> String {
             if let Some(error) = &entry.error {
                 line.push_str(&format!(" {error}"));
             }
-            if let Some(at) = entry.output.as_ref().and_then(|o| o.get("retry_at")).and_then(Value::as_i64) {
+            if let Some(at) = entry
+                .output
+                .as_ref()
+                .and_then(|o| o.get("retry_at"))
+                .and_then(Value::as_i64)
+            {
                 line.push_str(&format!(" (retry at {})", workspace::time(at)));
             }
         }
         StepStatus::Retried => line.push_str(" by hand: the step runs again"),
         StepStatus::Waiting => {
-            if let Some(message) = entry.output.as_ref().and_then(|o| o.get("message")).and_then(Value::as_str) {
+            if let Some(message) = entry
+                .output
+                .as_ref()
+                .and_then(|o| o.get("message"))
+                .and_then(Value::as_str)
+            {
                 line.push_str(&format!(" {message}"));
             }
         }

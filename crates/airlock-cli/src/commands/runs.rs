@@ -38,7 +38,9 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
         status,
         limit: Some(options.limit),
     };
-    let runs = workspace::runtime()?.block_on(workspace.store.runs(&filter)).map_err(store_error)?;
+    let runs = workspace::runtime()?
+        .block_on(workspace.store.runs(&filter))
+        .map_err(store_error)?;
     if global.json {
         crate::output::json(&runs);
         return Ok(ExitCode::SUCCESS);
@@ -49,9 +51,21 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["run", "workflow", "version", "environment", "status", "created", "took"]);
+    table.set_header([
+        "run",
+        "workflow",
+        "version",
+        "environment",
+        "status",
+        "created",
+        "took",
+    ]);
     for run in runs {
-        let took = run.finished_at.zip(run.started_at).map(|(f, s)| format!("{}ms", f - s)).unwrap_or_default();
+        let took = run
+            .finished_at
+            .zip(run.started_at)
+            .map(|(f, s)| format!("{}ms", f - s))
+            .unwrap_or_default();
         table.add_row([
             run.id.clone(),
             run.workflow.clone(),
@@ -75,8 +89,15 @@ pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
     let run = rt
         .block_on(workspace.store.run(id))
         .map_err(store_error)?
-        .ok_or_else(|| CliError::usage(format!("no run `{id}`"), Some("list runs with `airlock runs`".into())))?;
-    let journal = rt.block_on(workspace.store.journal(id)).map_err(store_error)?;
+        .ok_or_else(|| {
+            CliError::usage(
+                format!("no run `{id}`"),
+                Some("list runs with `airlock runs`".into()),
+            )
+        })?;
+    let journal = rt
+        .block_on(workspace.store.journal(id))
+        .map_err(store_error)?;
     if global.json {
         crate::output::json(&json!({ "run": run, "journal": journal }));
         return Ok(ExitCode::SUCCESS);
@@ -97,10 +118,21 @@ pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["#", "step", "attempt", "status", "idempotency key", "took", "detail"]);
+    table.set_header([
+        "#",
+        "step",
+        "attempt",
+        "status",
+        "idempotency key",
+        "took",
+        "detail",
+    ]);
     for entry in &journal {
         let e = &entry.entry;
-        let took = e.finished_at.map(|f| format!("{}ms", f - e.started_at)).unwrap_or_default();
+        let took = e
+            .finished_at
+            .map(|f| format!("{}ms", f - e.started_at))
+            .unwrap_or_default();
         let detail = e
             .error
             .clone()
@@ -146,15 +178,28 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
             .collect();
         let now = workspace::now();
         let marks = airlock_engine::interpreter::retry_marks(&journal, now);
-        workspace.store.retry_run(id, now, &marks).await.map_err(|e| match e {
-            airlock_store::Error::Conflict(_) => CliError::usage(
-                format!("run {id} is {}; only dead or failed runs can be retried", run.status.as_str()),
-                None,
-            ),
-            other => store_error(other),
-        })?;
         workspace
-            .audit("cli", "run.retry", Some(&run.environment), id, json!({ "workflow": run.workflow }))
+            .store
+            .retry_run(id, now, &marks)
+            .await
+            .map_err(|e| match e {
+                airlock_store::Error::Conflict(_) => CliError::usage(
+                    format!(
+                        "run {id} is {}; only dead or failed runs can be retried",
+                        run.status.as_str()
+                    ),
+                    None,
+                ),
+                other => store_error(other),
+            })?;
+        workspace
+            .audit(
+                "cli",
+                "run.retry",
+                Some(&run.environment),
+                id,
+                json!({ "workflow": run.workflow }),
+            )
             .await?;
         let engine = workspace.engine(EngineOptions::default());
         super::run::follow(&workspace, engine, id, global.json).await

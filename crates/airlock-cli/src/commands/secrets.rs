@@ -3,7 +3,7 @@
 use crate::cli::Global;
 use crate::error::CliError;
 use crate::workspace::{self, Workspace, store_error};
-use airlock_connectors::secrets::Keyring;
+use airlock_connectors::secrets::{Fingerprinter, Keyring};
 use airlock_store::SealedSecret;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
@@ -19,21 +19,52 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
     if !env.secrets.iter().any(|s| s.value == name) {
         return Err(CliError::usage(
             format!("environment `{environment}` does not declare a secret `{name}`"),
-            Some(format!("add `{name}` to environments.{environment}.secrets in airlock.yaml first")),
+            Some(format!(
+                "add `{name}` to environments.{environment}.secrets in airlock.yaml first"
+            )),
         ));
     }
     let mut value = String::new();
     std::io::stdin()
         .read_to_string(&mut value)
         .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}"), None))?;
-    let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+    let value = value
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(&value);
     if value.is_empty() {
-        return Err(CliError::usage("the secret read from stdin is empty", Some(format!("printf '%s' \"$VALUE\" | airlock secrets set {name} --env {environment}"))));
+        return Err(CliError::usage(
+            "the secret read from stdin is empty",
+            Some(format!(
+                "printf '%s' \"$VALUE\" | airlock secrets set {name} --env {environment}"
+            )),
+        ));
     }
     let state = workspace.state_dir();
-    let created_key = Keyring::create_key_file(&state, environment).map_err(|e| CliError::usage(e.to_string(), None))?;
-    let keyring = Keyring::load(&state, &[environment]).map_err(|e| CliError::usage(e.to_string(), None))?;
-    let sealed = keyring.seal(environment, name, value).map_err(|e| CliError::usage(e.to_string(), None))?;
+    let created_key = Keyring::create_key_file(&state, environment)
+        .map_err(|e| CliError::usage(e.to_string(), None))?;
+    let keyring =
+        Keyring::load(&state, &[environment]).map_err(|e| CliError::usage(e.to_string(), None))?;
+    let sealed = keyring
+        .seal(environment, name, value)
+        .map_err(|e| CliError::usage(e.to_string(), None))?;
+    // A keyed fingerprint of the value, under a key of its own, so that `airlock diff` can
+    // flag a credential shared between environments without reading either value.
+    let environments: Vec<&str> = workspace
+        .project()
+        .manifest
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let (fingerprinter, created_fingerprint_key) =
+        Fingerprinter::load_or_create(&state, &environments)
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+    fingerprinter
+        .ensure_apart(&workspace.keyring)
+        .and_then(|()| fingerprinter.ensure_apart(&keyring))
+        .map_err(|e| CliError::usage(e.to_string(), None))?;
+    let fingerprint = fingerprinter.fingerprint(value);
     let rt = workspace::runtime()?;
     rt.block_on(async {
         workspace
@@ -42,18 +73,27 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
                 environment: environment.to_owned(),
                 name: name.to_owned(),
                 sealed,
-                fingerprint: None,
+                fingerprint: Some(fingerprint),
                 updated_at: workspace::now(),
             })
             .await
             .map_err(store_error)?;
-        workspace.audit("cli", "secret.set", Some(environment), name, json!({})).await
+        workspace
+            .audit("cli", "secret.set", Some(environment), name, json!({}))
+            .await
     })?;
     if global.json {
         crate::output::json(&json!({ "environment": environment, "name": name, "set": true }));
     } else {
         if created_key {
-            println!("created the key for `{environment}` in .airlock/keys/{environment}.key (keep it; without it the secrets of `{environment}` cannot be read)");
+            println!(
+                "created the key for `{environment}` in .airlock/keys/{environment}.key (keep it; without it the secrets of `{environment}` cannot be read)"
+            );
+        }
+        if created_fingerprint_key {
+            println!(
+                "created the fingerprint key in .airlock/keys/fingerprint.key (it tells whether two environments share a credential; keep it apart from the environments' keys)"
+            );
         }
         println!("set `{name}` in `{environment}`");
     }
@@ -65,11 +105,15 @@ pub fn list(global: &Global) -> Result<ExitCode, CliError> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
-    let stored = workspace::runtime()?.block_on(workspace.store.secret_names()).map_err(store_error)?;
+    let stored = workspace::runtime()?
+        .block_on(workspace.store.secret_names())
+        .map_err(store_error)?;
     let mut rows = Vec::new();
     for env in &workspace.project().manifest.environments {
         for name in &env.secrets {
-            let set = stored.iter().find(|s| s.environment == env.name.value && s.name == name.value);
+            let set = stored
+                .iter()
+                .find(|s| s.environment == env.name.value && s.name == name.value);
             rows.push(json!({
                 "environment": env.name.value,
                 "name": name.value,
@@ -89,7 +133,11 @@ pub fn list(global: &Global) -> Result<ExitCode, CliError> {
         table.add_row([
             row["environment"].as_str().unwrap_or_default().to_owned(),
             row["name"].as_str().unwrap_or_default().to_owned(),
-            if row["set"] == true { "set".to_owned() } else { "not set".to_owned() },
+            if row["set"] == true {
+                "set".to_owned()
+            } else {
+                "not set".to_owned()
+            },
             row["updated_at"].as_str().unwrap_or_default().to_owned(),
         ]);
     }

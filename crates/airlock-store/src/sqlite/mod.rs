@@ -24,11 +24,14 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Semaphore;
 
 use crate::{
-    AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry, NewJournalEntry,
-    NewAuditEvent, NewRun, NewTestRecord, Result, Run, RunFilter, RunStatus, SealedSecret,
-    SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
+    Approval, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest, Release,
 };
-use crate::{Approval, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest, Release};
+use crate::{
+    AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
+    NewAuditEvent, NewJournalEntry, NewRun, NewTestRecord, Result, Run, RunFilter, RunStatus,
+    SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp,
+    WorkflowVersion,
+};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -929,7 +932,8 @@ impl Store for SqliteStore {
     async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence> {
         let summary = rows::json(&evidence.summary)?;
         let evidence = evidence.clone();
-        self.write(move |conn| promotion::insert_evidence(conn, &evidence, &summary)).await
+        self.write(move |conn| promotion::insert_evidence(conn, &evidence, &summary))
+            .await
     }
 
     async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>> {
@@ -950,7 +954,8 @@ impl Store for SqliteStore {
 
     async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest> {
         let request = request.clone();
-        self.write(move |conn| promotion::insert_request(conn, &request)).await
+        self.write(move |conn| promotion::insert_request(conn, &request))
+            .await
     }
 
     async fn request(&self, id: &str) -> Result<Option<PromotionRequest>> {
@@ -987,7 +992,8 @@ impl Store for SqliteStore {
 
     async fn decide_request(&self, approval: &Approval) -> Result<()> {
         let approval = approval.clone();
-        self.write(move |conn| promotion::decide(conn, &approval)).await
+        self.write(move |conn| promotion::decide(conn, &approval))
+            .await
     }
 
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
@@ -1008,7 +1014,8 @@ impl Store for SqliteStore {
 
     async fn release(&self, release: &NewRelease) -> Result<Release> {
         let release = release.clone();
-        self.write(move |conn| promotion::insert_release(conn, &release)).await
+        self.write(move |conn| promotion::insert_release(conn, &release))
+            .await
     }
 
     async fn release_by_id(&self, id: &str) -> Result<Option<Release>> {

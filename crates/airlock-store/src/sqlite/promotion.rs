@@ -25,7 +25,11 @@ pub(super) fn evidence(row: &Row<'_>) -> rusqlite::Result<Evidence> {
     })
 }
 
-pub(super) fn insert_evidence(conn: &Connection, e: &NewEvidence, summary: &str) -> Result<Evidence> {
+pub(super) fn insert_evidence(
+    conn: &Connection,
+    e: &NewEvidence,
+    summary: &str,
+) -> Result<Evidence> {
     conn.prepare_cached(
         "INSERT INTO evidence (workflow, version, kind, passed, summary, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
@@ -38,8 +42,7 @@ pub(super) fn insert_evidence(conn: &Connection, e: &NewEvidence, summary: &str)
     })
 }
 
-pub(super) const REQUEST_COLUMNS: &str =
-    "id, workflow, version, from_environment, to_environment, author, created_at, status, closed_at";
+pub(super) const REQUEST_COLUMNS: &str = "id, workflow, version, from_environment, to_environment, author, created_at, status, closed_at";
 
 pub(super) fn request(row: &Row<'_>) -> rusqlite::Result<PromotionRequest> {
     let status: String = row.get(7)?;
@@ -58,7 +61,10 @@ pub(super) fn request(row: &Row<'_>) -> rusqlite::Result<PromotionRequest> {
     })
 }
 
-pub(super) fn insert_request(conn: &Connection, r: &NewPromotionRequest) -> Result<PromotionRequest> {
+pub(super) fn insert_request(
+    conn: &Connection,
+    r: &NewPromotionRequest,
+) -> Result<PromotionRequest> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO promotion_requests (id, workflow, version, from_environment, to_environment,
@@ -69,7 +75,10 @@ pub(super) fn insert_request(conn: &Connection, r: &NewPromotionRequest) -> Resu
         .execute(params![r.id, r.workflow, r.version, r.from_environment, r.to_environment, r.author, r.created_at])
         .db()?;
     if inserted == 0 {
-        return Err(Error::Conflict(format!("promotion request {} exists already", r.id)));
+        return Err(Error::Conflict(format!(
+            "promotion request {} exists already",
+            r.id
+        )));
     }
     Ok(PromotionRequest {
         request: r.clone(),
@@ -86,13 +95,18 @@ fn request_status(conn: &Connection, id: &str) -> Result<RequestStatus> {
         .optional()
         .db()?;
     let status = status.ok_or_else(|| Error::NotFound(format!("promotion request {id}")))?;
-    RequestStatus::parse(&status).ok_or_else(|| Error::Backend(format!("request status {status:?}")))
+    RequestStatus::parse(&status)
+        .ok_or_else(|| Error::Backend(format!("request status {status:?}")))
 }
 
 pub(super) fn decide(conn: &Connection, a: &Approval) -> Result<()> {
     let status = request_status(conn, &a.request)?;
     if status != RequestStatus::Open {
-        return Err(Error::Conflict(format!("promotion request {} is {}", a.request, status.as_str())));
+        return Err(Error::Conflict(format!(
+            "promotion request {} is {}",
+            a.request,
+            status.as_str()
+        )));
     }
     let inserted = conn
         .prepare_cached(
@@ -103,7 +117,10 @@ pub(super) fn decide(conn: &Connection, a: &Approval) -> Result<()> {
         .execute(params![a.request, a.approver, a.approved, a.reason, a.at])
         .db()?;
     if inserted == 0 {
-        return Err(Error::Conflict(format!("{} already decided on {}", a.approver, a.request)));
+        return Err(Error::Conflict(format!(
+            "{} already decided on {}",
+            a.approver, a.request
+        )));
     }
     if !a.approved {
         close(conn, &a.request, RequestStatus::Rejected, a.at)?;
@@ -143,7 +160,11 @@ pub(super) fn release(row: &Row<'_>) -> rusqlite::Result<Release> {
             environment: row.get(1)?,
             workflow: row.get(2)?,
             version: row.get(3)?,
-            kind: if kind == "rollback" { ReleaseKind::Rollback } else { ReleaseKind::Promotion },
+            kind: if kind == "rollback" {
+                ReleaseKind::Rollback
+            } else {
+                ReleaseKind::Promotion
+            },
             request: row.get(5)?,
             author: row.get(6)?,
             approvers: serde_json::from_value(approvers.0).unwrap_or_default(),
@@ -174,11 +195,15 @@ pub(super) fn insert_release(conn: &Connection, r: &NewRelease) -> Result<Releas
     if let Some(request) = &r.request {
         let status = request_status(conn, request)?;
         if status != RequestStatus::Open {
-            return Err(Error::Conflict(format!("promotion request {request} is {}", status.as_str())));
+            return Err(Error::Conflict(format!(
+                "promotion request {request} is {}",
+                status.as_str()
+            )));
         }
         close(conn, request, RequestStatus::Released, r.at)?;
     }
-    let approvers = json(&serde_json::to_value(&r.approvers).map_err(|e| Error::Backend(e.to_string()))?)?;
+    let approvers =
+        json(&serde_json::to_value(&r.approvers).map_err(|e| Error::Backend(e.to_string()))?)?;
     let evidence = json(&r.evidence)?;
     conn.prepare_cached(
         "INSERT INTO releases (id, environment, workflow, version, kind, request, author, approvers,

@@ -1,0 +1,248 @@
+//! `airlock test [WORKFLOW]`: every scenario under `tests/`, offline, through the real
+//! interpreter with stubbed connectors; branch, failure-path and connector coverage per
+//! workflow; the result recorded as evidence bound to each workflow's version hash.
+
+use crate::cli::Global;
+use crate::error::{CliError, EXIT_CHECK_FAILED};
+use crate::workspace::{self, Workspace, store_error};
+use airlock_engine::scenario::{self, Category, Coverage, WorkflowReport};
+use airlock_store::NewEvidence;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// The evidence kind a suite's result is recorded under.
+pub const EVIDENCE_KIND: &str = "scenarios";
+/// A suite longer than this shows a progress bar (on a terminal).
+const PROGRESS_ABOVE: usize = 200;
+
+pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    if let Some(name) = only {
+        workspace.workflow(name)?;
+    }
+    let project = workspace.project();
+    let suites = scenario::suites(project, only);
+    let total: usize = suites.iter().map(|s| s.scenarios.len()).sum();
+    let bar =
+        (!global.json && total > PROGRESS_ABOVE && std::io::stdout().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total as u64);
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:40} {pos}/{len} scenarios {elapsed}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        });
+    let started = Instant::now();
+    let reports = scenario::run_suites(&suites, &|| {
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    });
+    let elapsed = started.elapsed();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let evidence = workspace::runtime()?.block_on(record(&workspace, &reports))?;
+    let files: HashMap<(&str, &str), &str> = project
+        .scenarios
+        .iter()
+        .map(|s| {
+            let key = (s.scenario.workflow.as_str(), s.scenario.name.as_str());
+            (key, project.files[s.file].path.as_str())
+        })
+        .collect();
+    let ok = reports.iter().all(|r| r.passed);
+    if global.json {
+        print_json(&reports, &evidence, ok);
+    } else {
+        for report in &reports {
+            print_report(report, &files);
+        }
+        print_summary(&reports, elapsed, total);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+/// Stores each tested version and its evidence; returns the evidence ids in report order.
+async fn record(workspace: &Workspace, reports: &[WorkflowReport]) -> Result<Vec<i64>, CliError> {
+    let mut ids = Vec::with_capacity(reports.len());
+    for report in reports {
+        let workflow = workspace.workflow(&report.workflow)?;
+        let version = workspace.store_working_version(workflow).await?;
+        if version != report.version {
+            return Err(CliError::usage(
+                format!(
+                    "`{}` changed while it was tested; run `airlock test` again",
+                    report.workflow
+                ),
+                None,
+            ));
+        }
+        let evidence = workspace
+            .store
+            .add_evidence(&NewEvidence {
+                workflow: report.workflow.clone(),
+                version: report.version.clone(),
+                kind: EVIDENCE_KIND.into(),
+                passed: report.passed,
+                summary: report.summary(),
+                at: workspace::now(),
+            })
+            .await
+            .map_err(store_error)?;
+        ids.push(evidence.id);
+    }
+    Ok(ids)
+}
+
+fn short(version: &str) -> &str {
+    &version[..12.min(version.len())]
+}
+
+fn print_report(report: &WorkflowReport, files: &HashMap<(&str, &str), &str>) {
+    let count = report.results.len();
+    println!(
+        "{}@{}  {count} scenario{}",
+        report.workflow,
+        short(&report.version),
+        plural(count)
+    );
+    if count == 0 {
+        println!(
+            "  no scenarios under tests/{}/: nothing was tested",
+            report.workflow
+        );
+    }
+    for result in &report.results {
+        if result.passed {
+            println!("  ✓ {}", result.name);
+            continue;
+        }
+        match files.get(&(result.workflow.as_str(), result.name.as_str())) {
+            Some(path) => println!("  ✗ {} ({path})", result.name),
+            None => println!("  ✗ {}", result.name),
+        }
+        for failure in &result.failures {
+            println!("      {failure}");
+        }
+    }
+    print_coverage(&report.coverage);
+    println!(
+        "  evidence: {} for {}@{}",
+        if report.passed { "passed" } else { "failed" },
+        report.workflow,
+        short(&report.version)
+    );
+    println!();
+}
+
+fn print_coverage(coverage: &Coverage) {
+    if coverage.items.is_empty() {
+        println!("  coverage: nothing to cover (no branches, failure paths or calls)");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(vec!["item", "kind", "covered"]);
+    for entry in &coverage.items {
+        let covered = match &entry.by {
+            Some(by) => format!("✓ {by}"),
+            None => "✗ not covered".to_owned(),
+        };
+        table.add_row(vec![
+            entry.label.clone(),
+            entry.category.kind().to_owned(),
+            covered,
+        ]);
+    }
+    for line in table.to_string().lines() {
+        println!("  {line}");
+    }
+    let tallies: Vec<String> = Category::ALL
+        .iter()
+        .map(|c| {
+            let t = coverage.tally(*c);
+            format!(
+                "{} {}/{} ({}%)",
+                c.as_str().replace('_', " "),
+                t.covered,
+                t.total,
+                t.percent
+            )
+        })
+        .collect();
+    println!("  coverage: {}", tallies.join(" · "));
+    let uncovered: Vec<&str> = coverage.uncovered().map(|e| e.label.as_str()).collect();
+    if !uncovered.is_empty() {
+        println!("  uncovered: {}", uncovered.join(", "));
+    }
+}
+
+fn print_summary(reports: &[WorkflowReport], elapsed: Duration, total: usize) {
+    let failed: usize = reports.iter().map(|r| r.failed().count()).sum();
+    let untested: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.results.is_empty())
+        .map(|r| r.workflow.as_str())
+        .collect();
+    println!(
+        "{total} scenario{} in {} workflow{}: {} passed, {failed} failed ({} ms)",
+        plural(total),
+        reports.len(),
+        plural(reports.len()),
+        total - failed,
+        elapsed.as_millis()
+    );
+    if !untested.is_empty() {
+        println!("without scenarios: {}", untested.join(", "));
+    }
+    println!(
+        "evidence recorded for {} version{}",
+        reports.len(),
+        plural(reports.len())
+    );
+}
+
+fn print_json(reports: &[WorkflowReport], evidence: &[i64], ok: bool) {
+    let total: usize = reports.iter().map(|r| r.results.len()).sum();
+    let failed: usize = reports.iter().map(|r| r.failed().count()).sum();
+    let workflows: Vec<Value> = reports
+        .iter()
+        .zip(evidence)
+        .map(|(report, id)| {
+            json!({
+                "workflow": report.workflow,
+                "version": report.version,
+                "passed": report.passed,
+                "evidence": id,
+                "summary": report.summary(),
+                "scenarios": report.results,
+                "coverage": report.coverage.items,
+            })
+        })
+        .collect();
+    crate::output::json(&json!({
+        "ok": ok,
+        "scenarios": total,
+        "passed": total - failed,
+        "failed": failed,
+        "workflows": workflows,
+    }));
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,92 @@
+//! What every end-to-end test of the binary needs: running `airlock` in a folder,
+//! reading its output, and a fresh starter project.
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Runs the built binary in `dir` with no stdin, outside any inherited project or key.
+pub fn airlock(dir: &Path, args: &[&str]) -> Output {
+    airlock_stdin(dir, args, "")
+}
+
+/// Runs the built binary in `dir`, writing `input` to its stdin.
+pub fn airlock_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AIRLOCK_PROJECT")
+        .env_remove("AIRLOCK_FINGERPRINT_KEY")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the airlock binary starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("stdin written");
+    child.wait_with_output().expect("the airlock binary runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Stdout parsed as JSON, or a panic showing what came out instead.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+/// Asserts exit 0, showing the output otherwise.
+pub fn ok(out: &Output, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A fresh `airlock init` project in a temporary folder.
+pub fn init_project() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let out = airlock(temp.path(), &["init", "demo"]);
+    assert!(out.status.success(), "init failed: {}", text(&out.stderr));
+    let project = temp.path().join("demo");
+    (temp, project)
+}
+
+/// Replaces the first occurrence of `from` in a project file.
+pub fn replace_in(project: &Path, file: &str, from: &str, to: &str) {
+    let path = project.join(file);
+    let before = std::fs::read_to_string(&path).unwrap();
+    assert!(before.contains(from), "{file} does not contain {from:?}");
+    std::fs::write(&path, before.replacen(from, to, 1)).unwrap();
+}
+
+/// Copies a folder tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
