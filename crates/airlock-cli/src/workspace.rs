@@ -150,6 +150,71 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// The project's policy as data: promotion rules and each environment's protection,
+    /// approvers and egress. Changes to it are audited (they change who may do what).
+    pub fn policy(&self) -> serde_json::Value {
+        let manifest = &self.project().manifest;
+        let rules: Vec<serde_json::Value> = manifest
+            .promotion
+            .iter()
+            .map(|rule| {
+                serde_json::json!({
+                    "from": rule.from.value,
+                    "to": rule.to.value,
+                    "require": rule.require,
+                    "by_risk": rule.by_risk,
+                    "freeze": rule.freeze,
+                })
+            })
+            .collect();
+        let environments: Vec<serde_json::Value> = manifest
+            .environments
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.name.value,
+                    "protected": e.protected,
+                    "approvers": e.approvers.iter().map(|a| &a.value).collect::<Vec<_>>(),
+                    "egress": e.egress.iter().map(|h| &h.value).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "promotion": rules, "environments": environments })
+    }
+
+    /// Appends a `policy.change` audit event when the policy differs from the one last
+    /// audited (or none was).
+    pub async fn audit_policy_change(&self, actor: &str) -> Result<(), CliError> {
+        use sha2::{Digest, Sha256};
+        let policy = self.policy();
+        let hash = hex::encode(Sha256::digest(policy.to_string().as_bytes()));
+        let log = self.store.audit_log().await.map_err(store_error)?;
+        let last = log
+            .iter()
+            .rev()
+            .find(|e| e.event.action == "policy.change")
+            .and_then(|e| {
+                e.event
+                    .detail
+                    .get("hash")
+                    .and_then(|h| h.as_str())
+                    .map(str::to_owned)
+            });
+        if last.as_deref() != Some(hash.as_str()) {
+            self.audit(
+                actor,
+                "policy.change",
+                None,
+                "airlock.yaml",
+                serde_json::json!({ "hash": hash, "policy": policy }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 pub fn now() -> i64 {
     use airlock_engine::Clock;
     SystemClock.now()

@@ -4,7 +4,6 @@
 mod support;
 use support::*;
 
-
 #[test]
 fn the_starter_project_runs_offline_out_of_the_box() {
     let (_temp, project) = init_project();

@@ -380,6 +380,34 @@ fn from_staging_to_production_and_back() {
         Some(2)
     );
 
+    // Every change is in the audit log: policy, deploys, the refused approvals, releases.
+    let audit = json(&airlock(dir, &["audit", "--json"]));
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "policy.change",
+        "secret.set",
+        "deploy",
+        "promotion.request",
+        "approve.refused",
+        "approve",
+        "release",
+        "rollback",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "no `{action}` in the audit log: {actions:?}"
+        );
+    }
+    assert!(
+        !audit.to_string().contains("tok-production-0123456789"),
+        "secret values never reach the audit log"
+    );
+
     // The audit chain holds, and any edit breaks it.
     ok(&airlock(dir, &["audit", "verify"]), "audit verify");
     let db = rusqlite::Connection::open(dir.join(".airlock/airlock.db")).unwrap();

@@ -32,6 +32,7 @@ pub fn run(global: &Global, environment: &str, actor: &str) -> Result<ExitCode, 
         ));
     }
     let changes = rt.block_on(async {
+        workspace.audit_policy_change(actor).await?;
         let mut changes = Vec::new();
         for workflow in &workspace.project().workflows {
             let name = &workflow.workflow.name.value;

@@ -117,6 +117,7 @@ pub fn promote(
     workspace.environment(to)?;
     let rt = workspace::runtime()?;
     rt.block_on(async {
+        workspace.audit_policy_change(author).await?;
         let version = workspace
             .store
             .deployment(from, workflow)
