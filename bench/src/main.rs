@@ -10,6 +10,7 @@
 //! cargo run --release -p airlock-bench -- engine [--runs N] [--concurrency C[,C2,...]]
 //!     [--repeats R] [--mode closed|backlog] [--sink URL] [--durability full|normal]
 //!     [--poll-ms P] [--warmup W] [--dir PATH] [--timings] [--workload four-step|webhook]
+//!     [--orders-sync full|normal]
 //! ```
 
 mod project;
@@ -38,6 +39,7 @@ const USAGE: &str =
     "usage: airlock-bench engine [--runs N] [--concurrency C[,C2,...]] [--repeats R]
        [--mode closed|backlog] [--sink URL] [--durability full|normal] [--poll-ms P]
        [--warmup W] [--dir PATH] [--timings] [--workload four-step|webhook]
+       [--orders-sync full|normal]
 
   --workload      four-step (default): map, sql insert, if, http POST; webhook: map, if,
                   http POST (the shared workload of /work/shared/bench/README.md).
@@ -45,7 +47,11 @@ const USAGE: &str =
                   is finished, then accept the next: the webhook workload at c=C. Latency
                   is created → finished, measured in process (µs).
   --mode backlog  N runs are enqueued first (timed apart), then Engine::work drains them
-                  with C in flight. Latency is claimed → finished (the store's ms stamps).";
+                  with C in flight. Latency is claimed → finished (the store's ms stamps).
+  --durability    the store's: full (default, synchronous=FULL) or normal.
+  --orders-sync   normal: the sql connector's orders.db skips its per-insert fsync (an
+                  experiment; full, SQLite's default, is the honest setting).
+  --timings       also print where a run waits: each store call and connector call.";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -66,6 +72,7 @@ struct Args {
     dir: Option<PathBuf>,
     timings: bool,
     workload: project::Workload,
+    orders_sync_normal: bool,
     /// Internal: run one repeat at one concurrency and print its figures as JSON.
     child: bool,
 }
@@ -110,6 +117,9 @@ impl Args {
         if self.timings {
             out.push("--timings".into());
         }
+        if self.orders_sync_normal {
+            out.extend(["--orders-sync".into(), "normal".into()]);
+        }
         out
     }
 }
@@ -133,6 +143,7 @@ fn parse_args() -> Result<Args, String> {
         dir: None,
         timings: false,
         workload: project::Workload::FourStep,
+        orders_sync_normal: false,
         child: false,
     };
     while let Some(flag) = it.next() {
@@ -171,6 +182,13 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
             "--timings" => args.timings = true,
             "--child" => args.child = true,
+            "--orders-sync" => {
+                args.orders_sync_normal = match value()?.as_str() {
+                    "full" => false,
+                    "normal" => true,
+                    other => return Err(format!("--orders-sync full|normal, not {other}")),
+                }
+            }
             "--workload" => {
                 args.workload = match value()?.as_str() {
                     "four-step" => project::Workload::FourStep,
@@ -249,6 +267,63 @@ fn memory_kib() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// CPU time counters, in clock ticks (USER_HZ): the whole machine's busy and total time
+/// (all cores, from `/proc/stat`) and this process's own (`/proc/self/stat`).
+#[derive(Clone, Copy)]
+struct CpuMark {
+    machine_busy: u64,
+    machine_total: u64,
+    own: u64,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are the
+        // 12th and 13th.
+        let own = own_stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|f| f.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        CpuMark {
+            machine_busy: total - idle,
+            machine_total: total,
+            own,
+        }
+    }
+
+    /// This process's CPU per run (µs) and the share of the machine other processes used
+    /// (%) since `self`.
+    fn since(self, runs: usize) -> (f64, f64) {
+        let now = CpuMark::now();
+        let tick_us = 1e6 / 100.0; // USER_HZ is 100 on Linux
+        let own = now.own.saturating_sub(self.own) as f64;
+        let busy = now.machine_busy.saturating_sub(self.machine_busy) as f64;
+        let total = now.machine_total.saturating_sub(self.machine_total).max(1) as f64;
+        let others = ((busy - own).max(0.0) / total) * 100.0;
+        (own * tick_us / runs.max(1) as f64, others)
+    }
+}
+
 /// Resets `VmHWM` to the current RSS (Linux ≥ 4.0), so each repeat reports its own peak.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -278,6 +353,8 @@ struct Figures {
     p99_ms: f64,
     peak_rss_mib: f64,
     rss_before_mib: f64,
+    cpu_us_per_run: f64,
+    others_cpu_pct: f64,
     rows_per_run: f64,
     commits_per_run: f64,
     enqueue_per_s: Option<f64>,
@@ -292,6 +369,8 @@ impl Figures {
             "p99_ms": self.p99_ms,
             "peak_rss_mib": self.peak_rss_mib,
             "rss_before_mib": self.rss_before_mib,
+            "cpu_us_per_run": self.cpu_us_per_run,
+            "others_cpu_pct": self.others_cpu_pct,
             "rows_per_run": self.rows_per_run,
             "commits_per_run": self.commits_per_run,
             "enqueue_per_s": self.enqueue_per_s,
@@ -307,6 +386,8 @@ impl Figures {
             p99_ms: f("p99_ms"),
             peak_rss_mib: f("peak_rss_mib"),
             rss_before_mib: f("rss_before_mib"),
+            cpu_us_per_run: f("cpu_us_per_run"),
+            others_cpu_pct: f("others_cpu_pct"),
             rows_per_run: f("rows_per_run"),
             commits_per_run: f("commits_per_run"),
             enqueue_per_s: v["enqueue_per_s"].as_f64(),
@@ -370,7 +451,13 @@ impl Bench {
             .tempdir_in(&parent)
             .map_err(|e| format!("temp dir in {}: {e}", parent.display()))?;
         let dir = temp.path().to_path_buf();
-        let (project, workflow) = project::create(&dir, args.workload, sink_url, &sink_host)?;
+        let (project, workflow) = project::create(
+            &dir,
+            args.workload,
+            sink_url,
+            &sink_host,
+            args.orders_sync_normal,
+        )?;
         let state = dir.join(".airlock");
         std::fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
         let sqlite = SqliteStore::open_with(
@@ -596,8 +683,10 @@ async fn repeat(
         Mode::Closed => {
             let (stop, task) = bench.start_worker(args.poll);
             let started = Instant::now();
+            let cpu = CpuMark::now();
             let done = bench.closed_loop(n, concurrency).await?;
             let seconds = started.elapsed().as_secs_f64();
+            (figures.cpu_us_per_run, figures.others_cpu_pct) = cpu.since(n);
             Bench::stop_worker(stop, task).await?;
             let mut latencies: Vec<f64> = done.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
             latencies.sort_by(|a, b| a.total_cmp(b));
@@ -612,6 +701,7 @@ async fn repeat(
             let enqueue_started = Instant::now();
             let ids = bench.enqueue_all(n, concurrency.max(32)).await?;
             figures.enqueue_per_s = Some(n as f64 / enqueue_started.elapsed().as_secs_f64());
+            let cpu = CpuMark::now();
             let (stop, task) = bench.start_worker(args.poll);
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
@@ -622,6 +712,7 @@ async fn repeat(
                     .map_err(|_| "the runs did not finish within 600 s".to_owned())?;
             }
             let seconds = started.elapsed().as_secs_f64();
+            (figures.cpu_us_per_run, figures.others_cpu_pct) = cpu.since(n);
             Bench::stop_worker(stop, task).await?;
             (ids, seconds)
         }
@@ -707,13 +798,15 @@ fn print_figures(label: &str, f: &Figures, mode: Mode) {
         .map(|e| format!(" · enqueue {e:.0}/s (apart)"))
         .unwrap_or_default();
     println!(
-        "{label}: {:>7.0} runs/s ({:.2} s) · {latency} p50 {:.2} ms p99 {:.2} ms · peak RSS {:.1} MiB (before {:.1}) · {:.2} journal rows/run · {:.2} commits/run{enqueue}",
+        "{label}: {:>7.0} runs/s ({:.2} s) · {latency} p50 {:.2} ms p99 {:.2} ms · peak RSS {:.1} MiB (before {:.1}) · CPU {:.0} µs/run · others used {:.0}% of the machine · {:.2} journal rows/run · {:.2} commits/run{enqueue}",
         f.runs_per_s,
         f.seconds,
         f.p50_ms,
         f.p99_ms,
         f.peak_rss_mib,
         f.rss_before_mib,
+        f.cpu_us_per_run,
+        f.others_cpu_pct,
         f.rows_per_run,
         f.commits_per_run,
     );
@@ -728,6 +821,8 @@ fn median_figures(all: &[Figures]) -> Figures {
         p99_ms: pick(|f| f.p99_ms),
         peak_rss_mib: pick(|f| f.peak_rss_mib),
         rss_before_mib: pick(|f| f.rss_before_mib),
+        cpu_us_per_run: pick(|f| f.cpu_us_per_run),
+        others_cpu_pct: pick(|f| f.others_cpu_pct),
         rows_per_run: pick(|f| f.rows_per_run),
         commits_per_run: pick(|f| f.commits_per_run),
         enqueue_per_s: all
@@ -790,17 +885,19 @@ async fn main_async(args: Args, internal: Option<&sink::Sink>) -> Result<(), Str
     }
     println!();
     println!(
-        "| C | runs/s | p50 ms | p99 ms | peak RSS MiB | journal rows/run | vs 5,000/s target |"
+        "| C | runs/s | p50 ms | p99 ms | peak RSS MiB | journal rows/run | CPU µs/run | others' CPU | vs 5,000/s |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (c, f) in &summary {
         println!(
-            "| {c} | {:.0} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2}× |",
+            "| {c} | {:.0} | {:.2} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0}% | {:.2}× |",
             f.runs_per_s,
             f.p50_ms,
             f.p99_ms,
             f.peak_rss_mib,
             f.rows_per_run,
+            f.cpu_us_per_run,
+            f.others_cpu_pct,
             f.runs_per_s / TARGET_RUNS_PER_S
         );
     }

@@ -247,13 +247,17 @@ impl Engine {
                 run: run.id.clone(),
                 reason,
             })?;
-        let mut journal: Vec<NewJournalEntry> = self
-            .store
-            .journal(&run.id)
-            .await?
-            .into_iter()
-            .map(|e| e.entry)
-            .collect();
+        // A run claimed for the first time has an empty journal: skip the read.
+        let mut journal: Vec<NewJournalEntry> = if run.claims <= 1 {
+            Vec::new()
+        } else {
+            self.store
+                .journal(&run.id)
+                .await?
+                .into_iter()
+                .map(|e| e.entry)
+                .collect()
+        };
         let mut decisions: HashMap<String, StepDecision> = HashMap::new();
         let mut pending: Vec<NewJournalEntry> = Vec::new();
         loop {

@@ -160,7 +160,9 @@ pub struct Run {
 /// A run claimed by a worker, and the fencing token every write must carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
-    /// The run, as it was when claimed (status `running`).
+    /// The run as stored after the claim (status `running`; `claims` counts this claim,
+    /// so a run with `claims == 1` has never been worked on and has an empty journal —
+    /// the engine relies on it).
     pub run: Run,
     /// The token of this claim.
     pub token: i64,
