@@ -397,14 +397,19 @@ impl Engine {
         lease_until: Option<i64>,
         settle: Option<Settlement>,
     ) -> Result<bool, EngineError> {
+        // Only an observer needs the entries after the write; the hot path moves them.
+        let observed = self
+            .observer
+            .as_ref()
+            .map(|_| (entries.clone(), settle.clone()));
         let commit = Commit {
-            entries: entries.clone(),
+            entries,
             lease_until,
-            settle: settle.clone(),
+            settle,
         };
         match self.store.commit(&run.id, token, commit).await {
             Ok(()) => {
-                if let Some(observer) = &self.observer {
+                if let (Some(observer), Some((entries, settle))) = (&self.observer, observed) {
                     if !entries.is_empty() {
                         observer.journaled(run, &entries);
                     }
