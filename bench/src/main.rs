@@ -499,7 +499,7 @@ impl Bench {
                 workflow: workflow.name.value.clone(),
                 canonical: String::from_utf8_lossy(&canonical::canonical_bytes(&workflow))
                     .into_owned(),
-                source: args.workload.source().to_owned(),
+                source: args.workload.source(),
                 created_at: clock.now(),
             })
             .await

@@ -9,28 +9,26 @@ use std::path::Path;
 /// Which workflow the runs execute.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Workload {
-    /// [`FOUR_STEP`]: map, sql insert, if, http POST (the issue's benchmark).
+    /// map, sql insert, if, http POST (the issue's benchmark).
     FourStep,
-    /// [`WEBHOOK`]: map, if, http POST (`/work/shared/bench/README.md`'s workload, minus
+    /// map, if, http POST (`/work/shared/bench/README.md`'s workload, minus
     /// the HTTP front: runs are accepted with `Store::enqueue`).
     Webhook,
 }
 
 impl Workload {
-    /// The workflow's YAML.
-    pub fn source(self) -> &'static str {
+    /// The workflow's YAML: the four-step workload is the webhook workload with a
+    /// durable SQL insert before the branch (`normalize`, `save_order`, `tier`, one POST).
+    pub fn source(self) -> String {
         match self {
-            Workload::FourStep => FOUR_STEP,
-            Workload::Webhook => WEBHOOK,
+            Workload::FourStep => format!("{NORMALIZE}{SAVE_ORDER}{TIER}"),
+            Workload::Webhook => format!("{NORMALIZE}{TIER}"),
         }
     }
 }
 
-/// The shared webhook workload (map, branch on the total, POST to the sink at `/high` or
-/// `/low`) with a durable SQL insert before the branch. Four steps run per run:
-/// `normalize`, `save_order`, `tier` and one of `post_high` / `post_low`.
-pub const FOUR_STEP: &str = r#"name: order
-description: The benchmark workload.
+/// The shared webhook workload's first step: normalise the order.
+const NORMALIZE: &str = r#"name: order
 trigger: manual
 steps:
   - id: normalize
@@ -38,7 +36,10 @@ steps:
       order_id: "{{ trigger.body.id }}"
       total: "{{ trigger.body.amount | float }}"
       customer: "{{ trigger.body.customer }}"
+"#;
 
+/// The four-step workload's durable SQL insert, between normalising and branching.
+const SAVE_ORDER: &str = r#"
   - id: save_order
     call: orders_db.insert
     with:
@@ -47,44 +48,10 @@ steps:
         id: "{{ steps.normalize.output.order_id }}"
         customer: "{{ steps.normalize.output.customer }}"
         total: "{{ steps.normalize.output.total }}"
-
-  - id: tier
-    if: "steps.normalize.output.total > 100"
-    then:
-      - id: post_high
-        call: sink.request
-        with:
-          method: POST
-          path: /high
-          json:
-            orderId: "{{ steps.normalize.output.order_id }}"
-            total: "{{ steps.normalize.output.total }}"
-            customer: "{{ steps.normalize.output.customer }}"
-            tier: high
-    else:
-      - id: post_low
-        call: sink.request
-        with:
-          method: POST
-          path: /low
-          json:
-            orderId: "{{ steps.normalize.output.order_id }}"
-            total: "{{ steps.normalize.output.total }}"
-            customer: "{{ steps.normalize.output.customer }}"
-            tier: low
 "#;
 
-/// The shared webhook workload: three steps per run (`normalize`, `tier`, one POST).
-pub const WEBHOOK: &str = r#"name: order
-description: The shared webhook workload.
-trigger: manual
-steps:
-  - id: normalize
-    map:
-      order_id: "{{ trigger.body.id }}"
-      total: "{{ trigger.body.amount | float }}"
-      customer: "{{ trigger.body.customer }}"
-
+/// Branch on the total and POST to the sink at `/high` or `/low`.
+const TIER: &str = r#"
   - id: tier
     if: "steps.normalize.output.total > 100"
     then:
@@ -160,7 +127,7 @@ pub fn create(
     };
     let files = [
         ("airlock.yaml", manifest(sink_base, sink_host)),
-        ("workflows/order.yaml", workload.source().to_owned()),
+        ("workflows/order.yaml", workload.source()),
         ("orders.sql", schema),
     ];
     let mut sources = Vec::new();
