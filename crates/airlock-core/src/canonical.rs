@@ -197,3 +197,90 @@ fn write_sorted(value: &Value, out: &mut String) {
         scalar => out.push_str(&scalar.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Cx;
+    use crate::diagnostic::Diagnostics;
+    use crate::model::workflow;
+    use crate::source::SourceFile;
+
+    fn decode(text: &str) -> (Option<Workflow>, Vec<String>) {
+        let file = SourceFile::new("workflows/w.yaml", text);
+        let node = crate::yaml::parse(0, &file).unwrap_or_else(|d| panic!("{}", d.message));
+        let mut diagnostics = Diagnostics::default();
+        let workflow = workflow::decode(&mut Cx::new(0, &mut diagnostics), &node);
+        let messages = diagnostics
+            .into_sorted()
+            .into_iter()
+            .map(|d| d.message)
+            .collect();
+        (workflow, messages)
+    }
+
+    fn hash(text: &str) -> String {
+        let (workflow, messages) = decode(text);
+        assert!(messages.is_empty(), "{messages:?}");
+        version_id(&workflow.unwrap_or_else(|| panic!("no workflow"))).0
+    }
+
+    const SIGNED_HOOK: &str = "name: hook\ntrigger:\n  webhook:\n    path: orders\n    signature: { scheme: stripe, secret: STRIPE_SIGNING }\n    idempotency_key: \"{{ trigger.body.id }}\"\nsteps:\n  - id: note\n    map: { a: 1 }\n";
+
+    /// The form of a webhook trigger written before `respond`, `wait`, `max_body`,
+    /// `max_depth`, `rate_limit` and `previous_secret` existed, pinned byte for byte:
+    /// those fields enter the form only when used, so no existing hash moved.
+    #[test]
+    fn a_webhook_without_the_new_fields_keeps_its_form() {
+        let (workflow, _) = decode(SIGNED_HOOK);
+        let bytes = canonical_bytes(&workflow.unwrap_or_else(|| panic!("no workflow")));
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"description":null,"form":2,"name":"hook","on_failure":[],"steps":[{"id":"note","kind":"map","on_failure":[],"retry":null,"timeout_ms":null,"values":{"a":1}}],"trigger":{"webhook":{"idempotency_key":"{{ trigger.body.id }}","path":"orders","signature":{"scheme":"stripe","secret":"STRIPE_SIGNING"}}}}"#
+        );
+    }
+    #[test]
+    fn the_new_webhook_fields_hash_only_when_they_mean_something() {
+        let with = |fields: &str| {
+            hash(&SIGNED_HOOK.replace(
+                "    idempotency_key:",
+                &format!("{fields}    idempotency_key:"),
+            ))
+        };
+        let base = hash(SIGNED_HOOK);
+        // The defaults written out are the defaults left out.
+        assert_eq!(
+            with("    respond: async\n    max_body: 1MiB\n    max_depth: 64\n"),
+            base
+        );
+        assert_eq!(with("    max_body: 1048576\n"), base);
+        assert_eq!(
+            with("    respond: sync\n    wait: 10s\n"),
+            with("    respond: sync\n")
+        );
+        // Anything else is another version.
+        let variants = [
+            with("    respond: sync\n"),
+            with("    respond: sync\n    wait: 20s\n"),
+            with("    max_body: 2MiB\n"),
+            with("    max_depth: 8\n"),
+            with("    rate_limit: 100/s\n"),
+            with("    rate_limit: 100/min\n"),
+            hash(&SIGNED_HOOK.replace(
+                "secret: STRIPE_SIGNING }",
+                "secret: STRIPE_SIGNING, previous_secret: STRIPE_OLD }",
+            )),
+        ];
+        for (i, a) in variants.iter().enumerate() {
+            assert_ne!(*a, base, "variant {i}");
+            for b in &variants[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Spellings of one rate are one rate.
+        assert_eq!(
+            with("    rate_limit: 100/s\n"),
+            with("    rate_limit: 100/second\n")
+        );
+    }
+}

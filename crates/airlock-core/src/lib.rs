@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authz;
 pub mod canonical;
 pub mod decode;
 pub mod diagnostic;
@@ -13,6 +14,8 @@ pub mod policy;
 pub mod project;
 pub mod readiness;
 pub mod scaffold;
+pub mod schedule;
 pub mod source;
 pub mod validate;
+pub mod webhook;
 pub mod yaml;

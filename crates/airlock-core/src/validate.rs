@@ -307,25 +307,32 @@ impl Checker<'_> {
             ..
         }) = &workflow.trigger
         {
-            for environment in &manifest.environments {
-                if !environment
-                    .secrets
-                    .iter()
-                    .any(|s| s.value == signature.secret)
-                {
-                    self.report(
-                        file,
-                        Code::UnknownSecret,
-                        signature.secret_span,
-                        format!(
-                            "unknown secret `{}` in environment `{}`",
-                            signature.secret, environment.name.value
-                        ),
-                    )
-                    .help = Some(format!(
-                        "each environment that runs this webhook declares its own signing secret under `secrets:`; `{}` does not",
-                        environment.name.value
-                    ));
+            // The previous secret is checked like the current one: during a rotation
+            // each environment holds both of its own keys, never another's.
+            let names = std::iter::once((&signature.secret, signature.secret_span, "signing"))
+                .chain(
+                    signature
+                        .previous_secret
+                        .as_ref()
+                        .map(|p| (p, signature.previous_secret_span, "previous signing")),
+                );
+            for (name, span, what) in names {
+                for environment in &manifest.environments {
+                    if !environment.secrets.iter().any(|s| s.value == *name) {
+                        self.report(
+                            file,
+                            Code::UnknownSecret,
+                            span,
+                            format!(
+                                "unknown secret `{}` in environment `{}`",
+                                name, environment.name.value
+                            ),
+                        )
+                        .help = Some(format!(
+                            "each environment that runs this webhook declares its own {what} secret under `secrets:`; `{}` does not",
+                            environment.name.value
+                        ));
+                    }
                 }
             }
         }
@@ -927,5 +934,35 @@ mod tests {
         assert_eq!(refs[0].0, "CRM_TOKEN");
         assert_eq!(&text[refs[0].1.clone()], "CRM_TOKEN");
         assert_eq!(refs[1].0, "");
+    }
+    #[test]
+    fn a_previous_signing_secret_is_checked_in_every_environment() {
+        use crate::source::SourceFile;
+        let manifest = "project: p\nconnectors: {}\nenvironments:\n  staging:\n    secrets: [HOOK_NEW, HOOK_OLD]\n    bindings: {}\n  production:\n    secrets: [HOOK_NEW]\n    bindings: {}\n";
+        let workflow = "name: w\ntrigger:\n  webhook:\n    path: w\n    signature: { scheme: github, secret: HOOK_NEW, previous_secret: HOOK_OLD }\nsteps:\n  - id: a\n    map: { x: 1 }\n";
+        let loaded = crate::project::load(vec![
+            SourceFile::new("airlock.yaml", manifest),
+            SourceFile::new("workflows/w.yaml", workflow),
+        ]);
+        let found: Vec<(Code, &str, &str)> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    d.code,
+                    &workflow[d.span.start..d.span.end],
+                    d.message.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                Code::UnknownSecret,
+                "HOOK_OLD",
+                "unknown secret `HOOK_OLD` in environment `production`"
+            )],
+            "staging's HOOK_OLD does not stand in for production's"
+        );
     }
 }

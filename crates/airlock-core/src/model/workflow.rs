@@ -4,7 +4,7 @@
 //! `call`, `approval`, `delay`, `fail`). It is decoded by hand rather than through a
 //! tagged serde enum so that every error points at the exact value inside the step.
 
-use crate::decode::{Cx, Located};
+use crate::decode::{Cx, Fields, Located};
 use crate::diagnostic::{Code, suggestion};
 use crate::yaml::{Node, Value};
 use serde::Serialize;
@@ -41,6 +41,22 @@ pub enum Trigger {
         /// Where the idempotency key is written, for diagnostics.
         #[serde(skip)]
         idempotency_key_span: crate::diagnostic::Span,
+        /// How a delivery is answered. Serialised only when not the default, as are
+        /// the limits below: a workflow that does not use them keeps its version id.
+        #[serde(skip_serializing_if = "Respond::is_default")]
+        respond: Respond,
+        /// For `respond: sync`: how long a delivery waits for the run's output, in ms.
+        #[serde(skip_serializing_if = "is_default_wait")]
+        wait_ms: u64,
+        /// The largest body accepted, in bytes.
+        #[serde(skip_serializing_if = "is_default_max_body")]
+        max_body: u64,
+        /// The deepest JSON nesting accepted.
+        #[serde(skip_serializing_if = "is_default_max_depth")]
+        max_depth: u32,
+        /// How many deliveries are accepted per unit of time, if limited.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rate_limit: Option<RateLimit>,
     },
     /// A cron schedule.
     Cron {
@@ -68,6 +84,181 @@ pub struct WebhookSignature {
     /// Header carrying the signature, for the `hex` scheme.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// Name of a second secret also accepted while the sender's key is rotated: the
+    /// sender moves to the new key (`secret`) while deliveries signed with the old one
+    /// (`previous_secret`) still pass, so no delivery is refused during the switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    /// Where the previous secret's name is written, for diagnostics.
+    #[serde(skip)]
+    pub previous_secret_span: crate::diagnostic::Span,
+}
+
+/// How a webhook delivery is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Respond {
+    /// `202 Accepted` with the run's id as soon as the run is stored: the sender is
+    /// never held up by the workflow, and a slow step cannot make it retry.
+    #[default]
+    Async,
+    /// The run's output, once it finishes within `wait`; for senders that need an
+    /// answer (a form, a chat command).
+    Sync,
+}
+
+impl Respond {
+    fn is_default(&self) -> bool {
+        *self == Respond::default()
+    }
+}
+
+/// How long a synchronous delivery waits by default, in ms.
+pub const DEFAULT_WAIT_MS: u64 = 10_000;
+/// The longest a synchronous delivery may wait, in ms: the sender's connection (and a
+/// server slot) is held that long, and most senders time out near a minute.
+pub const MAX_WAIT_MS: u64 = 60_000;
+/// The largest webhook body accepted by default: 1 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+/// The largest `max_body` a workflow may ask for: 16 MiB. A body is held in memory and
+/// journaled whole, so a larger one belongs in object storage, passed by reference.
+pub const MAX_MAX_BODY: u64 = 16 * 1024 * 1024;
+/// The deepest JSON nesting accepted by default.
+pub const DEFAULT_MAX_DEPTH: u32 = 64;
+
+fn is_default_wait(ms: &u64) -> bool {
+    *ms == DEFAULT_WAIT_MS
+}
+
+fn is_default_max_body(bytes: &u64) -> bool {
+    *bytes == DEFAULT_MAX_BODY
+}
+
+fn is_default_max_depth(depth: &u32) -> bool {
+    *depth == DEFAULT_MAX_DEPTH
+}
+
+/// A webhook's rate limit: at most `requests` deliveries per `per`. The limiter is the
+/// server's; the model only says what was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    /// Deliveries allowed per unit.
+    pub requests: u32,
+    /// The unit.
+    pub per: RateUnit,
+}
+
+/// The unit of a [`RateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateUnit {
+    /// Per second.
+    Second,
+    /// Per minute.
+    Minute,
+    /// Per hour.
+    Hour,
+}
+
+impl RateUnit {
+    /// The unit's length in milliseconds.
+    pub fn millis(self) -> u64 {
+        match self {
+            RateUnit::Second => 1_000,
+            RateUnit::Minute => 60_000,
+            RateUnit::Hour => 3_600_000,
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            RateUnit::Second => "s",
+            RateUnit::Minute => "min",
+            RateUnit::Hour => "h",
+        }
+    }
+}
+
+/// The most requests a rate limit may name per unit.
+pub const MAX_RATE_REQUESTS: u32 = 1_000_000;
+
+impl RateLimit {
+    /// Reads `100/s`, `600/min`, `10000/h` (also `sec`, `second`, `m`, `minute`,
+    /// `hour`), or says why the text is not a rate.
+    pub fn parse(text: &str) -> Result<RateLimit, String> {
+        let Some((count, unit)) = text.split_once('/') else {
+            return Err("expected requests per unit, such as `100/s`".into());
+        };
+        let count = count.trim();
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("`{count}` is not a whole number of requests"));
+        }
+        let requests = match count.parse::<u32>() {
+            Ok(n @ 1..=MAX_RATE_REQUESTS) => n,
+            _ => {
+                return Err(format!(
+                    "the number of requests must be from 1 to {MAX_RATE_REQUESTS}"
+                ));
+            }
+        };
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => RateUnit::Second,
+            "m" | "min" | "minute" => RateUnit::Minute,
+            "h" | "hour" => RateUnit::Hour,
+            other => return Err(format!("`{other}` is not a unit: use `s`, `min` or `h`")),
+        };
+        Ok(RateLimit { requests, per })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.requests, self.per.short())
+    }
+}
+
+/// Reads a size in bytes: a whole number, optionally followed by a unit — `B`, `KiB`,
+/// `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), in any case.
+/// Fractions are refused rather than rounded, so the limit is exactly what is written.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    if number.is_empty() {
+        return Err("expected a number of bytes with a unit, such as `256KiB`".into());
+    }
+    let unit = unit.trim();
+    if unit.starts_with(['.', ',']) {
+        return Err("write a whole number, e.g. `1536KiB` rather than `1.5MiB`".into());
+    }
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(format!("`{unit}` is not a size unit: use `KiB` or `MiB`")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| "too large".to_owned())
+}
+
+/// Formats a byte count the way users write sizes.
+pub fn format_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
 }
 
 /// One step of a workflow.
@@ -299,12 +490,18 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
             .optional("signature")
             .and_then(|n| decode_signature(cx, n));
         let idempotency_key = f.optional("idempotency_key").and_then(|n| cx.string(n));
+        let limits = decode_webhook_limits(cx, &mut f);
         f.finish(cx);
         return Some(Trigger::Webhook {
             path: path?.value.trim_matches('/').to_owned(),
             signature,
             idempotency_key_span: idempotency_key.as_ref().map(|k| k.span).unwrap_or_default(),
             idempotency_key: idempotency_key.map(|k| k.value),
+            respond: limits.respond,
+            wait_ms: limits.wait_ms,
+            max_body: limits.max_body,
+            max_depth: limits.max_depth,
+            rate_limit: limits.rate_limit,
         });
     }
     if let Some(n) = cron {
@@ -322,7 +519,7 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
             .map_or_else(|| "skip".to_owned(), |c| c.value);
         f.finish(cx);
         let schedule = schedule?;
-        if let Err(error) = schedule.value.parse::<croner::Cron>() {
+        if let Err(error) = crate::schedule::parse_cron(&schedule.value) {
             cx.report(
                 Code::BadCron,
                 schedule.span,
@@ -332,7 +529,7 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
                 ),
             )
             .help = Some(
-                "five fields: minute hour day-of-month month day-of-week, e.g. `0 7 * * 1-5`"
+                "five fields: minute hour day-of-month month day-of-week, e.g. `0 7 * * 1-5` (or six, with seconds first)"
                     .into(),
             );
             return None;
@@ -362,14 +559,148 @@ fn decode_signature(cx: &mut Cx<'_>, node: &Node) -> Option<WebhookSignature> {
         .optional("header")
         .and_then(|n| cx.string(n))
         .map(|h| h.value);
+    let previous_secret = f.optional("previous_secret").and_then(|n| cx.string(n));
     f.finish(cx);
     let secret = secret?;
+    if let Some(previous) = &previous_secret
+        && previous.value == secret.value
+    {
+        cx.report(
+            Code::InvalidValue,
+            previous.span,
+            format!(
+                "`previous_secret` names the same secret as `secret` (`{}`)",
+                previous.value
+            ),
+        )
+        .help = Some(
+            "during a rotation, `secret` names the new key and `previous_secret` the old one; once the sender uses the new key, remove `previous_secret`"
+                .into(),
+        );
+    }
     Some(WebhookSignature {
         scheme: scheme?.value,
         secret_span: secret.span,
         secret: secret.value,
         header,
+        previous_secret_span: previous_secret.as_ref().map(|p| p.span).unwrap_or_default(),
+        previous_secret: previous_secret.map(|p| p.value),
     })
+}
+
+/// A webhook's answer mode and limits, defaults filled in.
+struct WebhookLimits {
+    respond: Respond,
+    wait_ms: u64,
+    max_body: u64,
+    max_depth: u32,
+    rate_limit: Option<RateLimit>,
+}
+
+/// Decodes `respond`, `wait`, `max_body`, `max_depth` and `rate_limit`, reporting each
+/// problem at its value. A value in error is replaced by its default so that the rest
+/// of the workflow is still checked; the diagnostic keeps the project from loading, so
+/// no webhook runs with a limit other than the one written.
+fn decode_webhook_limits(cx: &mut Cx<'_>, f: &mut Fields<'_>) -> WebhookLimits {
+    let respond = match f
+        .optional("respond")
+        .and_then(|n| cx.one_of(n, &["async", "sync"]))
+    {
+        Some(r) if r.value == "sync" => Respond::Sync,
+        _ => Respond::Async,
+    };
+    let wait = f.optional("wait").and_then(|n| cx.duration(n));
+    if let Some(wait) = &wait {
+        if respond != Respond::Sync {
+            let span = f.key_span("wait").unwrap_or(wait.span);
+            cx.report(
+                Code::InvalidValue,
+                span,
+                "`wait` applies only to `respond: sync`",
+            )
+            .help = Some(
+                "an asynchronous webhook answers 202 with the run id at once; add `respond: sync` to wait for the run's output, or remove `wait`"
+                    .into(),
+            );
+        } else if wait.value == 0 || wait.value > MAX_WAIT_MS {
+            cx.report(
+                Code::InvalidValue,
+                wait.span,
+                format!(
+                    "`wait` must be longer than zero and at most {}, found {}",
+                    crate::duration::format(MAX_WAIT_MS),
+                    crate::duration::format(wait.value)
+                ),
+            )
+            .help = Some(
+                "the sender's connection is held open while it waits; for longer work use `respond: async` and read the run through the API"
+                    .into(),
+            );
+        }
+    }
+    let max_body = f.optional("max_body").and_then(|n| {
+        let text = cx.text(n)?;
+        match parse_size(&text) {
+            Ok(0) => {
+                cx.report(Code::InvalidValue, text.span, "`max_body` must be larger than zero");
+                None
+            }
+            Ok(bytes) if bytes > MAX_MAX_BODY => {
+                cx.report(
+                    Code::InvalidValue,
+                    text.span,
+                    format!(
+                        "`{}` is above the {} limit for a webhook body",
+                        text.value,
+                        format_size(MAX_MAX_BODY)
+                    ),
+                )
+                .help = Some(
+                    "a body is held in memory and journaled whole; send a larger document by reference (a URL the workflow fetches)"
+                        .into(),
+                );
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(reason) => {
+                cx.report(
+                    Code::InvalidValue,
+                    text.span,
+                    format!("`{}` is not a size: {reason}", text.value),
+                )
+                .help = Some("write a whole number and a unit: `256KiB`, `1MiB`, `16MiB`".into());
+                None
+            }
+        }
+    });
+    let max_depth = f.optional("max_depth").and_then(|n| {
+        cx.integer(n, 1, crate::webhook::MAX_JSON_DEPTH as i64)
+            .map(|d| d.value as u32)
+    });
+    let rate_limit = f.optional("rate_limit").and_then(|n| {
+        let text = cx.text(n)?;
+        match RateLimit::parse(&text) {
+            Ok(rate) => Some(rate),
+            Err(reason) => {
+                cx.report(
+                    Code::InvalidValue,
+                    text.span,
+                    format!("`{}` is not a rate limit: {reason}", text.value),
+                )
+                .help = Some("write requests per unit: `100/s`, `600/min`, `10000/h`".into());
+                None
+            }
+        }
+    });
+    WebhookLimits {
+        respond,
+        wait_ms: wait
+            .filter(|w| (1..=MAX_WAIT_MS).contains(&w.value))
+            .map_or(DEFAULT_WAIT_MS, |w| w.value),
+        max_body: max_body.unwrap_or(DEFAULT_MAX_BODY),
+        max_depth: max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
+        rate_limit,
+    }
 }
 
 impl StepCx<'_, '_> {
@@ -706,5 +1037,187 @@ impl StepKind {
             StepKind::Delay { .. } => "delay",
             StepKind::Fail { .. } => "fail",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Diagnostics;
+    use crate::source::SourceFile;
+
+    /// Decodes a workflow whose trigger is `webhook:` with `fields` (indented under it),
+    /// returning the trigger and each diagnostic as (code, the text it points at, message).
+    fn webhook(fields: &str) -> (Option<Trigger>, Vec<(Code, String, String)>) {
+        let text = format!(
+            "name: w\ntrigger:\n  webhook:\n    path: w\n{fields}steps:\n  - id: a\n    map: {{ x: 1 }}\n"
+        );
+        let file = SourceFile::new("workflows/w.yaml", text.as_str());
+        let node = crate::yaml::parse(0, &file).unwrap_or_else(|d| panic!("{}", d.message));
+        let mut diagnostics = Diagnostics::default();
+        let workflow = decode(&mut Cx::new(0, &mut diagnostics), &node);
+        let found = diagnostics
+            .into_sorted()
+            .into_iter()
+            .map(|d| (d.code, text[d.span.start..d.span.end].to_owned(), d.message))
+            .collect();
+        (workflow.and_then(|w| w.trigger), found)
+    }
+
+    fn limits(trigger: &Option<Trigger>) -> (Respond, u64, u64, u32, Option<RateLimit>) {
+        match trigger {
+            Some(Trigger::Webhook {
+                respond,
+                wait_ms,
+                max_body,
+                max_depth,
+                rate_limit,
+                ..
+            }) => (*respond, *wait_ms, *max_body, *max_depth, *rate_limit),
+            other => panic!("not a webhook: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn webhook_defaults() {
+        let (trigger, found) = webhook("");
+        assert_eq!(found, []);
+        assert_eq!(
+            limits(&trigger),
+            (
+                Respond::Async,
+                DEFAULT_WAIT_MS,
+                DEFAULT_MAX_BODY,
+                DEFAULT_MAX_DEPTH,
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn webhook_limits_as_written() {
+        let (trigger, found) = webhook(
+            "    respond: sync\n    wait: 30s\n    max_body: 256KiB\n    max_depth: 16\n    rate_limit: 600/min\n",
+        );
+        assert_eq!(found, []);
+        assert_eq!(
+            limits(&trigger),
+            (
+                Respond::Sync,
+                30_000,
+                256 * 1024,
+                16,
+                Some(RateLimit {
+                    requests: 600,
+                    per: RateUnit::Minute
+                })
+            )
+        );
+        let (trigger, found) = webhook("    max_body: 1048576\n    rate_limit: 100/s\n");
+        assert_eq!(found, []);
+        assert_eq!(limits(&trigger).2, 1 << 20);
+    }
+
+    #[test]
+    fn webhook_limits_out_of_range_are_pointed_at() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "    respond: sync\n    wait: 2m\n",
+                "2m",
+                "`wait` must be longer than zero and at most 1m, found 2m",
+            ),
+            (
+                "    wait: 5s\n",
+                "wait",
+                "`wait` applies only to `respond: sync`",
+            ),
+            (
+                "    max_body: 32MiB\n",
+                "32MiB",
+                "`32MiB` is above the 16 MiB limit for a webhook body",
+            ),
+            (
+                "    max_body: 1.5MiB\n",
+                "1.5MiB",
+                "`1.5MiB` is not a size: write a whole number, e.g. `1536KiB` rather than `1.5MiB`",
+            ),
+            (
+                "    max_body: 10 parsecs\n",
+                "10 parsecs",
+                "`10 parsecs` is not a size: `parsecs` is not a size unit: use `KiB` or `MiB`",
+            ),
+            (
+                "    max_depth: 500\n",
+                "500",
+                "500 is out of range: expected 1 to 127",
+            ),
+            (
+                "    rate_limit: 100/fortnight\n",
+                "100/fortnight",
+                "`100/fortnight` is not a rate limit: `fortnight` is not a unit: use `s`, `min` or `h`",
+            ),
+            (
+                "    rate_limit: 0/s\n",
+                "0/s",
+                "`0/s` is not a rate limit: the number of requests must be from 1 to 1000000",
+            ),
+            (
+                "    respond: later\n",
+                "later",
+                "`later` is not allowed here",
+            ),
+        ];
+        for (fields, at, message) in cases {
+            let (_, found) = webhook(fields);
+            assert_eq!(
+                found,
+                [(Code::InvalidValue, (*at).to_owned(), (*message).to_owned())],
+                "{fields}"
+            );
+        }
+    }
+
+    #[test]
+    fn previous_secret_is_decoded_and_must_differ() {
+        let (trigger, found) = webhook(
+            "    signature: { scheme: github, secret: HOOK_NEW, previous_secret: HOOK_OLD }\n",
+        );
+        assert_eq!(found, []);
+        let Some(Trigger::Webhook {
+            signature: Some(signature),
+            ..
+        }) = trigger
+        else {
+            panic!("{trigger:?}")
+        };
+        assert_eq!(signature.previous_secret.as_deref(), Some("HOOK_OLD"));
+        assert!(!signature.previous_secret_span.is_empty());
+        let (_, found) =
+            webhook("    signature: { scheme: github, secret: HOOK, previous_secret: HOOK }\n");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, "HOOK");
+        assert!(found[0].2.contains("same secret"), "{found:?}");
+    }
+
+    #[test]
+    fn sizes_and_rates_read_as_written() {
+        assert_eq!(parse_size("256KiB"), Ok(262_144));
+        assert_eq!(parse_size("1 MiB"), Ok(1_048_576));
+        assert_eq!(parse_size("1mb"), Ok(1_000_000));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("99999999999999999999GiB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert_eq!(format_size(16 << 20), "16 MiB");
+        assert_eq!(format_size(1536), "1536 B");
+        assert_eq!(format_size(256 << 10), "256 KiB");
+        let rate = RateLimit::parse("100/s").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rate.to_string(), "100/s");
+        assert_eq!(rate.per.millis(), 1_000);
+        assert_eq!(
+            RateLimit::parse("10000 / hour").map(|r| r.to_string()),
+            Ok("10000/h".to_owned())
+        );
+        assert!(RateLimit::parse("-1/s").is_err());
+        assert!(RateLimit::parse("100").is_err());
     }
 }
