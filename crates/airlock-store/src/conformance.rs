@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::{ApiToken, NewApiToken};
+
 use crate::{
     AuditEvent, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry, NewRun,
     NewTestRecord, Run, RunFilter, RunStatus, SealedSecret, Settlement, StepDecision, StepStatus,
@@ -52,6 +54,10 @@ pub const PROPERTIES: &[&str] = &[
     "a_request_is_decided_once_per_approver",
     "a_release_links_to_the_previous_and_deploys",
     "concurrent_releases_one_wins",
+    "tokens_are_found_by_hash_until_revoked",
+    "token_names_are_unique_among_live_tokens",
+    "schedule_cursor_is_a_compare_and_set",
+    "concurrent_schedule_advances_one_wins",
 ];
 
 /// Runs every property, each on a fresh store made by `make`.
@@ -89,6 +95,10 @@ where
     a_request_is_decided_once_per_approver(make().await).await;
     a_release_links_to_the_previous_and_deploys(make().await).await;
     concurrent_releases_one_wins(make().await).await;
+    tokens_are_found_by_hash_until_revoked(make().await).await;
+    token_names_are_unique_among_live_tokens(make().await).await;
+    schedule_cursor_is_a_compare_and_set(make().await).await;
+    concurrent_schedule_advances_one_wins(make().await).await;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -2033,5 +2043,390 @@ pub async fn concurrent_releases_one_wins<S: Store>(store: S) {
             .expect("history")
             .len(),
         2
+    );
+}
+
+// ---------------------------------------------------------------- API tokens
+
+fn token_of(id: &str, name: &str, env: &str, role: &str, at: Timestamp) -> NewApiToken {
+    NewApiToken {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        environment: env.to_owned(),
+        role: role.to_owned(),
+        secret_hash: ApiToken::hash_secret(&format!("secret-of-{id}")),
+        created_by: "admin".to_owned(),
+        created_at: at,
+    }
+}
+
+fn live(token: &NewApiToken) -> ApiToken {
+    ApiToken {
+        token: token.clone(),
+        revoked_at: None,
+    }
+}
+
+/// A token is found by the hash of its secret, exactly as created, until it is revoked;
+/// a revoked token stays listed with its revocation time; revoking is idempotent and an
+/// unknown id is `NotFound`.
+pub async fn tokens_are_found_by_hash_until_revoked<S: Store>(store: S) {
+    let ana = token_of("tok_1", "ana", "staging", "deployer", 10);
+    let ci = token_of("tok_2", "ci", "staging", "runner", 11);
+    let ops = token_of("tok_3", "ops", "production", "approver", 12);
+    for t in [&ana, &ci, &ops] {
+        assert_eq!(
+            store.create_token(t).await.expect("create_token"),
+            live(t),
+            "create_token returns the token as stored, live"
+        );
+    }
+    assert_eq!(
+        ana.secret_hash,
+        ApiToken::hash_secret("secret-of-tok_1"),
+        "the hash is deterministic"
+    );
+    assert_eq!(ana.secret_hash.len(), 64, "hex SHA-256");
+
+    assert_eq!(
+        store
+            .token_by_hash(&ApiToken::hash_secret("secret-of-tok_1"))
+            .await
+            .expect("token_by_hash"),
+        Some(live(&ana))
+    );
+    assert_eq!(
+        store
+            .token_by_hash(&ops.secret_hash)
+            .await
+            .expect("token_by_hash"),
+        Some(live(&ops))
+    );
+    assert_eq!(
+        store
+            .token_by_hash(&ApiToken::hash_secret("a guess"))
+            .await
+            .expect("token_by_hash"),
+        None,
+        "an unknown hash finds nothing"
+    );
+    assert_eq!(
+        store
+            .token_by_hash(&ana.secret_hash.to_uppercase())
+            .await
+            .expect("token_by_hash"),
+        None,
+        "hashes are compared exactly"
+    );
+    assert_eq!(
+        store
+            .token_by_hash("secret-of-tok_1")
+            .await
+            .expect("token_by_hash"),
+        None,
+        "the secret itself is not a key"
+    );
+
+    assert_eq!(
+        store.tokens(Some("staging")).await.expect("tokens"),
+        vec![live(&ana), live(&ci)],
+        "one environment's tokens, by name"
+    );
+    assert_eq!(
+        store.tokens(None).await.expect("tokens"),
+        vec![live(&ops), live(&ana), live(&ci)],
+        "every token, by environment then name"
+    );
+    assert!(
+        store.tokens(Some("dev")).await.expect("tokens").is_empty(),
+        "no tokens in an environment that has none"
+    );
+
+    store.revoke_token("tok_1", 50).await.expect("revoke");
+    assert_eq!(
+        store
+            .token_by_hash(&ana.secret_hash)
+            .await
+            .expect("token_by_hash"),
+        None,
+        "a revoked token authenticates nothing"
+    );
+    let revoked = ApiToken {
+        token: ana.clone(),
+        revoked_at: Some(50),
+    };
+    assert_eq!(
+        store.tokens(Some("staging")).await.expect("tokens"),
+        vec![revoked.clone(), live(&ci)],
+        "a revoked token is still listed, with its revocation time"
+    );
+    store
+        .revoke_token("tok_1", 60)
+        .await
+        .expect("revoking twice succeeds");
+    assert_eq!(
+        store.tokens(Some("staging")).await.expect("tokens")[0],
+        revoked,
+        "the first revocation time is kept"
+    );
+    assert_eq!(
+        store
+            .token_by_hash(&ci.secret_hash)
+            .await
+            .expect("token_by_hash"),
+        Some(live(&ci)),
+        "revoking one token leaves the others"
+    );
+    match store.revoke_token("tok_missing", 70).await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("revoking an unknown token must be NotFound, got {other:?}"),
+    }
+}
+
+/// A name is one identity per environment: a second live token of the same name in the
+/// same environment is refused (also when several are created at once), another
+/// environment may use it, and a revoked token's name is free again. A reused id or
+/// secret is refused, revoked or not.
+pub async fn token_names_are_unique_among_live_tokens<S: Store>(store: S) {
+    let first = token_of("tok_1", "ana", "staging", "deployer", 10);
+    store.create_token(&first).await.expect("create");
+    match store
+        .create_token(&token_of("tok_2", "ana", "staging", "viewer", 11))
+        .await
+    {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a second live ana in staging must conflict, got {other:?}"),
+    }
+    let elsewhere = token_of("tok_3", "ana", "production", "viewer", 12);
+    assert_eq!(
+        store
+            .create_token(&elsewhere)
+            .await
+            .expect("the same name in another environment"),
+        live(&elsewhere)
+    );
+    let same_secret = NewApiToken {
+        secret_hash: first.secret_hash.clone(),
+        ..token_of("tok_4", "bob", "staging", "viewer", 13)
+    };
+    match store.create_token(&same_secret).await {
+        Err(Error::Conflict(message)) => assert!(
+            !message.contains(&first.secret_hash),
+            "a conflict never echoes a hash: {message}"
+        ),
+        other => panic!("a reused secret must conflict, got {other:?}"),
+    }
+    match store
+        .create_token(&token_of("tok_1", "carol", "staging", "viewer", 14))
+        .await
+    {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a reused id must conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.tokens(None).await.expect("tokens"),
+        vec![live(&elsewhere), live(&first)],
+        "refused tokens wrote nothing"
+    );
+
+    store.revoke_token("tok_1", 20).await.expect("revoke");
+    match store.create_token(&first).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a revoked token's id and secret never return, got {other:?}"),
+    }
+    let again = token_of("tok_5", "ana", "staging", "viewer", 21);
+    store
+        .create_token(&again)
+        .await
+        .expect("a revoked token's name may be given again");
+    assert_eq!(
+        store
+            .token_by_hash(&again.secret_hash)
+            .await
+            .expect("lookup"),
+        Some(live(&again))
+    );
+
+    // Several creations of one name at once: exactly one is kept.
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let t = token_of(&format!("tok_race_{i}"), "ci", "staging", "runner", 30 + i);
+            match store.create_token(&t).await {
+                Ok(_) => true,
+                Err(Error::Conflict(_)) => false,
+                Err(other) => panic!("a racing creation fails only by conflict: {other}"),
+            }
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if task.await.expect("task") {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one concurrent creation of a name wins");
+    let named_ci = store
+        .tokens(Some("staging"))
+        .await
+        .expect("tokens")
+        .into_iter()
+        .filter(|t| t.token.name == "ci")
+        .count();
+    assert_eq!(named_ci, 1, "one token named ci in staging");
+}
+
+// ---------------------------------------------------------------- schedule cursors
+
+/// The cursor starts unset, is created by the first advance from `None`, then moves only
+/// from the value it holds, only forward, and separately per environment and workflow.
+pub async fn schedule_cursor_is_a_compare_and_set<S: Store>(store: S) {
+    let cursor = |env: &'static str, wf: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .schedule_cursor(env, wf)
+                .await
+                .expect("schedule_cursor")
+        }
+    };
+    assert_eq!(cursor("staging", "nightly").await, None, "unset at first");
+    assert!(
+        !store
+            .advance_schedule("staging", "nightly", Some(1_000), 2_000)
+            .await
+            .expect("advance"),
+        "an unset cursor is not at Some(_)"
+    );
+    assert_eq!(
+        cursor("staging", "nightly").await,
+        None,
+        "a failed CAS writes nothing"
+    );
+
+    assert!(
+        store
+            .advance_schedule("staging", "nightly", None, 1_000)
+            .await
+            .expect("advance"),
+        "the first advance from None sets the cursor"
+    );
+    assert_eq!(cursor("staging", "nightly").await, Some(1_000));
+    assert!(
+        !store
+            .advance_schedule("staging", "nightly", None, 5_000)
+            .await
+            .expect("advance"),
+        "None no longer matches once set"
+    );
+    assert!(
+        !store
+            .advance_schedule("staging", "nightly", Some(900), 2_000)
+            .await
+            .expect("advance"),
+        "a stale expectation loses"
+    );
+    assert_eq!(cursor("staging", "nightly").await, Some(1_000));
+    assert!(
+        store
+            .advance_schedule("staging", "nightly", Some(1_000), 2_000)
+            .await
+            .expect("advance"),
+        "the current value moves it"
+    );
+    assert_eq!(cursor("staging", "nightly").await, Some(2_000));
+
+    for to in [2_000, 1_500] {
+        match store
+            .advance_schedule("staging", "nightly", Some(2_000), to)
+            .await
+        {
+            Err(Error::Conflict(_)) => {}
+            other => panic!("moving a cursor to {to} from 2000 must conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        cursor("staging", "nightly").await,
+        Some(2_000),
+        "a cursor never moves back"
+    );
+
+    assert_eq!(
+        cursor("production", "nightly").await,
+        None,
+        "each environment owns its schedule"
+    );
+    assert_eq!(cursor("staging", "hourly").await, None, "and each workflow");
+    assert!(
+        store
+            .advance_schedule("production", "nightly", None, 500)
+            .await
+            .expect("advance")
+    );
+    assert_eq!(cursor("production", "nightly").await, Some(500));
+    assert_eq!(cursor("staging", "nightly").await, Some(2_000));
+}
+
+/// Processes racing for the same tick: exactly one moves the cursor each time. Two racers
+/// in one task (`tokio::join!`) for twenty ticks, then eight spawned tasks for one more.
+pub async fn concurrent_schedule_advances_one_wins<S: Store>(store: S) {
+    let mut cursor = None;
+    for tick in 1..=20 {
+        let to: Timestamp = tick * 60_000;
+        let (a, b) = tokio::join!(
+            store.advance_schedule("production", "nightly", cursor, to),
+            store.advance_schedule("production", "nightly", cursor, to),
+        );
+        let (a, b) = (a.expect("racer a"), b.expect("racer b"));
+        assert!(
+            a != b,
+            "tick {tick}: exactly one of two racers wins (a {a}, b {b})"
+        );
+        cursor = Some(to);
+        assert_eq!(
+            store
+                .schedule_cursor("production", "nightly")
+                .await
+                .expect("cursor"),
+            cursor,
+            "tick {tick}: the winner's value"
+        );
+    }
+
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            // Racers that agree on the tick, as processes computing the same schedule do,
+            // and ones whose clocks disagree on how far to go.
+            let to = 21 * 60_000 + (i % 2) * 1_000;
+            let won = store
+                .advance_schedule("production", "nightly", cursor, to)
+                .await
+                .expect("advance");
+            won.then_some(to)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let Some(to) = task.await.expect("task") {
+            winners.push(to);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of eight racers wins: {winners:?}"
+    );
+    assert_eq!(
+        store
+            .schedule_cursor("production", "nightly")
+            .await
+            .expect("cursor"),
+        Some(winners[0]),
+        "the cursor holds the winner's value"
     );
 }

@@ -16,10 +16,13 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod copy;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
@@ -91,10 +94,30 @@ pub trait Store: Send + Sync + 'static {
     /// settles it, in one transaction. Fails with [`Error::Fenced`] when `token` is no
     /// longer the run's current token; nothing is written then.
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()>;
+    /// Waits until work may be due, or `max` has passed, whichever comes first: what a
+    /// worker does instead of polling [`Store::claim`] when nothing was due.
+    ///
+    /// Returns early when a write may have made a run due: a run enqueued, released
+    /// (sleeping or waiting), decided or retried. Spurious wakeups are allowed (the caller
+    /// simply claims and may find nothing), and so are missed ones for writes made
+    /// elsewhere (another process, unless the backend hears of them): the caller still
+    /// claims at least every `max`. The default waits `max`.
+    async fn wait_for_work(&self, max: std::time::Duration) {
+        tokio::time::sleep(max).await;
+    }
     /// One run.
     async fn run(&self, id: &str) -> Result<Option<Run>>;
     /// Runs matching a filter, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// How many runs match a filter (its `limit` ignored). Metrics sample it every
+    /// second, so backends answer it with a count, not by loading runs.
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        let unlimited = RunFilter {
+            limit: None,
+            ..filter.clone()
+        };
+        Ok(self.runs(&unlimited).await?.len() as u64)
+    }
     /// A run's journal, in order.
     async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>>;
     /// Puts a dead or failed run back in the queue (`airlock runs retry`), appending
@@ -163,4 +186,54 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent>;
     /// The whole audit log, oldest first.
     async fn audit_log(&self) -> Result<Vec<AuditEvent>>;
+
+    // ---- API tokens ----
+
+    /// Records a new token, live (not revoked), and returns it as stored.
+    ///
+    /// [`Error::Conflict`] (and nothing written) when a live token with the same `name`
+    /// exists in the same `environment` (the name is the identity approvals and audit
+    /// events carry, so two live holders of one name would be indistinguishable), when
+    /// the `id` exists (live or revoked), or when the `secret_hash` exists (live or
+    /// revoked: a revoked token's secret is never valid again). A revoked token's name
+    /// may be reused; the same name in another environment is another identity.
+    async fn create_token(&self, token: &NewApiToken) -> Result<ApiToken>;
+    /// The live token whose `secret_hash` equals `hash` exactly (no case folding);
+    /// `None` for an unknown hash and for a revoked token.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>>;
+    /// Every token, revoked ones included (with `revoked_at`), optionally of one
+    /// environment; ordered by environment, name, `created_at`, then id.
+    async fn tokens(&self, environment: Option<&str>) -> Result<Vec<ApiToken>>;
+    /// Revokes a token from `at` on: it is no longer returned by
+    /// [`Store::token_by_hash`], and its name is free again. Revoking a revoked token
+    /// succeeds and keeps the first `revoked_at`, so a retried call is harmless.
+    /// [`Error::NotFound`] for an unknown id.
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()>;
+
+    // ---- schedules ----
+
+    /// The last tick at which the schedule of `workflow` in `environment` fired: the
+    /// cursor's position, `None` before [`Store::advance_schedule`] first set it.
+    async fn schedule_cursor(&self, environment: &str, workflow: &str)
+    -> Result<Option<Timestamp>>;
+    /// Moves the schedule cursor of `workflow` in `environment` from `expected` to `to`, as
+    /// one compare-and-set, so that when several processes share a store exactly one of
+    /// them moves it past each tick (the one that decides what to catch up after downtime).
+    ///
+    /// Returns `true` when this call moved it: the cursor was `expected` (for `None`: it
+    /// had never been set, and is created at `to`). Returns `false`, writing nothing, when
+    /// the cursor is anywhere else (another process moved it first, or for `Some` it was
+    /// never set). [`Error::Conflict`], writing nothing, when `to` is not later than
+    /// `Some(expected)`: a cursor only moves forward, whatever a caller's clock says.
+    ///
+    /// The cursor does not create runs: the run of a tick is enqueued with a
+    /// [`NewRun::dedupe_key`] naming the tick, so it is created once even when two
+    /// processes both enqueue it.
+    async fn advance_schedule(
+        &self,
+        environment: &str,
+        workflow: &str,
+        expected: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<bool>;
 }

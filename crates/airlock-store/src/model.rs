@@ -594,3 +594,48 @@ pub struct Release {
     /// The release that was current before it (what a rollback returns to).
     pub previous: Option<String>,
 }
+
+/// An API token to record. The store never sees the token itself, only its hash: a
+/// token is a bearer credential, and a copy of the database must not be one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewApiToken {
+    /// Its id (`tok_…`), chosen by the caller; how it is revoked.
+    pub id: String,
+    /// The identity the token acts as: audit events, approvals and promotion requests
+    /// made with it carry this name. Unique among the live tokens of one environment.
+    pub name: String,
+    /// The one environment the token is valid in.
+    pub environment: String,
+    /// Its role (`viewer`, `runner`, `deployer`, `approver`, `admin`), stored as written;
+    /// the store does not interpret it (`airlock_core::authz::Role` parses it).
+    pub role: String,
+    /// [`ApiToken::hash_secret`] of the token: lowercase hex SHA-256. Kept in `Debug` and
+    /// serialized forms on purpose: it is a one-way hash of a random token, so it cannot be
+    /// presented as a credential (the server hashes what it is given); an API answer has
+    /// no reason to show it all the same.
+    pub secret_hash: String,
+    /// Who created it (a person or another token's name).
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// An API token as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// The token.
+    #[serde(flatten)]
+    pub token: NewApiToken,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiToken {
+    /// The hash under which a token is stored and looked up: SHA-256 of its UTF-8 bytes,
+    /// lowercase hex. Plain SHA-256 (no salt, no slow hash) is enough because tokens are
+    /// long random strings, not passwords, and it must be deterministic to be looked up.
+    pub fn hash_secret(token: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(token.as_bytes()))
+    }
+}

@@ -63,6 +63,10 @@ conformance! {
     a_request_is_decided_once_per_approver,
     a_release_links_to_the_previous_and_deploys,
     concurrent_releases_one_wins,
+    tokens_are_found_by_hash_until_revoked,
+    token_names_are_unique_among_live_tokens,
+    schedule_cursor_is_a_compare_and_set,
+    concurrent_schedule_advances_one_wins,
 }
 
 #[test]
@@ -308,6 +312,8 @@ async fn migrates_an_empty_file() {
         "step_decisions",
         "secrets",
         "test_records",
+        "api_tokens",
+        "schedule_cursors",
     ] {
         assert!(tables.contains(table), "table {table} exists: {tables:?}");
     }

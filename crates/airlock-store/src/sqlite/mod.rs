@@ -13,6 +13,7 @@
 mod promotion;
 mod rows;
 mod schema;
+mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::Semaphore;
 
+use crate::{ApiToken, NewApiToken};
 use crate::{
     Approval, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest, Release,
 };
@@ -84,6 +86,8 @@ pub struct SqliteStore {
 // Fields drop in order: the readers close first, so that the writer's connection is the
 // last one and SQLite checkpoints and removes the WAL file when it closes.
 struct Inner {
+    /// Signalled by the writes that may make a run due (see [`Store::wait_for_work`]).
+    work: tokio::sync::Notify,
     readers: ReadPool,
     writer: writer::Writer,
     path: PathBuf,
@@ -143,6 +147,7 @@ impl SqliteStore {
         readers.give_back(first);
         Ok(SqliteStore {
             inner: Arc::new(Inner {
+                work: tokio::sync::Notify::new(),
                 writer,
                 readers,
                 path: path.to_owned(),
@@ -184,6 +189,13 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| Error::Backend(format!("a read failed: {e}")))?
+    }
+
+    /// Wakes the workers waiting in [`Store::wait_for_work`], and the next one to wait:
+    /// a write may have made a run due.
+    fn signal_work(&self) {
+        self.inner.work.notify_waiters();
+        self.inner.work.notify_one();
     }
 
     /// Runs `work` in the writer's next batch, in its own savepoint.
@@ -291,6 +303,9 @@ fn run_not_found(run: &str) -> Error {
 /// `runs_due`, which holds no finished run (`due_at` is NULL for them).
 const CLAIM_DUE: &str = "SELECT id FROM runs INDEXED BY runs_due
      WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2";
+
+/// Whether any run is due at `?1`: the first entry of the same range of `runs_due`.
+const ANY_DUE: &str = "SELECT 1 FROM runs INDEXED BY runs_due WHERE due_at <= ?1 LIMIT 1";
 
 /// The listing statement for a filter: one per combination of filters, so that each uses
 /// its index. Parameters: `?1` environment, `?2` workflow, `?3` status, `?4` limit (-1 for
@@ -571,6 +586,11 @@ impl Store for SqliteStore {
             }
         })
         .await
+        .inspect(|e| {
+            if e.created {
+                self.signal_work();
+            }
+        })
     }
 
     async fn claim(
@@ -581,6 +601,14 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Claim>> {
         if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Nothing due is the common answer of an idle worker: a read says so without a
+        // write transaction (and without waiting for the writer's next batch).
+        let any_due = self
+            .read(move |conn| conn.prepare_cached(ANY_DUE).db()?.exists([now]).db())
+            .await?;
+        if !any_due {
             return Ok(Vec::new());
         }
         let worker = worker.to_owned();
@@ -619,6 +647,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn wait_for_work(&self, max: Duration) {
+        // In-process writes (enqueue, release, decision, retry) signal; another process's
+        // are seen within `max`.
+        let _ = tokio::time::timeout(max, self.inner.work.notified()).await;
+    }
+
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
         let run = run.to_owned();
         let entries = encode_entries(&commit.entries)?;
@@ -648,6 +682,10 @@ impl Store for SqliteStore {
             Some(Settlement::Wait { deadline }) => Some(EncodedSettle::Wait { deadline }),
         };
         let lease_until = commit.lease_until;
+        let released = matches!(
+            settle,
+            Some(EncodedSettle::Sleep { .. } | EncodedSettle::Wait { .. })
+        );
         self.write(move |conn| {
             let (status, current) = run_state(conn, &run)?.ok_or_else(|| run_not_found(&run))?;
             if status != RunStatus::Running || current != token {
@@ -705,6 +743,11 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+        .inspect(|()| {
+            if released {
+                self.signal_work();
+            }
+        })
     }
 
     async fn run(&self, id: &str) -> Result<Option<Run>> {
@@ -782,6 +825,7 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+        .inspect(|()| self.signal_work())
     }
 
     async fn decide_step(&self, decision: &StepDecision) -> Result<()> {
@@ -816,6 +860,7 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+        .inspect(|()| self.signal_work())
     }
 
     async fn step_decision(&self, run: &str, step: &str) -> Result<Option<StepDecision>> {
@@ -1103,6 +1148,82 @@ impl Store for SqliteStore {
             .db()?
             .collect::<Result<_, _>>()
             .db()
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: &NewApiToken) -> Result<ApiToken> {
+        let token = token.clone();
+        self.write(move |conn| tokens::insert_token(conn, &token))
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM api_tokens WHERE secret_hash = ?1 AND revoked_at IS NULL",
+                tokens::TOKEN_COLUMNS
+            ))
+            .db()?
+            .query_row([hash], tokens::token)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn tokens(&self, environment: Option<&str>) -> Result<Vec<ApiToken>> {
+        let environment = environment.map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM api_tokens WHERE ?1 IS NULL OR environment = ?1
+                 ORDER BY environment, name, created_at, id",
+                tokens::TOKEN_COLUMNS
+            ))
+            .db()?
+            .query_map([environment], tokens::token)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |conn| tokens::revoke_token(conn, &id, at))
+            .await
+    }
+
+    async fn schedule_cursor(
+        &self,
+        environment: &str,
+        workflow: &str,
+    ) -> Result<Option<Timestamp>> {
+        let (environment, workflow) = (environment.to_owned(), workflow.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT last_tick FROM schedule_cursors WHERE environment = ?1 AND workflow = ?2",
+            )
+            .db()?
+            .query_row([environment, workflow], |row| row.get(0))
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    async fn advance_schedule(
+        &self,
+        environment: &str,
+        workflow: &str,
+        expected: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<bool> {
+        let (environment, workflow) = (environment.to_owned(), workflow.to_owned());
+        self.write(move |conn| {
+            tokens::advance_schedule(conn, &environment, &workflow, expected, to)
         })
         .await
     }

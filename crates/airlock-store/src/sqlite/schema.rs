@@ -190,8 +190,38 @@ CREATE TABLE releases (
 CREATE INDEX releases_workflow ON releases (environment, workflow, seq);
 "#;
 
+/// Version 4: what `airlock serve` keeps — API tokens and schedule cursors.
+///
+/// A token is stored by the SHA-256 of its secret, never the secret. `api_tokens_live_name`
+/// makes a name unique among the *live* tokens of an environment (a revoked token's name may
+/// be given again); `secret_hash` is unique over all tokens, revoked ones included, so a
+/// revoked secret never comes back. `schedule_cursors` holds, per environment and workflow,
+/// the last tick a schedule fired; it is moved by compare-and-set.
+const V4: &str = r#"
+CREATE TABLE api_tokens (
+    id          TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (environment, name)
+    WHERE revoked_at IS NULL;
+CREATE INDEX api_tokens_environment ON api_tokens (environment, name, created_at, id);
+
+CREATE TABLE schedule_cursors (
+    environment TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    last_tick   INTEGER NOT NULL,
+    PRIMARY KEY (environment, workflow)
+) WITHOUT ROWID;
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

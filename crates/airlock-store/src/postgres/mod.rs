@@ -1,0 +1,1031 @@
+//! PostgreSQL: the scale-out store. Many `serve` and `worker` processes on many machines
+//! share one database, and PostgreSQL is the only thing that coordinates them.
+//!
+//! - **Claims** take due runs with `SELECT … FOR UPDATE SKIP LOCKED`, in the same statement
+//!   that leases them and raises their fencing token: two claimers never wait on each other
+//!   and never take the same run.
+//! - **Writes on behalf of a claim** lock the run's row (`FOR UPDATE`) and compare its token
+//!   first, in the transaction that writes: a stale token is [`Error::Fenced`] and nothing
+//!   is written.
+//! - **Compare-and-sets** (releases, schedule cursors, decisions, tokens) are decided by the
+//!   database — row locks and unique indexes — never by a check in this process alone.
+//! - **The audit chain** is appended under a transaction-scoped advisory lock, so
+//!   concurrent writers on any machine still form one chain.
+//! - **Idle workers** wait with [`Store::wait_for_work`], woken by `LISTEN/NOTIFY` when a
+//!   run becomes due in the queue, by any process (see `notify`).
+//! - **Schema**: built-in migrations recorded in `airlock_schema_version` (see `schema`).
+
+mod notify;
+mod promotion;
+mod rows;
+mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
+
+use crate::{
+    ApiToken, Approval, AuditEvent, Claim, Commit, Deployment, Enqueued, Error, Evidence,
+    GENESIS_HASH, JournalEntry, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
+    NewPromotionRequest, NewRelease, NewRun, NewTestRecord, PromotionRequest, Release, Result, Run,
+    RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord,
+    Timestamp, WorkflowVersion,
+};
+
+pub use schema::SCHEMA_VERSION;
+
+pub(crate) use rows::audit_event as audit_event_row;
+
+/// Keys of the transaction-scoped advisory locks this store takes. Arbitrary constants,
+/// chosen so as not to collide with anything else likely to share the database.
+pub(crate) mod lock_keys {
+    /// Held while migrating, so that one of many processes starting at once migrates.
+    pub const MIGRATE: i64 = 0x4149_524c_0001;
+    /// Held while appending to the audit chain: appends happen one at a time.
+    pub const AUDIT: i64 = 0x4149_524c_0002;
+}
+
+/// How to connect a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// How many connections the pool opens at most (besides the one that listens for
+    /// work). Each concurrent call holds one for its duration.
+    pub max_connections: u32,
+    /// How long a call waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+///
+/// Cheap to clone: the clones share one connection pool and one listener. Its methods run
+/// inside a tokio runtime.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    work: notify::WorkSignal,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may carry a password.
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Parses a connection URL. Neither this message nor any other here contains the URL (it
+/// may carry a password): sqlx's errors name what is wrong, never the connection string.
+fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    url.parse::<PgConnectOptions>()
+        .map_err(|e| Error::Backend(format!("bad PostgreSQL URL: {e}")))
+}
+
+fn cannot_connect(error: sqlx::Error) -> Error {
+    Error::Backend(format!("cannot connect to PostgreSQL: {error}"))
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/database`), creating
+    /// or upgrading its schema, with the default options.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects with `options`.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        let connect = parse_url(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(cannot_connect)?;
+        schema::migrate(&pool).await?;
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                work: notify::WorkSignal::new(connect),
+            }),
+        })
+    }
+
+    /// Creates or upgrades the schema of the database at `url` and returns the versions it
+    /// applied (empty when it was up to date): what `airlock migrate` runs. Safe to run
+    /// from several processes at once; one migrates, the others find nothing to do.
+    pub async fn migrate(url: &str) -> Result<Vec<u32>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(parse_url(url)?)
+            .await
+            .map_err(cannot_connect)?;
+        let applied = schema::migrate(&pool).await;
+        pool.close().await;
+        applied
+    }
+
+    /// The schema version of the database (after connecting: [`SCHEMA_VERSION`]).
+    pub async fn schema_version(&self) -> Result<u32> {
+        schema::version(&self.inner.pool).await
+    }
+
+    /// Whether the listener behind [`Store::wait_for_work`] is connected now.
+    pub fn is_listening_for_work(&self) -> bool {
+        self.inner.work.is_listening()
+    }
+
+    /// The pool, for the copy from SQLite.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        self.inner.pool.begin().await.map_err(db)
+    }
+}
+
+/// sqlx errors into the store's.
+pub(crate) fn db(error: sqlx::Error) -> Error {
+    Error::Backend(format!("postgres: {error}"))
+}
+
+/// Whether `error` is a unique violation, of `constraint` when one is named.
+pub(crate) fn is_unique_violation(error: &sqlx::Error, constraint: Option<&str>) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            e.is_unique_violation() && constraint.is_none_or(|name| e.constraint() == Some(name))
+        }
+        _ => false,
+    }
+}
+
+fn run_not_found(run: &str) -> Error {
+    Error::NotFound(format!("run {run}"))
+}
+
+/// The status and token of a run, locking its row until the transaction ends: every write
+/// on a run goes through here first, so writes on one run happen one after the other, and
+/// a claim (which skips locked rows) cannot take it meanwhile.
+async fn lock_run(conn: &mut PgConnection, run: &str) -> Result<(RunStatus, i64)> {
+    let row = sqlx::query("SELECT status, fencing_token FROM runs WHERE id = $1 FOR UPDATE")
+        .bind(run)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| run_not_found(run))?;
+    let status: &str = row.try_get("status").map_err(db)?;
+    Ok((
+        rows::run_status(status)?,
+        row.try_get("fencing_token").map_err(db)?,
+    ))
+}
+
+/// Appends entries to a run's journal, numbering them after the last one, in one
+/// statement. The caller holds the run's row lock, so no other append interleaves.
+async fn append_entries(
+    conn: &mut PgConnection,
+    run: &str,
+    entries: &[NewJournalEntry],
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut steps = Vec::with_capacity(entries.len());
+    let mut attempts = Vec::with_capacity(entries.len());
+    let mut statuses = Vec::with_capacity(entries.len());
+    let mut inputs = Vec::with_capacity(entries.len());
+    let mut outputs = Vec::with_capacity(entries.len());
+    let mut errors = Vec::with_capacity(entries.len());
+    let mut keys = Vec::with_capacity(entries.len());
+    let mut started = Vec::with_capacity(entries.len());
+    let mut finished = Vec::with_capacity(entries.len());
+    for e in entries {
+        steps.push(e.step.clone());
+        attempts.push(i64::from(e.attempt));
+        statuses.push(e.status.as_str().to_owned());
+        inputs.push(rows::json_opt(e.input.as_ref())?);
+        outputs.push(rows::json_opt(e.output.as_ref())?);
+        errors.push(e.error.clone());
+        keys.push(e.idempotency_key.clone());
+        started.push(e.started_at);
+        finished.push(e.finished_at);
+    }
+    sqlx::query(
+        "INSERT INTO journal (run, seq, step, attempt, status, input, output, error,
+             idempotency_key, started_at, finished_at)
+         SELECT $1, last.seq + e.position, e.step, e.attempt, e.status, e.input::json,
+             e.output::json, e.error, e.idempotency_key, e.started_at, e.finished_at
+         FROM (SELECT coalesce(max(seq), 0) AS seq FROM journal WHERE run = $1) AS last,
+             unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                 $8::text[], $9::bigint[], $10::bigint[])
+             WITH ORDINALITY AS e(step, attempt, status, input, output, error, idempotency_key,
+                 started_at, finished_at, position)",
+    )
+    .bind(run)
+    .bind(steps)
+    .bind(attempts)
+    .bind(statuses)
+    .bind(inputs)
+    .bind(outputs)
+    .bind(errors)
+    .bind(keys)
+    .bind(started)
+    .bind(finished)
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The runs due at `$1`, oldest due time first, at most `$2`, leased to `$3` until `$4`:
+/// one range of the partial index `runs_due`, rows another claimer holds skipped. The old
+/// due time comes back so the claims can be returned in order (`RETURNING` keeps none).
+const CLAIM: &str = "WITH due AS (
+        SELECT id AS due_id, due_at AS due_time FROM runs
+        WHERE due_at <= $1
+        ORDER BY due_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE runs SET status = 'running', lease_owner = $3, lease_expires_at = $4,
+        fencing_token = fencing_token + 1, claims = claims + 1,
+        started_at = coalesce(started_at, $1)
+    FROM due WHERE runs.id = due.due_id
+    RETURNING due.due_time, ";
+
+/// Pushes the conditions of a run filter onto a listing or a count.
+fn push_run_filter(query: &mut QueryBuilder<Postgres>, filter: &RunFilter) {
+    let mut separator = " WHERE ";
+    if let Some(environment) = &filter.environment {
+        query
+            .push(separator)
+            .push("environment = ")
+            .push_bind(environment.clone());
+        separator = " AND ";
+    }
+    if let Some(workflow) = &filter.workflow {
+        query
+            .push(separator)
+            .push("workflow = ")
+            .push_bind(workflow.clone());
+        separator = " AND ";
+    }
+    if let Some(status) = filter.status {
+        query
+            .push(separator)
+            .push("status = ")
+            .push_bind(status.as_str());
+        if matches!(
+            status,
+            RunStatus::Waiting | RunStatus::Failed | RunStatus::Dead
+        ) {
+            // Repeats the partial index's condition so the planner may use `runs_status`.
+            query.push(" AND status IN ('waiting', 'failed', 'dead')");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_version(&self, version: &WorkflowVersion) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO versions (id, workflow, canonical, source, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&version.id)
+        .bind(&version.workflow)
+        .bind(&version.canonical)
+        .bind(&version.source)
+        .bind(version.created_at)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn version(&self, id: &str) -> Result<Option<WorkflowVersion>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM versions WHERE id = $1",
+            rows::VERSION_COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::version)
+        .transpose()
+    }
+
+    async fn set_deployment(&self, d: &Deployment) -> Result<Option<String>> {
+        let mut tx = self.begin().await?;
+        // Locks the existing row, so that of two concurrent deployments the second
+        // returns the first's version as its previous one.
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT version FROM deployments WHERE environment = $1 AND workflow = $2 FOR UPDATE",
+        )
+        .bind(&d.environment)
+        .bind(&d.workflow)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO deployments (environment, workflow, version, actor, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (environment, workflow) DO UPDATE SET
+                 version = excluded.version,
+                 actor = excluded.actor,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&d.environment)
+        .bind(&d.workflow)
+        .bind(&d.version)
+        .bind(&d.actor)
+        .bind(d.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(previous)
+    }
+
+    async fn deployment(&self, environment: &str, workflow: &str) -> Result<Option<Deployment>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM deployments WHERE environment = $1 AND workflow = $2",
+            rows::DEPLOYMENT_COLUMNS
+        )))
+        .bind(environment)
+        .bind(workflow)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::deployment)
+        .transpose()
+    }
+
+    async fn deployments(&self, environment: Option<&str>) -> Result<Vec<Deployment>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {} FROM deployments",
+            rows::DEPLOYMENT_COLUMNS
+        ));
+        if let Some(environment) = environment {
+            query
+                .push(" WHERE environment = ")
+                .push_bind(environment.to_owned());
+        }
+        query.push(" ORDER BY environment, workflow");
+        query
+            .build()
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::deployment)
+            .collect()
+    }
+
+    async fn enqueue(&self, run: &NewRun) -> Result<Enqueued> {
+        // The unique index `runs_dedupe` decides between concurrent deliveries of one key
+        // on any number of servers: the second waits for the first to commit, then does
+        // nothing, and reads the first's id.
+        let inserted = sqlx::query_scalar::<_, String>(
+            "INSERT INTO runs (id, environment, workflow, version, status, trigger_payload,
+                 dedupe_key, created_at)
+             VALUES ($1, $2, $3, $4, 'queued', $5::json, $6, $7)
+             ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(&run.id)
+        .bind(&run.environment)
+        .bind(&run.workflow)
+        .bind(&run.version)
+        .bind(rows::json(&run.trigger)?)
+        .bind(&run.dedupe_key)
+        .bind(run.created_at)
+        .fetch_optional(&self.inner.pool)
+        .await;
+        match inserted {
+            Ok(Some(id)) => Ok(Enqueued {
+                run: id,
+                created: true,
+            }),
+            Ok(None) => {
+                let first: String = sqlx::query_scalar(
+                    "SELECT id FROM runs WHERE environment = $1 AND dedupe_key = $2",
+                )
+                .bind(&run.environment)
+                .bind(&run.dedupe_key)
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(db)?;
+                Ok(Enqueued {
+                    run: first,
+                    created: false,
+                })
+            }
+            Err(e) if is_unique_violation(&e, Some("runs_pkey")) => {
+                Err(Error::Conflict(format!("run {} already exists", run.id)))
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claim>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(AssertSqlSafe(format!("{CLAIM}{}", rows::RUN_COLUMNS)))
+            .bind(now)
+            .bind(limit)
+            .bind(worker)
+            .bind(now.saturating_add(lease_ms))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let due: i64 = row.try_get("due_time").map_err(db)?;
+                Ok((due, rows::run(row)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        claimed.sort_by(|(a_due, a), (b_due, b)| (a_due, &a.id).cmp(&(b_due, &b.id)));
+        Ok(claimed
+            .into_iter()
+            .map(|(_, run)| Claim {
+                token: run.fencing_token,
+                run,
+            })
+            .collect())
+    }
+
+    async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
+        if let Some(Settlement::Finish { status, .. }) = &commit.settle
+            && !status.is_final()
+        {
+            return Err(Error::Conflict(format!(
+                "a run cannot finish as {}: only succeeded, failed or dead",
+                status.as_str()
+            )));
+        }
+        let mut tx = self.begin().await?;
+        let (status, current) = lock_run(&mut tx, run).await?;
+        if status != RunStatus::Running || current != token {
+            return Err(Error::Fenced {
+                run: run.to_owned(),
+                presented: token,
+                current,
+            });
+        }
+        append_entries(&mut tx, run, &commit.entries).await?;
+        if let Some(until) = commit.lease_until {
+            sqlx::query("UPDATE runs SET lease_expires_at = $2 WHERE id = $1")
+                .bind(run)
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        match commit.settle {
+            None => {}
+            Some(Settlement::Finish {
+                status,
+                output,
+                error,
+                at,
+            }) => {
+                sqlx::query(
+                    "UPDATE runs SET status = $2, output = $3::json, error = $4, finished_at = $5,
+                         wake_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = $1",
+                )
+                .bind(run)
+                .bind(status.as_str())
+                .bind(rows::json_opt(output.as_ref())?)
+                .bind(error)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            Some(Settlement::Sleep { wake_at }) => {
+                sqlx::query(
+                    "UPDATE runs SET status = 'queued', wake_at = $2,
+                         lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = $1",
+                )
+                .bind(run)
+                .bind(wake_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            Some(Settlement::Wait { deadline }) => {
+                sqlx::query(
+                    "UPDATE runs SET status = 'waiting', wake_at = $2,
+                         lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = $1",
+                )
+                .bind(run)
+                .bind(deadline)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<Run>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM runs WHERE id = $1",
+            rows::RUN_COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::run)
+        .transpose()
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let mut query =
+            QueryBuilder::<Postgres>::new(format!("SELECT {} FROM runs", rows::RUN_COLUMNS));
+        push_run_filter(&mut query, filter);
+        // Newest first; runs accepted in the same millisecond by their (time-ordered) ids.
+        query.push(" ORDER BY created_at DESC, id DESC");
+        if let Some(limit) = filter.limit {
+            query
+                .push(" LIMIT ")
+                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        query
+            .build()
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::run)
+            .collect()
+    }
+
+    /// Returns early when a run was queued or released with a wake time, by any process
+    /// sharing the database, since the last wait returned. A dedicated connection listens
+    /// for the notifications; while it cannot, this sleeps `max`.
+    async fn wait_for_work(&self, max: Duration) {
+        self.inner.work.wait(max).await;
+    }
+
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        let mut query = QueryBuilder::<Postgres>::new("SELECT count(*) FROM runs");
+        push_run_filter(&mut query, filter);
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        u64::try_from(count).map_err(|_| Error::Backend(format!("a negative count: {count}")))
+    }
+
+    async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM journal WHERE run = $1 ORDER BY seq",
+            rows::JOURNAL_COLUMNS
+        )))
+        .bind(run)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::journal_entry)
+        .collect()
+    }
+
+    async fn retry_run(&self, run: &str, _now: Timestamp, marks: &[NewJournalEntry]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let (status, _) = lock_run(&mut tx, run).await?;
+        if !matches!(status, RunStatus::Dead | RunStatus::Failed) {
+            return Err(Error::Conflict(format!(
+                "run {run} is {}: only dead or failed runs are retried",
+                status.as_str()
+            )));
+        }
+        append_entries(&mut tx, run, marks).await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'queued', wake_at = NULL, error = NULL, output = NULL,
+                 finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1",
+        )
+        .bind(run)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn decide_step(&self, d: &StepDecision) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let (status, _) = lock_run(&mut tx, &d.run).await?;
+        if status != RunStatus::Waiting {
+            return Err(Error::Conflict(format!(
+                "run {} is {}, not waiting for a decision",
+                d.run,
+                status.as_str()
+            )));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO step_decisions (run, step, approver, approved, decided_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run, step) DO NOTHING",
+        )
+        .bind(&d.run)
+        .bind(&d.step)
+        .bind(&d.approver)
+        .bind(d.approved)
+        .bind(d.decided_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::Conflict(format!(
+                "step {} of run {} is already decided",
+                d.step, d.run
+            )));
+        }
+        sqlx::query("UPDATE runs SET status = 'queued', wake_at = NULL WHERE id = $1")
+            .bind(&d.run)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn step_decision(&self, run: &str, step: &str) -> Result<Option<StepDecision>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM step_decisions WHERE run = $1 AND step = $2",
+            rows::DECISION_COLUMNS
+        )))
+        .bind(run)
+        .bind(step)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::decision)
+        .transpose()
+    }
+
+    async fn put_secret(&self, s: &SealedSecret) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO secrets (environment, name, sealed, fingerprint, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (environment, name) DO UPDATE SET
+                 sealed = excluded.sealed,
+                 fingerprint = excluded.fingerprint,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&s.environment)
+        .bind(&s.name)
+        .bind(&s.sealed)
+        .bind(&s.fingerprint)
+        .bind(s.updated_at)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn secret(&self, environment: &str, name: &str) -> Result<Option<SealedSecret>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM secrets WHERE environment = $1 AND name = $2",
+            rows::SECRET_COLUMNS
+        )))
+        .bind(environment)
+        .bind(name)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::secret)
+        .transpose()
+    }
+
+    async fn secret_names(&self) -> Result<Vec<SecretName>> {
+        sqlx::query("SELECT environment, name, updated_at FROM secrets ORDER BY environment, name")
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::secret_name)
+            .collect()
+    }
+
+    async fn add_record(&self, r: &NewTestRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO test_records (environment, run, step, connector, action, arguments,
+                 idempotency_key, at)
+             VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8)",
+        )
+        .bind(&r.environment)
+        .bind(&r.run)
+        .bind(&r.step)
+        .bind(&r.connector)
+        .bind(&r.action)
+        .bind(rows::json(&r.arguments)?)
+        .bind(&r.idempotency_key)
+        .bind(r.at)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn records(&self, environment: &str) -> Result<Vec<TestRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM test_records WHERE environment = $1 ORDER BY id",
+            rows::RECORD_COLUMNS
+        )))
+        .bind(environment)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::record)
+        .collect()
+    }
+
+    async fn add_evidence(&self, e: &NewEvidence) -> Result<Evidence> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO evidence (workflow, version, kind, passed, summary, at)
+             VALUES ($1, $2, $3, $4, $5::json, $6) RETURNING id",
+        )
+        .bind(&e.workflow)
+        .bind(&e.version)
+        .bind(&e.kind)
+        .bind(e.passed)
+        .bind(rows::json(&e.summary)?)
+        .bind(e.at)
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(Evidence {
+            id,
+            evidence: e.clone(),
+        })
+    }
+
+    async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {} FROM evidence WHERE workflow = ",
+            rows::EVIDENCE_COLUMNS
+        ));
+        query.push_bind(workflow.to_owned());
+        if let Some(version) = version {
+            query.push(" AND version = ").push_bind(version.to_owned());
+        }
+        query.push(" ORDER BY id DESC");
+        query
+            .build()
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::evidence)
+            .collect()
+    }
+
+    async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest> {
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        promotion::insert_request(&mut conn, request).await
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<PromotionRequest>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM promotion_requests WHERE id = $1",
+            rows::REQUEST_COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::request)
+        .transpose()
+    }
+
+    async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {} FROM promotion_requests",
+            rows::REQUEST_COLUMNS
+        ));
+        if let Some(workflow) = workflow {
+            query
+                .push(" WHERE workflow = ")
+                .push_bind(workflow.to_owned());
+        }
+        query.push(" ORDER BY created_at DESC, id DESC");
+        query
+            .build()
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::request)
+            .collect()
+    }
+
+    async fn decide_request(&self, approval: &Approval) -> Result<()> {
+        let mut tx = self.begin().await?;
+        promotion::decide(&mut tx, approval).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM approvals WHERE request = $1 ORDER BY at, approver",
+            rows::APPROVAL_COLUMNS
+        )))
+        .bind(request)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::approval)
+        .collect()
+    }
+
+    async fn release(&self, release: &NewRelease) -> Result<Release> {
+        let mut tx = self.begin().await?;
+        let released = promotion::insert_release(&mut tx, release).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(released)
+    }
+
+    async fn release_by_id(&self, id: &str) -> Result<Option<Release>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM releases WHERE id = $1",
+            rows::RELEASE_COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::release)
+        .transpose()
+    }
+
+    async fn releases(&self, environment: &str, workflow: &str) -> Result<Vec<Release>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM releases WHERE environment = $1 AND workflow = $2 ORDER BY seq DESC",
+            rows::RELEASE_COLUMNS
+        )))
+        .bind(environment)
+        .bind(workflow)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::release)
+        .collect()
+    }
+
+    async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
+        let detail = rows::json(&event.detail)?;
+        let mut tx = self.begin().await?;
+        // One appender at a time, across every process: the next event must link to the
+        // head as it is when it is written, not as another appender last saw it.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_keys::AUDIT)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let (seq, prev_hash) = match head {
+            Some(row) => (
+                row.try_get::<i64, _>("seq").map_err(db)? + 1,
+                row.try_get::<String, _>("hash").map_err(db)?,
+            ),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        let hash = AuditEvent::compute_hash(&prev_hash, event);
+        sqlx::query(
+            "INSERT INTO audit (seq, at, actor, action, environment, subject, detail,
+                 prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9)",
+        )
+        .bind(seq)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.environment)
+        .bind(&event.subject)
+        .bind(detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(AuditEvent {
+            seq,
+            event: event.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM audit ORDER BY seq",
+            rows::AUDIT_COLUMNS
+        )))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::audit_event)
+        .collect()
+    }
+
+    async fn create_token(&self, token: &NewApiToken) -> Result<ApiToken> {
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        promotion::insert_token(&mut conn, token).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM api_tokens WHERE secret_hash = $1 AND revoked_at IS NULL",
+            promotion::TOKEN_COLUMNS
+        )))
+        .bind(hash)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(promotion::token)
+        .transpose()
+    }
+
+    async fn tokens(&self, environment: Option<&str>) -> Result<Vec<ApiToken>> {
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        promotion::tokens(&mut conn, environment).await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        promotion::revoke_token(&mut conn, id, at).await
+    }
+
+    async fn schedule_cursor(
+        &self,
+        environment: &str,
+        workflow: &str,
+    ) -> Result<Option<Timestamp>> {
+        sqlx::query_scalar(
+            "SELECT last_tick FROM schedule_cursors WHERE environment = $1 AND workflow = $2",
+        )
+        .bind(environment)
+        .bind(workflow)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn advance_schedule(
+        &self,
+        environment: &str,
+        workflow: &str,
+        expected: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<bool> {
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        promotion::advance_schedule(&mut conn, environment, workflow, expected, to).await
+    }
+}
