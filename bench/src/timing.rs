@@ -104,6 +104,9 @@ impl Store for TimedStore {
         }
         claims
     }
+    async fn wait_for_work(&self, max: Duration) {
+        self.inner.wait_for_work(max).await
+    }
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
         let op = if commit.settle.is_some() {
             "store.commit (settle)"
@@ -202,6 +205,42 @@ impl Store for TimedStore {
         workflow: &str,
     ) -> Result<Vec<airlock_store::Release>> {
         self.inner.releases(environment, workflow).await
+    }
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        self.inner.count_runs(filter).await
+    }
+    async fn create_token(
+        &self,
+        token: &airlock_store::NewApiToken,
+    ) -> Result<airlock_store::ApiToken> {
+        self.inner.create_token(token).await
+    }
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<airlock_store::ApiToken>> {
+        self.inner.token_by_hash(hash).await
+    }
+    async fn tokens(&self, environment: Option<&str>) -> Result<Vec<airlock_store::ApiToken>> {
+        self.inner.tokens(environment).await
+    }
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        self.inner.revoke_token(id, at).await
+    }
+    async fn schedule_cursor(
+        &self,
+        environment: &str,
+        workflow: &str,
+    ) -> Result<Option<Timestamp>> {
+        self.inner.schedule_cursor(environment, workflow).await
+    }
+    async fn advance_schedule(
+        &self,
+        environment: &str,
+        workflow: &str,
+        expected: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<bool> {
+        self.inner
+            .advance_schedule(environment, workflow, expected, to)
+            .await
     }
 }
 

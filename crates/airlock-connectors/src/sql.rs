@@ -9,8 +9,12 @@
 //! Idempotency comes from a unique key: `insert` is `INSERT … ON CONFLICT DO NOTHING`, so
 //! a repeat after a crash answers `{"inserted": 0}` instead of failing or duplicating.
 //!
-//! SQLite: one connection (WAL) behind a mutex, used on the blocking pool; a call that
-//! runs past its timeout is interrupted. PostgreSQL: a small pool of `tokio-postgres`
+//! SQLite: one connection (WAL) owned by a writer thread that commits concurrent calls in
+//! groups: one transaction per batch, each call in its own savepoint (a call that fails is
+//! rolled back alone), one `COMMIT` and so one fsync per batch, and every caller answered
+//! only after that commit, so a success is durable when it is returned. Statements SQLite
+//! refuses inside a transaction (`PRAGMA`, `VACUUM`, `ATTACH`, transaction control) run
+//! alone in autocommit mode. A call that runs past its timeout is interrupted. PostgreSQL: a small pool of `tokio-postgres`
 //! connections, each opened to an address the environment's egress allowlist checked
 //! (the host is resolved once per connection and never looked up again). Parameters go to
 //! PostgreSQL as untyped text, so the server reads each one as the type it infers from
@@ -36,6 +40,7 @@ use crate::{
 use async_trait::async_trait;
 use serde_json::{Map, Number, Value, json};
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -142,8 +147,8 @@ impl Connector for SqlConnector {
         let action = Action::parse(&request.action, &request.args)?;
         match &self.backend {
             Backend::Sqlite(db) => {
-                let db = Arc::clone(db);
-                SqliteDb::run(&db, request.timeout, move |conn| {
+                let solo = matches!(&action, Action::Query { sql, .. } if runs_alone(&sql.sqlite));
+                db.run(request.timeout, solo, move |conn| {
                     sqlite_action(conn, &action)
                 })
                 .await
@@ -162,9 +167,8 @@ impl Connector for SqlConnector {
         }
         let result = match &self.backend {
             Backend::Sqlite(db) => {
-                let db2 = Arc::clone(db);
                 let tables2 = tables.clone();
-                SqliteDb::run(&db2, CHECK_TIMEOUT, move |conn| {
+                db.run(CHECK_TIMEOUT, false, move |conn| {
                     sqlite_check(conn, &tables2)
                 })
                 .await
@@ -650,11 +654,13 @@ struct SqliteDb {
     /// A SQL file applied when the connection opens (`CREATE TABLE IF NOT EXISTS …`).
     schema: Option<PathBuf>,
     display: String,
-    conn: Mutex<Option<rusqlite::Connection>>,
-    interrupt: Mutex<Option<rusqlite::InterruptHandle>>,
+    /// The writer thread's queue, started on the first call.
+    writer: Mutex<Option<std::sync::mpsc::Sender<Box<dyn SqliteRequest>>>>,
+    /// Interrupts the statement running on the writer's connection (set once it is open).
+    interrupt: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
 }
 
-/// Where one blocking SQLite job is, so a timeout interrupts that job and no other.
+/// Where one SQLite job is, so a timeout interrupts that job and no other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JobState {
     Queued,
@@ -667,18 +673,124 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl SqliteDb {
-    fn new(path: PathBuf, schema: Option<PathBuf>) -> Self {
-        let display = format!("sqlite://{}", path.display());
-        Self {
-            path,
-            schema,
-            display,
-            conn: Mutex::new(None),
-            interrupt: Mutex::new(None),
-        }
+/// Jobs a writer runs in one transaction at most.
+const SQLITE_MAX_BATCH: usize = 256;
+
+/// A job waiting for the writer thread.
+trait SqliteRequest: Send {
+    /// Runs outside any transaction, alone (statements SQLite refuses inside one).
+    fn solo(&self) -> bool;
+    /// How long the caller waits (SQLite's busy timeout while the job runs).
+    fn timeout(&self) -> Duration;
+    /// Marks the job running; false when its caller already gave up (then it is skipped).
+    fn start(&self) -> bool;
+    /// Runs the job on the connection.
+    fn run(self: Box<Self>, conn: &rusqlite::Connection) -> Box<dyn SqlitePending>;
+    /// Answers without running it.
+    fn fail(self: Box<Self>, error: CallError);
+}
+
+/// A job that ran, waiting for its transaction to commit.
+trait SqlitePending: Send {
+    /// Whether its work succeeded (and so is kept).
+    fn succeeded(&self) -> bool;
+    /// Sends the answer: its own result, or the failure of its transaction.
+    fn finish(self: Box<Self>, failure: Option<&CallError>);
+}
+
+struct SqliteJob<T, F> {
+    work: F,
+    solo: bool,
+    timeout: Duration,
+    state: Arc<Mutex<JobState>>,
+    reply: tokio::sync::oneshot::Sender<Result<T, CallError>>,
+}
+
+impl<T, F> SqliteRequest for SqliteJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, CallError> + Send + 'static,
+{
+    fn solo(&self) -> bool {
+        self.solo
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn start(&self) -> bool {
+        let mut state = lock(&self.state);
+        if *state == JobState::Cancelled {
+            return false;
+        }
+        *state = JobState::Running;
+        true
+    }
+
+    fn run(self: Box<Self>, conn: &rusqlite::Connection) -> Box<dyn SqlitePending> {
+        let SqliteJob {
+            work, state, reply, ..
+        } = *self;
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(CallError::Failed("the SQLite job panicked".into())));
+        // Under the job's lock: a timeout that saw `Running` has interrupted this job,
+        // not the next statement.
+        *lock(&state) = JobState::Done;
+        Box::new(SqliteDone { result, reply })
+    }
+
+    fn fail(self: Box<Self>, error: CallError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+struct SqliteDone<T> {
+    result: Result<T, CallError>,
+    reply: tokio::sync::oneshot::Sender<Result<T, CallError>>,
+}
+
+impl<T: Send + 'static> SqlitePending for SqliteDone<T> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn finish(self: Box<Self>, failure: Option<&CallError>) {
+        let result = match (failure, self.result) {
+            // A job's own failure wrote nothing, whatever became of the others.
+            (_, Err(e)) => Err(e),
+            (Some(failure), Ok(_)) => Err(copy_call_error(failure)),
+            (None, ok) => ok,
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+fn copy_call_error(error: &CallError) -> CallError {
+    match error {
+        CallError::Connection(m) => CallError::Connection(m.clone()),
+        CallError::Timeout(t) => CallError::Timeout(*t),
+        CallError::Invalid(m) => CallError::Invalid(m.clone()),
+        other => CallError::Failed(other.to_string()),
+    }
+}
+
+/// What the writer thread owns: the connection, opened on the first batch (and again after
+/// an open failed).
+struct SqliteWriter {
+    db: SqliteOpener,
+    conn: Option<rusqlite::Connection>,
+    busy_timeout: Option<Duration>,
+}
+
+/// What opening the file needs (the writer thread's copy).
+struct SqliteOpener {
+    path: PathBuf,
+    schema: Option<PathBuf>,
+    interrupt: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
+}
+
+impl SqliteOpener {
     fn open(&self) -> Result<rusqlite::Connection, CallError> {
         use rusqlite::OpenFlags;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -713,44 +825,230 @@ impl SqliteDb {
         }
         Ok(conn)
     }
+}
 
-    /// Runs `job` on the connection, on the blocking pool, within `timeout`.
-    async fn run<T, F>(db: &Arc<Self>, timeout: Duration, job: F) -> Result<T, CallError>
+impl SqliteWriter {
+    /// The connection, opened if needed.
+    fn conn(&mut self) -> Result<&rusqlite::Connection, CallError> {
+        if self.conn.is_none() {
+            let opened = self.db.open()?;
+            *lock(&self.db.interrupt) = Some(opened.get_interrupt_handle());
+            self.conn = Some(opened);
+            self.busy_timeout = None;
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| CallError::Connection("SQLite database is not open".into()))
+    }
+
+    /// Waiting for a lock held by another process counts against the timeout too.
+    fn set_busy_timeout(&mut self, timeout: Duration) {
+        if self.busy_timeout != Some(timeout)
+            && let Some(conn) = &self.conn
+            && conn.busy_timeout(timeout).is_ok()
+        {
+            self.busy_timeout = Some(timeout);
+        }
+    }
+
+    fn serve(mut self, receiver: std::sync::mpsc::Receiver<Box<dyn SqliteRequest>>) {
+        let mut waiting: Option<Box<dyn SqliteRequest>> = None;
+        loop {
+            let first = match waiting.take() {
+                Some(job) => job,
+                None => match receiver.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            if first.solo() {
+                self.run_solo(first);
+                continue;
+            }
+            let mut batch = vec![first];
+            while batch.len() < SQLITE_MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) if job.solo() => {
+                        waiting = Some(job);
+                        break;
+                    }
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch);
+        }
+    }
+
+    /// A statement SQLite runs only outside a transaction: alone, in autocommit mode.
+    fn run_solo(&mut self, job: Box<dyn SqliteRequest>) {
+        if let Err(e) = self.conn() {
+            job.fail(e);
+            return;
+        }
+        self.set_busy_timeout(job.timeout());
+        let Some(conn) = &self.conn else { return };
+        if !job.start() {
+            job.fail(CallError::Timeout(Duration::ZERO));
+            return;
+        }
+        let done = job.run(conn);
+        if conn.is_autocommit() {
+            done.finish(None);
+        } else {
+            let _ = conn.execute_batch("ROLLBACK");
+            done.finish(Some(&CallError::Invalid(
+                "`query` may not leave a transaction open; it was rolled back".into(),
+            )));
+        }
+    }
+
+    /// Runs jobs in one transaction, each in its own savepoint, and answers them after the
+    /// one `COMMIT` (one fsync). A job that fails is rolled back alone. If SQLite abandons
+    /// the transaction midway (an interrupt, an I/O error), the jobs run so far fail with a
+    /// `Connection` error (nothing of theirs was written) and the rest go on in a new one.
+    fn run_batch(&mut self, jobs: Vec<Box<dyn SqliteRequest>>) {
+        if let Err(e) = self.conn() {
+            for job in jobs {
+                job.fail(copy_call_error(&e));
+            }
+            return;
+        }
+        let timeout = jobs.iter().map(|j| j.timeout()).max().unwrap_or_default();
+        self.set_busy_timeout(timeout);
+        let Some(conn) = &self.conn else { return };
+        let err = |e| sqlite_error(e, timeout);
+        let mut jobs = jobs.into_iter().peekable();
+        let mut pending: Vec<Box<dyn SqlitePending>> = Vec::new();
+        while jobs.peek().is_some() {
+            if let Err(e) = sqlite_exec(conn, "BEGIN IMMEDIATE") {
+                let failure = err(e);
+                for job in jobs {
+                    job.fail(copy_call_error(&failure));
+                }
+                return;
+            }
+            let mut failure: Option<CallError> = None;
+            for job in jobs.by_ref() {
+                if let Err(e) = sqlite_exec(conn, "SAVEPOINT airlock_call") {
+                    let e = err(e);
+                    job.fail(copy_call_error(&e));
+                    failure = Some(e);
+                    break;
+                }
+                if !job.start() {
+                    job.fail(CallError::Timeout(Duration::ZERO));
+                    if let Err(e) = sqlite_exec(conn, "RELEASE airlock_call") {
+                        failure = Some(err(e));
+                        break;
+                    }
+                    continue;
+                }
+                let done = job.run(conn);
+                if conn.is_autocommit() {
+                    pending.push(done);
+                    failure = Some(CallError::Connection(
+                        "SQLite rolled the transaction back (nothing was written)".into(),
+                    ));
+                    break;
+                }
+                let closed = if done.succeeded() {
+                    sqlite_exec(conn, "RELEASE airlock_call")
+                } else {
+                    sqlite_exec(conn, "ROLLBACK TO airlock_call")
+                        .and_then(|()| sqlite_exec(conn, "RELEASE airlock_call"))
+                };
+                pending.push(done);
+                if let Err(e) = closed {
+                    failure = Some(err(e));
+                    break;
+                }
+            }
+            let failure = match failure {
+                None => sqlite_exec(conn, "COMMIT").err().map(err),
+                some => some,
+            };
+            if failure.is_some() && !conn.is_autocommit() {
+                let _ = sqlite_exec(conn, "ROLLBACK");
+            }
+            // Nothing of a failed transaction was written: the caller may retry.
+            let failure = failure.map(|f| match f {
+                CallError::Connection(m) => CallError::Connection(m),
+                other => CallError::Connection(format!("nothing was written: {other}")),
+            });
+            for done in pending.drain(..) {
+                done.finish(failure.as_ref());
+            }
+        }
+    }
+}
+
+fn sqlite_exec(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+impl SqliteDb {
+    fn new(path: PathBuf, schema: Option<PathBuf>) -> Self {
+        let display = format!("sqlite://{}", path.display());
+        Self {
+            path,
+            schema,
+            display,
+            writer: Mutex::new(None),
+            interrupt: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The writer thread's queue, starting the thread on first use.
+    fn sender(&self) -> Result<std::sync::mpsc::Sender<Box<dyn SqliteRequest>>, CallError> {
+        let mut writer = lock(&self.writer);
+        if let Some(sender) = writer.as_ref() {
+            return Ok(sender.clone());
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let thread = SqliteWriter {
+            db: SqliteOpener {
+                path: self.path.clone(),
+                schema: self.schema.clone(),
+                interrupt: Arc::clone(&self.interrupt),
+            },
+            conn: None,
+            busy_timeout: None,
+        };
+        std::thread::Builder::new()
+            .name("airlock-sql-writer".into())
+            .spawn(move || thread.serve(receiver))
+            .map_err(|e| CallError::Connection(format!("cannot start the SQLite writer: {e}")))?;
+        *writer = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Runs `job` on the writer's connection within `timeout`. Concurrent calls share one
+    /// transaction (each in its own savepoint) and one fsync; each caller is answered once
+    /// that transaction is committed, so a success is on disk when it is returned. `solo`
+    /// runs the job alone outside a transaction (statements SQLite refuses inside one).
+    async fn run<T, F>(&self, timeout: Duration, solo: bool, job: F) -> Result<T, CallError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, CallError> + Send + 'static,
     {
         let state = Arc::new(Mutex::new(JobState::Queued));
-        let task = {
-            let db = Arc::clone(db);
-            let state = Arc::clone(&state);
-            tokio::task::spawn_blocking(move || {
-                let mut conn = lock(&db.conn);
-                if conn.is_none() {
-                    let opened = db.open()?;
-                    *lock(&db.interrupt) = Some(opened.get_interrupt_handle());
-                    *conn = Some(opened);
-                }
-                let Some(conn) = conn.as_ref() else {
-                    return Err(CallError::Connection("SQLite database is not open".into()));
-                };
-                {
-                    let mut st = lock(&state);
-                    if *st == JobState::Cancelled {
-                        return Err(CallError::Timeout(timeout));
-                    }
-                    *st = JobState::Running;
-                }
-                // Waiting for a lock held by another process counts against the timeout too.
-                let _ = conn.busy_timeout(timeout);
-                let result = job(conn);
-                *lock(&state) = JobState::Done;
-                result
-            })
-        };
-        match tokio::time::timeout(timeout, task).await {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = Box::new(SqliteJob {
+            work: job,
+            solo,
+            timeout,
+            state: Arc::clone(&state),
+            reply,
+        });
+        self.sender()?
+            .send(request)
+            .map_err(|_| CallError::Connection("the SQLite writer has stopped".into()))?;
+        match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(CallError::Failed(format!("SQLite task failed: {join}"))),
+            Ok(Err(_)) => Err(CallError::Failed(
+                "the SQLite writer dropped the call".into(),
+            )),
             Err(_) => {
                 let mut st = lock(&state);
                 match *st {
@@ -758,7 +1056,7 @@ impl SqliteDb {
                     JobState::Running => {
                         // Held under the job's lock: the job cannot finish and let another
                         // start in between, so the interrupt reaches this job only.
-                        if let Some(handle) = lock(&db.interrupt).as_ref() {
+                        if let Some(handle) = lock(&self.interrupt).as_ref() {
                             handle.interrupt();
                         }
                     }
@@ -768,6 +1066,39 @@ impl SqliteDb {
             }
         }
     }
+}
+
+/// Whether SQLite refuses `sql` inside a transaction, or it controls transactions itself:
+/// such a `query` runs alone, outside the writer's batches.
+fn runs_alone(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(
+        word.as_str(),
+        "BEGIN"
+            | "COMMIT"
+            | "END"
+            | "ROLLBACK"
+            | "SAVEPOINT"
+            | "RELEASE"
+            | "VACUUM"
+            | "PRAGMA"
+            | "ATTACH"
+            | "DETACH"
+    )
 }
 
 fn sqlite_value(v: &Value) -> Result<rusqlite::types::Value, CallError> {
@@ -1446,6 +1777,74 @@ mod tests {
         assert!(Column::parse("1abc").is_err());
         assert!(Column::parse("a\"b").is_err());
         assert!(Column::parse("_ok9").is_ok());
+    }
+
+    /// Concurrent calls share transactions: a call that fails is undone alone, the others
+    /// are all on disk when they return, and statements SQLite refuses inside a
+    /// transaction still run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sqlite_calls_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(SqliteDb::new(dir.path().join("g.db"), None));
+        let timeout = Duration::from_secs(10);
+        let query = |sql: &str| Action::Query {
+            sql: ScannedSql::scan(sql).expect("sql"),
+            params: Vec::new(),
+        };
+        let create = query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+        db.run(timeout, false, move |c| sqlite_action(c, &create))
+            .await
+            .expect("create");
+        let mut calls = Vec::new();
+        for i in 0..64i64 {
+            let db = Arc::clone(&db);
+            let value = if i == 7 { Value::Null } else { json!("x") };
+            let action = Action::parse(
+                "insert",
+                &json!({ "table": "t", "values": { "id": i, "v": value } }),
+            )
+            .expect("insert");
+            calls.push(tokio::spawn(async move {
+                db.run(timeout, false, move |c| sqlite_action(c, &action))
+                    .await
+            }));
+        }
+        for (i, call) in calls.into_iter().enumerate() {
+            let result = call.await.expect("task");
+            if i == 7 {
+                assert!(matches!(result, Err(CallError::Failed(_))), "{result:?}");
+            } else {
+                assert_eq!(result.expect("insert"), json!({ "inserted": 1 }));
+            }
+        }
+        let other = rusqlite::Connection::open(dir.path().join("g.db")).expect("open");
+        let count: i64 = other
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 63);
+        let pragma = query("PRAGMA journal_mode");
+        assert!(runs_alone("  -- why\n pragma journal_mode"));
+        let mode = db
+            .run(timeout, true, move |c| sqlite_action(c, &pragma))
+            .await
+            .expect("pragma");
+        assert_eq!(mode, json!({ "rows": [{ "journal_mode": "wal" }] }));
+        let begin = query("BEGIN");
+        let left_open = db
+            .run(timeout, true, move |c| sqlite_action(c, &begin))
+            .await;
+        assert!(
+            matches!(left_open, Err(CallError::Invalid(_))),
+            "{left_open:?}"
+        );
+        let insert = Action::parse(
+            "insert",
+            &json!({ "table": "t", "values": { "id": 100, "v": "y" } }),
+        )
+        .expect("insert");
+        db.run(timeout, false, move |c| sqlite_action(c, &insert))
+            .await
+            .expect("the writer still serves");
     }
 
     #[test]

@@ -136,7 +136,8 @@ impl Engine {
     }
 
     /// Works until `shutdown` turns true: keeps up to `concurrency` runs in flight,
-    /// claiming more as slots free up, and polls the store when nothing is due.
+    /// claiming more as slots free up. When nothing is due it waits for the store to
+    /// signal work ([`Store::wait_for_work`]), `poll` at most.
     pub async fn work(
         self: &Arc<Self>,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -166,7 +167,7 @@ impl Engine {
             if claims.is_empty() {
                 let mut shutdown = shutdown.clone();
                 tokio::select! {
-                    _ = tokio::time::sleep(poll) => {}
+                    () = self.store.wait_for_work(poll) => {}
                     _ = shutdown.changed() => {}
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }

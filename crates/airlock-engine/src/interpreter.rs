@@ -9,11 +9,12 @@
 //! it is the only place with I/O. Replaying a journal always reaches the same point,
 //! so a run resumed after a crash continues exactly where its journal stops.
 
-use crate::render::{self, RenderError, Scope};
+use crate::render::{self, Context, RenderError, Scope};
 use airlock_core::model::workflow::RetryOn;
 use airlock_core::model::{Retry, Step, StepKind, Workflow};
 use airlock_store::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus, Timestamp};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Attempts allowed past a step's policy when the outcome of an attempt was unknown
@@ -128,21 +129,23 @@ enum Flow {
     Fail(Failure),
 }
 
-/// Per-step facts read off the journal.
+/// Per-step facts read off the journal: its entries, borrowed from the journal (owned
+/// only for those this decision adds).
 #[derive(Default, Clone)]
-struct StepState {
-    entries: Vec<NewJournalEntry>,
+struct StepState<'a> {
+    entries: Vec<Cow<'a, NewJournalEntry>>,
 }
 
-impl StepState {
+impl StepState<'_> {
     fn last(&self) -> Option<&NewJournalEntry> {
-        self.entries.last()
+        self.entries.last().map(|e| e.as_ref())
     }
 
     fn succeeded(&self) -> Option<&NewJournalEntry> {
         self.entries
             .iter()
             .rev()
+            .map(|e| e.as_ref())
             .find(|e| e.status == StepStatus::Succeeded)
     }
 
@@ -150,6 +153,7 @@ impl StepState {
         self.entries
             .iter()
             .rev()
+            .map(|e| e.as_ref())
             .find(|e| e.status == StepStatus::Failed && final_marker(e).is_some())
     }
 
@@ -171,21 +175,26 @@ fn final_marker(entry: &NewJournalEntry) -> Option<RunStatus> {
 
 struct Walker<'a> {
     input: &'a Input<'a>,
-    states: HashMap<String, StepState>,
+    states: HashMap<String, StepState<'a>>,
     scope: Scope,
+    /// `scope` as templates read it, built on first use and dropped when `scope` changes.
+    context: Option<Context>,
     entries: Vec<NewJournalEntry>,
 }
 
 impl<'a> Walker<'a> {
     fn new(input: &'a Input<'a>) -> Self {
-        let mut states: HashMap<String, StepState> = HashMap::new();
+        let mut states: HashMap<String, StepState<'a>> = HashMap::new();
         for entry in input.journal {
-            let state = states.entry(entry.step.clone()).or_default();
+            let state = match states.get_mut(entry.step.as_str()) {
+                Some(state) => state,
+                None => states.entry(entry.step.clone()).or_default(),
+            };
             if entry.status == StepStatus::Retried {
                 // A person retried the run: this step's life starts again here.
                 state.entries.clear();
             } else {
-                state.entries.push(entry.clone());
+                state.entries.push(Cow::Borrowed(entry));
             }
         }
         let run = input.run;
@@ -206,11 +215,19 @@ impl<'a> Walker<'a> {
             input,
             states,
             scope,
+            context: None,
             entries: Vec::new(),
         }
     }
 
-    fn state(&self, step: &str) -> StepState {
+    /// What templates read now.
+    fn context(&mut self) -> Context {
+        self.context
+            .get_or_insert_with(|| self.scope.context())
+            .clone()
+    }
+
+    fn state(&self, step: &str) -> StepState<'a> {
         self.states.get(step).cloned().unwrap_or_default()
     }
 
@@ -219,7 +236,7 @@ impl<'a> Walker<'a> {
             .entry(entry.step.clone())
             .or_default()
             .entries
-            .push(entry.clone());
+            .push(Cow::Owned(entry.clone()));
         self.entries.push(entry);
     }
 
@@ -245,6 +262,7 @@ impl<'a> Walker<'a> {
     }
 
     fn remember(&mut self, step: &str, output: Value) {
+        self.context = None;
         self.scope.steps.insert(
             step.to_owned(),
             json!({ "output": output, "status": "succeeded" }),
@@ -284,6 +302,7 @@ impl<'a> Walker<'a> {
                     return self.finish_failed(&failure);
                 }
                 self.scope.error = Some(failure.scope_value());
+                self.context = None;
                 match self.steps(&workflow.on_failure) {
                     Flow::Continue => self.finish_failed(&failure),
                     Flow::Stop(next) => next,
@@ -325,6 +344,7 @@ impl<'a> Walker<'a> {
         match self.step_body(step) {
             Flow::Fail(failure) if !failure.handled && !step.on_failure.is_empty() => {
                 let saved = self.scope.error.replace(failure.scope_value());
+                self.context = None;
                 let flow = match self.steps(&step.on_failure) {
                     Flow::Continue => Flow::Fail(Failure {
                         handled: true,
@@ -333,6 +353,7 @@ impl<'a> Walker<'a> {
                     other => other,
                 };
                 self.scope.error = saved;
+                self.context = None;
                 flow
             }
             other => other,
@@ -355,37 +376,43 @@ impl<'a> Walker<'a> {
             });
         }
         match &step.kind {
-            StepKind::Map { values } => match render::value(&values.to_json(), &self.scope) {
-                Ok(output) => {
-                    self.succeed(step, output);
-                    Flow::Continue
+            StepKind::Map { values } => {
+                match render::value_in(&values.to_json(), &self.context()) {
+                    Ok(output) => {
+                        self.succeed(step, output);
+                        Flow::Continue
+                    }
+                    Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
                 }
-                Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
-            },
-            StepKind::If { condition, .. } => match render::condition(condition, &self.scope) {
-                Ok(holds) => {
-                    let output = json!({ "branch": if holds { "then" } else { "else" } });
-                    self.succeed(step, output.clone());
-                    self.branch_after(step, &output)
+            }
+            StepKind::If { condition, .. } => {
+                match render::condition_in(condition, &self.context()) {
+                    Ok(holds) => {
+                        let output = json!({ "branch": if holds { "then" } else { "else" } });
+                        self.succeed(step, output.clone());
+                        self.branch_after(step, &output)
+                    }
+                    Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
                 }
-                Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
-            },
-            StepKind::Switch { value, cases, .. } => match render::eval(value, &self.scope) {
-                Ok(value) => {
-                    let text = match &value {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    let branch = cases
-                        .iter()
-                        .find(|(case, _)| case.value == text)
-                        .map_or_else(|| "default".to_owned(), |(case, _)| case.value.clone());
-                    let output = json!({ "branch": branch, "value": value });
-                    self.succeed(step, output.clone());
-                    self.branch_after(step, &output)
+            }
+            StepKind::Switch { value, cases, .. } => {
+                match render::eval_in(value, &self.context()) {
+                    Ok(value) => {
+                        let text = match &value {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        let branch = cases
+                            .iter()
+                            .find(|(case, _)| case.value == text)
+                            .map_or_else(|| "default".to_owned(), |(case, _)| case.value.clone());
+                        let output = json!({ "branch": branch, "value": value });
+                        self.succeed(step, output.clone());
+                        self.branch_after(step, &output)
+                    }
+                    Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
                 }
-                Err(e) => self.fail_for_good(step, 1, RunStatus::Failed, e.to_string()),
-            },
+            }
             StepKind::Fail { message } => {
                 let text = render::string(message, &self.scope)
                     .unwrap_or_else(|e| format!("{} ({e})", message.value));
@@ -566,7 +593,10 @@ impl<'a> Walker<'a> {
                 "the outcome stayed unknown after every attempt".into(),
             );
         }
-        let args = match with.map(|w| render::value(&w, &self.scope)).transpose() {
+        let args = match with
+            .map(|w| render::value_in(&w, &self.context()))
+            .transpose()
+        {
             Ok(args) => args.unwrap_or(Value::Object(Map::new())),
             Err(e) => {
                 return self.fail_for_good(
@@ -580,7 +610,7 @@ impl<'a> Walker<'a> {
         let key = match state.key() {
             Some(key) => key.to_owned(),
             None => match key_template {
-                Some(template) => match render::string(&template, &self.scope) {
+                Some(template) => match render::string_in(&template, &self.context()) {
                     Ok(rendered) => format!("{}:{rendered}", run.environment),
                     Err(e) => {
                         return self.fail_for_good(

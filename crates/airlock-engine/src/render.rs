@@ -7,7 +7,10 @@
 //! other template renders to a string.
 
 use airlock_core::expr;
+use minijinja::value::Serde;
 use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Largest rendered string accepted; beyond it, evaluation stops with "budget exceeded".
 pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
@@ -41,18 +44,110 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn context(&self) -> minijinja::Value {
-        let mut root = Map::new();
-        root.insert("trigger".into(), self.trigger.clone());
-        root.insert("steps".into(), Value::Object(self.steps.clone()));
-        root.insert("run".into(), self.run.clone());
-        root.insert("env".into(), self.env.clone());
-        root.insert("workflow".into(), self.workflow.clone());
+    /// What templates read, built once: evaluate many templates against one scope with
+    /// the `*_in` functions instead of rebuilding it for each.
+    pub fn context(&self) -> Context {
+        let mut root: BTreeMap<&'static str, minijinja::Value> = BTreeMap::new();
+        root.insert("trigger", Serde(&self.trigger).into());
+        root.insert("steps", Serde(&self.steps).into());
+        root.insert("run", Serde(&self.run).into());
+        root.insert("env", Serde(&self.env).into());
+        root.insert("workflow", Serde(&self.workflow).into());
         if let Some(error) = &self.error {
-            root.insert("error".into(), error.clone());
+            root.insert("error", Serde(error).into());
         }
-        minijinja::Value::from(minijinja::value::Serde(Value::Object(root)))
+        Context(minijinja::Value::from_object(root))
     }
+}
+
+/// A [`Scope`] as templates read it (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Context(minijinja::Value);
+
+/// Compiled expressions and templates, by their text: a workflow's templates are parsed
+/// and compiled once, not on every run. Only workflow text is ever compiled (never data),
+/// so the cache holds what the deployed versions contain; past this many entries it
+/// starts over.
+const MAX_CACHED: usize = 4096;
+
+type Expression = minijinja::Expression<'static, 'static>;
+
+fn expressions() -> &'static RwLock<HashMap<String, Arc<Expression>>> {
+    static CACHE: OnceLock<RwLock<HashMap<String, Arc<Expression>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The expression `body`, compiled once.
+fn expression(body: &str) -> Result<Arc<Expression>, RenderError> {
+    let cache = expressions();
+    if let Some(found) = read(cache).get(body) {
+        return Ok(found.clone());
+    }
+    let compiled = Arc::new(
+        expr::environment()
+            .compile_expression_owned(body.to_owned())
+            .map_err(|e| classify(&e))?,
+    );
+    let mut cache = write(cache);
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(body.to_owned(), compiled.clone());
+    Ok(compiled)
+}
+
+/// Templates are kept in an environment of their own, named by their text, configured as
+/// [`expr::environment`] (and never auto-escaped, whatever their text ends with).
+struct Templates {
+    env: minijinja::Environment<'static>,
+    count: usize,
+}
+
+fn templates() -> &'static RwLock<Templates> {
+    static CACHE: OnceLock<RwLock<Templates>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let mut env = expr::environment().clone();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        RwLock::new(Templates { env, count: 0 })
+    })
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Renders the template `text`, compiled once.
+fn render_template(text: &str, context: &Context) -> Result<String, RenderError> {
+    let cache = templates();
+    {
+        let cached = read(cache);
+        if let Ok(template) = cached.env.get_template(text) {
+            return template.render(context.0.clone()).map_err(|e| classify(&e));
+        }
+    }
+    {
+        let mut cached = write(cache);
+        if cached.env.get_template(text).is_err() {
+            if cached.count >= MAX_CACHED {
+                cached.env.clear_templates();
+                cached.count = 0;
+            }
+            cached
+                .env
+                .add_template_owned(text.to_owned(), text.to_owned())
+                .map_err(|e| classify(&e))?;
+            cached.count += 1;
+        }
+    }
+    let cached = read(cache);
+    let template = cached.env.get_template(text).map_err(|e| classify(&e))?;
+    template.render(context.0.clone()).map_err(|e| classify(&e))
 }
 
 fn classify(error: &minijinja::Error) -> RenderError {
@@ -84,10 +179,15 @@ fn to_json(value: &minijinja::Value) -> Result<Value, RenderError> {
 
 /// Evaluates an expression (bare, or wrapped in `{{ }}`) to a JSON value.
 pub fn eval(text: &str, scope: &Scope) -> Result<Value, RenderError> {
+    eval_in(text, &scope.context())
+}
+
+/// [`eval`] against a context already built.
+pub fn eval_in(text: &str, context: &Context) -> Result<Value, RenderError> {
     let (body, _) = expr::condition_body(text);
-    let env = expr::environment();
-    let expression = env.compile_expression(body).map_err(|e| classify(&e))?;
-    let value = expression.eval(scope.context()).map_err(|e| classify(&e))?;
+    let value = expression(body)?
+        .eval(context.0.clone())
+        .map_err(|e| classify(&e))?;
     let json = to_json(&value)?;
     check_size(&json)?;
     Ok(json)
@@ -95,10 +195,15 @@ pub fn eval(text: &str, scope: &Scope) -> Result<Value, RenderError> {
 
 /// Evaluates a condition to true or false (by the language's truthiness).
 pub fn condition(text: &str, scope: &Scope) -> Result<bool, RenderError> {
+    condition_in(text, &scope.context())
+}
+
+/// [`condition`] against a context already built.
+pub fn condition_in(text: &str, context: &Context) -> Result<bool, RenderError> {
     let (body, _) = expr::condition_body(text);
-    let env = expr::environment();
-    let expression = env.compile_expression(body).map_err(|e| classify(&e))?;
-    let value = expression.eval(scope.context()).map_err(|e| classify(&e))?;
+    let value = expression(body)?
+        .eval(context.0.clone())
+        .map_err(|e| classify(&e))?;
     if value.is_undefined() {
         return Err(RenderError::Expression("the condition is undefined".into()));
     }
@@ -110,9 +215,15 @@ pub fn string(text: &str, scope: &Scope) -> Result<String, RenderError> {
     if !expr::is_template(text) {
         return Ok(text.to_owned());
     }
-    let env = expr::environment();
-    let template = env.template_from_str(text).map_err(|e| classify(&e))?;
-    let out = template.render(scope.context()).map_err(|e| classify(&e))?;
+    string_in(text, &scope.context())
+}
+
+/// [`string`] against a context already built.
+pub fn string_in(text: &str, context: &Context) -> Result<String, RenderError> {
+    if !expr::is_template(text) {
+        return Ok(text.to_owned());
+    }
+    let out = render_template(text, context)?;
     if out.len() > MAX_RENDERED_BYTES {
         return Err(RenderError::Budget(
             "the rendered text is larger than 1 MiB".into(),
@@ -123,24 +234,42 @@ pub fn string(text: &str, scope: &Scope) -> Result<String, RenderError> {
 
 /// Renders every template string inside a value; keys and non-strings are kept.
 pub fn value(value: &Value, scope: &Scope) -> Result<Value, RenderError> {
+    if !has_template(value) {
+        return Ok(value.clone());
+    }
+    value_in(value, &scope.context())
+}
+
+/// Whether a value holds a template string anywhere.
+fn has_template(value: &Value) -> bool {
+    match value {
+        Value::String(text) => expr::is_template(text),
+        Value::Array(items) => items.iter().any(has_template),
+        Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// [`value`] against a context already built.
+pub fn value_in(value: &Value, context: &Context) -> Result<Value, RenderError> {
     match value {
         Value::String(text) if expr::is_template(text) => {
             let (body, shift) = expr::condition_body(text);
             if shift > 0 && !body.contains("{%") && !body.contains("{#") {
-                eval(text, scope)
+                eval_in(text, context)
             } else {
-                string(text, scope).map(Value::String)
+                string_in(text, context).map(Value::String)
             }
         }
         Value::Array(items) => items
             .iter()
-            .map(|item| self::value(item, scope))
+            .map(|item| value_in(item, context))
             .collect::<Result<_, _>>()
             .map(Value::Array),
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
             for (key, item) in map {
-                out.insert(key.clone(), self::value(item, scope)?);
+                out.insert(key.clone(), value_in(item, context)?);
             }
             Ok(Value::Object(out))
         }
