@@ -52,9 +52,26 @@ pub enum Command {
         /// The project folder.
         #[arg(default_value = "airlock-demo")]
         dir: PathBuf,
+        /// Run the order workflow once and exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+        /// Where the server listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
     /// Parse and check every file; print each problem with its place and a hint.
     Validate,
+    /// Serve the project: webhooks, schedules, the REST API, metrics; and execute runs.
+    /// Embedded SQLite store by default.
+    Serve(ServeArgs),
+    /// API tokens: each grants one role in one environment; the store keeps only a hash.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Print the server's OpenAPI document.
+    #[command(hide = true)]
+    Openapi,
     /// Run the scenarios under tests/ offline, with coverage; record the result as evidence
     /// for each workflow's version hash.
     Test {
@@ -272,4 +289,64 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 pub enum AuditAction {
     /// Check the hash chain: exit 1 when any event was changed, removed or inserted.
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen. Loopback by default; say 0.0.0.0:PORT to listen on every address.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "AIRLOCK_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Accept only: leave execution to other processes (`airlock worker`).
+    #[arg(long)]
+    pub no_execute: bool,
+    /// Do not fire cron schedules from this process.
+    #[arg(long)]
+    pub no_schedules: bool,
+    /// Runs executed at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// The lease this process takes on the runs it claims.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease: std::time::Duration,
+    /// After SIGTERM, how long running steps may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Log lines as text or JSON (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once.
+    Create {
+        /// The environment it acts in.
+        #[arg(long = "env")]
+        environment: String,
+        /// viewer, runner, deployer, approver or admin.
+        #[arg(long)]
+        role: String,
+        /// Its name: the identity in the audit log, and the approver's name.
+        #[arg(long)]
+        name: String,
+        /// Who creates it (recorded in the audit log).
+        #[arg(long = "as", value_name = "NAME", default_value = "cli")]
+        actor: String,
+    },
+    /// List tokens (names, environments, roles; never the tokens).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (from `airlock token list`).
+        id: String,
+        /// Who revokes it (recorded in the audit log).
+        #[arg(long = "as", value_name = "NAME", default_value = "cli")]
+        actor: String,
+    },
 }

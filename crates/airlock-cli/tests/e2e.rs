@@ -331,9 +331,9 @@ fn usage_errors_exit_2() {
 #[test]
 fn quickstart_creates_then_reuses_the_project() {
     let temp = tempfile::tempdir().unwrap();
-    let first = airlock(temp.path(), &["quickstart"]);
+    let first = airlock(temp.path(), &["quickstart", "--no-serve"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     assert!(text(&first.stdout).starts_with("Created the Airlock project in airlock-demo"));
-    let second = airlock(temp.path(), &["quickstart"]);
+    let second = airlock(temp.path(), &["quickstart", "--no-serve"]);
     assert!(text(&second.stdout).starts_with("Using the Airlock project in airlock-demo"));
 }

@@ -16,7 +16,9 @@ mod resume;
 pub mod run;
 mod runs;
 mod secrets;
+mod serve;
 mod test;
+mod token;
 pub mod validate;
 
 use crate::cli::{AuditAction, Cli, Color, Command, RunsAction, SecretsAction};
@@ -29,8 +31,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let global = &cli.global;
     match &cli.command {
         Command::Init { dir } => init::run(global, dir),
-        Command::Quickstart { dir } => quickstart::run(global, dir),
+        Command::Quickstart {
+            dir,
+            no_serve,
+            listen,
+        } => quickstart::run(global, dir, !*no_serve, *listen),
         Command::Validate => validate::run(global),
+        Command::Serve(args) => serve::run(global, args),
+        Command::Token { command } => token::run(global, command),
+        Command::Openapi => serve::openapi(),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
         Command::Test { workflow } => test::run(global, workflow.as_deref()),
         Command::Explain { code } => explain::run(global, code),

@@ -1,8 +1,11 @@
 //! The one-line start on a fresh machine: create the starter project if it is absent,
-//! check it, and run its order workflow once in staging, durably, in the embedded store.
+//! check it, run its order workflow once in staging, durably, in the embedded store;
+//! then deploy staging and serve it, printing a signed `curl` for the order webhook.
 
 use crate::cli::Global;
+use crate::cli::{LogFormat, ServeArgs};
 use crate::error::CliError;
+use crate::workspace::Workspace;
 use airlock_core::canonical::version_id;
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,7 +14,12 @@ use std::time::Duration;
 /// The starter order the quickstart runs.
 const EXAMPLE_ORDER: &str = "examples/order.json";
 
-pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
+pub fn run(
+    global: &Global,
+    dir: &Path,
+    serve: bool,
+    listen: std::net::SocketAddr,
+) -> Result<ExitCode, CliError> {
     let created = !dir.join(airlock_core::project::MANIFEST).exists();
     if created {
         super::init::write_project(dir)?;
@@ -57,6 +65,9 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
             lease: Duration::from_secs(30),
         },
     )?;
+    if serve && outcome == ExitCode::SUCCESS {
+        return serve_staging(&scoped, dir, listen);
+    }
     if !global.json {
         let d = dir.display();
         println!("\nNext:");
@@ -69,4 +80,76 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
         println!("  airlock validate -C {d}                   # every error, with file:line:col");
     }
     Ok(outcome)
+}
+
+/// The staging secret that signs the order webhook; generated once if absent.
+const HOOK_SECRET: &str = "ORDER_HOOK_SECRET";
+
+fn serve_staging(
+    global: &Global,
+    dir: &Path,
+    listen: std::net::SocketAddr,
+) -> Result<ExitCode, CliError> {
+    let quiet = Global {
+        project: global.project.clone(),
+        json: true,
+        color: global.color,
+    };
+    println!("\nDeploying the working copy to staging:");
+    let deployed = super::deploy::run(global, "staging", "quickstart")?;
+    if deployed != ExitCode::SUCCESS {
+        return Ok(deployed);
+    }
+    let workspace = match Workspace::open(&quiet)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let rt = crate::workspace::runtime()?;
+    let stored = rt
+        .block_on(workspace.store.secret("staging", HOOK_SECRET))
+        .map_err(crate::workspace::store_error)?;
+    drop(rt);
+    if stored.is_none() {
+        let secret = airlock_server::mint_token().hash;
+        super::secrets::set_value(&quiet, &workspace, HOOK_SECRET, "staging", &secret)?;
+        println!("Generated the staging secret {HOOK_SECRET} (the order webhook's signing key)");
+    }
+    let secret = crate::workspace::runtime()?
+        .block_on(async {
+            airlock_connectors::secrets::SecretLookup::lookup(
+                &airlock_engine::runtime::StoreSecrets {
+                    store: workspace.store.clone(),
+                    keyring: workspace.keyring.clone(),
+                },
+                "staging",
+                HOOK_SECRET,
+            )
+            .await
+        })
+        .map_err(|e| CliError::usage(e.to_string(), None))?
+        .ok_or_else(|| CliError::usage(format!("{HOOK_SECRET} is not set in staging"), None))?;
+    let order_path = dir.join(EXAMPLE_ORDER);
+    let order = std::fs::read(&order_path).map_err(|e| CliError::io("read", &order_path, e))?;
+    let signature = airlock_core::webhook::sign_github(secret.as_bytes(), &order);
+    let args = ServeArgs {
+        listen,
+        no_execute: false,
+        no_schedules: false,
+        concurrency: 64,
+        lease: Duration::from_secs(30),
+        grace: Duration::from_secs(10),
+        log_format: LogFormat::Text,
+    };
+    super::serve::init_logging(LogFormat::Text);
+    let d = dir.display();
+    super::serve::serve(&workspace, &args, |address| {
+        println!("\nTrigger the order webhook in staging (signed with {HOOK_SECRET}):");
+        println!(
+            "  curl -sS -X POST http://{address}/hooks/staging/orders -H 'Content-Type: application/json' -H 'X-Hub-Signature-256: {signature}' --data-binary @{}",
+            order_path.display()
+        );
+        println!("Then see the run and its journal:");
+        println!("  airlock runs -C {d}");
+        println!("Ctrl-C stops the server; unfinished runs resume on the next start.");
+    })
 }

@@ -32,6 +32,18 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
         .strip_suffix('\n')
         .map(|v| v.strip_suffix('\r').unwrap_or(v))
         .unwrap_or(&value);
+    set_value(global, &workspace, name, environment, value)
+}
+
+/// Seals `value` under `environment`'s key (creating the key file if needed), stores it
+/// with its fingerprint, and audits the change.
+pub fn set_value(
+    global: &Global,
+    workspace: &Workspace,
+    name: &str,
+    environment: &str,
+    value: &str,
+) -> Result<ExitCode, CliError> {
     if value.is_empty() {
         return Err(CliError::usage(
             "the secret read from stdin is empty",

@@ -2,6 +2,8 @@
 //! reading its output, and a fresh starter project.
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod server;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,101 @@
+//! `airlock serve`: the project's server, on the embedded store by default.
+
+use crate::cli::{Global, LogFormat, ServeArgs};
+use crate::error::CliError;
+use crate::workspace::{self, Workspace};
+use airlock_connectors::secrets::Fingerprinter;
+use airlock_engine::{EngineOptions, SystemClock};
+use airlock_server::{Context, Server, ServerOptions};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
+    init_logging(args.log_format);
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    serve(&workspace, args, |_| {})
+}
+
+/// Serves an opened workspace until SIGTERM or Ctrl-C; `ready` is called once the
+/// listener is bound, with its address (the quickstart prints its curl then).
+pub fn serve(
+    workspace: &Workspace,
+    args: &ServeArgs,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<ExitCode, CliError> {
+    let lease_ms = args.lease.as_millis() as i64;
+    let engine = workspace.engine(EngineOptions {
+        lease_ms,
+        concurrency: args.concurrency,
+        ..EngineOptions::default()
+    });
+    let environments: Vec<&str> = workspace
+        .project()
+        .manifest
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let fingerprinter = Fingerprinter::load(&workspace.state_dir(), &environments)
+        .ok()
+        .flatten();
+    let context = Context {
+        store: workspace.store.clone(),
+        manifest: Arc::new(workspace.project().manifest.clone()),
+        keyring: workspace.keyring.clone(),
+        fingerprinter,
+        engine,
+        clock: Arc::new(SystemClock),
+    };
+    let options = ServerOptions {
+        listen: args.listen,
+        execute: !args.no_execute,
+        schedules: !args.no_schedules,
+        shutdown_grace: args.grace,
+        lease_ms,
+        concurrency: args.concurrency,
+        ..ServerOptions::default()
+    };
+    let rt = workspace::runtime()?;
+    rt.block_on(async {
+        let server = Server::bind(context, options)
+            .await
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+        let address = server
+            .local_addr()
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+        println!("listening on http://{address}");
+        ready(address);
+        server
+            .run(airlock_server::shutdown_signal())
+            .await
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+        println!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Structured logs on stderr: text or one JSON object per line; `RUST_LOG` filters
+/// (default `info`). Nothing logs a secret's value: connectors and the server log names.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// `airlock openapi`: the document the server serves at `/openapi.json`.
+pub fn openapi() -> Result<ExitCode, CliError> {
+    let document = airlock_server::openapi_document();
+    let text = serde_json::to_string_pretty(&document)
+        .map_err(|e| CliError::usage(format!("cannot render the OpenAPI document: {e}"), None))?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

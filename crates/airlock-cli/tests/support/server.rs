@@ -1,0 +1,171 @@
+//! A real `airlock serve` process and a real counting HTTP sink, for end-to-end tests.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `airlock serve`; killed (SIGKILL) when dropped.
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+    /// Everything it wrote on stderr (its logs), collected by a thread.
+    pub logs: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `airlock serve --listen 127.0.0.1:0 EXTRA…` in `project` and waits until it listens.
+    // The child moves into `Served`, whose `Drop` kills and reaps it; only a failed
+    // assertion (which ends the test process) skips that.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(project: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("-C")
+            .arg(project)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("AIRLOCK_PROJECT")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("airlock serve starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let collected = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = collected.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let started = Instant::now();
+        loop {
+            line.clear();
+            let read = stdout.read_line(&mut line).expect("stdout readable");
+            assert!(
+                read > 0,
+                "airlock serve exited before listening:\n{}",
+                logs.lock().unwrap()
+            );
+            if let Some(address) = line.trim().strip_prefix("listening on ") {
+                let url = address.to_owned();
+                // Keep draining stdout so the server never blocks on a full pipe.
+                std::thread::spawn(move || {
+                    let mut sink = String::new();
+                    while stdout.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                        sink.clear();
+                    }
+                });
+                let served = Self { child, url, logs };
+                served.wait_ready();
+                return served;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no listening line"
+            );
+        }
+    }
+
+    fn wait_ready(&self) {
+        let client = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if client
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server never became ready");
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the sink received, by idempotency key and by path.
+#[derive(Default, Debug, Clone)]
+pub struct Received {
+    pub by_key: HashMap<String, u32>,
+    pub bodies: Vec<serde_json::Value>,
+    pub total: u32,
+}
+
+/// A counting HTTP sink on a loopback port, on its own runtime.
+pub struct Sink {
+    _runtime: tokio::runtime::Runtime,
+    pub received: Arc<Mutex<Received>>,
+    pub port: u16,
+}
+
+impl Sink {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = received.clone();
+        let app = axum::Router::new().fallback(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let state = state.clone();
+                async move {
+                    let mut received = state.lock().unwrap();
+                    received.total += 1;
+                    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+                    {
+                        *received.by_key.entry(key.to_owned()).or_default() += 1;
+                    }
+                    if let Ok(value) = serde_json::from_slice(&body) {
+                        received.bodies.push(value);
+                    }
+                    axum::Json(serde_json::json!({ "ok": true }))
+                }
+            },
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self {
+            _runtime: runtime,
+            received,
+            port,
+        }
+    }
+
+    pub fn snapshot(&self) -> Received {
+        self.received.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,545 @@
+//! The HTTP surface: webhooks, the REST API under `/api/v1`, health and metrics.
+//!
+//! Every route is declared once, with its OpenAPI description, through utoipa-axum's
+//! `routes!`: the router and `/openapi.json` come from the same declarations, so the
+//! document cannot list a route that does not exist or miss one that does.
+
+use crate::App;
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use airlock_core::authz::Action;
+use airlock_store::{RunFilter, RunStatus};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Airlock",
+        description = "Webhooks per environment and the REST API of an Airlock server. \
+            API calls carry `Authorization: Bearer <token>`; a token grants one role in one environment.",
+        license(name = "Apache-2.0")
+    ),
+    // Webhook paths may span several segments, which the router matches with a
+    // catch-all (`{*path}`); the document names the same route `{path}`.
+    paths(crate::hooks::deliver),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// An error answer.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+#[allow(dead_code)]
+struct ErrorBody {
+    /// Why the request was refused.
+    error: String,
+}
+
+/// The routes and their OpenAPI document, from one declaration.
+pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(list_runs))
+        .routes(routes!(show_run))
+        .routes(routes!(retry_run))
+        .routes(routes!(start_run))
+        .routes(routes!(approve_step))
+        .routes(routes!(deployments))
+        .routes(routes!(records))
+        .routes(routes!(list_secrets))
+        .routes(routes!(set_secret))
+        .routes(routes!(audit_log))
+        .routes(routes!(whoami))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi_router().into_openapi()
+}
+
+pub(crate) fn router(app: Arc<App>) -> axum::Router {
+    let (router, document) = openapi_router().split_for_parts();
+    let document = Arc::new(document);
+    router
+        .route(
+            "/hooks/{environment}/{*path}",
+            axum::routing::post(crate::hooks::deliver),
+        )
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
+        )
+        .with_state(app)
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: serving, and the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to accept deliveries"),
+        (status = 503, description = "Starting, stopping, or the store does not answer")))]
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if !app.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+    }
+    match app.store.deployments(None).await {
+        Ok(_) => "ready".into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer").into_response(),
+    }
+}
+
+/// Prometheus metrics: runs by workflow, environment and status; step latency
+/// histograms; queue depth; webhook outcomes.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Who the token is: its name, environment and role.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "api", security(("token" = [])),
+    responses((status = 200, description = "The caller", body = Object),
+              (status = 401, description = "No or unknown token", body = ErrorBody)))]
+async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = auth::caller(&app, &headers).await?;
+    Ok(Json(json!({
+        "name": caller.name,
+        "environment": caller.grant.environment,
+        "role": caller.grant.role.to_string(),
+    })))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct RunQuery {
+    /// Only runs of this workflow.
+    workflow: Option<String>,
+    /// Only runs in this status: queued, running, waiting, succeeded, failed, dead.
+    status: Option<String>,
+    /// At most this many (newest first); default 100.
+    limit: Option<usize>,
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, ApiError> {
+    RunStatus::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown status `{text}`: expected queued, running, waiting, succeeded, failed or dead"
+        ))
+    })
+}
+
+/// An environment's runs, newest first.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/runs", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"), RunQuery),
+    responses((status = 200, description = "Runs", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody)))]
+async fn list_runs(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    Query(query): Query<RunQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, "runs").await?;
+    let status = query.status.as_deref().map(parse_status).transpose()?;
+    let runs = app
+        .store
+        .runs(&RunFilter {
+            environment: Some(environment),
+            workflow: query.workflow,
+            status,
+            limit: Some(query.limit.unwrap_or(100).min(10_000)),
+        })
+        .await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// Looks a run up and checks the caller may `action` in its environment.
+async fn authorised_run(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    action: Action,
+) -> Result<(airlock_store::Run, Caller), ApiError> {
+    // Authenticate first, so an unknown token learns nothing about which runs exist.
+    auth::caller(app, headers).await?;
+    let run = app
+        .store
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let caller = auth::require(app, headers, &run.environment, action, id).await?;
+    Ok((run, caller))
+}
+
+/// One run with its journal.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "api", security(("token" = [])),
+    params(("id" = String, Path, description = "The run id")),
+    responses((status = 200, description = "The run and its journal", body = Object),
+              (status = 404, description = "No such run", body = ErrorBody)))]
+async fn show_run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (run, _) = authorised_run(&app, &headers, &id, Action::Read).await?;
+    let journal = app.store.journal(&id).await?;
+    Ok(Json(json!({ "run": run, "journal": journal })))
+}
+
+/// Puts a dead or failed run back in the queue; steps that succeeded are not run again.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "api", security(("token" = [])),
+    params(("id" = String, Path, description = "The run id")),
+    responses((status = 202, description = "Queued again", body = Object),
+              (status = 409, description = "The run is not dead or failed", body = ErrorBody)))]
+async fn retry_run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (run, caller) = authorised_run(&app, &headers, &id, Action::Run).await?;
+    if !matches!(run.status, RunStatus::Dead | RunStatus::Failed) {
+        return Err(ApiError::conflict(format!(
+            "run `{id}` is {}; only dead or failed runs are retried",
+            run.status.as_str()
+        )));
+    }
+    let journal: Vec<_> = app
+        .store
+        .journal(&id)
+        .await?
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
+    let now = app.clock.now();
+    let marks = airlock_engine::interpreter::retry_marks(&journal, now);
+    app.store.retry_run(&id, now, &marks).await?;
+    audit(&app, &caller, "run.retry", &run.environment, &id, json!({})).await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run": id, "status": "queued" })),
+    )
+        .into_response())
+}
+
+/// Starts a run of the version deployed in the environment, with the body as its input.
+#[utoipa::path(post, path = "/api/v1/environments/{environment}/workflows/{workflow}/runs",
+    tag = "api", security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"),
+           ("workflow" = String, Path, description = "The workflow")),
+    request_body(content = Object, description = "The trigger body"),
+    responses((status = 202, description = "Queued", body = Object),
+              (status = 404, description = "Nothing of that workflow is deployed there", body = ErrorBody)))]
+async fn start_run(
+    State(app): State<Arc<App>>,
+    Path((environment, workflow)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Result<Response, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::Run, &workflow).await?;
+    let deployment = app
+        .store
+        .deployment(&environment, &workflow)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no version of `{workflow}` is deployed in `{environment}`"
+            ))
+        })?;
+    let now = app.clock.now();
+    let id = airlock_engine::new_run_id();
+    let body = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
+    app.store
+        .enqueue(&airlock_store::NewRun {
+            id: id.clone(),
+            environment: environment.clone(),
+            workflow: workflow.clone(),
+            version: deployment.version.clone(),
+            trigger: json!({
+                "body": body,
+                "headers": {},
+                "query": {},
+                "time": crate::hooks::rfc3339(now),
+                "by": caller.name,
+            }),
+            dedupe_key: None,
+            created_at: now,
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run": id, "status": "queued", "version": deployment.version })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct StepDecisionBody {
+    /// `approve` (the default) or `reject`.
+    #[serde(default)]
+    decision: Option<String>,
+    /// Why, for the journal.
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Decides an approval step. The approver is the token's name, which must be one of the
+/// environment's approvers.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/steps/{step}/approve", tag = "api",
+    security(("token" = [])),
+    params(("id" = String, Path, description = "The run id"),
+           ("step" = String, Path, description = "The approval step")),
+    request_body(content = StepDecisionBody, description = "The decision"),
+    responses((status = 200, description = "Decided; the run continues", body = Object),
+              (status = 403, description = "Not an approver here", body = ErrorBody),
+              (status = 409, description = "The run is not waiting on that step", body = ErrorBody)))]
+async fn approve_step(
+    State(app): State<Arc<App>>,
+    Path((id, step)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<StepDecisionBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let (run, caller) = authorised_run(&app, &headers, &id, Action::Approve).await?;
+    let environment = app
+        .manifest
+        .environment(&run.environment)
+        .ok_or_else(|| ApiError::not_found(format!("no environment `{}`", run.environment)))?;
+    if !environment.approvers.iter().any(|a| a.value == caller.name) {
+        let reason = format!(
+            "`{}` is not an approver in `{}` (approvers: {})",
+            caller.name,
+            run.environment,
+            environment
+                .approvers
+                .iter()
+                .map(|a| a.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        audit(
+            &app,
+            &caller,
+            "api.denied",
+            &run.environment,
+            &id,
+            json!({ "action": "Approve", "reason": reason }),
+        )
+        .await;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, reason));
+    }
+    let body = body.map(|Json(b)| b);
+    let approved = match body.as_ref().and_then(|b| b.decision.as_deref()) {
+        None | Some("approve") => true,
+        Some("reject") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown decision `{other}`: expected approve or reject"
+            )));
+        }
+    };
+    app.store
+        .decide_step(&airlock_store::StepDecision {
+            run: id.clone(),
+            step: step.clone(),
+            approver: caller.name.clone(),
+            approved,
+            decided_at: app.clock.now(),
+        })
+        .await?;
+    audit(
+        &app,
+        &caller,
+        if approved {
+            "step.approve"
+        } else {
+            "step.reject"
+        },
+        &run.environment,
+        &id,
+        json!({ "step": step, "comment": body.and_then(|b| b.comment) }),
+    )
+    .await;
+    Ok(Json(
+        json!({ "run": id, "step": step, "approved": approved }),
+    ))
+}
+
+/// What each workflow runs in an environment.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/deployments", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "Deployments", body = Object)))]
+async fn deployments(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, "deployments").await?;
+    let deployments = app.store.deployments(Some(&environment)).await?;
+    Ok(Json(json!({ "deployments": deployments })))
+}
+
+/// Test records: what record-mode bindings would have sent.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/records", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "Test records", body = Object)))]
+async fn records(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, "records").await?;
+    let records = app.store.records(&environment).await?;
+    Ok(Json(json!({ "records": records })))
+}
+
+/// The names of an environment's secrets (never their values).
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/secrets", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "Secret names", body = Object)))]
+async fn list_secrets(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::ListSecrets, "secrets").await?;
+    let names: Vec<_> = app
+        .store
+        .secret_names()
+        .await?
+        .into_iter()
+        .filter(|s| s.environment == environment)
+        .collect();
+    Ok(Json(json!({ "secrets": names })))
+}
+
+/// Sets a secret from the request body (plain text). Write-only: no route reads a value.
+#[utoipa::path(put, path = "/api/v1/environments/{environment}/secrets/{name}", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"),
+           ("name" = String, Path, description = "The secret's name")),
+    request_body(content = String, content_type = "text/plain", description = "The value"),
+    responses((status = 204, description = "Stored, sealed under the environment's key"),
+              (status = 403, description = "Not allowed", body = ErrorBody)))]
+async fn set_secret(
+    State(app): State<Arc<App>>,
+    Path((environment, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    value: String,
+) -> Result<StatusCode, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::SetSecret, &name).await?;
+    let declared = app
+        .manifest
+        .environment(&environment)
+        .is_some_and(|e| e.secrets.iter().any(|s| s.value == name));
+    if !declared {
+        return Err(ApiError::bad_request(format!(
+            "environment `{environment}` does not declare a secret `{name}`; add it to environments.{environment}.secrets in airlock.yaml first"
+        )));
+    }
+    let value = value.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(ApiError::bad_request("the secret's value is empty"));
+    }
+    let sealed = app
+        .keyring
+        .seal(&environment, &name, value)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    app.store
+        .put_secret(&airlock_store::SealedSecret {
+            environment: environment.clone(),
+            name: name.clone(),
+            sealed,
+            // A keyed fingerprint lets `airlock diff` flag a credential shared between
+            // environments without reading either value.
+            fingerprint: app.fingerprinter.as_ref().map(|f| f.fingerprint(value)),
+            updated_at: app.clock.now(),
+        })
+        .await?;
+    audit(&app, &caller, "secret.set", &environment, &name, json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit events of an environment, oldest first, with their chain hashes.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/audit", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "Audit events", body = Object)))]
+async fn audit_log(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, "audit").await?;
+    let events: Vec<_> = app
+        .store
+        .audit_log()
+        .await?
+        .into_iter()
+        .filter(|e| e.event.environment.as_deref() == Some(environment.as_str()))
+        .collect();
+    Ok(Json(json!({ "events": events })))
+}
+
+async fn audit(
+    app: &App,
+    caller: &Caller,
+    action: &str,
+    environment: &str,
+    subject: &str,
+    detail: Value,
+) {
+    let written = app
+        .store
+        .audit(&airlock_store::NewAuditEvent {
+            at: app.clock.now(),
+            actor: caller.name.clone(),
+            action: action.to_owned(),
+            environment: Some(environment.to_owned()),
+            subject: subject.to_owned(),
+            detail,
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, action, "an API action could not be audited");
+    }
+}

@@ -1,0 +1,238 @@
+//! `airlock serve`: how automations meet the world.
+//!
+//! One axum application: webhooks per environment (`/hooks/{environment}/{path}`, signed,
+//! limited, deduplicated), the REST API under `/api/v1` (per-environment scoped tokens),
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. Beside it, in the same
+//! process, the engine's worker loop (unless the server runs without executing) and the
+//! cron scheduler.
+//!
+//! **Invariant: a webhook is answered 202 only after its run is durably queued** (the
+//! store's commit returned), so a process killed right after the answer still finishes
+//! that run after a restart: any process's engine claims it.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+mod completions;
+mod error;
+mod hooks;
+mod metrics;
+mod routes;
+mod schedules;
+
+pub use api::openapi_document;
+pub use auth::{MintedToken, mint_token, token_hash};
+pub use error::ServerError;
+pub use metrics::Metrics;
+
+use airlock_connectors::secrets::Keyring;
+use airlock_core::model::Manifest;
+use airlock_engine::{Clock, Engine};
+use airlock_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a server process does.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen (loopback by default).
+    pub listen: SocketAddr,
+    /// Whether this process executes runs (`false`: accept only, workers execute).
+    pub execute: bool,
+    /// Whether this process fires cron schedules.
+    pub schedules: bool,
+    /// How long running steps may take to finish after SIGTERM before the process exits
+    /// anyway (their runs stay resumable: their leases expire and another process claims them).
+    pub shutdown_grace: Duration,
+    /// How long a claim lasts without a write.
+    pub lease_ms: i64,
+    /// Runs executed at once.
+    pub concurrency: usize,
+    /// How often the scheduler looks at the clock.
+    pub schedule_tick: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            execute: true,
+            schedules: true,
+            shutdown_grace: Duration::from_secs(10),
+            lease_ms: 30_000,
+            concurrency: 64,
+            schedule_tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything a server needs from the project it serves.
+pub struct Context {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The project's manifest: environments, approvers, egress.
+    pub manifest: Arc<Manifest>,
+    /// The environment keys this process holds (webhook signing secrets are opened with them).
+    pub keyring: Keyring,
+    /// Fingerprints secrets set over the API (absent: no fingerprint is kept).
+    pub fingerprinter: Option<airlock_connectors::secrets::Fingerprinter>,
+    /// The engine (with its runtime over the same store and keys).
+    pub engine: Engine,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The state every handler shares.
+pub(crate) struct App {
+    pub store: Arc<dyn Store>,
+    pub manifest: Arc<Manifest>,
+    pub keyring: Keyring,
+    pub fingerprinter: Option<airlock_connectors::secrets::Fingerprinter>,
+    pub clock: Arc<dyn Clock>,
+    pub routes: routes::RouteTable,
+    pub limiters: hooks::Limiters,
+    pub secrets: auth::SecretCache,
+    pub completions: Arc<completions::Completions>,
+    pub metrics: Metrics,
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    engine: Arc<Engine>,
+    listener: tokio::net::TcpListener,
+    options: ServerOptions,
+}
+
+impl Server {
+    /// Binds the listener and wires the engine's observer for metrics and synchronous answers.
+    pub async fn bind(context: Context, options: ServerOptions) -> Result<Self, ServerError> {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| ServerError::Bind(options.listen, e))?;
+        let metrics = Metrics::install()?;
+        let completions = Arc::new(completions::Completions::default());
+        let app = Arc::new(App {
+            store: context.store.clone(),
+            manifest: context.manifest,
+            keyring: context.keyring,
+            fingerprinter: context.fingerprinter,
+            clock: context.clock,
+            routes: routes::RouteTable::default(),
+            limiters: hooks::Limiters::default(),
+            secrets: auth::SecretCache::default(),
+            completions: completions.clone(),
+            metrics: metrics.clone(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        });
+        let observer = Arc::new(metrics::EngineObserver::new(metrics, completions));
+        let engine = Arc::new(context.engine.with_observer(observer));
+        Ok(Self {
+            app,
+            engine,
+            listener,
+            options,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| ServerError::Bind(self.options.listen, e))
+    }
+
+    /// Serves until `shutdown` resolves: then stops accepting, lets running steps finish
+    /// within the grace period, and returns. Runs not finished stay resumable.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            app,
+            engine,
+            listener,
+            options,
+        } = self;
+        app.routes.refresh(&app).await?;
+        app.metrics.queue_depth(&*app.store).await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut background = tokio::task::JoinSet::new();
+        if options.execute {
+            let engine = engine.clone();
+            let stop = stop_rx.clone();
+            background.spawn(async move {
+                if let Err(e) = engine.work(stop, Duration::from_millis(50)).await {
+                    tracing::error!(error = %e, "the engine stopped");
+                }
+            });
+        }
+        {
+            let app = app.clone();
+            let mut stop = stop_rx.clone();
+            background.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(routes::REFRESH) => {}
+                        _ = stop.changed() => return,
+                    }
+                    if let Err(e) = app.routes.refresh(&app).await {
+                        tracing::warn!(error = %e, "refreshing the webhook routes failed");
+                    }
+                    app.metrics.queue_depth(&*app.store).await;
+                }
+            });
+        }
+        if options.schedules {
+            let app = app.clone();
+            let stop = stop_rx.clone();
+            let tick = options.schedule_tick;
+            background.spawn(async move { schedules::run(app, tick, stop).await });
+        }
+        let router = api::router(app.clone());
+        app.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
+        let stop_for_http = stop_tx.clone();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_for_http.send(true);
+        });
+        let served = serve.await;
+        app.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        tracing::info!(grace = ?options.shutdown_grace, "stopping: letting running steps finish");
+        let drained = tokio::time::timeout(options.shutdown_grace, async {
+            while background.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; unfinished runs stay resumable");
+        }
+        served.map_err(ServerError::Serve)
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
