@@ -30,6 +30,10 @@ pub struct Global {
     /// Colour and Unicode in diagnostics: auto (when stderr is a terminal), always or never.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// The store: `postgres://…` for scale-out, `sqlite:PATH`, or (by default) the project's
+    /// embedded `.airlock/airlock.db`.
+    #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,6 +76,29 @@ pub enum Command {
     /// Print the server's OpenAPI document.
     #[command(hide = true)]
     Openapi,
+    /// Execute runs only (no HTTP): an extra executor beside `serve`, usually with
+    /// `--store postgres://…`, on this machine or another.
+    Worker {
+        /// Runs executed at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The lease this process takes on the runs it claims.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        lease: std::time::Duration,
+        /// After SIGTERM, how long running runs may take to finish.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// Log lines as text or JSON.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Create or upgrade the store's schema (`--store`; the embedded file by default).
+    Migrate,
+    /// Move a store's whole history: `airlock store copy --from sqlite:PATH --to postgres://…`.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Run the scenarios under tests/ offline, with coverage; record the result as evidence
     /// for each workflow's version hash.
     Test {
@@ -348,5 +375,19 @@ pub enum TokenCommand {
         /// Who revokes it (recorded in the audit log).
         #[arg(long = "as", value_name = "NAME", default_value = "cli")]
         actor: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy everything (runs, journals, releases, evidence, secrets still sealed, the audit
+    /// chain with its hashes) from an embedded SQLite store into an empty PostgreSQL one.
+    Copy {
+        /// The SQLite store: `sqlite:PATH` or a path.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL store: `postgres://…` (must be empty).
+        #[arg(long)]
+        to: String,
     },
 }

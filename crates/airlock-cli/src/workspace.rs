@@ -37,13 +37,7 @@ impl Workspace {
         let root = ProjectDir::locate(global.project.as_deref())?.root;
         let state = root.join(STATE_DIR);
         std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
-        let path = state.join(STORE_FILE);
-        let store = SqliteStore::open(&path).map_err(|e| {
-            CliError::usage(
-                format!("cannot open the store {}: {e}", path.display()),
-                None,
-            )
-        })?;
+        let store = open_store(global.store.as_deref(), &state.join(STORE_FILE))?;
         let environments: Vec<&str> = loaded
             .project
             .manifest
@@ -56,7 +50,7 @@ impl Workspace {
         Ok(Ok(Self {
             root,
             loaded,
-            store: Arc::new(store),
+            store,
             keyring,
         }))
     }
@@ -230,10 +224,59 @@ pub fn time(ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// A tokio runtime for a command.
-pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+/// The process's tokio runtime, started on first use. One for the whole command, so that
+/// a store's connection pool (PostgreSQL) opened in one step serves the next.
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime, CliError> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
         .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}"), None))
+}
+
+/// The store a command works on: PostgreSQL when `--store` (or `AIRLOCK_STORE`) names a
+/// `postgres://` URL, a SQLite file for `sqlite:PATH`, and the project's embedded file otherwise.
+pub fn open_store(
+    location: Option<&str>,
+    embedded: &std::path::Path,
+) -> Result<Arc<dyn Store>, CliError> {
+    let cannot = |what: &str, e: airlock_store::Error| {
+        CliError::usage(format!("cannot open the store {what}: {e}"), None)
+    };
+    match location {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = runtime()?
+                .block_on(airlock_store::postgres::PostgresStore::connect(url))
+                .map_err(|e| cannot(&redact_url(url), e))?;
+            Ok(Arc::new(store))
+        }
+        Some(location) => {
+            let path = location.strip_prefix("sqlite:").unwrap_or(location);
+            let store =
+                SqliteStore::open(std::path::Path::new(path)).map_err(|e| cannot(path, e))?;
+            Ok(Arc::new(store))
+        }
+        None => {
+            let store = SqliteStore::open(embedded)
+                .map_err(|e| cannot(&embedded.display().to_string(), e))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// A store URL as it may be shown: without its password.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -20,6 +20,7 @@ mod serve;
 mod test;
 mod token;
 pub mod validate;
+mod worker;
 
 use crate::cli::{AuditAction, Cli, Color, Command, RunsAction, SecretsAction};
 use crate::error::CliError;
@@ -40,6 +41,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Serve(args) => serve::run(global, args),
         Command::Token { command } => token::run(global, command),
         Command::Openapi => serve::openapi(),
+        Command::Worker {
+            concurrency,
+            lease,
+            grace,
+            log_format,
+        } => worker::run(global, *concurrency, *lease, *grace, *log_format),
+        Command::Migrate => worker::migrate(global),
+        Command::Store { command } => worker::store(global, command),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
         Command::Test { workflow } => test::run(global, workflow.as_deref()),
         Command::Explain { code } => explain::run(global, code),

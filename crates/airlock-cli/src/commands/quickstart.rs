@@ -28,6 +28,7 @@ pub fn run(
         project: Some(dir.to_path_buf()),
         json: global.json,
         color: global.color,
+        store: global.store.clone(),
     };
     let loaded = match super::validate::load_or_report(&scoped)? {
         Ok(loaded) => loaded,
@@ -94,6 +95,7 @@ fn serve_staging(
         project: global.project.clone(),
         json: true,
         color: global.color,
+        store: global.store.clone(),
     };
     println!("\nDeploying the working copy to staging:");
     let deployed = super::deploy::run(global, "staging", "quickstart")?;
@@ -108,7 +110,6 @@ fn serve_staging(
     let stored = rt
         .block_on(workspace.store.secret("staging", HOOK_SECRET))
         .map_err(crate::workspace::store_error)?;
-    drop(rt);
     if stored.is_none() {
         let secret = airlock_server::mint_token().hash;
         super::secrets::set_value(&quiet, &workspace, HOOK_SECRET, "staging", &secret)?;

@@ -17,13 +17,23 @@ pub struct Served {
 
 impl Served {
     /// Starts `airlock serve --listen 127.0.0.1:0 EXTRA…` in `project` and waits until it listens.
+    pub fn start(project: &Path, extra: &[&str]) -> Self {
+        Self::spawn(project, &[], extra)
+    }
+
+    /// [`Served::start`] on the store at `store` (`postgres://…`).
+    pub fn start_with_store(project: &Path, store: &str, extra: &[&str]) -> Self {
+        Self::spawn(project, &["--store", store], extra)
+    }
+
     // The child moves into `Served`, whose `Drop` kills and reaps it; only a failed
     // assertion (which ends the test process) skips that.
     #[allow(clippy::zombie_processes)]
-    pub fn start(project: &Path, extra: &[&str]) -> Self {
+    fn spawn(project: &Path, global: &[&str], extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .arg("-C")
             .arg(project)
+            .args(global)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("AIRLOCK_PROJECT")

@@ -1258,6 +1258,36 @@ mod tests {
         (dir, conn)
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_enqueue_wakes_a_waiting_worker() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("wake.db")).expect("open");
+        let none = store.claim("w", 0, 1000, 8).await.expect("claim");
+        assert!(none.is_empty());
+        let waiting = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                store.wait_for_work(Duration::from_secs(30)).await;
+                started.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let run = NewRun {
+            id: "r1".into(),
+            environment: "staging".into(),
+            workflow: "w".into(),
+            version: "v".into(),
+            trigger: serde_json::json!({}),
+            dedupe_key: None,
+            created_at: 1,
+        };
+        store.enqueue(&run).await.expect("enqueue");
+        let waited = waiting.await.expect("waiter");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        assert_eq!(store.claim("w", 2, 1000, 8).await.expect("claim").len(), 1);
+    }
+
     #[test]
     fn claim_reads_one_range_of_the_due_index() {
         let (_dir, conn) = migrated();

@@ -1,0 +1,118 @@
+//! `airlock worker` (execute only), `airlock migrate`, `airlock store copy`: scale-out on
+//! PostgreSQL, and the move there from the embedded store.
+
+use crate::cli::{Global, LogFormat, StoreCommand};
+use crate::error::CliError;
+use crate::workspace::{self, Workspace, redact_url};
+use airlock_engine::EngineOptions;
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn run(
+    global: &Global,
+    concurrency: usize,
+    lease: Duration,
+    grace: Duration,
+    log_format: LogFormat,
+) -> Result<ExitCode, CliError> {
+    super::serve::init_logging(log_format);
+    let workspace = match Workspace::open(global)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
+    };
+    let engine = Arc::new(workspace.engine(EngineOptions {
+        lease_ms: lease.as_millis() as i64,
+        concurrency,
+        ..EngineOptions::default()
+    }));
+    let rt = workspace::runtime()?;
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let work = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.work(stop_rx, Duration::from_millis(100)).await }
+        });
+        println!("worker ready (concurrency {concurrency})");
+        airlock_server::shutdown_signal().await;
+        tracing::info!(?grace, "stopping: letting running runs finish");
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(grace, work).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the engine stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the engine task failed"),
+            Err(_) => tracing::warn!("grace period over; unfinished runs stay resumable"),
+        }
+    });
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates or upgrades the schema of the store `--store` names.
+pub fn migrate(global: &Global) -> Result<ExitCode, CliError> {
+    let rt = workspace::runtime()?;
+    let (store, applied) = match global.store.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let applied = rt
+                .block_on(airlock_store::postgres::PostgresStore::migrate(url))
+                .map_err(|e| {
+                    CliError::usage(format!("migrating {}: {e}", redact_url(url)), None)
+                })?;
+            (redact_url(url), applied)
+        }
+        location => {
+            let root = crate::project_dir::ProjectDir::locate(global.project.as_deref())?.root;
+            let embedded = root.join(workspace::STATE_DIR).join(workspace::STORE_FILE);
+            // Opening a SQLite store applies its migrations.
+            workspace::open_store(location, &embedded)?;
+            (
+                location.map_or_else(|| embedded.display().to_string(), str::to_owned),
+                Vec::new(),
+            )
+        }
+    };
+    if global.json {
+        crate::output::json(&json!({ "store": store, "applied": applied }));
+    } else if applied.is_empty() {
+        println!("{store}: schema up to date");
+    } else {
+        println!("{store}: applied schema versions {applied:?}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn store(global: &Global, command: &StoreCommand) -> Result<ExitCode, CliError> {
+    let StoreCommand::Copy { from, to } = command;
+    let path = std::path::Path::new(from.strip_prefix("sqlite:").unwrap_or(from));
+    let report = workspace::runtime()?
+        .block_on(airlock_store::copy::sqlite_to_postgres(path, to))
+        .map_err(|e| {
+            CliError::usage(
+                format!("copying {} to {}: {e}", path.display(), redact_url(to)),
+                None,
+            )
+        })?;
+    let chain_ok = report.audit_chain.is_ok();
+    if global.json {
+        crate::output::json(&json!({
+            "tables": report.tables.iter().map(|t| json!({"table": t.table, "rows": t.rows})).collect::<Vec<_>>(),
+            "audit_chain_intact": chain_ok,
+        }));
+    } else {
+        for table in &report.tables {
+            println!("{:<24} {:>8} rows", table.table, table.rows);
+        }
+        match report.audit_chain {
+            Ok(()) => println!("audit chain verified in {}", redact_url(to)),
+            Err(seq) => {
+                println!("audit chain broken at event {seq} (it was broken in the source too)")
+            }
+        }
+    }
+    Ok(if chain_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::EXIT_CHECK_FAILED)
+    })
+}

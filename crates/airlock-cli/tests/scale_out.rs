@@ -1,0 +1,294 @@
+//! Scale-out on PostgreSQL (127.0.0.1:5432): several `airlock serve` and `airlock worker`
+//! processes share one store. Each test works in a database of its own, dropped after.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::server::{Served, Sink};
+use support::{json as stdout_json, ok, text};
+
+/// A database of its own, dropped when the test ends.
+struct Database {
+    name: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("AIRLOCK_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .arg(admin_url())
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", text(&out.stderr));
+}
+
+/// One value from a query against a test database.
+fn query(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-t", "-A", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+impl Database {
+    fn create() -> Self {
+        let name = format!(
+            "airlock_scale_{}_{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() % 1_000_000 + rand_suffix()
+        );
+        psql(&format!("CREATE DATABASE {name}"));
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+fn write_project(dir: &Path, sink_port: u16) {
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(
+        dir.join("airlock.yaml"),
+        format!(
+            r#"project: scale-out
+connectors:
+  sink: {{ kind: http, description: "The counting sink" }}
+environments:
+  staging:
+    egress: [127.0.0.1]
+    bindings:
+      sink: {{ base_url: "http://127.0.0.1:{sink_port}", timeout: 5s }}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("workflows/orders.yaml"),
+        r#"name: orders
+trigger:
+  webhook:
+    path: orders
+steps:
+  - id: normalize
+    map:
+      order_id: "{{ trigger.body.id }}"
+  - id: post
+    call: sink.request
+    with: { method: POST, path: /orders, json: { order: "{{ steps.normalize.output.order_id }}" } }
+    retry: { attempts: 5, backoff: 10ms, on: [timeout, connection, status_5xx] }
+"#,
+    )
+    .unwrap();
+}
+
+fn airlock(project: &Path, store: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("-C")
+        .arg(project)
+        .args(["--store", store])
+        .args(args)
+        .env_remove("AIRLOCK_PROJECT")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("airlock runs")
+}
+
+fn worker(project: &Path, store: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("-C")
+        .arg(project)
+        .args([
+            "--store",
+            store,
+            "worker",
+            "--concurrency",
+            "16",
+            "--lease",
+            "2s",
+        ])
+        .env_remove("AIRLOCK_PROJECT")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("airlock worker starts")
+}
+
+fn runs(project: &Path, store: &str) -> Vec<Value> {
+    let out = airlock(project, store, &["runs", "--json", "--limit", "100000"]);
+    ok(&out, "runs");
+    stdout_json(&out).as_array().cloned().unwrap()
+}
+
+/// 2,000 runs queued through a server that does not execute, then four worker processes
+/// race over them; one is killed with SIGKILL mid-work. Every run completes, each keyed call
+/// reached the sink once in effect, and no step was journaled as done twice.
+#[test]
+fn four_workers_share_2000_runs_and_finish_a_killed_ones_work() {
+    const RUNS: usize = 2_000;
+    let database = Database::create();
+    let store = database.url();
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path().join("project");
+    let sink = Sink::start();
+    write_project(&project, sink.port);
+    ok(&airlock(&project, &store, &["migrate"]), "migrate");
+    ok(
+        &airlock(&project, &store, &["deploy", "--env", "staging"]),
+        "deploy",
+    );
+
+    let accepting = Served::start_with_store(&project, &store, &["--no-execute"]);
+    let client = reqwest::blocking::Client::new();
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let client = client.clone();
+            let url = format!("{}/hooks/staging/orders", accepting.url);
+            std::thread::spawn(move || {
+                for id in (sender..RUNS).step_by(4) {
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(format!(r#"{{"id": {id}}}"#))
+                        .send()
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::ACCEPTED);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    drop(accepting);
+    assert_eq!(
+        sink.snapshot().total,
+        0,
+        "an accept-only server executed runs"
+    );
+
+    let started = Instant::now();
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(&project, &store)).collect();
+    // Kill one once the work is under way, while it holds runs mid-step.
+    while sink.snapshot().total < (RUNS / 10) as u32 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    workers[0].kill().unwrap(); // SIGKILL
+    let _ = workers[0].wait();
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let runs = loop {
+        let runs = runs(&project, &store);
+        let done = runs.iter().filter(|r| r["status"] == "succeeded").count();
+        if done == RUNS {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "{done} of {RUNS} runs finished");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let took = started.elapsed();
+    for mut worker in workers.into_iter().skip(1) {
+        let _ = worker.kill();
+        let _ = worker.wait();
+    }
+    assert_eq!(runs.len(), RUNS, "a run was lost or duplicated");
+    let received = sink.snapshot();
+    assert_eq!(received.by_key.len(), RUNS, "distinct keys at the sink");
+    // More than one request for a key happens only for calls the killed worker had in
+    // flight (retried with the same key, harmless at the sink).
+    let repeated: Vec<_> = received.by_key.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.len() <= 16, "too many repeated keys: {repeated:?}");
+    let claimed_twice = runs
+        .iter()
+        .filter(|r| r["claims"].as_i64().unwrap_or(1) > 1)
+        .count();
+    // No step of any run was journaled as done twice (two workers never both did it).
+    let doubled = query(
+        &store,
+        "SELECT count(*) FROM (SELECT run, step FROM journal WHERE status = 'succeeded' \
+         GROUP BY run, step HAVING count(*) > 1) d",
+    );
+    assert_eq!(doubled, "0", "steps journaled as succeeded twice");
+    let succeeded_steps = query(
+        &store,
+        "SELECT count(*) FROM journal WHERE status = 'succeeded' AND step = 'post'",
+    );
+    assert_eq!(succeeded_steps, RUNS.to_string());
+    eprintln!(
+        "scale-out: {RUNS} runs by 4 workers in {took:.1?} (one killed), {} runs claimed more than once, {} keys repeated",
+        claimed_twice,
+        repeated.len()
+    );
+}
+
+/// Two servers on different ports, one store: the same delivery accepted by both is one run.
+#[test]
+fn two_servers_dedupe_one_delivery() {
+    let database = Database::create();
+    let store = database.url();
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path().join("project");
+    let sink = Sink::start();
+    write_project(&project, sink.port);
+    ok(
+        &airlock(&project, &store, &["deploy", "--env", "staging"]),
+        "deploy",
+    );
+    let first = Served::start_with_store(&project, &store, &[]);
+    let second = Served::start_with_store(&project, &store, &[]);
+    assert_ne!(first.url, second.url);
+    let client = reqwest::blocking::Client::new();
+    let mut ids = Vec::new();
+    for served in [&first, &second, &first] {
+        let response = client
+            .post(format!("{}/hooks/staging/orders", served.url))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "delivery-77")
+            .body(r#"{"id": 77}"#)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().unwrap();
+        ids.push(body["run"].as_str().unwrap().to_owned());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.snapshot().total < 1 {
+        assert!(Instant::now() < deadline, "the run never reached the sink");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(runs(&project, &store).len(), 1);
+    assert_eq!(sink.snapshot().total, 1);
+}
