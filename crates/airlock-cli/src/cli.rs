@@ -34,6 +34,10 @@ pub struct Global {
     /// embedded `.airlock/airlock.db`.
     #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Work against a running server instead of the local store (runs, records, secrets,
+    /// approve-step); the API token comes from AIRLOCK_TOKEN.
+    #[arg(long, global = true, env = "AIRLOCK_SERVER", value_name = "URL")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -159,9 +163,9 @@ pub enum Command {
         run: String,
         /// The approval step.
         step: String,
-        /// Who decides.
+        /// Who decides (locally; against a server, the token's name decides).
         #[arg(long = "as", value_name = "NAME")]
-        approver: String,
+        approver: Option<String>,
         /// Reject instead of approving.
         #[arg(long)]
         reject: bool,

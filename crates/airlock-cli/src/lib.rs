@@ -6,5 +6,6 @@ pub mod commands;
 pub mod error;
 pub mod output;
 pub mod project_dir;
+pub mod remote;
 pub mod render;
 pub mod workspace;

@@ -570,3 +570,111 @@ fn quickstart_serves_and_its_printed_curl_triggers_a_run() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The CLI against the server (`--server`, token in AIRLOCK_TOKEN) prints what it prints
+/// locally, and the token's scope holds.
+#[test]
+fn the_cli_works_against_a_remote_server_with_the_same_output() {
+    let f = fixture();
+    let body = br#"{"id": 9, "amount": 150}"#;
+    let (status, answer) = f.post("/hooks/staging/orders", body, &github(SECRET, body));
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let run = answer["run"].as_str().unwrap().to_owned();
+    f.wait_run(&run);
+    let token = |role: &str| {
+        let out = airlock(
+            &f.project,
+            &[
+                "token",
+                "create",
+                "--env",
+                "staging",
+                "--role",
+                role,
+                "--name",
+                &format!("remote-{role}"),
+                "--json",
+            ],
+        );
+        ok(&out, "token create");
+        stdout_json(&out)["token"].as_str().unwrap().to_owned()
+    };
+    let viewer = token("viewer");
+    // From another folder: nothing local is read.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = |token: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["--server", &f.served.url])
+            .args(args)
+            .current_dir(elsewhere.path())
+            .env_remove("AIRLOCK_PROJECT")
+            .env("AIRLOCK_TOKEN", token)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        vec!["runs", "--json"],
+        vec!["runs"],
+        vec!["runs", "show", &run],
+        vec!["runs", "show", &run, "--json"],
+    ] {
+        let local = airlock(&f.project, &args);
+        ok(&local, "local");
+        let over_http = remote(&viewer, &args);
+        ok(&over_http, "remote");
+        assert_eq!(text(&over_http.stdout), text(&local.stdout), "{args:?}");
+    }
+    // A viewer may not retry; the server's reason is shown, exit 2.
+    let refused = remote(&viewer, &["runs", "retry", &run]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("403"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // No token: a clear error before any request.
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["--server", &f.served.url, "runs"])
+        .env_remove("AIRLOCK_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("AIRLOCK_TOKEN"));
+    // An admin sets a secret over the API: write-only, sealed under staging's key, and the
+    // hook now verifies against the new value.
+    let admin = token("admin");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args([
+            "--server",
+            &f.served.url,
+            "secrets",
+            "set",
+            "HOOK_SECRET",
+            "--env",
+            "staging",
+        ])
+        .env("AIRLOCK_TOKEN", &admin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"rotated-secret-value\n")
+        .unwrap();
+    let set = child.wait_with_output().unwrap();
+    ok(&set, "remote secrets set");
+    std::thread::sleep(Duration::from_millis(5_500)); // the server's secret cache
+    let other = br#"{"id": 10, "amount": 1}"#;
+    let (status, _) = f.post(
+        "/hooks/staging/orders",
+        other,
+        &github("rotated-secret-value", other),
+    );
+    assert_eq!(status, StatusCode::ACCEPTED);
+}

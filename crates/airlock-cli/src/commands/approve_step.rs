@@ -13,9 +13,34 @@ pub fn run(
     global: &Global,
     run_id: &str,
     step: &str,
-    approver: &str,
+    approver: Option<&str>,
     reject: bool,
 ) -> Result<ExitCode, CliError> {
+    if let Some(remote) = crate::remote::Remote::from_global(global)? {
+        let answer: serde_json::Value = remote.post(
+            &format!(
+                "/api/v1/runs/{}/steps/{}/approve",
+                crate::remote::segment(run_id),
+                crate::remote::segment(step)
+            ),
+            json!({ "decision": if reject { "reject" } else { "approve" } }),
+        )?;
+        if global.json {
+            crate::output::json(&answer);
+        } else {
+            println!(
+                "{} step {step} of run {run_id}; the server continues the run",
+                if reject { "rejected" } else { "approved" }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let approver = approver.ok_or_else(|| {
+        CliError::usage(
+            "who decides? `--as NAME` (one of the environment's approvers)",
+            None,
+        )
+    })?;
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),

@@ -95,7 +95,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             step,
             approver,
             reject,
-        } => approve_step::run(global, run, step, approver, *reject),
+        } => approve_step::run(global, run, step, approver.as_deref(), *reject),
         Command::Secrets {
             action: SecretsAction::Set { name, environment },
         } => secrets::set(global, name, environment),

@@ -29,6 +29,7 @@ pub fn run(
         json: global.json,
         color: global.color,
         store: global.store.clone(),
+        server: None,
     };
     let loaded = match super::validate::load_or_report(&scoped)? {
         Ok(loaded) => loaded,
@@ -96,6 +97,7 @@ fn serve_staging(
         json: true,
         color: global.color,
         store: global.store.clone(),
+        server: None,
     };
     println!("\nDeploying the working copy to staging:");
     let deployed = super::deploy::run(global, "staging", "quickstart")?;

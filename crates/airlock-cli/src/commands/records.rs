@@ -7,14 +7,25 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use std::process::ExitCode;
 
 pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let records = match crate::remote::Remote::from_global(global)? {
+        Some(remote) => {
+            let page: RecordsPage = remote.get(&format!(
+                "/api/v1/environments/{}/records",
+                crate::remote::segment(environment)
+            ))?;
+            page.records
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace.environment(environment)?;
+            workspace::runtime()?
+                .block_on(workspace.store.records(environment))
+                .map_err(store_error)?
+        }
     };
-    workspace.environment(environment)?;
-    let records = workspace::runtime()?
-        .block_on(workspace.store.records(environment))
-        .map_err(store_error)?;
     if global.json {
         crate::output::json(&records);
         return Ok(ExitCode::SUCCESS);
@@ -48,4 +59,10 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
     }
     println!("{table}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /api/v1/environments/{environment}/records`.
+#[derive(serde::Deserialize)]
+struct RecordsPage {
+    records: Vec<airlock_store::TestRecord>,
 }

@@ -2,9 +2,10 @@
 
 use crate::cli::Global;
 use crate::error::CliError;
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_engine::EngineOptions;
-use airlock_store::{RunFilter, RunStatus};
+use airlock_store::{JournalEntry, Run, RunFilter, RunStatus};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use std::process::ExitCode;
@@ -17,10 +18,6 @@ pub struct ListOptions<'a> {
 }
 
 pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
     let status = options
         .status
         .map(|s| {
@@ -38,9 +35,35 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
         status,
         limit: Some(options.limit),
     };
-    let runs = workspace::runtime()?
-        .block_on(workspace.store.runs(&filter))
-        .map_err(store_error)?;
+    let runs = match Remote::from_global(global)? {
+        Some(remote) => {
+            let environment = match &filter.environment {
+                Some(e) => e.clone(),
+                None => remote.environment()?,
+            };
+            let mut query = format!("?limit={}", options.limit);
+            if let Some(workflow) = &filter.workflow {
+                query.push_str(&format!("&workflow={}", segment(workflow)));
+            }
+            if let Some(status) = filter.status {
+                query.push_str(&format!("&status={}", status.as_str()));
+            }
+            let page: RunsPage = remote.get(&format!(
+                "/api/v1/environments/{}/runs{query}",
+                segment(&environment)
+            ))?;
+            page.runs
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(workspace.store.runs(&filter))
+                .map_err(store_error)?
+        }
+    };
     if global.json {
         crate::output::json(&runs);
         return Ok(ExitCode::SUCCESS);
@@ -81,23 +104,32 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
 }
 
 pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let (run, journal) = match Remote::from_global(global)? {
+        Some(remote) => {
+            let shown: RunWithJournal = remote.get(&format!("/api/v1/runs/{}", segment(id)))?;
+            (shown.run, shown.journal)
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            let rt = workspace::runtime()?;
+            let run = rt
+                .block_on(workspace.store.run(id))
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    CliError::usage(
+                        format!("no run `{id}`"),
+                        Some("list runs with `airlock runs`".into()),
+                    )
+                })?;
+            let journal = rt
+                .block_on(workspace.store.journal(id))
+                .map_err(store_error)?;
+            (run, journal)
+        }
     };
-    let rt = workspace::runtime()?;
-    let run = rt
-        .block_on(workspace.store.run(id))
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            CliError::usage(
-                format!("no run `{id}`"),
-                Some("list runs with `airlock runs`".into()),
-            )
-        })?;
-    let journal = rt
-        .block_on(workspace.store.journal(id))
-        .map_err(store_error)?;
     if global.json {
         crate::output::json(&json!({ "run": run, "journal": journal }));
         return Ok(ExitCode::SUCCESS);
@@ -156,6 +188,17 @@ pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
 }
 
 pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
+    if let Some(remote) = Remote::from_global(global)? {
+        // The server queues the run again; its engine executes it.
+        let answer: serde_json::Value =
+            remote.post(&format!("/api/v1/runs/{}/retry", segment(id)), json!({}))?;
+        if global.json {
+            crate::output::json(&answer);
+        } else {
+            println!("run {id} queued again on the server; `airlock runs show {id}` follows it");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -212,4 +255,17 @@ fn truncate(text: &str, max: usize) -> String {
     } else {
         format!("{}…", text.chars().take(max).collect::<String>())
     }
+}
+
+/// `GET /api/v1/environments/{environment}/runs`.
+#[derive(serde::Deserialize)]
+struct RunsPage {
+    runs: Vec<Run>,
+}
+
+/// `GET /api/v1/runs/{id}`.
+#[derive(serde::Deserialize)]
+struct RunWithJournal {
+    run: Run,
+    journal: Vec<JournalEntry>,
 }

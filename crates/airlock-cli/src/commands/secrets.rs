@@ -11,6 +11,23 @@ use std::io::Read;
 use std::process::ExitCode;
 
 pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, CliError> {
+    if let Some(remote) = crate::remote::Remote::from_global(global)? {
+        let value = read_value()?;
+        remote.put_text(
+            &format!(
+                "/api/v1/environments/{}/secrets/{}",
+                crate::remote::segment(environment),
+                crate::remote::segment(name)
+            ),
+            value,
+        )?;
+        if global.json {
+            crate::output::json(&json!({ "environment": environment, "name": name, "set": true }));
+        } else {
+            println!("set `{name}` in `{environment}`");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -24,15 +41,21 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
             )),
         ));
     }
+    let value = read_value()?;
+    set_value(global, &workspace, name, environment, &value)
+}
+
+/// The secret's value from stdin, without the final line break.
+fn read_value() -> Result<String, CliError> {
     let mut value = String::new();
     std::io::stdin()
         .read_to_string(&mut value)
         .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}"), None))?;
-    let value = value
+    let trimmed = value
         .strip_suffix('\n')
         .map(|v| v.strip_suffix('\r').unwrap_or(v))
         .unwrap_or(&value);
-    set_value(global, &workspace, name, environment, value)
+    Ok(trimmed.to_owned())
 }
 
 /// Seals `value` under `environment`'s key (creating the key file if needed), stores it
