@@ -29,6 +29,7 @@ pub const PROPERTIES: &[&str] = &[
     "versions_are_idempotent",
     "deployments_return_the_previous_version",
     "enqueue_dedupes_per_environment",
+    "enqueue_claimed_is_a_claim_or_a_queued_run",
     "json_values_round_trip",
     "claim_takes_due_runs_only",
     "claim_respects_limit_oldest_first",
@@ -70,6 +71,7 @@ where
     versions_are_idempotent(make().await).await;
     deployments_return_the_previous_version(make().await).await;
     enqueue_dedupes_per_environment(make().await).await;
+    enqueue_claimed_is_a_claim_or_a_queued_run(make().await).await;
     json_values_round_trip(make().await).await;
     claim_takes_due_runs_only(make().await).await;
     claim_respects_limit_oldest_first(make().await).await;
@@ -2429,4 +2431,71 @@ pub async fn concurrent_schedule_advances_one_wins<S: Store>(store: S) {
         Some(winners[0]),
         "the cursor holds the winner's value"
     );
+}
+
+/// `enqueue_claimed` either claims the new run (leased, fenced, not claimable by others
+/// until the lease ends, committed to with its token) or leaves it queued for `claim`; a
+/// duplicate is never claimed.
+pub async fn enqueue_claimed_is_a_claim_or_a_queued_run<S: Store>(store: S) {
+    let mut run = new_run("r1", "staging", "orders", 1_000);
+    run.dedupe_key = Some("delivery-1".into());
+    let (enqueued, claim) = store
+        .enqueue_claimed(&run, "server-a", 30_000)
+        .await
+        .expect("enqueue_claimed");
+    assert!(enqueued.created);
+    assert_eq!(enqueued.run, "r1");
+    match claim {
+        Some(claim) => {
+            assert_eq!(claim.run.id, "r1");
+            assert_eq!(claim.run.status, RunStatus::Running);
+            assert_eq!(claim.run.lease_owner.as_deref(), Some("server-a"));
+            assert_eq!(claim.run.lease_expires_at, Some(31_000));
+            assert_eq!(claim.run.claims, 1);
+            assert!(claim.token > 0);
+            let others = store
+                .claim("worker-b", 2_000, 30_000, 10)
+                .await
+                .expect("claim");
+            assert!(
+                others.is_empty(),
+                "a claimed run is not claimable while leased"
+            );
+            store
+                .commit(
+                    "r1",
+                    claim.token,
+                    Commit {
+                        entries: vec![entry("normalize", StepStatus::Succeeded, 1_500)],
+                        settle: Some(Settlement::Finish {
+                            status: RunStatus::Succeeded,
+                            output: None,
+                            error: None,
+                            at: 1_600,
+                        }),
+                        ..Commit::default()
+                    },
+                )
+                .await
+                .expect("the claim's token commits");
+            let done = store.run("r1").await.expect("run").expect("exists");
+            assert_eq!(done.status, RunStatus::Succeeded);
+        }
+        None => {
+            let claims = store
+                .claim("worker-b", 2_000, 30_000, 10)
+                .await
+                .expect("claim");
+            assert_eq!(claims.len(), 1, "an unclaimed run is queued");
+        }
+    }
+    let mut again = new_run("r2", "staging", "orders", 1_100);
+    again.dedupe_key = Some("delivery-1".into());
+    let (duplicate, claim) = store
+        .enqueue_claimed(&again, "server-a", 30_000)
+        .await
+        .expect("duplicate");
+    assert!(!duplicate.created);
+    assert_eq!(duplicate.run, "r1");
+    assert!(claim.is_none(), "a duplicate is never claimed");
 }

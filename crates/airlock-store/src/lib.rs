@@ -76,6 +76,22 @@ pub trait Store: Send + Sync + 'static {
     /// Accepts a run into the queue. With a `dedupe_key` already accepted in the same
     /// environment, creates nothing and returns the first run's id.
     async fn enqueue(&self, run: &NewRun) -> Result<Enqueued>;
+    /// Accepts a run and, when it is new, claims it for `worker` in the same write, so
+    /// the accepting process can execute it at once without a queue round trip (a
+    /// webhook server does). The claim is an ordinary one: leased until
+    /// `run.created_at + lease_ms`, with a fencing token, reclaimed by anyone if its
+    /// holder dies. A duplicate delivery returns the first run's id and no claim. A
+    /// backend may always answer without a claim (the default does): the run is then
+    /// queued and claimed as usual.
+    async fn enqueue_claimed(
+        &self,
+        run: &NewRun,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<(Enqueued, Option<Claim>)> {
+        let _ = (worker, lease_ms);
+        Ok((self.enqueue(run).await?, None))
+    }
     /// Claims up to `limit` runs that are due: queued or waiting runs whose wake time
     /// has come, and running runs whose lease expired. Each claim raises the run's
     /// fencing token and leases it to `worker` until `now + lease_ms`.

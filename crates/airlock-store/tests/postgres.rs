@@ -131,6 +131,7 @@ conformance! {
     versions_are_idempotent,
     deployments_return_the_previous_version,
     enqueue_dedupes_per_environment,
+    enqueue_claimed_is_a_claim_or_a_queued_run,
     json_values_round_trip,
     claim_takes_due_runs_only,
     claim_respects_limit_oldest_first,

@@ -445,6 +445,56 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn enqueue_claimed(
+        &self,
+        run: &NewRun,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<(Enqueued, Option<Claim>)> {
+        // Inserted already claimed (token 1, one claim, leased): one statement, one commit.
+        // A duplicate key inserts nothing and is answered as `enqueue` answers it.
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO runs (id, environment, workflow, version, status, trigger_payload,
+                 dedupe_key, created_at, started_at, lease_owner, lease_expires_at,
+                 fencing_token, claims)
+             VALUES ($1, $2, $3, $4, 'running', $5::json, $6, $7, $7, $8, $9, 1, 1)
+             ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+             RETURNING {}",
+            rows::RUN_COLUMNS
+        )))
+        .bind(&run.id)
+        .bind(&run.environment)
+        .bind(&run.workflow)
+        .bind(&run.version)
+        .bind(rows::json(&run.trigger)?)
+        .bind(&run.dedupe_key)
+        .bind(run.created_at)
+        .bind(worker)
+        .bind(run.created_at.saturating_add(lease_ms))
+        .fetch_optional(&self.inner.pool)
+        .await;
+        match inserted {
+            Ok(Some(row)) => {
+                let claimed = rows::run(&row)?;
+                Ok((
+                    Enqueued {
+                        run: claimed.id.clone(),
+                        created: true,
+                    },
+                    Some(Claim {
+                        token: claimed.fencing_token,
+                        run: claimed,
+                    }),
+                ))
+            }
+            Ok(None) => Ok((self.enqueue(run).await?, None)),
+            Err(e) if is_unique_violation(&e, Some("runs_pkey")) => {
+                Err(Error::Conflict(format!("run {} already exists", run.id)))
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
     async fn claim(
         &self,
         worker: &str,

@@ -593,6 +593,94 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn enqueue_claimed(
+        &self,
+        run: &NewRun,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<(Enqueued, Option<Claim>)> {
+        let trigger = rows::json(&run.trigger)?;
+        let run = run.clone();
+        let worker = worker.to_owned();
+        // The claim is the very UPDATE `claim` makes, run in the same write as the insert:
+        // one batch, one fsync, and the run never waits in the queue.
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO runs (id, environment, workflow, version, status,
+                         trigger_payload, dedupe_key, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)
+                     ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
+                     DO NOTHING",
+                )
+                .db()?
+                .execute(params![
+                    run.id,
+                    run.environment,
+                    run.workflow,
+                    run.version,
+                    trigger,
+                    run.dedupe_key,
+                    run.created_at
+                ]);
+            match inserted {
+                Ok(1) => {
+                    let claimed = conn
+                        .prepare_cached(&format!(
+                            "UPDATE runs SET status = 'running', lease_owner = ?2,
+                                 lease_expires_at = ?3, fencing_token = fencing_token + 1,
+                                 claims = claims + 1, started_at = ?4
+                             WHERE id = ?1
+                             RETURNING {}",
+                            rows::RUN_COLUMNS
+                        ))
+                        .db()?
+                        .query_row(
+                            params![
+                                run.id,
+                                worker,
+                                run.created_at.saturating_add(lease_ms),
+                                run.created_at
+                            ],
+                            rows::run,
+                        )
+                        .db()?;
+                    Ok((
+                        Enqueued {
+                            run: run.id,
+                            created: true,
+                        },
+                        Some(Claim {
+                            token: claimed.fencing_token,
+                            run: claimed,
+                        }),
+                    ))
+                }
+                Ok(_) => {
+                    let first: String = conn
+                        .prepare_cached(
+                            "SELECT id FROM runs WHERE environment = ?1 AND dedupe_key = ?2",
+                        )
+                        .db()?
+                        .query_row(params![run.environment, run.dedupe_key], |row| row.get(0))
+                        .db()?;
+                    Ok((
+                        Enqueued {
+                            run: first,
+                            created: false,
+                        },
+                        None,
+                    ))
+                }
+                Err(e) if is_constraint(&e) => {
+                    Err(Error::Conflict(format!("run {} already exists", run.id)))
+                }
+                Err(e) => Err(Error::Backend(e.to_string())),
+            }
+        })
+        .await
+    }
+
     async fn claim(
         &self,
         worker: &str,
