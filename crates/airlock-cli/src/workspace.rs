@@ -4,7 +4,6 @@ use crate::cli::Global;
 use crate::error::CliError;
 use crate::project_dir::ProjectDir;
 use airlock_connectors::secrets::Keyring;
-use airlock_core::canonical;
 use airlock_core::diagnostic::suggestion;
 use airlock_core::project::{Loaded, Project, WorkflowFile};
 use airlock_engine::{Engine, EngineOptions, ProjectRuntime, SystemClock};
@@ -90,21 +89,9 @@ impl Workspace {
 
     /// Stores the working copy's version of a workflow and returns its id.
     pub async fn store_working_version(&self, workflow: &WorkflowFile) -> Result<String, CliError> {
-        let id = canonical::version_id(&workflow.workflow).0;
-        let canonical_json =
-            String::from_utf8_lossy(&canonical::canonical_bytes(&workflow.workflow)).into_owned();
-        let source = self.project().files[workflow.file].text.clone();
-        self.store
-            .put_version(&airlock_store::WorkflowVersion {
-                id: id.clone(),
-                workflow: workflow.workflow.name.value.clone(),
-                canonical: canonical_json,
-                source,
-                created_at: now(),
-            })
+        airlock_server::ops::store_working_version(&*self.store, self.project(), workflow, now())
             .await
-            .map_err(store_error)?;
-        Ok(id)
+            .map_err(crate::commands::ops_error)
     }
 
     /// An engine over this project.
@@ -141,71 +128,6 @@ impl Workspace {
             .await
             .map(|_| ())
             .map_err(store_error)
-    }
-}
-
-impl Workspace {
-    /// The project's policy as data: promotion rules and each environment's protection,
-    /// approvers and egress. Changes to it are audited (they change who may do what).
-    pub fn policy(&self) -> serde_json::Value {
-        let manifest = &self.project().manifest;
-        let rules: Vec<serde_json::Value> = manifest
-            .promotion
-            .iter()
-            .map(|rule| {
-                serde_json::json!({
-                    "from": rule.from.value,
-                    "to": rule.to.value,
-                    "require": rule.require,
-                    "by_risk": rule.by_risk,
-                    "freeze": rule.freeze,
-                })
-            })
-            .collect();
-        let environments: Vec<serde_json::Value> = manifest
-            .environments
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "name": e.name.value,
-                    "protected": e.protected,
-                    "approvers": e.approvers.iter().map(|a| &a.value).collect::<Vec<_>>(),
-                    "egress": e.egress.iter().map(|h| &h.value).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "promotion": rules, "environments": environments })
-    }
-
-    /// Appends a `policy.change` audit event when the policy differs from the one last
-    /// audited (or none was).
-    pub async fn audit_policy_change(&self, actor: &str) -> Result<(), CliError> {
-        use sha2::{Digest, Sha256};
-        let policy = self.policy();
-        let hash = hex::encode(Sha256::digest(policy.to_string().as_bytes()));
-        let log = self.store.audit_log().await.map_err(store_error)?;
-        let last = log
-            .iter()
-            .rev()
-            .find(|e| e.event.action == "policy.change")
-            .and_then(|e| {
-                e.event
-                    .detail
-                    .get("hash")
-                    .and_then(|h| h.as_str())
-                    .map(str::to_owned)
-            });
-        if last.as_deref() != Some(hash.as_str()) {
-            self.audit(
-                actor,
-                "policy.change",
-                None,
-                "airlock.yaml",
-                serde_json::json!({ "hash": hash, "policy": policy }),
-            )
-            .await?;
-        }
-        Ok(())
     }
 }
 

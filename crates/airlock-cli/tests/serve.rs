@@ -432,7 +432,7 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
             "a token is stored in clear"
         );
     }
-    let samples: [(&str, &str, Action); 5] = [
+    let samples: [(&str, &str, Action); 10] = [
         ("GET", "/api/v1/environments/{env}/runs", Action::Read),
         (
             "POST",
@@ -450,6 +450,24 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
             Action::SetSecret,
         ),
         ("GET", "/api/v1/environments/{env}/audit", Action::Read),
+        ("POST", "/api/v1/environments/{env}/deploy", Action::Deploy),
+        // Promote is authorised in the target (the body's `to`).
+        (
+            "POST",
+            "/api/v1/workflows/quote/promotions",
+            Action::Promote,
+        ),
+        (
+            "POST",
+            "/api/v1/environments/{env}/workflows/quote/rollback",
+            Action::Rollback,
+        ),
+        (
+            "GET",
+            "/api/v1/environments/{env}/workflows/quote/releases",
+            Action::Read,
+        ),
+        ("GET", "/api/v1/environments/{env}/readiness", Action::Read),
     ];
     let mut denials = 0;
     for (token_environment, role, token) in &tokens {
@@ -464,6 +482,8 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
                 let mut request = f.client.request(method.clone(), &url).bearer_auth(token);
                 request = if method == reqwest::Method::PUT {
                     request.body("a-new-value")
+                } else if *action == Action::Promote {
+                    request.json(&json!({ "from": "staging", "to": target }))
                 } else {
                     request.json(&json!({}))
                 };
@@ -471,7 +491,19 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
                 let status = response.status();
                 let body: Value = response.json().unwrap_or(Value::Null);
                 let allowed = airlock_core::authz::permits(&grant, target, *action).is_ok();
-                if allowed {
+                if allowed && *action == Action::Deploy && target == "production" {
+                    // The role may deploy, but the path's own rule refuses it: production
+                    // is protected (403, audited as `deploy.refused`, not `api.denied`).
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{role} of {token_environment}: {body}"
+                    );
+                    assert!(
+                        body["error"].as_str().unwrap().contains("protected"),
+                        "{body}"
+                    );
+                } else if allowed {
                     assert_ne!(
                         status,
                         StatusCode::FORBIDDEN,
@@ -488,6 +520,45 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
                     assert!(body["error"].as_str().is_some_and(|r| !r.is_empty()));
                 }
             }
+        }
+        // Evidence belongs to versions, and validating changes nothing: every token may,
+        // in its own environment.
+        for (method, path) in [
+            ("GET", "/api/v1/workflows/quote/evidence"),
+            ("POST", "/api/v1/validate"),
+        ] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response = f
+                .client
+                .request(method.clone(), format!("{}{path}", f.served.url))
+                .bearer_auth(token)
+                .send()
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{role} of {token_environment} on {method} {path}"
+            );
+        }
+        // The diff staging → production is read by production's people (Read in the target).
+        let response = f
+            .client
+            .get(format!(
+                "{}/api/v1/diff?from=staging&to=production",
+                f.served.url
+            ))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        if *token_environment == "production" {
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{role} of production on diff"
+            );
+        } else {
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            denials += 1;
         }
     }
     // No token, or a made-up one: 401.

@@ -100,6 +100,11 @@ impl Engine {
         &self.store
     }
 
+    /// Its tuning (the worker name its claims carry, the lease).
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
     /// Claims the runs that are due (up to the concurrency) and processes them all.
     /// Returns how many were claimed.
     pub async fn process_due(self: &Arc<Self>) -> Result<usize, EngineError> {

@@ -53,9 +53,11 @@ impl utoipa::Modify for BearerAuth {
 /// An error answer.
 #[derive(utoipa::ToSchema, serde::Serialize)]
 #[allow(dead_code)]
-struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// Why the request was refused.
     error: String,
+    /// How to get past it, when there is something useful to say.
+    help: Option<String>,
 }
 
 /// The routes and their OpenAPI document, from one declaration.
@@ -75,6 +77,16 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(set_secret))
         .routes(routes!(audit_log))
         .routes(routes!(whoami))
+        .routes(routes!(crate::promotion_api::deploy))
+        .routes(routes!(crate::promotion_api::promote))
+        .routes(routes!(crate::promotion_api::approve))
+        .routes(routes!(crate::promotion_api::reject))
+        .routes(routes!(crate::promotion_api::rollback))
+        .routes(routes!(crate::promotion_api::releases))
+        .routes(routes!(crate::promotion_api::readiness))
+        .routes(routes!(crate::promotion_api::diff))
+        .routes(routes!(crate::promotion_api::evidence))
+        .routes(routes!(crate::promotion_api::validate))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

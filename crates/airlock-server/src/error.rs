@@ -27,6 +27,8 @@ pub enum ServerError {
 pub(crate) struct ApiError {
     pub status: StatusCode,
     pub reason: String,
+    /// How to get past it, when there is something useful to say.
+    pub help: Option<String>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
         Self {
             status,
             reason: reason.into(),
+            help: None,
         }
     }
 
@@ -63,12 +66,87 @@ impl From<airlock_store::Error> for ApiError {
     }
 }
 
+impl From<crate::ops::OpsError> for ApiError {
+    fn from(error: crate::ops::OpsError) -> Self {
+        use crate::ops::OpsError;
+        let error = match error {
+            OpsError::Store(e) => return Self::from(e),
+            other => other,
+        };
+        let help = error.help().map(str::to_owned);
+        let status = match &error {
+            OpsError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            OpsError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
+            OpsError::Conflict { .. } => StatusCode::CONFLICT,
+            OpsError::Unavailable { .. } | OpsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self {
+            status,
+            reason: error.to_string(),
+            help,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(serde_json::json!({ "error": self.reason })),
-        )
-            .into_response()
+        let body = match self.help {
+            Some(help) => serde_json::json!({ "error": self.reason, "help": help }),
+            None => serde_json::json!({ "error": self.reason }),
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::OpsError;
+
+    #[test]
+    fn each_refusal_of_an_operation_has_its_status_and_keeps_its_hint() {
+        let cases = [
+            (OpsError::bad_request("b", None), StatusCode::BAD_REQUEST),
+            (
+                OpsError::forbidden("f", Some("h".into())),
+                StatusCode::FORBIDDEN,
+            ),
+            (OpsError::not_found("n", None), StatusCode::NOT_FOUND),
+            (OpsError::conflict("c", None), StatusCode::CONFLICT),
+            (
+                OpsError::Unavailable {
+                    message: "u".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                OpsError::Store(airlock_store::Error::NotFound("run x".into())),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                OpsError::Store(airlock_store::Error::Conflict("raced".into())),
+                StatusCode::CONFLICT,
+            ),
+            (
+                OpsError::Store(airlock_store::Error::Backend("disk /secret/path".into())),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (error, status) in cases {
+            let shown = error.to_string();
+            let answered = ApiError::from(error);
+            assert_eq!(answered.status, status, "{shown}");
+        }
+        let answered = ApiError::from(OpsError::forbidden("f", Some("h".into())));
+        assert_eq!(
+            (answered.reason.as_str(), answered.help.as_deref()),
+            ("f", Some("h"))
+        );
+        // A backend failure is not described to the client.
+        let answered = ApiError::from(OpsError::Store(airlock_store::Error::Backend(
+            "disk /secret/path".into(),
+        )));
+        assert!(!answered.reason.contains("/secret/path"));
     }
 }

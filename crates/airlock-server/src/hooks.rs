@@ -203,18 +203,47 @@ async fn accept(
     let run_id = airlock_engine::new_run_id();
     let sync = *respond == Respond::Sync;
     let waiter = sync.then(|| app.completions.wait_for(&run_id));
-    let enqueued = app
-        .store
-        .enqueue(&NewRun {
-            id: run_id.clone(),
-            environment: environment.to_owned(),
-            workflow: route.workflow.clone(),
-            version: route.version.clone(),
-            trigger,
-            dedupe_key,
-            created_at: now,
-        })
-        .await;
+    let run = NewRun {
+        id: run_id.clone(),
+        environment: environment.to_owned(),
+        workflow: route.workflow.clone(),
+        version: route.version.clone(),
+        trigger,
+        dedupe_key,
+        created_at: now,
+    };
+    // With a free slot, accept and claim in one write and execute here at once; without
+    // one (or when this process does not execute), queue it for any worker.
+    let slot = app.inline.as_ref().and_then(|(engine, slots)| {
+        slots
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| (engine.clone(), permit))
+    });
+    let enqueued = match &slot {
+        Some((engine, _)) => {
+            let options = engine.options();
+            app.store
+                .enqueue_claimed(&run, &options.worker, options.lease_ms)
+                .await
+        }
+        None => app.store.enqueue(&run).await.map(|e| (e, None)),
+    };
+    let enqueued = match enqueued {
+        Ok((enqueued, claim)) => {
+            if let (Some(claim), Some((engine, permit))) = (claim, slot) {
+                tokio::spawn(async move {
+                    if let Err(e) = engine.process(claim).await {
+                        tracing::error!(error = %e, "run processing failed");
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(enqueued)
+        }
+        Err(e) => Err(e),
+    };
     let enqueued = match enqueued {
         Ok(e) => e,
         Err(e) => {

@@ -2,9 +2,11 @@
 //!
 //! One axum application: webhooks per environment (`/hooks/{environment}/{path}`, signed,
 //! limited, deduplicated), the REST API under `/api/v1` (per-environment scoped tokens),
-//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. Beside it, in the same
-//! process, the engine's worker loop (unless the server runs without executing) and the
-//! cron scheduler.
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. The promotion path (deploy,
+//! promote, approve, reject, rollback, releases, diff, readiness, evidence, validate) is
+//! decided in [`ops`], which the CLI calls too, so both apply the same rules. Beside it,
+//! in the same process, the engine's worker loop (unless the server runs without
+//! executing) and the cron scheduler.
 //!
 //! **Invariant: a webhook is answered 202 only after its run is durably queued** (the
 //! store's commit returned), so a process killed right after the answer still finishes
@@ -18,6 +20,8 @@ mod completions;
 mod error;
 mod hooks;
 mod metrics;
+pub mod ops;
+mod promotion_api;
 mod routes;
 mod schedules;
 
@@ -28,6 +32,7 @@ pub use metrics::Metrics;
 
 use airlock_connectors::secrets::Keyring;
 use airlock_core::model::Manifest;
+use airlock_core::project::Loaded;
 use airlock_engine::{Clock, Engine};
 use airlock_store::Store;
 use std::net::SocketAddr;
@@ -82,6 +87,17 @@ pub struct Context {
     pub engine: Engine,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The project's working copy: what `deploy` deploys and what promotions, `diff`,
+    /// `readiness` and `validate` judge.
+    pub project: Arc<dyn ProjectSource>,
+}
+
+/// Where the server reads the project it serves. It is read again for each operation
+/// that needs it, so the API judges the files as they are now, as each CLI command does.
+pub trait ProjectSource: Send + Sync {
+    /// Reads and loads the project's files (loading never fails; problems are diagnostics).
+    /// `Err` only when the files cannot be read.
+    fn load(&self) -> Result<Loaded, String>;
 }
 
 /// The state every handler shares.
@@ -91,12 +107,16 @@ pub(crate) struct App {
     pub keyring: Keyring,
     pub fingerprinter: Option<airlock_connectors::secrets::Fingerprinter>,
     pub clock: Arc<dyn Clock>,
+    pub project: Arc<dyn ProjectSource>,
     pub routes: routes::RouteTable,
     pub limiters: hooks::Limiters,
     pub secrets: auth::SecretCache,
     pub completions: Arc<completions::Completions>,
     pub metrics: Metrics,
     pub ready: std::sync::atomic::AtomicBool,
+    /// When this process executes: the engine, and the slots for runs a webhook accepts
+    /// and claims in one write, executed at once in this process (no queue round trip).
+    pub inline: Option<(Arc<Engine>, Arc<tokio::sync::Semaphore>)>,
 }
 
 /// A server bound to its address, not yet serving.
@@ -115,21 +135,32 @@ impl Server {
             .map_err(|e| ServerError::Bind(options.listen, e))?;
         let metrics = Metrics::install()?;
         let completions = Arc::new(completions::Completions::default());
+        let observer = Arc::new(metrics::EngineObserver::new(
+            metrics.clone(),
+            completions.clone(),
+        ));
+        let engine = Arc::new(context.engine.with_observer(observer));
+        let inline = options.execute.then(|| {
+            (
+                engine.clone(),
+                Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1))),
+            )
+        });
         let app = Arc::new(App {
             store: context.store.clone(),
             manifest: context.manifest,
             keyring: context.keyring,
             fingerprinter: context.fingerprinter,
             clock: context.clock,
+            project: context.project,
             routes: routes::RouteTable::default(),
             limiters: hooks::Limiters::default(),
             secrets: auth::SecretCache::default(),
             completions: completions.clone(),
             metrics: metrics.clone(),
             ready: std::sync::atomic::AtomicBool::new(false),
+            inline,
         });
-        let observer = Arc::new(metrics::EngineObserver::new(metrics, completions));
-        let engine = Arc::new(context.engine.with_observer(observer));
         Ok(Self {
             app,
             engine,

@@ -9,6 +9,8 @@ mod explain;
 mod hash;
 mod init;
 mod promote;
+
+pub(crate) use promote::ops_error;
 mod quickstart;
 mod readiness;
 mod records;

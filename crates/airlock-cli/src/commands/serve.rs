@@ -4,10 +4,28 @@ use crate::cli::{Global, LogFormat, ServeArgs};
 use crate::error::CliError;
 use crate::workspace::{self, Workspace};
 use airlock_connectors::secrets::Fingerprinter;
+use airlock_core::project::{self, Loaded};
 use airlock_engine::{EngineOptions, SystemClock};
-use airlock_server::{Context, Server, ServerOptions};
+use airlock_server::{Context, ProjectSource, Server, ServerOptions};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// The project folder the server serves, read again whenever the API needs the working
+/// copy (deploy, promotions, diff, readiness, validate), as each CLI command reads it.
+struct ProjectFolder {
+    root: PathBuf,
+}
+
+impl ProjectSource for ProjectFolder {
+    fn load(&self) -> Result<Loaded, String> {
+        let dir = crate::project_dir::ProjectDir {
+            root: self.root.clone(),
+        };
+        let files = dir.read().map_err(|e| e.to_string())?;
+        Ok(project::load(files))
+    }
+}
 
 pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
     init_logging(args.log_format);
@@ -48,6 +66,9 @@ pub fn serve(
         fingerprinter,
         engine,
         clock: Arc::new(SystemClock),
+        project: Arc::new(ProjectFolder {
+            root: workspace.root.clone(),
+        }),
     };
     let options = ServerOptions {
         listen: args.listen,

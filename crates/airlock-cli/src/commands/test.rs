@@ -4,9 +4,9 @@
 
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
-use crate::workspace::{self, Workspace, store_error};
+use crate::workspace::{self, Workspace};
 use airlock_engine::scenario::{self, Category, Coverage, WorkflowReport};
-use airlock_store::NewEvidence;
+use airlock_server::ops;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -15,8 +15,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// The evidence kind a suite's result is recorded under.
-pub const EVIDENCE_KIND: &str = "scenarios";
 /// A suite longer than this shows a progress bar (on a terminal).
 const PROGRESS_ABOVE: usize = 200;
 
@@ -51,7 +49,14 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let evidence = workspace::runtime()?.block_on(record(&workspace, &reports))?;
+    let evidence = workspace::runtime()?
+        .block_on(ops::evidence::record(
+            &*workspace.store,
+            project,
+            &reports,
+            workspace::now(),
+        ))
+        .map_err(super::promote::ops_error)?;
     let files: HashMap<(&str, &str), &str> = project
         .scenarios
         .iter()
@@ -74,38 +79,6 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(EXIT_CHECK_FAILED)
     })
-}
-
-/// Stores each tested version and its evidence; returns the evidence ids in report order.
-async fn record(workspace: &Workspace, reports: &[WorkflowReport]) -> Result<Vec<i64>, CliError> {
-    let mut ids = Vec::with_capacity(reports.len());
-    for report in reports {
-        let workflow = workspace.workflow(&report.workflow)?;
-        let version = workspace.store_working_version(workflow).await?;
-        if version != report.version {
-            return Err(CliError::usage(
-                format!(
-                    "`{}` changed while it was tested; run `airlock test` again",
-                    report.workflow
-                ),
-                None,
-            ));
-        }
-        let evidence = workspace
-            .store
-            .add_evidence(&NewEvidence {
-                workflow: report.workflow.clone(),
-                version: report.version.clone(),
-                kind: EVIDENCE_KIND.into(),
-                passed: report.passed,
-                summary: report.summary(),
-                at: workspace::now(),
-            })
-            .await
-            .map_err(store_error)?;
-        ids.push(evidence.id);
-    }
-    Ok(ids)
 }
 
 fn short(version: &str) -> &str {

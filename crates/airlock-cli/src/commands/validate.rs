@@ -1,8 +1,9 @@
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_USAGE};
 use crate::project_dir::ProjectDir;
-use crate::render::{self, locate};
+use crate::render;
 use airlock_core::project::{self, Loaded};
+use airlock_server::ops::validate::{self as check, Problem};
 use std::process::ExitCode;
 
 /// Loads the project and, when it has problems, prints them all.
@@ -20,10 +21,10 @@ pub fn load_or_report(global: &Global) -> Result<Result<Loaded, ExitCode>, CliEr
 fn report(global: &Global, loaded: &Loaded) {
     let files = &loaded.project.files;
     if global.json {
-        let errors: Vec<_> = loaded
+        let errors: Vec<Problem> = loaded
             .diagnostics
             .iter()
-            .map(|d| locate(d, files))
+            .map(|d| Problem::locate(d, files))
             .collect();
         crate::output::json(&serde_json::json!({ "ok": false, "errors": errors }));
         return;
@@ -50,33 +51,24 @@ pub fn run(global: &Global) -> Result<ExitCode, CliError> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let project = &loaded.project;
-    let environments: Vec<&str> = project
-        .manifest
-        .environments
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
+    let validation = check::validate(&loaded);
     if global.json {
         crate::output::json(&serde_json::json!({
             "ok": true,
-            "workflows": project.workflows.iter().map(|w| w.workflow.name.as_str()).collect::<Vec<_>>(),
-            "environments": environments,
-            "connectors": project.manifest.connectors.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            "scenarios": project.scenarios.len(),
+            "workflows": validation.workflows,
+            "environments": validation.environments,
+            "connectors": validation.connectors,
+            "scenarios": validation.scenarios,
         }));
     } else {
+        let count = |n: usize, what: &str| format!("{n} {what}{}", plural(n));
         println!(
-            "ok: {} workflow{}, {} environment{} ({}), {} connector{}, {} scenario{}",
-            project.workflows.len(),
-            plural(project.workflows.len()),
-            environments.len(),
-            plural(environments.len()),
-            environments.join(", "),
-            project.manifest.connectors.len(),
-            plural(project.manifest.connectors.len()),
-            project.scenarios.len(),
-            plural(project.scenarios.len()),
+            "ok: {}, {} ({}), {}, {}",
+            count(validation.workflows.len(), "workflow"),
+            count(validation.environments.len(), "environment"),
+            validation.environments.join(", "),
+            count(validation.connectors.len(), "connector"),
+            count(validation.scenarios, "scenario"),
         );
     }
     Ok(ExitCode::SUCCESS)

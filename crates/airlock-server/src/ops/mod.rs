@@ -1,0 +1,246 @@
+//! The decisions of the path between environments, shared by the CLI and the API.
+//!
+//! Each function takes the store, the project (or its manifest), who acts and the clock's
+//! now, and returns a result that serializes to JSON; the CLI prints it, the API answers
+//! it. Refusals are [`OpsError`]s whose variants say how the API answers them (400, 403,
+//! 404, 409); the CLI prints the same message and hint and exits 2.
+//!
+//! One module per area: [`deploy`], [`promotion`] (promote, approve, reject, rollback,
+//! releases), [`diff`], [`readiness`], [`evidence`], [`validate`].
+
+pub mod deploy;
+pub mod diff;
+pub mod evidence;
+pub mod promotion;
+pub mod readiness;
+pub mod validate;
+
+use airlock_core::canonical;
+use airlock_core::diagnostic::suggestion;
+use airlock_core::model::{Environment, Manifest};
+use airlock_core::project::{Project, WorkflowFile};
+use airlock_store::Store;
+use serde_json::{Value, json};
+
+/// Why an operation was refused, and how an HTTP client is answered.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The request does not make sense (400).
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        help: Option<String>,
+    },
+    /// The rules of the path refuse it, whoever asks (403); the refusal is audited.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        help: Option<String>,
+    },
+    /// A workflow, environment, request or release that does not exist (404).
+    #[error("{message}")]
+    NotFound {
+        message: String,
+        help: Option<String>,
+    },
+    /// The state does not allow it now (409): nothing to roll back, a request already
+    /// decided, a release that raced another.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        help: Option<String>,
+    },
+    /// The store failed while the operation was under way (503).
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] airlock_store::Error),
+}
+
+impl OpsError {
+    pub fn bad_request(message: impl Into<String>, help: Option<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            help,
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>, help: Option<String>) -> Self {
+        Self::Forbidden {
+            message: message.into(),
+            help,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>, help: Option<String>) -> Self {
+        Self::NotFound {
+            message: message.into(),
+            help,
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>, help: Option<String>) -> Self {
+        Self::Conflict {
+            message: message.into(),
+            help,
+        }
+    }
+
+    /// The hint, when there is one.
+    pub fn help(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { help, .. }
+            | Self::Forbidden { help, .. }
+            | Self::NotFound { help, .. }
+            | Self::Conflict { help, .. } => help.as_deref(),
+            Self::Unavailable { .. } | Self::Store(_) => None,
+        }
+    }
+}
+
+/// A workflow of the project, or a 404 with a did-you-mean.
+pub fn workflow<'a>(project: &'a Project, name: &str) -> Result<&'a WorkflowFile, OpsError> {
+    project.workflow(name).ok_or_else(|| {
+        let names = project.workflows.iter().map(|w| w.workflow.name.as_str());
+        OpsError::not_found(
+            format!("no workflow named `{name}`"),
+            suggestion(name, names),
+        )
+    })
+}
+
+/// An environment of the manifest, or a 404 with a did-you-mean.
+pub fn environment<'a>(manifest: &'a Manifest, name: &str) -> Result<&'a Environment, OpsError> {
+    manifest.environment(name).ok_or_else(|| {
+        let names = manifest.environments.iter().map(|e| e.name.as_str());
+        OpsError::not_found(
+            format!("no environment named `{name}`"),
+            suggestion(name, names),
+        )
+    })
+}
+
+/// Appends an audit event.
+pub async fn audit(
+    store: &dyn Store,
+    now: i64,
+    actor: &str,
+    action: &str,
+    environment: Option<&str>,
+    subject: &str,
+    detail: Value,
+) -> Result<(), OpsError> {
+    store
+        .audit(&airlock_store::NewAuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            environment: environment.map(str::to_owned),
+            subject: subject.to_owned(),
+            detail,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Stores the working copy's version of a workflow and returns its id.
+pub async fn store_working_version(
+    store: &dyn Store,
+    project: &Project,
+    workflow: &WorkflowFile,
+    now: i64,
+) -> Result<String, OpsError> {
+    let id = canonical::version_id(&workflow.workflow).0;
+    let canonical_json =
+        String::from_utf8_lossy(&canonical::canonical_bytes(&workflow.workflow)).into_owned();
+    store
+        .put_version(&airlock_store::WorkflowVersion {
+            id: id.clone(),
+            workflow: workflow.workflow.name.value.clone(),
+            canonical: canonical_json,
+            source: project.files[workflow.file].text.clone(),
+            created_at: now,
+        })
+        .await?;
+    Ok(id)
+}
+
+/// The project's policy as data: promotion rules and each environment's protection,
+/// approvers and egress. Changes to it are audited (they change who may do what).
+pub fn policy(manifest: &Manifest) -> Value {
+    let rules: Vec<Value> = manifest
+        .promotion
+        .iter()
+        .map(|rule| {
+            json!({
+                "from": rule.from.value,
+                "to": rule.to.value,
+                "require": rule.require,
+                "by_risk": rule.by_risk,
+                "freeze": rule.freeze,
+            })
+        })
+        .collect();
+    let environments: Vec<Value> = manifest
+        .environments
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name.value,
+                "protected": e.protected,
+                "approvers": e.approvers.iter().map(|a| &a.value).collect::<Vec<_>>(),
+                "egress": e.egress.iter().map(|h| &h.value).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "promotion": rules, "environments": environments })
+}
+
+/// Appends a `policy.change` audit event when the policy differs from the one last
+/// audited (or none was).
+pub async fn audit_policy_change(
+    store: &dyn Store,
+    manifest: &Manifest,
+    actor: &str,
+    now: i64,
+) -> Result<(), OpsError> {
+    use sha2::{Digest, Sha256};
+    let policy = policy(manifest);
+    let hash = hex::encode(Sha256::digest(policy.to_string().as_bytes()));
+    let log = store.audit_log().await?;
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.event.action == "policy.change")
+        .and_then(|e| {
+            e.event
+                .detail
+                .get("hash")
+                .and_then(|h| h.as_str())
+                .map(str::to_owned)
+        });
+    if last.as_deref() != Some(hash.as_str()) {
+        audit(
+            store,
+            now,
+            actor,
+            "policy.change",
+            None,
+            "airlock.yaml",
+            json!({ "hash": hash, "policy": policy }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A new id with a readable prefix (`req_…`, `rel_…`).
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", &airlock_engine::new_run_id()[4..])
+}
+
+/// The first twelve characters of a version id.
+pub fn short(version: &str) -> &str {
+    &version[..12.min(version.len())]
+}

@@ -1,0 +1,562 @@
+//! The path to a protected environment: `promote`, `approve`, `reject`, `rollback`,
+//! `releases`.
+//!
+//! A promotion judges the exact hash the source runs (`policy::verdict` with parity and
+//! evidence) and opens a request; an approver of the target, never the author, approves
+//! it; when every requirement holds it becomes a release (`Store::release`, a
+//! compare-and-set on the current release). A rollback is a release of an earlier version.
+
+use super::{OpsError, audit, audit_policy_change, environment, new_id, workflow as find_workflow};
+use airlock_core::policy::{self, Facts, Verdict};
+use airlock_core::project::Project;
+use airlock_store::{
+    Approval, NewPromotionRequest, NewRelease, PromotionRequest, Release, ReleaseKind,
+    RequestStatus, RunFilter, RunStatus, Store,
+};
+use serde::Serialize;
+use serde_json::json;
+
+/// Facts about `version` of `workflow` on its way from `from` to `to`.
+async fn facts(
+    store: &dyn Store,
+    project: &Project,
+    workflow: &str,
+    version: &str,
+    (from, to): (&str, &str),
+    approvals: Vec<String>,
+    now: i64,
+) -> Result<Facts, OpsError> {
+    let evidence = store.evidence(workflow, Some(version)).await?;
+    let tests_passed = evidence
+        .iter()
+        .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND)
+        .map(|e| e.evidence.passed);
+    let runs = store
+        .runs(&RunFilter {
+            environment: Some(from.to_owned()),
+            workflow: Some(workflow.to_owned()),
+            ..RunFilter::default()
+        })
+        .await?;
+    let finished: Vec<_> = runs
+        .iter()
+        .filter(|r| r.version == version && r.status.is_final())
+        .collect();
+    let failures = finished
+        .iter()
+        .filter(|r| r.status != RunStatus::Succeeded)
+        .count();
+    // Whether the parity report between the environments (the one `diff` shows) has no
+    // drift that concerns this workflow.
+    let report = super::diff::report(store, project, from, to).await?;
+    let parity_clean = report.clean_for(&find_workflow(project, workflow)?.workflow);
+    Ok(Facts {
+        tests_passed,
+        parity_clean: Some(parity_clean),
+        source_runs: finished.len() as u32,
+        source_failures: failures as u32,
+        approvals,
+        now_ms: now,
+    })
+}
+
+fn verdict_of(
+    project: &Project,
+    workflow: &str,
+    from: &str,
+    to: &str,
+    facts: &Facts,
+) -> Result<Verdict, OpsError> {
+    let manifest = &project.manifest;
+    let rule = policy::rule(manifest, from, to).ok_or_else(|| {
+        OpsError::bad_request(
+            format!("the promotion policy has no rule `{from} -> {to}`"),
+            Some(format!(
+                "add `promotion: {{ {from} -> {to}: {{ require: … }} }}` to airlock.yaml"
+            )),
+        )
+    })?;
+    let risk = policy::workflow_risk(manifest, &find_workflow(project, workflow)?.workflow);
+    Ok(policy::verdict(rule, risk, facts))
+}
+
+/// A promotion's outcome: the request (when the gate let it open), the verdict, and the
+/// release (when no approval was still needed).
+#[derive(Debug, Clone, Serialize)]
+pub struct Promotion {
+    pub workflow: String,
+    /// The exact version the source runs, which the request moves.
+    pub version: String,
+    pub from: String,
+    pub to: String,
+    pub author: String,
+    /// Whether a request was opened (`false`: the gate refused it; see the verdict).
+    pub opened: bool,
+    pub request: Option<PromotionRequest>,
+    pub verdict: Verdict,
+    pub release: Option<Release>,
+}
+
+/// Opens a promotion request for the exact version `from` runs into `to`, judged by the
+/// policy. A request the gate refuses is not opened (`opened: false`) and the refusal is
+/// audited; one that needs no approval is released at once.
+pub async fn promote(
+    store: &dyn Store,
+    project: &Project,
+    workflow: &str,
+    from: &str,
+    to: &str,
+    author: &str,
+    now: i64,
+) -> Result<Promotion, OpsError> {
+    find_workflow(project, workflow)?;
+    environment(&project.manifest, from)?;
+    environment(&project.manifest, to)?;
+    audit_policy_change(store, &project.manifest, author, now).await?;
+    let version = store
+        .deployment(from, workflow)
+        .await?
+        .map(|d| d.version)
+        .ok_or_else(|| {
+            OpsError::conflict(
+                format!("`{from}` runs no version of `{workflow}`"),
+                Some(format!("deploy it first: `airlock deploy --env {from}`")),
+            )
+        })?;
+    let facts = facts(
+        store,
+        project,
+        workflow,
+        &version,
+        (from, to),
+        Vec::new(),
+        now,
+    )
+    .await?;
+    let verdict = verdict_of(project, workflow, from, to, &facts)?;
+    let mut promotion = Promotion {
+        workflow: workflow.to_owned(),
+        version: version.clone(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        author: author.to_owned(),
+        opened: false,
+        request: None,
+        verdict,
+        release: None,
+    };
+    if !promotion.verdict.ready_for_approval() {
+        audit(
+            store,
+            now,
+            author,
+            "promotion.refused",
+            Some(to),
+            workflow,
+            json!({ "version": version, "verdict": promotion.verdict }),
+        )
+        .await?;
+        return Ok(promotion);
+    }
+    let request = store
+        .open_request(&NewPromotionRequest {
+            id: new_id("req"),
+            workflow: workflow.to_owned(),
+            version: version.clone(),
+            from_environment: from.to_owned(),
+            to_environment: to.to_owned(),
+            author: author.to_owned(),
+            created_at: now,
+        })
+        .await?;
+    audit(
+        store,
+        now,
+        author,
+        "promotion.request",
+        Some(to),
+        workflow,
+        json!({ "request": request.request.id, "version": version, "verdict": promotion.verdict }),
+    )
+    .await?;
+    if promotion.verdict.passed() {
+        promotion.release =
+            Some(release(store, &request, Vec::new(), &promotion.verdict, now).await?);
+    }
+    promotion.opened = true;
+    promotion.request = Some(request);
+    Ok(promotion)
+}
+
+/// Makes the request a release (the verdict passed).
+async fn release(
+    store: &dyn Store,
+    request: &PromotionRequest,
+    approvers: Vec<String>,
+    verdict: &Verdict,
+    now: i64,
+) -> Result<Release, OpsError> {
+    let r = &request.request;
+    let current = store.releases(&r.to_environment, &r.workflow).await?;
+    let evidence = store.evidence(&r.workflow, Some(&r.version)).await?;
+    let release = store
+        .release(&NewRelease {
+            id: new_id("rel"),
+            environment: r.to_environment.clone(),
+            workflow: r.workflow.clone(),
+            version: r.version.clone(),
+            kind: ReleaseKind::Promotion,
+            request: Some(r.id.clone()),
+            author: r.author.clone(),
+            approvers,
+            evidence: json!({ "verdict": verdict, "evidence": evidence.first() }),
+            expected_current: current.first().map(|c| c.release.id.clone()),
+            at: now,
+        })
+        .await
+        .map_err(|e| match e {
+            airlock_store::Error::Conflict(m) => OpsError::conflict(
+                format!("release refused: {m}"),
+                Some("look at `airlock releases` and try again".into()),
+            ),
+            other => OpsError::Store(other),
+        })?;
+    audit(
+        store,
+        now,
+        &r.author,
+        "release",
+        Some(&r.to_environment),
+        &r.workflow,
+        json!({ "release": release.release.id, "version": r.version, "previous": release.previous, "request": r.id }),
+    )
+    .await?;
+    Ok(release)
+}
+
+/// The promotion request a decision is about, or a 404.
+pub async fn request(store: &dyn Store, id: &str) -> Result<PromotionRequest, OpsError> {
+    store
+        .request(id)
+        .await?
+        .ok_or_else(|| OpsError::not_found(format!("no promotion request `{id}`"), None))
+}
+
+/// An approver's decision and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The request's id.
+    pub request: String,
+    pub workflow: String,
+    pub version: String,
+    pub from: String,
+    pub to: String,
+    /// Who decided.
+    pub approver: String,
+    /// `approved` or `rejected`.
+    pub status: &'static str,
+    pub reason: Option<String>,
+    /// The gate's verdict with every approval so far (an approval only).
+    pub verdict: Option<Verdict>,
+    /// The release, when the approval completed the requirements.
+    pub release: Option<Release>,
+}
+
+/// Approves (or rejects) request `request_id` as `approver`, who must be an approver of
+/// the target and not the request's author; refusals are audited. An approval that
+/// completes the requirements makes the release.
+pub async fn decide(
+    store: &dyn Store,
+    project: &Project,
+    request_id: &str,
+    approver: &str,
+    approve: bool,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<Decision, OpsError> {
+    let request = request(store, request_id).await?;
+    let r = &request.request;
+    let target = environment(&project.manifest, &r.to_environment)?;
+    let refusal = if !target.approvers.iter().any(|a| a.value == approver) {
+        Some(OpsError::forbidden(
+            format!("`{approver}` is not an approver of `{}`", r.to_environment),
+            None,
+        ))
+    } else if approver == r.author {
+        Some(OpsError::forbidden(
+            format!("`{approver}` opened this request and cannot approve their own promotion"),
+            None,
+        ))
+    } else if request.status != RequestStatus::Open {
+        Some(OpsError::conflict(
+            format!("request {request_id} is {}", request.status.as_str()),
+            None,
+        ))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        audit(
+            store,
+            now,
+            approver,
+            if approve {
+                "approve.refused"
+            } else {
+                "reject.refused"
+            },
+            Some(&r.to_environment),
+            &r.workflow,
+            json!({ "request": r.id, "reason": refusal.to_string() }),
+        )
+        .await?;
+        return Err(refusal);
+    }
+    store
+        .decide_request(&Approval {
+            request: r.id.clone(),
+            approver: approver.to_owned(),
+            approved: approve,
+            reason: reason.map(str::to_owned),
+            at: now,
+        })
+        .await
+        .map_err(|e| match e {
+            airlock_store::Error::Conflict(_) | airlock_store::Error::NotFound(_) => {
+                OpsError::conflict(e.to_string(), None)
+            }
+            other => OpsError::Unavailable {
+                message: other.to_string(),
+            },
+        })?;
+    audit(
+        store,
+        now,
+        approver,
+        if approve { "approve" } else { "reject" },
+        Some(&r.to_environment),
+        &r.workflow,
+        json!({ "request": r.id, "reason": reason }),
+    )
+    .await?;
+    let mut decision = Decision {
+        request: r.id.clone(),
+        workflow: r.workflow.clone(),
+        version: r.version.clone(),
+        from: r.from_environment.clone(),
+        to: r.to_environment.clone(),
+        approver: approver.to_owned(),
+        status: if approve { "approved" } else { "rejected" },
+        reason: reason.map(str::to_owned),
+        verdict: None,
+        release: None,
+    };
+    if !approve {
+        return Ok(decision);
+    }
+    let approvers: Vec<String> = store
+        .approvals(&r.id)
+        .await?
+        .into_iter()
+        .filter(|a| a.approved)
+        .map(|a| a.approver)
+        .collect();
+    let facts = facts(
+        store,
+        project,
+        &r.workflow,
+        &r.version,
+        (&r.from_environment, &r.to_environment),
+        approvers.clone(),
+        now,
+    )
+    .await?;
+    let verdict = verdict_of(
+        project,
+        &r.workflow,
+        &r.from_environment,
+        &r.to_environment,
+        &facts,
+    )?;
+    if verdict.passed() {
+        decision.release = Some(release(store, &request, approvers, &verdict, now).await?);
+    }
+    decision.verdict = Some(verdict);
+    Ok(decision)
+}
+
+/// A rollback: the new release and the earlier one it returned to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollback {
+    /// The release the rollback made (kind `rollback`), now current.
+    pub release: Release,
+    /// The earlier release whose version runs again.
+    pub restored: Release,
+}
+
+/// Makes `environment` run the release before the current one of `workflow` again (or
+/// release `to`), at once. Runs in flight finish on the version they started with.
+pub async fn rollback(
+    store: &dyn Store,
+    project: &Project,
+    workflow: &str,
+    environment_name: &str,
+    to: Option<&str>,
+    author: &str,
+    now: i64,
+) -> Result<Rollback, OpsError> {
+    environment(&project.manifest, environment_name)?;
+    let history = store.releases(environment_name, workflow).await?;
+    let Some(current) = history.first() else {
+        return Err(OpsError::conflict(
+            format!(
+                "`{workflow}` was never released in `{environment_name}`: nothing to roll back"
+            ),
+            None,
+        ));
+    };
+    let target = match to {
+        Some(id) => history.iter().find(|r| r.release.id == id).ok_or_else(|| {
+            OpsError::not_found(
+                format!("release `{id}` was never made for `{workflow}` in `{environment_name}`"),
+                Some(format!(
+                    "list them with `airlock releases {workflow} --env {environment_name}`"
+                )),
+            )
+        })?,
+        None => {
+            let previous = current.previous.as_deref().ok_or_else(|| {
+                OpsError::conflict(
+                    format!(
+                        "release {} is the first of `{workflow}` in `{environment_name}`: there is no previous one",
+                        current.release.id
+                    ),
+                    None,
+                )
+            })?;
+            history
+                .iter()
+                .find(|r| r.release.id == previous)
+                .ok_or_else(|| {
+                    OpsError::not_found(format!("release {previous} is missing"), None)
+                })?
+        }
+    };
+    let release = store
+        .release(&NewRelease {
+            id: new_id("rel"),
+            environment: environment_name.to_owned(),
+            workflow: workflow.to_owned(),
+            version: target.release.version.clone(),
+            kind: ReleaseKind::Rollback,
+            request: None,
+            author: author.to_owned(),
+            approvers: Vec::new(),
+            evidence: json!({ "rollback_to": target.release.id, "from": current.release.id }),
+            expected_current: Some(current.release.id.clone()),
+            at: now,
+        })
+        .await
+        .map_err(|e| match e {
+            airlock_store::Error::Conflict(_) => {
+                OpsError::conflict(format!("rollback refused: {e}"), None)
+            }
+            other => OpsError::Unavailable {
+                message: format!("rollback refused: {other}"),
+            },
+        })?;
+    audit(
+        store,
+        now,
+        author,
+        "rollback",
+        Some(environment_name),
+        workflow,
+        json!({ "release": release.release.id, "to": target.release.id, "version": target.release.version }),
+    )
+    .await?;
+    Ok(Rollback {
+        release,
+        restored: target.clone(),
+    })
+}
+
+/// One release in a workflow's history, with the failure rate of the runs accepted while
+/// it was current (after) and while the one before it was (before).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRow {
+    pub release: String,
+    /// `promotion` or `rollback`.
+    pub kind: &'static str,
+    pub version: String,
+    pub author: String,
+    pub approvers: Vec<String>,
+    /// When, in milliseconds since the epoch.
+    pub at: i64,
+    pub previous: Option<String>,
+    pub runs_before: usize,
+    pub failed_before: usize,
+    pub runs_after: usize,
+    pub failed_after: usize,
+    /// Whether it is the current release.
+    pub current: bool,
+}
+
+/// The release history of `workflow` in `environment`, newest first.
+pub async fn releases(
+    store: &dyn Store,
+    workflow: &str,
+    environment: &str,
+) -> Result<Vec<ReleaseRow>, OpsError> {
+    let history = store.releases(environment, workflow).await?;
+    let runs = store
+        .runs(&RunFilter {
+            environment: Some(environment.to_owned()),
+            workflow: Some(workflow.to_owned()),
+            ..RunFilter::default()
+        })
+        .await?;
+    // Runs attributed to the release that was current when they were accepted.
+    let stats = |from: i64, until: Option<i64>| {
+        let window: Vec<_> = runs
+            .iter()
+            .filter(|r| {
+                r.created_at >= from
+                    && until.is_none_or(|u| r.created_at < u)
+                    && r.status.is_final()
+            })
+            .collect();
+        let failed = window
+            .iter()
+            .filter(|r| r.status != RunStatus::Succeeded)
+            .count();
+        (window.len(), failed)
+    };
+    let mut rows = Vec::new();
+    for (i, release) in history.iter().enumerate() {
+        let until = if i == 0 {
+            None
+        } else {
+            Some(history[i - 1].release.at)
+        };
+        let (runs_after, failed_after) = stats(release.release.at, until);
+        let (runs_before, failed_before) = history.get(i + 1).map_or((0, 0), |prev| {
+            stats(prev.release.at, Some(release.release.at))
+        });
+        rows.push(ReleaseRow {
+            release: release.release.id.clone(),
+            kind: release.release.kind.as_str(),
+            version: release.release.version.clone(),
+            author: release.release.author.clone(),
+            approvers: release.release.approvers.clone(),
+            at: release.release.at,
+            previous: release.previous.clone(),
+            runs_before,
+            failed_before,
+            runs_after,
+            failed_after,
+            current: i == 0,
+        });
+    }
+    Ok(rows)
+}

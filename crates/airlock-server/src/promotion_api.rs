@@ -1,0 +1,459 @@
+//! The promotion path over HTTP: deploy, promote, approve, reject, rollback, releases,
+//! readiness, diff, evidence and validate. Each handler authorises the caller, then calls
+//! the same [`crate::ops`] function the CLI calls; the caller's token name is the actor
+//! (and the approver's identity).
+
+use crate::App;
+use crate::api::ErrorBody;
+use crate::auth;
+use crate::error::ApiError;
+use crate::ops;
+use airlock_core::authz::Action;
+use airlock_core::project::{Loaded, Project};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// The project's files as they are now (problems included).
+async fn load(app: &App) -> Result<Loaded, ApiError> {
+    let source = app.project.clone();
+    tokio::task::spawn_blocking(move || source.load())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the project cannot be read: {e}"),
+            )
+        })
+}
+
+/// The project, which must validate: nothing is judged or deployed from broken files.
+async fn project(app: &App) -> Result<Project, ApiError> {
+    let loaded = load(app).await?;
+    if !loaded.diagnostics.is_empty() {
+        let n = loaded.diagnostics.len();
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            reason: format!(
+                "the server's project has {n} problem{}: nothing is judged or deployed until it validates",
+                if n == 1 { "" } else { "s" }
+            ),
+            help: Some("see them with POST /api/v1/validate".into()),
+        });
+    }
+    Ok(loaded.project)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Makes an unprotected environment run the server's working copy. A protected
+/// environment is refused (403, audited): it changes only by promotion or rollback.
+#[utoipa::path(post, path = "/api/v1/environments/{environment}/deploy", tag = "promotion",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "What changed, workflow by workflow", body = Object),
+              (status = 403, description = "Not allowed, or the environment is protected", body = ErrorBody),
+              (status = 404, description = "No such environment", body = ErrorBody),
+              (status = 409, description = "The project does not validate", body = ErrorBody)))]
+pub(crate) async fn deploy(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::Deploy, "*").await?;
+    let project = project(&app).await?;
+    let deployed = ops::deploy::deploy(
+        &*app.store,
+        &project,
+        &environment,
+        &caller.name,
+        app.clock.now(),
+    )
+    .await?;
+    app.routes.refresh(&app).await?;
+    Ok(Json(to_json(&deployed)?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PromotionBody {
+    /// The source environment, whose deployed version is promoted (e.g. `staging`).
+    from: String,
+    /// The target environment (e.g. `production`).
+    to: String,
+}
+
+/// Opens a promotion request for the exact version `from` runs, judged by the policy.
+/// Authorised in the TARGET environment (`Promote`). 201 with the request and the verdict
+/// (and the release, when no approval is needed); 409 with the verdict when the gate
+/// refuses to open it.
+#[utoipa::path(post, path = "/api/v1/workflows/{workflow}/promotions", tag = "promotion",
+    security(("token" = [])),
+    params(("workflow" = String, Path, description = "The workflow")),
+    request_body(content = PromotionBody, description = "From where to where"),
+    responses((status = 201, description = "Opened: the request, the verdict, and the release if any", body = Object),
+              (status = 400, description = "No promotion rule between the environments, or a bad body", body = ErrorBody),
+              (status = 403, description = "Not allowed in the target", body = ErrorBody),
+              (status = 404, description = "No such workflow or environment", body = ErrorBody),
+              (status = 409, description = "The gate refused it (the verdict says why), or the source runs nothing", body = Object)))]
+pub(crate) async fn promote(
+    State(app): State<Arc<App>>,
+    Path(workflow): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<PromotionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    // Authenticate before reading the body, so an unknown caller learns nothing.
+    auth::caller(&app, &headers).await?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"from\": ENV, \"to\": ENV}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let caller = auth::require(&app, &headers, &body.to, Action::Promote, &workflow).await?;
+    let project = project(&app).await?;
+    let promotion = ops::promotion::promote(
+        &*app.store,
+        &project,
+        &workflow,
+        &body.from,
+        &body.to,
+        &caller.name,
+        app.clock.now(),
+    )
+    .await?;
+    let mut answer = to_json(&promotion)?;
+    if !promotion.opened {
+        if let Value::Object(map) = &mut answer {
+            let unmet: Vec<&str> = promotion
+                .verdict
+                .checks
+                .iter()
+                .filter(|c| !c.met)
+                .map(|c| c.requirement.as_str())
+                .collect();
+            map.insert(
+                "error".into(),
+                Value::String(format!(
+                    "promotion of {workflow} from {} to {} refused: {} not met",
+                    body.from,
+                    body.to,
+                    unmet.join(", ")
+                )),
+            );
+        }
+        return Ok((StatusCode::CONFLICT, Json(answer)).into_response());
+    }
+    if promotion.release.is_some() {
+        app.routes.refresh(&app).await?;
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub(crate) struct DecisionBody {
+    /// Why (required to reject).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Looks a promotion request up and authorises `Approve` in its target environment.
+async fn decide(
+    app: &App,
+    id: &str,
+    headers: &HeaderMap,
+    approve: bool,
+    reason: Result<Option<String>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    // Authenticate first, so an unknown token learns nothing about which requests exist
+    // (nor about the body).
+    auth::caller(app, headers).await?;
+    let reason = reason?;
+    let request = ops::promotion::request(&*app.store, id).await?;
+    let caller = auth::require(
+        app,
+        headers,
+        &request.request.to_environment,
+        Action::Approve,
+        id,
+    )
+    .await?;
+    if !approve && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "a rejection needs a reason: {\"reason\": \"…\"}",
+        ));
+    }
+    let project = project(app).await?;
+    let decision = ops::promotion::decide(
+        &*app.store,
+        &project,
+        id,
+        &caller.name,
+        approve,
+        reason.as_deref(),
+        app.clock.now(),
+    )
+    .await?;
+    if decision.release.is_some() {
+        app.routes.refresh(app).await?;
+    }
+    Ok(Json(to_json(&decision)?))
+}
+
+fn reason_of(
+    body: Result<Option<Json<DecisionBody>>, JsonRejection>,
+) -> Result<Option<String>, ApiError> {
+    match body {
+        Ok(None) => Ok(None),
+        Ok(Some(Json(body))) => Ok(body.reason),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body must be {{\"reason\": \"…\"}}: {}",
+            e.body_text()
+        ))),
+    }
+}
+
+/// Approves a promotion request. The approver is the token's name, which must be one of
+/// the target environment's approvers and not the request's author. When every
+/// requirement then holds, the request becomes a release.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/approve", tag = "promotion",
+    security(("token" = [])),
+    params(("id" = String, Path, description = "The promotion request")),
+    request_body(content = DecisionBody, description = "Optionally, why"),
+    responses((status = 200, description = "Approved: the verdict, and the release if it was made", body = Object),
+              (status = 403, description = "Not an approver of the target, or the request's author", body = ErrorBody),
+              (status = 404, description = "No such request", body = ErrorBody),
+              (status = 409, description = "The request is not open", body = ErrorBody)))]
+pub(crate) async fn approve(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Option<Json<DecisionBody>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    decide(&app, &id, &headers, true, reason_of(body)).await
+}
+
+/// Rejects a promotion request, with a reason. The same rules as approving.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/reject", tag = "promotion",
+    security(("token" = [])),
+    params(("id" = String, Path, description = "The promotion request")),
+    request_body(content = DecisionBody, description = "Why"),
+    responses((status = 200, description = "Rejected", body = Object),
+              (status = 400, description = "No reason given", body = ErrorBody),
+              (status = 403, description = "Not an approver of the target, or the request's author", body = ErrorBody),
+              (status = 404, description = "No such request", body = ErrorBody),
+              (status = 409, description = "The request is not open", body = ErrorBody)))]
+pub(crate) async fn reject(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Option<Json<DecisionBody>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    decide(&app, &id, &headers, false, reason_of(body)).await
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub(crate) struct RollbackBody {
+    /// The release to return to (default: the one before the current).
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// Makes the previous (or a named) release of the workflow current again, at once. Runs
+/// in flight finish on the version they started with.
+#[utoipa::path(post, path = "/api/v1/environments/{environment}/workflows/{workflow}/rollback",
+    tag = "promotion", security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"),
+           ("workflow" = String, Path, description = "The workflow")),
+    request_body(content = RollbackBody, description = "Optionally, the release to return to"),
+    responses((status = 200, description = "The rollback's release and the release restored", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 404, description = "No such environment or release", body = ErrorBody),
+              (status = 409, description = "Nothing to roll back to", body = ErrorBody)))]
+pub(crate) async fn rollback(
+    State(app): State<Arc<App>>,
+    Path((environment, workflow)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Option<Json<RollbackBody>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::Rollback, &workflow).await?;
+    let to = match body {
+        Ok(None) => None,
+        Ok(Some(Json(body))) => body.to,
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "the body must be {{\"to\": RELEASE}} or empty: {}",
+                e.body_text()
+            )));
+        }
+    };
+    let project = project(&app).await?;
+    let rollback = ops::promotion::rollback(
+        &*app.store,
+        &project,
+        &workflow,
+        &environment,
+        to.as_deref(),
+        &caller.name,
+        app.clock.now(),
+    )
+    .await?;
+    app.routes.refresh(&app).await?;
+    Ok(Json(to_json(&rollback)?))
+}
+
+/// A workflow's release history in an environment, newest first: who, when, which hash,
+/// and the failure rate of runs before and after each release.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/workflows/{workflow}/releases",
+    tag = "promotion", security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"),
+           ("workflow" = String, Path, description = "The workflow")),
+    responses((status = 200, description = "Releases, newest first", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody)))]
+pub(crate) async fn releases(
+    State(app): State<Arc<App>>,
+    Path((environment, workflow)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, &workflow).await?;
+    let rows = ops::promotion::releases(&*app.store, &workflow, &environment).await?;
+    Ok(Json(json!({
+        "environment": environment,
+        "workflow": workflow,
+        "releases": to_json(&rows)?,
+    })))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct ReadinessQuery {
+    /// Only this workflow.
+    workflow: Option<String>,
+}
+
+/// The readiness checklist per workflow, judged on the policy's promotion path: what was
+/// tested, what differs, what is documented, how it moves and who owns the release, how
+/// it rolls back.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/readiness", tag = "promotion",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"), ReadinessQuery),
+    responses((status = 200, description = "The checklist", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(crate) async fn readiness(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    Query(query): Query<ReadinessQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, "readiness").await?;
+    let project = project(&app).await?;
+    ops::environment(&project.manifest, &environment)?;
+    let checklist = ops::readiness::readiness(
+        &*app.store,
+        &project,
+        query.workflow.as_deref(),
+        app.clock.now(),
+    )
+    .await?;
+    Ok(Json(to_json(&checklist)?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct DiffQuery {
+    /// The first environment (usually the source of promotions).
+    from: Option<String>,
+    /// The second environment (usually the target).
+    to: Option<String>,
+}
+
+/// The parity report between two environments: each difference documented or drift.
+/// Needs `Read` in the target environment (`to`).
+#[utoipa::path(get, path = "/api/v1/diff", tag = "promotion", security(("token" = [])),
+    params(DiffQuery),
+    responses((status = 200, description = "The report, with `clean` and the counts", body = Object),
+              (status = 400, description = "An environment is missing or compared with itself", body = ErrorBody),
+              (status = 403, description = "Not allowed in one of them", body = ErrorBody)))]
+pub(crate) async fn diff(
+    State(app): State<Arc<App>>,
+    Query(query): Query<DiffQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::caller(&app, &headers).await?;
+    let (Some(from), Some(to)) = (query.from, query.to) else {
+        return Err(ApiError::bad_request(
+            "name both environments: /api/v1/diff?from=staging&to=production",
+        ));
+    };
+    // The report is judged by the people of the target (a promotion into `to` is theirs to
+    // accept), so Read there is enough: it shows both configurations, never a secret's value
+    // (shared credentials are flagged by keyed fingerprint).
+    auth::require(&app, &headers, &to, Action::Read, "diff").await?;
+    let project = project(&app).await?;
+    let diff = ops::diff::diff(&*app.store, &project, &from, &to).await?;
+    Ok(Json(to_json(&diff)?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct EvidenceQuery {
+    /// Only the evidence of this version.
+    version: Option<String>,
+}
+
+/// The test evidence recorded for a workflow, bound to version hashes, newest first.
+/// Evidence belongs to a version, not to an environment: any token may read it in its
+/// own environment.
+#[utoipa::path(get, path = "/api/v1/workflows/{workflow}/evidence", tag = "promotion",
+    security(("token" = [])),
+    params(("workflow" = String, Path, description = "The workflow"), EvidenceQuery),
+    responses((status = 200, description = "Evidence, newest first", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody)))]
+pub(crate) async fn evidence(
+    State(app): State<Arc<App>>,
+    Path(workflow): Path<String>,
+    Query(query): Query<EvidenceQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::caller(&app, &headers).await?;
+    auth::require(
+        &app,
+        &headers,
+        &caller.grant.environment,
+        Action::Read,
+        &workflow,
+    )
+    .await?;
+    let list = ops::evidence::list(&*app.store, &workflow, query.version.as_deref()).await?;
+    Ok(Json(to_json(&list)?))
+}
+
+/// Validates the server's project as its files are now; every problem with its file,
+/// line and column. 200 either way: `ok` says whether it validates.
+#[utoipa::path(post, path = "/api/v1/validate", tag = "promotion", security(("token" = [])),
+    responses((status = 200, description = "The diagnostics and what the project declares", body = Object),
+              (status = 401, description = "No or unknown token", body = ErrorBody)))]
+pub(crate) async fn validate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::caller(&app, &headers).await?;
+    auth::require(
+        &app,
+        &headers,
+        &caller.grant.environment,
+        Action::Validate,
+        "project",
+    )
+    .await?;
+    let loaded = load(&app).await?;
+    let validation = ops::validate::validate(&loaded);
+    Ok(Json(to_json(&validation)?))
+}
