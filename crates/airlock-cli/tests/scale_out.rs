@@ -292,3 +292,84 @@ fn two_servers_dedupe_one_delivery() {
     assert_eq!(runs(&project, &store).len(), 1);
     assert_eq!(sink.snapshot().total, 1);
 }
+
+/// A six-field cron (every 2 s) deployed once, three `airlock serve` processes on one
+/// PostgreSQL store for ~7 s: every tick is one run (never two), ticks 2 s apart, none missed.
+#[test]
+fn three_servers_on_postgres_fire_each_tick_once() {
+    let database = Database::create();
+    let store = database.url();
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path().join("project");
+    std::fs::create_dir_all(project.join("workflows")).unwrap();
+    std::fs::write(
+        project.join("airlock.yaml"),
+        "project: schedules\nconnectors: {}\nenvironments:\n  staging: { bindings: {} }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("workflows/tick.yaml"),
+        r#"name: tick
+trigger:
+  cron:
+    schedule: "*/2 * * * * *"
+    timezone: Europe/London
+    catch_up: all
+steps:
+  - id: note
+    map:
+      at: "{{ trigger.time }}"
+"#,
+    )
+    .unwrap();
+    ok(
+        &airlock(&project, &store, &["deploy", "--env", "staging"]),
+        "deploy",
+    );
+
+    let servers: Vec<Served> = (0..3)
+        .map(|_| Served::start_with_store(&project, &store, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(7_000));
+    let logs: Vec<String> = servers
+        .iter()
+        .map(|s| s.logs.lock().unwrap().clone())
+        .collect();
+    drop(servers);
+
+    let out = airlock(
+        &project,
+        &store,
+        &["runs", "--json", "--limit", "1000", "--workflow", "tick"],
+    );
+    ok(&out, "runs");
+    let runs = stdout_json(&out).as_array().cloned().unwrap();
+    let mut ticks: Vec<i64> = runs
+        .iter()
+        .map(|r| {
+            let time = r["trigger"]["time"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(time)
+                .unwrap()
+                .timestamp_millis()
+        })
+        .collect();
+    ticks.sort_unstable();
+    let distinct: std::collections::BTreeSet<i64> = ticks.iter().copied().collect();
+    assert_eq!(distinct.len(), ticks.len(), "a tick fired twice: {ticks:?}");
+    assert!(
+        ticks.len() >= 3,
+        "too few ticks in 7 s: {ticks:?}\n{}",
+        logs.join("\n---\n")
+    );
+    // Every tick on an even second, 2 s after the one before: none missed.
+    assert!(ticks.iter().all(|t| t % 2_000 == 0), "{ticks:?}");
+    for pair in ticks.windows(2) {
+        assert_eq!(pair[1] - pair[0], 2_000, "a tick is missing: {ticks:?}");
+    }
+    // The store holds exactly these runs' dedupe keys, once each.
+    let keys = query(
+        &store,
+        "SELECT count(*), count(DISTINCT dedupe_key) FROM runs WHERE workflow = 'tick'",
+    );
+    assert_eq!(keys, format!("{0}|{0}", ticks.len()));
+}
