@@ -740,7 +740,6 @@ fn the_cli_works_against_a_remote_server_with_the_same_output() {
         .unwrap();
     let set = child.wait_with_output().unwrap();
     ok(&set, "remote secrets set");
-    std::thread::sleep(Duration::from_millis(5_500)); // the server's secret cache
     let other = br#"{"id": 10, "amount": 1}"#;
     let (status, _) = f.post(
         "/hooks/staging/orders",

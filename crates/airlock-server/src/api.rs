@@ -507,6 +507,9 @@ async fn set_secret(
             updated_at: app.clock.now(),
         })
         .await?;
+    // A rotated signing secret takes effect at once in this process (others within the
+    // cache's few seconds).
+    app.secrets.forget(&environment, &name);
     audit(&app, &caller, "secret.set", &environment, &name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }

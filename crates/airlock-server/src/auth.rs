@@ -124,6 +124,15 @@ pub(crate) struct SecretCache {
     entries: Mutex<OpenedSecrets>,
 }
 
+impl SecretCache {
+    /// Drops what is kept of a secret that was just set.
+    pub fn forget(&self, environment: &str, name: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&(environment.to_owned(), name.to_owned()));
+        }
+    }
+}
+
 /// A secret of `environment`, opened with this process's key for that environment.
 pub(crate) async fn secret(
     app: &App,
