@@ -299,6 +299,50 @@ fn run_not_found(run: &str) -> Error {
     Error::NotFound(format!("run {run}"))
 }
 
+/// Inserts a queued run; with a dedupe key accepted before in the environment, inserts
+/// nothing and answers the first run's id.
+fn insert_run(conn: &Connection, run: &NewRun, trigger: &str) -> Result<Enqueued> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO runs (id, environment, workflow, version, status,
+                 trigger_payload, dedupe_key, created_at)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)
+             ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
+             DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            run.id,
+            run.environment,
+            run.workflow,
+            run.version,
+            trigger,
+            run.dedupe_key,
+            run.created_at
+        ]);
+    match inserted {
+        Ok(1) => Ok(Enqueued {
+            run: run.id.clone(),
+            created: true,
+        }),
+        Ok(_) => {
+            let first: String = conn
+                .prepare_cached("SELECT id FROM runs WHERE environment = ?1 AND dedupe_key = ?2")
+                .db()?
+                .query_row(params![run.environment, run.dedupe_key], |row| row.get(0))
+                .db()?;
+            Ok(Enqueued {
+                run: first,
+                created: false,
+            })
+        }
+        Err(e) if is_constraint(&e) => {
+            Err(Error::Conflict(format!("run {} already exists", run.id)))
+        }
+        Err(e) => Err(Error::Backend(e.to_string())),
+    }
+}
+
 /// The runs due at `?1`, oldest first, at most `?2`: one range of the partial index
 /// `runs_due`, which holds no finished run (`due_at` is NULL for them).
 const CLAIM_DUE: &str = "SELECT id FROM runs INDEXED BY runs_due
@@ -542,55 +586,13 @@ impl Store for SqliteStore {
     async fn enqueue(&self, run: &NewRun) -> Result<Enqueued> {
         let trigger = rows::json(&run.trigger)?;
         let run = run.clone();
-        self.write(move |conn| {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO runs (id, environment, workflow, version, status,
-                         trigger_payload, dedupe_key, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)
-                     ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
-                     DO NOTHING",
-                )
-                .db()?
-                .execute(params![
-                    run.id,
-                    run.environment,
-                    run.workflow,
-                    run.version,
-                    trigger,
-                    run.dedupe_key,
-                    run.created_at
-                ]);
-            match inserted {
-                Ok(1) => Ok(Enqueued {
-                    run: run.id,
-                    created: true,
-                }),
-                Ok(_) => {
-                    let first: String = conn
-                        .prepare_cached(
-                            "SELECT id FROM runs WHERE environment = ?1 AND dedupe_key = ?2",
-                        )
-                        .db()?
-                        .query_row(params![run.environment, run.dedupe_key], |row| row.get(0))
-                        .db()?;
-                    Ok(Enqueued {
-                        run: first,
-                        created: false,
-                    })
+        self.write(move |conn| insert_run(conn, &run, &trigger))
+            .await
+            .inspect(|e| {
+                if e.created {
+                    self.signal_work();
                 }
-                Err(e) if is_constraint(&e) => {
-                    Err(Error::Conflict(format!("run {} already exists", run.id)))
-                }
-                Err(e) => Err(Error::Backend(e.to_string())),
-            }
-        })
-        .await
-        .inspect(|e| {
-            if e.created {
-                self.signal_work();
-            }
-        })
+            })
     }
 
     async fn enqueue_claimed(
@@ -605,78 +607,37 @@ impl Store for SqliteStore {
         // The claim is the very UPDATE `claim` makes, run in the same write as the insert:
         // one batch, one fsync, and the run never waits in the queue.
         self.write(move |conn| {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO runs (id, environment, workflow, version, status,
-                         trigger_payload, dedupe_key, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)
-                     ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
-                     DO NOTHING",
-                )
-                .db()?
-                .execute(params![
-                    run.id,
-                    run.environment,
-                    run.workflow,
-                    run.version,
-                    trigger,
-                    run.dedupe_key,
-                    run.created_at
-                ]);
-            match inserted {
-                Ok(1) => {
-                    let claimed = conn
-                        .prepare_cached(&format!(
-                            "UPDATE runs SET status = 'running', lease_owner = ?2,
-                                 lease_expires_at = ?3, fencing_token = fencing_token + 1,
-                                 claims = claims + 1, started_at = ?4
-                             WHERE id = ?1
-                             RETURNING {}",
-                            rows::RUN_COLUMNS
-                        ))
-                        .db()?
-                        .query_row(
-                            params![
-                                run.id,
-                                worker,
-                                run.created_at.saturating_add(lease_ms),
-                                run.created_at
-                            ],
-                            rows::run,
-                        )
-                        .db()?;
-                    Ok((
-                        Enqueued {
-                            run: run.id,
-                            created: true,
-                        },
-                        Some(Claim {
-                            token: claimed.fencing_token,
-                            run: claimed,
-                        }),
-                    ))
-                }
-                Ok(_) => {
-                    let first: String = conn
-                        .prepare_cached(
-                            "SELECT id FROM runs WHERE environment = ?1 AND dedupe_key = ?2",
-                        )
-                        .db()?
-                        .query_row(params![run.environment, run.dedupe_key], |row| row.get(0))
-                        .db()?;
-                    Ok((
-                        Enqueued {
-                            run: first,
-                            created: false,
-                        },
-                        None,
-                    ))
-                }
-                Err(e) if is_constraint(&e) => {
-                    Err(Error::Conflict(format!("run {} already exists", run.id)))
-                }
-                Err(e) => Err(Error::Backend(e.to_string())),
+            let enqueued = insert_run(conn, &run, &trigger)?;
+            if !enqueued.created {
+                return Ok((enqueued, None));
             }
+            let claimed = conn
+                .prepare_cached(&format!(
+                    "UPDATE runs SET status = 'running', lease_owner = ?2,
+                         lease_expires_at = ?3, fencing_token = fencing_token + 1,
+                         claims = claims + 1, started_at = ?4
+                     WHERE id = ?1
+                     RETURNING {}",
+                    rows::RUN_COLUMNS
+                ))
+                .db()?
+                .query_row(
+                    params![
+                        run.id,
+                        worker,
+                        run.created_at.saturating_add(lease_ms),
+                        run.created_at
+                    ],
+                    rows::run,
+                )
+                .db()?;
+            Ok((
+                enqueued,
+                Some(Claim {
+                    token: claimed.fencing_token,
+                    run: claimed,
+                }),
+            ))
         })
         .await
     }
