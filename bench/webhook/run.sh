@@ -161,6 +161,13 @@ steps:
             total: "{{ steps.normalize.output.total }}"
             customer: "{{ steps.normalize.output.customer }}"
             tier: low
+# The shared workload's synchronous answer.
+output:
+  orderId: "{{ steps.normalize.output.orderId }}"
+  total: "{{ steps.normalize.output.total }}"
+  customer: "{{ steps.normalize.output.customer }}"
+  tier: "{{ 'high' if steps.normalize.output.total > 100 else 'low' }}"
+  sink: true
 EOF
 }
 

@@ -35,14 +35,19 @@ impl std::fmt::Display for VersionId {
 
 /// The canonical form as a JSON value.
 pub fn canonical_value(workflow: &Workflow) -> Value {
-    json!({
+    let mut form = json!({
         "form": FORM_VERSION,
         "name": workflow.name.value,
         "description": workflow.description,
         "trigger": workflow.trigger.as_ref().map(trigger),
         "steps": steps(&workflow.steps),
         "on_failure": steps(&workflow.on_failure),
-    })
+    });
+    // Only when declared: a workflow without `output` keeps the id it had before the field.
+    if let (Some(output), Some(form)) = (&workflow.output, form.as_object_mut()) {
+        form.insert("output".into(), output.to_json());
+    }
+    form
 }
 
 /// The canonical form as bytes: sorted keys, no white space.

@@ -358,6 +358,16 @@ impl Checker<'_> {
         }
         let mut earlier: Vec<&str> = Vec::new();
         self.steps(file, &workflow.steps, &all, &mut earlier, false);
+        if let Some(output) = &workflow.output {
+            // Rendered when the steps have run: it reads them as a last `map` would.
+            let scope = Scope {
+                earlier: &earlier,
+                all: &all,
+                in_failure_handler: false,
+            };
+            let project = self.project;
+            self.templates_in(file, &project.files[file], output, scope);
+        }
         let mut before_handler = all.clone();
         before_handler.retain(|id| !workflow.on_failure.iter().any(|s| s.id.as_str() == *id));
         let mut handler_earlier = before_handler;
@@ -963,6 +973,43 @@ mod tests {
                 "unknown secret `HOOK_OLD` in environment `production`"
             )],
             "staging's HOOK_OLD does not stand in for production's"
+        );
+    }
+
+    #[test]
+    fn a_workflow_output_reads_the_steps_and_changes_the_hash_only_when_declared() {
+        use crate::source::SourceFile;
+        let manifest = "project: p\nconnectors: {}\nenvironments:\n  staging:\n    bindings: {}\n";
+        let plain = "name: w\ntrigger: manual\nsteps:\n  - id: a\n    map: { x: 1 }\n";
+        let with_output = format!("{plain}output:\n  x: \"{{{{ steps.a.output.x }}}}\"\n");
+        let misspelt = format!("{plain}output:\n  x: \"{{{{ steps.b.output.x }}}}\"\n");
+        let load = |workflow: &str| {
+            crate::project::load(vec![
+                SourceFile::new("airlock.yaml", manifest),
+                SourceFile::new("workflows/w.yaml", workflow),
+            ])
+        };
+        let hash = |loaded: &crate::project::Loaded| {
+            crate::canonical::version_id(&loaded.project.workflows[0].workflow).0
+        };
+        let plain_loaded = load(plain);
+        let output_loaded = load(&with_output);
+        assert!(
+            output_loaded.diagnostics.is_empty(),
+            "{:?}",
+            output_loaded.diagnostics
+        );
+        assert_ne!(hash(&plain_loaded), hash(&output_loaded));
+        let bad = load(&misspelt);
+        let found: Vec<(Code, &str)> = bad
+            .diagnostics
+            .iter()
+            .map(|d| (d.code, &misspelt[d.span.start..d.span.end]))
+            .collect();
+        assert_eq!(
+            found,
+            [(Code::UnknownStep, "b")],
+            "an unknown step in the output is reported at its place"
         );
     }
 }

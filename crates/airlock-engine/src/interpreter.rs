@@ -291,10 +291,24 @@ impl<'a> Walker<'a> {
     fn workflow(&mut self) -> Next {
         let workflow = self.input.workflow;
         match self.steps(&workflow.steps) {
-            Flow::Continue => Next::Finish {
-                status: RunStatus::Succeeded,
-                output: Some(self.outputs()),
-                error: None,
+            Flow::Continue => match &workflow.output {
+                None => Next::Finish {
+                    status: RunStatus::Succeeded,
+                    output: Some(self.outputs()),
+                    error: None,
+                },
+                Some(declared) => match render::value_in(&declared.to_json(), &self.context()) {
+                    Ok(output) => Next::Finish {
+                        status: RunStatus::Succeeded,
+                        output: Some(output),
+                        error: None,
+                    },
+                    Err(e) => Next::Finish {
+                        status: RunStatus::Failed,
+                        output: Some(self.outputs()),
+                        error: Some(format!("the workflow's output: {e}")),
+                    },
+                },
             },
             Flow::Stop(next) => next,
             Flow::Fail(failure) => {

@@ -22,6 +22,10 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     /// Steps run when the workflow fails.
     pub on_failure: Vec<Step>,
+    /// What a successful run answers (templates over the run, like a `map` step); without
+    /// it, the run's output is every step's output by id. A synchronous webhook answers
+    /// with it.
+    pub output: Option<Node>,
 }
 
 /// What starts a workflow.
@@ -420,6 +424,7 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Option<Workflow> {
         .optional("on_failure")
         .map(|n| scx.steps(n))
         .unwrap_or_default();
+    let output = fields.optional("output").cloned();
     fields.finish(cx);
     Some(Workflow {
         name: name?,
@@ -427,6 +432,7 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Option<Workflow> {
         trigger,
         steps,
         on_failure,
+        output,
     })
 }
 
