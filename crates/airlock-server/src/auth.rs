@@ -11,7 +11,6 @@ use airlock_core::authz::{Action, Grant, Role};
 use airlock_engine::runtime::StoreSecrets;
 use axum::http::{HeaderMap, StatusCode, header};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,7 +37,8 @@ pub fn mint_token() -> MintedToken {
 
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    // One definition for the server, the CLI and every store backend.
+    airlock_store::ApiToken::hash_secret(token)
 }
 
 /// An authenticated caller.
