@@ -401,6 +401,51 @@ async fn concurrent_deliveries_of_one_key_create_one_run() {
     );
 }
 
+/// A refused write holds no lock once it has returned: every write on a run locks its row
+/// first, and a lock left to a dropped transaction would make the next claim (which skips
+/// locked rows) pass over a run it must take. Checked from another connection with
+/// `NOWAIT`, which fails at once on a locked row, right after each refusal.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_write_releases_its_row_lock_before_returning() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let mut observer = PgConnection::connect(&database.url)
+        .await
+        .expect("connect an observer");
+    for i in 0..50 {
+        let id = format!("r{i:02}");
+        store
+            .enqueue(&new_run(&id, "staging", "hello", i))
+            .await
+            .expect("enqueue");
+        match store.retry_run(&id, 1_000, &[]).await {
+            Err(Error::Conflict(_)) => {}
+            other => panic!("retrying a queued run must conflict, got {other:?}"),
+        }
+        sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(&id)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap_or_else(|e| panic!("{id} is still locked after a refused retry: {e}"));
+        let decision = StepDecision {
+            run: id.clone(),
+            step: "approve".into(),
+            approver: "ana".into(),
+            approved: true,
+            decided_at: 1_000,
+        };
+        match store.decide_step(&decision).await {
+            Err(Error::Conflict(_)) => {}
+            other => panic!("deciding for a queued run must conflict, got {other:?}"),
+        }
+        sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(&id)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap_or_else(|e| panic!("{id} is still locked after a refused decision: {e}"));
+    }
+}
+
 /// Migrating applies each version once: a fresh database gets all, a migrated one none,
 /// several processes migrating at once apply them once between them, and a database from
 /// a newer Airlock is refused.

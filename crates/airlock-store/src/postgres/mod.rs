@@ -158,6 +158,27 @@ impl PostgresStore {
     }
 }
 
+/// Ends a transaction: commits what succeeded, rolls back what failed before returning.
+/// sqlx rolls back a dropped transaction only when its connection is next used, or later
+/// on a spawned task, so a row lock taken before an error would outlive the call: long
+/// enough for the next claim (which skips locked rows) to pass over a run it must take.
+async fn end_transaction<T>(
+    tx: sqlx::Transaction<'static, Postgres>,
+    result: Result<T>,
+) -> Result<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(db)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // A failed rollback closes the connection, which releases the locks as well.
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
+}
+
 /// sqlx errors into the store's.
 pub(crate) fn db(error: sqlx::Error) -> Error {
     Error::Backend(format!("postgres: {error}"))
@@ -333,9 +354,10 @@ impl Store for PostgresStore {
 
     async fn set_deployment(&self, d: &Deployment) -> Result<Option<String>> {
         let mut tx = self.begin().await?;
-        // Locks the existing row, so that of two concurrent deployments the second
-        // returns the first's version as its previous one.
-        let previous: Option<String> = sqlx::query_scalar(
+        let result = async {
+            // Locks the existing row, so that of two concurrent deployments the second
+            // returns the first's version as its previous one.
+            let previous: Option<String> = sqlx::query_scalar(
             "SELECT version FROM deployments WHERE environment = $1 AND workflow = $2 FOR UPDATE",
         )
         .bind(&d.environment)
@@ -343,24 +365,26 @@ impl Store for PostgresStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO deployments (environment, workflow, version, actor, updated_at)
+            sqlx::query(
+                "INSERT INTO deployments (environment, workflow, version, actor, updated_at)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (environment, workflow) DO UPDATE SET
                  version = excluded.version,
                  actor = excluded.actor,
                  updated_at = excluded.updated_at",
-        )
-        .bind(&d.environment)
-        .bind(&d.workflow)
-        .bind(&d.version)
-        .bind(&d.actor)
-        .bind(d.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(previous)
+            )
+            .bind(&d.environment)
+            .bind(&d.workflow)
+            .bind(&d.version)
+            .bind(&d.actor)
+            .bind(d.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            Ok(previous)
+        }
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn deployment(&self, environment: &str, workflow: &str) -> Result<Option<Deployment>> {
@@ -541,32 +565,33 @@ impl Store for PostgresStore {
             )));
         }
         let mut tx = self.begin().await?;
-        let (status, current) = lock_run(&mut tx, run).await?;
-        if status != RunStatus::Running || current != token {
-            return Err(Error::Fenced {
-                run: run.to_owned(),
-                presented: token,
-                current,
-            });
-        }
-        append_entries(&mut tx, run, &commit.entries).await?;
-        if let Some(until) = commit.lease_until {
-            sqlx::query("UPDATE runs SET lease_expires_at = $2 WHERE id = $1")
-                .bind(run)
-                .bind(until)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        match commit.settle {
-            None => {}
-            Some(Settlement::Finish {
-                status,
-                output,
-                error,
-                at,
-            }) => {
-                sqlx::query(
+        let result = async {
+            let (status, current) = lock_run(&mut tx, run).await?;
+            if status != RunStatus::Running || current != token {
+                return Err(Error::Fenced {
+                    run: run.to_owned(),
+                    presented: token,
+                    current,
+                });
+            }
+            append_entries(&mut tx, run, &commit.entries).await?;
+            if let Some(until) = commit.lease_until {
+                sqlx::query("UPDATE runs SET lease_expires_at = $2 WHERE id = $1")
+                    .bind(run)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            match commit.settle {
+                None => {}
+                Some(Settlement::Finish {
+                    status,
+                    output,
+                    error,
+                    at,
+                }) => {
+                    sqlx::query(
                     "UPDATE runs SET status = $2, output = $3::json, error = $4, finished_at = $5,
                          wake_at = NULL, lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1",
@@ -579,33 +604,36 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            }
-            Some(Settlement::Sleep { wake_at }) => {
-                sqlx::query(
-                    "UPDATE runs SET status = 'queued', wake_at = $2,
+                }
+                Some(Settlement::Sleep { wake_at }) => {
+                    sqlx::query(
+                        "UPDATE runs SET status = 'queued', wake_at = $2,
                          lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1",
-                )
-                .bind(run)
-                .bind(wake_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-            Some(Settlement::Wait { deadline }) => {
-                sqlx::query(
-                    "UPDATE runs SET status = 'waiting', wake_at = $2,
+                    )
+                    .bind(run)
+                    .bind(wake_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+                Some(Settlement::Wait { deadline }) => {
+                    sqlx::query(
+                        "UPDATE runs SET status = 'waiting', wake_at = $2,
                          lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1",
-                )
-                .bind(run)
-                .bind(deadline)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                    )
+                    .bind(run)
+                    .bind(deadline)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
             }
+            Ok(())
         }
-        tx.commit().await.map_err(db)
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn run(&self, id: &str) -> Result<Option<Run>> {
@@ -677,60 +705,68 @@ impl Store for PostgresStore {
 
     async fn retry_run(&self, run: &str, _now: Timestamp, marks: &[NewJournalEntry]) -> Result<()> {
         let mut tx = self.begin().await?;
-        let (status, _) = lock_run(&mut tx, run).await?;
-        if !matches!(status, RunStatus::Dead | RunStatus::Failed) {
-            return Err(Error::Conflict(format!(
-                "run {run} is {}: only dead or failed runs are retried",
-                status.as_str()
-            )));
-        }
-        append_entries(&mut tx, run, marks).await?;
-        sqlx::query(
-            "UPDATE runs SET status = 'queued', wake_at = NULL, error = NULL, output = NULL,
+        let result = async {
+            let (status, _) = lock_run(&mut tx, run).await?;
+            if !matches!(status, RunStatus::Dead | RunStatus::Failed) {
+                return Err(Error::Conflict(format!(
+                    "run {run} is {}: only dead or failed runs are retried",
+                    status.as_str()
+                )));
+            }
+            append_entries(&mut tx, run, marks).await?;
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', wake_at = NULL, error = NULL, output = NULL,
                  finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1",
-        )
-        .bind(run)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
+            )
+            .bind(run)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            Ok(())
+        }
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn decide_step(&self, d: &StepDecision) -> Result<()> {
         let mut tx = self.begin().await?;
-        let (status, _) = lock_run(&mut tx, &d.run).await?;
-        if status != RunStatus::Waiting {
-            return Err(Error::Conflict(format!(
-                "run {} is {}, not waiting for a decision",
-                d.run,
-                status.as_str()
-            )));
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO step_decisions (run, step, approver, approved, decided_at)
+        let result = async {
+            let (status, _) = lock_run(&mut tx, &d.run).await?;
+            if status != RunStatus::Waiting {
+                return Err(Error::Conflict(format!(
+                    "run {} is {}, not waiting for a decision",
+                    d.run,
+                    status.as_str()
+                )));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO step_decisions (run, step, approver, approved, decided_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run, step) DO NOTHING",
-        )
-        .bind(&d.run)
-        .bind(&d.step)
-        .bind(&d.approver)
-        .bind(d.approved)
-        .bind(d.decided_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if inserted.rows_affected() == 0 {
-            return Err(Error::Conflict(format!(
-                "step {} of run {} is already decided",
-                d.step, d.run
-            )));
-        }
-        sqlx::query("UPDATE runs SET status = 'queued', wake_at = NULL WHERE id = $1")
+            )
             .bind(&d.run)
+            .bind(&d.step)
+            .bind(&d.approver)
+            .bind(d.approved)
+            .bind(d.decided_at)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+            if inserted.rows_affected() == 0 {
+                return Err(Error::Conflict(format!(
+                    "step {} of run {} is already decided",
+                    d.step, d.run
+                )));
+            }
+            sqlx::query("UPDATE runs SET status = 'queued', wake_at = NULL WHERE id = $1")
+                .bind(&d.run)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            Ok(())
+        }
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn step_decision(&self, run: &str, step: &str) -> Result<Option<StepDecision>> {
@@ -909,8 +945,12 @@ impl Store for PostgresStore {
 
     async fn decide_request(&self, approval: &Approval) -> Result<()> {
         let mut tx = self.begin().await?;
-        promotion::decide(&mut tx, approval).await?;
-        tx.commit().await.map_err(db)
+        let result = async {
+            promotion::decide(&mut tx, approval).await?;
+            Ok(())
+        }
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
@@ -929,9 +969,12 @@ impl Store for PostgresStore {
 
     async fn release(&self, release: &NewRelease) -> Result<Release> {
         let mut tx = self.begin().await?;
-        let released = promotion::insert_release(&mut tx, release).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(released)
+        let result = async {
+            let released = promotion::insert_release(&mut tx, release).await?;
+            Ok(released)
+        }
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn release_by_id(&self, id: &str) -> Result<Option<Release>> {
@@ -966,49 +1009,52 @@ impl Store for PostgresStore {
     async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
         let detail = rows::json(&event.detail)?;
         let mut tx = self.begin().await?;
-        // One appender at a time, across every process: the next event must link to the
-        // head as it is when it is written, not as another appender last saw it.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_keys::AUDIT)
+        let result = async {
+            // One appender at a time, across every process: the next event must link to the
+            // head as it is when it is written, not as another appender last saw it.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_keys::AUDIT)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let (seq, prev_hash) = match head {
+                Some(row) => (
+                    row.try_get::<i64, _>("seq").map_err(db)? + 1,
+                    row.try_get::<String, _>("hash").map_err(db)?,
+                ),
+                None => (1, GENESIS_HASH.to_owned()),
+            };
+            let hash = AuditEvent::compute_hash(&prev_hash, event);
+            sqlx::query(
+                "INSERT INTO audit (seq, at, actor, action, environment, subject, detail,
+                 prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9)",
+            )
+            .bind(seq)
+            .bind(event.at)
+            .bind(&event.actor)
+            .bind(&event.action)
+            .bind(&event.environment)
+            .bind(&event.subject)
+            .bind(detail)
+            .bind(&prev_hash)
+            .bind(&hash)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        let (seq, prev_hash) = match head {
-            Some(row) => (
-                row.try_get::<i64, _>("seq").map_err(db)? + 1,
-                row.try_get::<String, _>("hash").map_err(db)?,
-            ),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
-        let hash = AuditEvent::compute_hash(&prev_hash, event);
-        sqlx::query(
-            "INSERT INTO audit (seq, at, actor, action, environment, subject, detail,
-                 prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9)",
-        )
-        .bind(seq)
-        .bind(event.at)
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.environment)
-        .bind(&event.subject)
-        .bind(detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(AuditEvent {
-            seq,
-            event: event.clone(),
-            prev_hash,
-            hash,
-        })
+            Ok(AuditEvent {
+                seq,
+                event: event.clone(),
+                prev_hash,
+                hash,
+            })
+        }
+        .await;
+        end_transaction(tx, result).await
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
