@@ -422,11 +422,7 @@ async fn a_refused_write_releases_its_row_lock_before_returning() {
             Err(Error::Conflict(_)) => {}
             other => panic!("retrying a queued run must conflict, got {other:?}"),
         }
-        sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE NOWAIT")
-            .bind(&id)
-            .fetch_one(&mut observer)
-            .await
-            .unwrap_or_else(|e| panic!("{id} is still locked after a refused retry: {e}"));
+        assert_unlocked(&mut observer, &id, "a refused retry").await;
         let decision = StepDecision {
             run: id.clone(),
             step: "approve".into(),
@@ -438,12 +434,16 @@ async fn a_refused_write_releases_its_row_lock_before_returning() {
             Err(Error::Conflict(_)) => {}
             other => panic!("deciding for a queued run must conflict, got {other:?}"),
         }
-        sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE NOWAIT")
-            .bind(&id)
-            .fetch_one(&mut observer)
-            .await
-            .unwrap_or_else(|e| panic!("{id} is still locked after a refused decision: {e}"));
+        assert_unlocked(&mut observer, &id, "a refused decision").await;
     }
+}
+
+async fn assert_unlocked(observer: &mut PgConnection, run: &str, after: &str) {
+    sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE NOWAIT")
+        .bind(run)
+        .fetch_one(observer)
+        .await
+        .unwrap_or_else(|e| panic!("{run} is still locked after {after}: {e}"));
 }
 
 /// Migrating applies each version once: a fresh database gets all, a migrated one none,
