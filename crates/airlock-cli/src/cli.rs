@@ -35,7 +35,8 @@ pub struct Global {
     #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Work against a running server instead of the local store (runs, records, secrets,
-    /// approve-step); the API token comes from AIRLOCK_TOKEN.
+    /// approve-step, deploy, promote, approve, reject, rollback, releases, readiness, diff,
+    /// validate); the API token comes from AIRLOCK_TOKEN, and its name is who acts.
     #[arg(long, global = true, env = "AIRLOCK_SERVER", value_name = "URL")]
     pub server: Option<String>,
 }
@@ -156,8 +157,8 @@ pub enum Command {
     },
     /// Approve (or reject) a step that waits for a person; the run then continues.
     ///
-    /// Identity comes from `--as` until the server brings tokens: the name must be one
-    /// of the run's environment's approvers.
+    /// The approver (`--as` locally, the token's name against a server) must be one of
+    /// the run's environment's approvers.
     ApproveStep {
         /// The run.
         run: String,
@@ -188,17 +189,21 @@ pub enum Command {
         environment: String,
     },
     /// Make an unprotected environment run the working copy's workflow versions.
+    ///
+    /// Against a server, the server deploys its own working copy, and only when it hashes
+    /// to exactly the versions this working copy hashes to.
     Deploy {
         /// The environment (a protected one is refused: use `promote`).
         #[arg(long = "env", value_name = "ENV")]
         environment: String,
-        /// Who deploys (recorded in the audit log).
-        #[arg(long = "as", value_name = "NAME", default_value = "cli")]
-        actor: String,
+        /// Who deploys (recorded in the audit log; default `cli`; against a server, the
+        /// token's name).
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
     },
     /// Open a promotion request for the exact version FROM runs, and print the policy's verdict.
     ///
-    /// Identity comes from `--as` until the server brings tokens.
+    /// Locally `--as` says who asks; against a server (`--server`) the token's name does.
     Promote {
         /// The workflow.
         workflow: String,
@@ -208,28 +213,28 @@ pub enum Command {
         /// The target environment.
         #[arg(long, default_value = "production")]
         to: String,
-        /// Who asks (cannot approve their own request).
+        /// Who asks (cannot approve their own request); against a server, the token's name.
         #[arg(long = "as", value_name = "NAME")]
-        author: String,
+        author: Option<String>,
     },
     /// Approve a promotion request; when every requirement holds it becomes a release.
     ///
-    /// Identity comes from `--as` until the server brings tokens: the name must be an
+    /// The approver (`--as` locally, the token's name against a server) must be an
     /// approver of the target environment and not the request's author.
     Approve {
         /// The request.
         request: String,
-        /// Who approves.
+        /// Who approves; against a server, the token's name.
         #[arg(long = "as", value_name = "NAME")]
-        approver: String,
+        approver: Option<String>,
     },
     /// Reject a promotion request.
     Reject {
         /// The request.
         request: String,
-        /// Who rejects.
+        /// Who rejects; against a server, the token's name.
         #[arg(long = "as", value_name = "NAME")]
-        approver: String,
+        approver: Option<String>,
         /// Why.
         #[arg(long)]
         reason: String,
@@ -244,9 +249,9 @@ pub enum Command {
         /// The release to return to (default: the one before the current).
         #[arg(long = "to", value_name = "RELEASE")]
         target: Option<String>,
-        /// Who rolls back.
-        #[arg(long = "as", value_name = "NAME", default_value = "cli")]
-        actor: String,
+        /// Who rolls back (default `cli`; against a server, the token's name).
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
     },
     /// Release history: who, when, which hash, and the failure rate before and after each.
     Releases {

@@ -1,10 +1,16 @@
 //! The CLI against a running server: `--server URL` (or `AIRLOCK_SERVER`) with the token in
 //! `AIRLOCK_TOKEN` (an environment variable, never an argument: arguments show in `ps`).
 //! Commands fetch the same records over the API that they read from the store locally and
-//! print them the same way.
+//! print them the same way: the promotion path's answers are `airlock_server::ops`'s own
+//! result types, read back from JSON, so one renderer prints both.
+//!
+//! A refusal prints like a local one (the server's reason, then its hint), followed by
+//! which server answered and with what status. The token is sent in a header only: it is
+//! never part of a message, and a password in the server's URL is masked.
 
 use crate::cli::Global;
 use crate::error::CliError;
+use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -14,8 +20,20 @@ pub const TOKEN_VARIABLE: &str = "AIRLOCK_TOKEN";
 /// A server and the token to call it with.
 pub struct Remote {
     base: String,
+    /// `base` as it may be printed: without a password.
+    shown: String,
     token: String,
     client: reqwest::Client,
+}
+
+/// Who a token is (`GET /api/v1/whoami`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Whoami {
+    /// The token's name: the identity the server records, and the approver's name.
+    pub name: String,
+    /// The one environment it acts in.
+    pub environment: String,
+    pub role: String,
 }
 
 impl Remote {
@@ -37,8 +55,12 @@ impl Remote {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| CliError::usage(format!("cannot build an HTTP client: {e}"), None))?;
+        let base = server.trim_end_matches('/').to_owned();
         Ok(Some(Remote {
-            base: server.trim_end_matches('/').to_owned(),
+            shown: crate::workspace::redact_url(&base)
+                .trim_end_matches('/')
+                .to_owned(),
+            base,
             token: token.trim().to_owned(),
             client,
         }))
@@ -60,13 +82,104 @@ impl Remote {
             .map(|_| ())
     }
 
+    /// POST `path` with a JSON body; the JSON answer when it succeeded or when `result`
+    /// says a refusal carries a result (a promotion the gate refused answers 409 with its
+    /// verdict); any other refusal is an error.
+    pub fn post_answer(
+        &self,
+        path: &str,
+        body: Value,
+        result: impl Fn(StatusCode, &Value) -> bool,
+    ) -> Result<Value, CliError> {
+        let (status, bytes) = self.send(reqwest::Method::POST, path, Body::Json(body))?;
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        match value {
+            Some(value) if status.is_success() || result(status, &value) => Ok(value),
+            _ if status.is_success() => Err(CliError::usage(
+                format!("{} answered something that is not JSON", self.shown),
+                None,
+            )),
+            _ => Err(self.refusal(status, &bytes)),
+        }
+    }
+
+    /// Who the token is.
+    pub fn whoami(&self) -> Result<Whoami, CliError> {
+        self.get("/api/v1/whoami")
+    }
+
     /// The environment the token acts in.
     pub fn environment(&self) -> Result<String, CliError> {
-        let who: Value = self.get("/api/v1/whoami")?;
-        who["environment"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| CliError::usage("the server did not say who the token is", None))
+        Ok(self.whoami()?.environment)
+    }
+
+    /// Against a server the token's name is who acts. `--as NAME` is accepted only when
+    /// it names the token (asked with one more call, only when given), so that no one
+    /// believes they acted as someone else.
+    pub fn confirm_as(&self, asked: Option<&str>) -> Result<(), CliError> {
+        let Some(asked) = asked else {
+            return Ok(());
+        };
+        let who = self.whoami()?;
+        if asked == who.name {
+            return Ok(());
+        }
+        Err(CliError::usage(
+            format!(
+                "against a server the token says who acts: it is `{}`, not `{asked}`",
+                who.name
+            ),
+            Some(format!(
+                "leave out `--as`, or put `{asked}`'s token in {TOKEN_VARIABLE}"
+            )),
+        ))
+    }
+
+    /// A JSON answer as `T`.
+    pub fn decode<T: DeserializeOwned>(&self, value: Value) -> Result<T, CliError> {
+        serde_json::from_value(value).map_err(|e| self.unexpected(e))
+    }
+
+    /// A refusal as the CLI reports it: the server's reason and hint, as a local refusal
+    /// prints, then which server answered what.
+    pub fn refusal(&self, status: StatusCode, body: &[u8]) -> CliError {
+        let answer = serde_json::from_slice::<Value>(body).ok();
+        let field = |name: &str| {
+            answer
+                .as_ref()
+                .and_then(|v| v[name].as_str())
+                .map(str::to_owned)
+        };
+        let reason = field("error").unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body).trim().to_owned();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("refused").to_owned()
+            } else {
+                text
+            }
+        });
+        let help = field("help").or_else(|| match status {
+            StatusCode::UNAUTHORIZED => Some(format!(
+                "{TOKEN_VARIABLE} must hold a token of this server: `airlock token create --env ENV --role ROLE --name NAME` where it runs"
+            )),
+            // A role or scope denial: the server's reason names what was missing.
+            StatusCode::FORBIDDEN => Some(format!(
+                "a token grants one role in one environment: put a token of that environment, with a role that allows this, in {TOKEN_VARIABLE}"
+            )),
+            _ => None,
+        });
+        let code = match status.canonical_reason() {
+            Some(words) => format!("{} {words}", status.as_u16()),
+            None => status.as_u16().to_string(),
+        };
+        CliError::usage(format!("{reason} ({} answered {code})", self.shown), help)
+    }
+
+    fn unexpected(&self, error: serde_json::Error) -> CliError {
+        CliError::usage(
+            format!("{} answered something unexpected: {error}", self.shown),
+            Some("is the server running the same version of airlock as this command?".into()),
+        )
     }
 
     fn call<T: DeserializeOwned>(
@@ -75,6 +188,24 @@ impl Remote {
         path: &str,
         body: Body,
     ) -> Result<T, CliError> {
+        let (status, bytes) = self.send(method, path, body)?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &bytes));
+        }
+        let bytes = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| self.unexpected(e))
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Body,
+    ) -> Result<(StatusCode, Vec<u8>), CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = self
             .client
@@ -88,34 +219,16 @@ impl Remote {
         let answered = crate::workspace::runtime()?.block_on(async {
             let response = request.send().await?;
             let status = response.status();
-            let bytes = response.bytes().await?;
+            let bytes = response.bytes().await?.to_vec();
             Ok::<_, reqwest::Error>((status, bytes))
         });
-        let (status, bytes) = answered.map_err(|e| {
+        answered.map_err(|e| {
             CliError::usage(
-                format!("{} {}: {}", method, self.base, without_url(&e)),
-                None,
-            )
-        })?;
-        if !status.is_success() {
-            let reason = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(CliError::usage(
-                format!("{} answered {}: {reason}", self.base, status.as_u16()),
-                None,
-            ));
-        }
-        let bytes = if bytes.is_empty() {
-            &b"null"[..]
-        } else {
-            &bytes[..]
-        };
-        serde_json::from_slice(bytes).map_err(|e| {
-            CliError::usage(
-                format!("{} answered something unexpected: {e}", self.base),
-                None,
+                format!("{} {}: {}", method, self.shown, without_url(&e)),
+                Some(
+                    "is `airlock serve` running there? (--server or AIRLOCK_SERVER names it)"
+                        .into(),
+                ),
             )
         })
     }

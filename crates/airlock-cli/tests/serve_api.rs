@@ -15,28 +15,6 @@ use std::time::Duration;
 use support::server::Served;
 use support::{airlock, json as stdout_json, ok};
 
-const MANIFEST: &str = r#"project: api-story
-connectors:
-  sink: { kind: http, description: "Not called by these workflows" }
-environments:
-  staging:
-    approvers: [prod-approver, cfo]
-    egress: [127.0.0.1]
-    bindings:
-      sink: { base_url: "http://127.0.0.1:9", timeout: 1s }
-  production:
-    protected: true
-    approvers: [prod-approver, cfo]
-    egress: [127.0.0.1]
-    bindings:
-      sink: { base_url: "http://127.0.0.1:9", timeout: 1s }
-differences:
-  - { path: protected, reason: "production changes only by promotion and rollback" }
-promotion:
-  staging -> production:
-    require: { tests: pass, parity: clean, approvals: 1 }
-"#;
-
 const GREET_V1: &str = r#"name: greet
 trigger: { webhook: { path: greet } }
 steps:
@@ -114,7 +92,11 @@ fn token(project: &Path, environment: &str, role: &str, name: &str) -> String {
 fn start() -> Api {
     let temp = tempfile::tempdir().unwrap();
     let project = temp.path().join("project");
-    write(&project, "airlock.yaml", MANIFEST);
+    write(
+        &project,
+        "airlock.yaml",
+        &support::two_environment_manifest("api-story"),
+    );
     write(&project, "workflows/greet.yaml", GREET_V1);
     write(&project, "tests/greet/hello.yaml", SCENARIO);
     ok(&airlock(&project, &["validate"]), "validate");

@@ -33,7 +33,7 @@ use crate::canonical;
 use crate::decode::Located;
 use crate::diagnostic::Span;
 use crate::model::{BindingMode, Difference, Environment, Manifest, Step, StepKind, Workflow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,7 +131,7 @@ pub struct SecretFact {
 // ---------------------------------------------------------------- report
 
 /// What a row compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dimension {
     /// The versions and their steps.
@@ -173,7 +173,7 @@ impl Dimension {
 }
 
 /// What a row says about a difference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     /// No difference.
@@ -195,7 +195,7 @@ pub enum Status {
 }
 
 /// One row of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// The dimension it belongs to.
     pub dimension: Dimension,
@@ -240,7 +240,7 @@ impl Finding {
 }
 
 /// How many rows have each status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Same on both sides.
     pub same: usize,
@@ -270,8 +270,9 @@ impl Counts {
     }
 }
 
-/// The parity report between two environments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The parity report between two environments. Deserialize too: the CLI reads it back
+/// from the API and prints it as it prints its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParityReport {
     /// The first environment.
     pub from: String,

@@ -6,7 +6,7 @@ use crate::model::{
     FreezeWindow, Manifest, PromotionRule, Requirements, Risk, StagingRuns, Workflow,
 };
 use chrono::{Datelike, TimeZone, Timelike};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A workflow's risk: the highest risk of the connectors it calls (internal when it
 /// calls none).
@@ -68,7 +68,7 @@ pub struct Facts {
 }
 
 /// One requirement, what it asks, what was found, and whether it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// `tests`, `parity`, `staging_runs`, `approvals`, `freeze`.
     pub requirement: String,
@@ -81,7 +81,9 @@ pub struct Check {
 }
 
 /// The verdict on a promotion, requirement by requirement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+// Deserialize too: the CLI reads a verdict back from the API and prints it as it prints
+// its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The workflow's risk class.
     pub risk: Risk,

@@ -15,7 +15,8 @@
 use crate::model::{Manifest, Risk, Workflow};
 use crate::parity::{Dimension, ParityReport, Status};
 use crate::policy;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// A scenario-suite result, as evidence bound to one version.
@@ -93,7 +94,7 @@ pub struct Facts<'a> {
 }
 
 /// The five questions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Question {
     /// What was tested in staging before release?
@@ -122,20 +123,20 @@ impl Question {
 }
 
 /// One answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
     /// Which question.
     pub question: Question,
-    /// The question in words.
-    pub asks: &'static str,
+    /// The question in words (borrowed when assessed here, owned when read back from JSON).
+    pub asks: Cow<'static, str>,
     /// The answer, from facts.
     pub answer: String,
     /// Whether the answer is clear; an unclear one says what is missing.
     pub clear: bool,
 }
 
-/// The checklist of one workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The checklist of one workflow. Deserialize too: the CLI reads it back from the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     /// The workflow.
     pub workflow: String,
@@ -168,7 +169,7 @@ pub fn assess(manifest: &Manifest, facts: &Facts<'_>) -> Readiness {
 fn answer(question: Question, clear: bool, text: impl Into<String>) -> Answer {
     Answer {
         question,
-        asks: question.asks(),
+        asks: Cow::Borrowed(question.asks()),
         answer: text.into(),
         clear,
     }

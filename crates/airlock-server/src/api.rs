@@ -349,33 +349,19 @@ async fn approve_step(
     body: Option<Json<StepDecisionBody>>,
 ) -> Result<Json<Value>, ApiError> {
     let (run, caller) = authorised_run(&app, &headers, &id, Action::Approve).await?;
-    let environment = app
-        .manifest
-        .environment(&run.environment)
-        .ok_or_else(|| ApiError::not_found(format!("no environment `{}`", run.environment)))?;
-    if !environment.approvers.iter().any(|a| a.value == caller.name) {
-        let reason = format!(
-            "`{}` is not an approver in `{}` (approvers: {})",
-            caller.name,
-            run.environment,
-            environment
-                .approvers
-                .iter()
-                .map(|a| a.value.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        audit(
-            &app,
-            &caller,
-            "api.denied",
-            &run.environment,
-            &id,
-            json!({ "action": "Approve", "reason": reason }),
-        )
-        .await;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, reason));
-    }
+    // The role allows approving here; the environment's list decides who is an approver.
+    crate::ops::require_approver(
+        &*app.store,
+        &app.manifest,
+        &run.environment,
+        &caller.name,
+        crate::ops::Decides::Step {
+            run: &id,
+            step: &step,
+        },
+        app.clock.now(),
+    )
+    .await?;
     let body = body.map(|Json(b)| b);
     let approved = match body.as_ref().and_then(|b| b.decision.as_deref()) {
         None | Some("approve") => true,

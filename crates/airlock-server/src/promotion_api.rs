@@ -56,26 +56,52 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+#[derive(Deserialize, ToSchema, Default)]
+pub(crate) struct DeployBody {
+    /// The version id the caller computed for each workflow of its working copy, by name
+    /// (what `airlock hash` prints). When given, the server deploys only if its own files
+    /// hash to exactly these, every workflow and no other; it computes the ids itself.
+    #[serde(default)]
+    versions: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// Makes an unprotected environment run the server's working copy. A protected
 /// environment is refused (403, audited): it changes only by promotion or rollback.
+/// The server deploys its own files, never content from the request: a caller that
+/// names the versions it hashed (`versions`, as `airlock deploy --server` does) gets
+/// exactly those deployed, or a 409 and nothing deployed.
 #[utoipa::path(post, path = "/api/v1/environments/{environment}/deploy", tag = "promotion",
     security(("token" = [])),
     params(("environment" = String, Path, description = "The environment")),
+    request_body(content = DeployBody, description = "Optionally, the versions expected"),
     responses((status = 200, description = "What changed, workflow by workflow", body = Object),
+              (status = 400, description = "A bad body", body = ErrorBody),
               (status = 403, description = "Not allowed, or the environment is protected", body = ErrorBody),
               (status = 404, description = "No such environment", body = ErrorBody),
-              (status = 409, description = "The project does not validate", body = ErrorBody)))]
+              (status = 409, description = "The project does not validate, or its versions are not the ones expected", body = ErrorBody)))]
 pub(crate) async fn deploy(
     State(app): State<Arc<App>>,
     Path(environment): Path<String>,
     headers: HeaderMap,
+    body: Result<Option<Json<DeployBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&app, &headers, &environment, Action::Deploy, "*").await?;
+    let expected = match body {
+        Ok(None) => None,
+        Ok(Some(Json(body))) => body.versions,
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "the body must be {{\"versions\": {{WORKFLOW: VERSION}}}} or empty: {}",
+                e.body_text()
+            )));
+        }
+    };
     let project = project(&app).await?;
     let deployed = ops::deploy::deploy(
         &*app.store,
         &project,
         &environment,
+        expected.as_ref(),
         &caller.name,
         app.clock.now(),
     )

@@ -1,5 +1,6 @@
 //! `airlock approve-step RUN STEP --as NAME [--reject]`: a person's decision on an
-//! approval step; the run then continues.
+//! approval step; the run then continues. Who may decide is
+//! `airlock_server::ops::require_approver`, the rule the API applies too.
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -17,6 +18,7 @@ pub fn run(
     reject: bool,
 ) -> Result<ExitCode, CliError> {
     if let Some(remote) = crate::remote::Remote::from_global(global)? {
+        remote.confirm_as(approver)?;
         let answer: serde_json::Value = remote.post(
             &format!(
                 "/api/v1/runs/{}/steps/{}/approve",
@@ -53,34 +55,16 @@ pub fn run(
             .await
             .map_err(store_error)?
             .ok_or_else(|| CliError::usage(format!("no run `{run_id}`"), None))?;
-        let environment = workspace.environment(&run.environment)?;
-        if !environment.approvers.iter().any(|a| a.value == approver) {
-            workspace
-                .audit(
-                    approver,
-                    "approve-step.refused",
-                    Some(&run.environment),
-                    run_id,
-                    json!({ "step": step, "reason": "not an approver" }),
-                )
-                .await?;
-            return Err(CliError::usage(
-                format!(
-                    "`{approver}` is not an approver in environment `{}`",
-                    run.environment
-                ),
-                Some(format!(
-                    "approvers of `{}`: {}",
-                    run.environment,
-                    environment
-                        .approvers
-                        .iter()
-                        .map(|a| a.value.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            ));
-        }
+        airlock_server::ops::require_approver(
+            &*workspace.store,
+            &workspace.project().manifest,
+            &run.environment,
+            approver,
+            airlock_server::ops::Decides::Step { run: run_id, step },
+            workspace::now(),
+        )
+        .await
+        .map_err(crate::commands::ops_error)?;
         if run.status != RunStatus::Waiting {
             return Err(CliError::usage(
                 format!(

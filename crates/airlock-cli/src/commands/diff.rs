@@ -1,29 +1,41 @@
 //! `airlock diff FROM TO`: the parity report between two environments. The facts come
 //! from the project and the store (`airlock_server::ops::diff`, shared with the API);
-//! `airlock_core::parity` judges them.
+//! `airlock_core::parity` judges them. Against a server, the server's report (its project,
+//! its store), read back as the same type and printed the same way.
 
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::parity::{Dimension, Finding, ParityReport, Status};
 use airlock_server::ops;
+use airlock_server::ops::diff::Diff;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let diff: Diff = match Remote::from_global(global)? {
+        Some(remote) => remote.get(&format!(
+            "/api/v1/diff?from={}&to={}",
+            segment(from),
+            segment(to)
+        ))?,
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::diff::diff(
+                    &*workspace.store,
+                    workspace.project(),
+                    from,
+                    to,
+                ))
+                .map_err(super::promote::ops_error)?
+        }
     };
-    let diff = workspace::runtime()?
-        .block_on(ops::diff::diff(
-            &*workspace.store,
-            workspace.project(),
-            from,
-            to,
-        ))
-        .map_err(super::promote::ops_error)?;
     if global.json {
         crate::output::json(&serde_json::to_value(&diff).unwrap_or(Value::Null));
     } else {

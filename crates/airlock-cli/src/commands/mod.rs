@@ -106,27 +106,35 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => secrets::list(global),
         Command::Records { environment } => records::run(global, environment),
         Command::Check { environment } => check::run(global, environment),
-        Command::Deploy { environment, actor } => deploy::run(global, environment, actor),
+        Command::Deploy { environment, actor } => {
+            deploy::run(global, environment, actor.as_deref())
+        }
         Command::Promote {
             workflow,
             from,
             to,
             author,
-        } => promote::promote(global, workflow, from, to, author),
+        } => promote::promote(global, workflow, from, to, author.as_deref()),
         Command::Approve { request, approver } => {
-            promote::decide(global, request, approver, true, None)
+            promote::decide(global, request, approver.as_deref(), true, None)
         }
         Command::Reject {
             request,
             approver,
             reason,
-        } => promote::decide(global, request, approver, false, Some(reason)),
+        } => promote::decide(global, request, approver.as_deref(), false, Some(reason)),
         Command::Rollback {
             workflow,
             environment,
             target,
             actor,
-        } => promote::rollback(global, workflow, environment, target.as_deref(), actor),
+        } => promote::rollback(
+            global,
+            workflow,
+            environment,
+            target.as_deref(),
+            actor.as_deref(),
+        ),
         Command::Releases {
             workflow,
             environment,

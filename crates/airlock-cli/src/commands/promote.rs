@@ -1,14 +1,18 @@
 //! The path to a protected environment: `promote`, `approve`, `reject`, `rollback`,
-//! `releases`. Identity comes from `--as`; the server's API takes it from the token. The
-//! decisions are `airlock_server::ops::promotion`'s, shared with the API.
+//! `releases`. The decisions are `airlock_server::ops::promotion`'s, shared with the API:
+//! locally the CLI calls them on the project's store, with `--as` saying who acts;
+//! against a server (`--server`) it calls the API, whose token says who acts, and reads
+//! back the same result types. Either way one renderer prints the result.
 
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::policy::Verdict;
+use airlock_server::ops::promotion::{Decision, Promotion, ReleaseRow, Rollback};
 use airlock_server::ops::{self, OpsError, short};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::process::ExitCode;
 
 /// An operation's refusal as the CLI reports it: its message and hint, exit 2.
@@ -36,28 +40,68 @@ fn print_verdict(verdict: &Verdict) {
     }
 }
 
+/// Who acts locally: `--as`, which the command needs.
+fn local_identity<'a>(name: Option<&'a str>, who: &str) -> Result<&'a str, CliError> {
+    name.ok_or_else(|| {
+        CliError::usage(
+            format!("who {who}? `--as NAME`"),
+            Some("against a server (`--server`), the token's name says who".into()),
+        )
+    })
+}
+
 pub fn promote(
     global: &Global,
     workflow: &str,
     from: &str,
     to: &str,
-    author: &str,
+    author: Option<&str>,
 ) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let promotion: Promotion = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(author)?;
+            let answer = remote.post_answer(
+                &format!("/api/v1/workflows/{}/promotions", segment(workflow)),
+                json!({ "from": from, "to": to }),
+                // The gate's refusal is a result (409 with the verdict), printed as locally.
+                |status, answer| {
+                    status == reqwest::StatusCode::CONFLICT
+                        && answer["opened"] == Value::Bool(false)
+                        && answer.get("verdict").is_some()
+                },
+            )?;
+            remote.decode(answer)?
+        }
+        None => {
+            let author = local_identity(author, "asks")?;
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::promotion::promote(
+                    &*workspace.store,
+                    workspace.project(),
+                    workflow,
+                    from,
+                    to,
+                    author,
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
     };
-    let promotion = workspace::runtime()?
-        .block_on(ops::promotion::promote(
-            &*workspace.store,
-            workspace.project(),
-            workflow,
-            from,
-            to,
-            author,
-            workspace::now(),
-        ))
-        .map_err(ops_error)?;
+    Ok(print_promotion(global, &promotion))
+}
+
+fn print_promotion(global: &Global, promotion: &Promotion) -> ExitCode {
+    let Promotion {
+        workflow,
+        from,
+        to,
+        author,
+        ..
+    } = promotion;
     let version = short(&promotion.version);
     let Some(request) = &promotion.request else {
         if global.json {
@@ -68,7 +112,7 @@ pub fn promote(
             println!("promotion of {workflow}@{version} from {from} to {to} refused:");
             print_verdict(&promotion.verdict);
         }
-        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+        return ExitCode::from(EXIT_CHECK_FAILED);
     };
     if global.json {
         crate::output::json(
@@ -88,42 +132,64 @@ pub fn promote(
             ),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 pub fn decide(
     global: &Global,
     request_id: &str,
-    approver: &str,
+    approver: Option<&str>,
     approve: bool,
     reason: Option<&str>,
 ) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let decision: Decision = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(approver)?;
+            remote.post(
+                &format!(
+                    "/api/v1/promotions/{}/{}",
+                    segment(request_id),
+                    if approve { "approve" } else { "reject" }
+                ),
+                json!({ "reason": reason }),
+            )?
+        }
+        None => {
+            let approver = local_identity(approver, "decides")?;
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::promotion::decide(
+                    &*workspace.store,
+                    workspace.project(),
+                    request_id,
+                    approver,
+                    approve,
+                    reason,
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
     };
-    let decision = workspace::runtime()?
-        .block_on(ops::promotion::decide(
-            &*workspace.store,
-            workspace.project(),
-            request_id,
-            approver,
-            approve,
-            reason,
-            workspace::now(),
-        ))
-        .map_err(ops_error)?;
+    print_decision(global, &decision, approve);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_decision(global: &Global, decision: &Decision, approve: bool) {
     let id = &decision.request;
+    let approver = &decision.approver;
     if !approve {
         if global.json {
             crate::output::json(&json!({ "request": id, "status": "rejected" }));
         } else {
             println!(
                 "rejected {id} by {approver}: {}",
-                reason.unwrap_or_default()
+                decision.reason.as_deref().unwrap_or_default()
             );
         }
-        return Ok(ExitCode::SUCCESS);
+        return;
     }
     if global.json {
         crate::output::json(
@@ -144,7 +210,6 @@ pub fn decide(
             None => println!("not released yet: requirements above still unmet"),
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn rollback(
@@ -152,23 +217,38 @@ pub fn rollback(
     workflow: &str,
     environment: &str,
     to: Option<&str>,
-    author: &str,
+    author: Option<&str>,
 ) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let rollback: Rollback = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(author)?;
+            remote.post(
+                &format!(
+                    "/api/v1/environments/{}/workflows/{}/rollback",
+                    segment(environment),
+                    segment(workflow)
+                ),
+                json!({ "to": to }),
+            )?
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::promotion::rollback(
+                    &*workspace.store,
+                    workspace.project(),
+                    workflow,
+                    environment,
+                    to,
+                    author.unwrap_or("cli"),
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
     };
-    let rollback = workspace::runtime()?
-        .block_on(ops::promotion::rollback(
-            &*workspace.store,
-            workspace.project(),
-            workflow,
-            environment,
-            to,
-            author,
-            workspace::now(),
-        ))
-        .map_err(ops_error)?;
     if global.json {
         crate::output::json(&rollback.release);
     } else {
@@ -183,18 +263,36 @@ pub fn rollback(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `GET /api/v1/environments/{environment}/workflows/{workflow}/releases`.
+#[derive(serde::Deserialize)]
+struct ReleasesPage {
+    releases: Vec<ReleaseRow>,
+}
+
 pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let rows = match Remote::from_global(global)? {
+        Some(remote) => {
+            let page: ReleasesPage = remote.get(&format!(
+                "/api/v1/environments/{}/workflows/{}/releases",
+                segment(environment),
+                segment(workflow)
+            ))?;
+            page.releases
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::promotion::releases(
+                    &*workspace.store,
+                    workflow,
+                    environment,
+                ))
+                .map_err(ops_error)?
+        }
     };
-    let rows = workspace::runtime()?
-        .block_on(ops::promotion::releases(
-            &*workspace.store,
-            workflow,
-            environment,
-        ))
-        .map_err(ops_error)?;
     if global.json {
         crate::output::json(&serde_json::to_value(&rows).unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
@@ -232,7 +330,7 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
                 row.release,
                 if row.current { " (current)" } else { "" }
             ),
-            row.kind.to_owned(),
+            row.kind.as_str().to_owned(),
             row.version.chars().take(12).collect(),
             row.author.clone(),
             row.approvers.join(", "),

@@ -100,7 +100,16 @@ fn serve_staging(
         server: None,
     };
     println!("\nDeploying the working copy to staging:");
-    let deployed = super::deploy::run(global, "staging", "quickstart")?;
+    // The quickstart serves this folder itself: its deploy is local even when
+    // AIRLOCK_SERVER names another server.
+    let local = Global {
+        project: global.project.clone(),
+        json: global.json,
+        color: global.color,
+        store: global.store.clone(),
+        server: None,
+    };
+    let deployed = super::deploy::run(&local, "staging", Some("quickstart"))?;
     if deployed != ExitCode::SUCCESS {
         return Ok(deployed);
     }

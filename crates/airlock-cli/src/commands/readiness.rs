@@ -1,27 +1,46 @@
 //! `airlock readiness [WORKFLOW]`: the five checklist answers per workflow (DESIGN.md §1),
 //! from the store and the project (`airlock_server::ops::readiness`, shared with the
-//! API); `airlock_core::readiness` answers them.
+//! API); `airlock_core::readiness` answers them. Against a server, the server's
+//! checklist, read back as the same type and printed the same way.
 
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::readiness::Readiness;
 use airlock_server::ops;
+use airlock_server::ops::readiness::Checklist;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+    let checklist: Checklist = match Remote::from_global(global)? {
+        Some(remote) => {
+            // The checklist is the project's, whatever the environment; the API asks for
+            // one to authorise the read, and the token's own is the one it may read.
+            let environment = remote.environment()?;
+            let query = only
+                .map(|w| format!("?workflow={}", segment(w)))
+                .unwrap_or_default();
+            remote.get(&format!(
+                "/api/v1/environments/{}/readiness{query}",
+                segment(&environment)
+            ))?
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::readiness::readiness(
+                    &*workspace.store,
+                    workspace.project(),
+                    only,
+                    workspace::now(),
+                ))
+                .map_err(super::promote::ops_error)?
+        }
     };
-    let checklist = workspace::runtime()?
-        .block_on(ops::readiness::readiness(
-            &*workspace.store,
-            workspace.project(),
-            only,
-            workspace::now(),
-        ))
-        .map_err(super::promote::ops_error)?;
     if global.json {
         crate::output::json(&serde_json::to_value(&checklist).unwrap_or_default());
     } else {

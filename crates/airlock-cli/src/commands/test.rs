@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 const PROGRESS_ABOVE: usize = 200;
 
 pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+    if global.server.is_some() {
+        // Evidence is what the promotion gate trusts, so it is recorded only where the
+        // scenarios ran on the store's own side; the API has no way to take a client's
+        // word that a version passed. Refused rather than silently recorded locally.
+        return Err(CliError::usage(
+            "`test` records evidence in the store it runs against, and a server takes no evidence over its API",
+            Some(
+                "run `airlock test` where the server's project and store are (its evidence is then read with GET /api/v1/workflows/WORKFLOW/evidence), or without --server to test here"
+                    .into(),
+            ),
+        ));
+    }
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),

@@ -1,9 +1,13 @@
+//! `airlock validate`: every problem of the project with its place and a hint. Against a
+//! server, the server's project as its files are now (`POST /api/v1/validate`).
+
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_USAGE};
 use crate::project_dir::ProjectDir;
+use crate::remote::Remote;
 use crate::render;
 use airlock_core::project::{self, Loaded};
-use airlock_server::ops::validate::{self as check, Problem};
+use airlock_server::ops::validate::{self as check, Problem, Validation};
 use std::process::ExitCode;
 
 /// Loads the project and, when it has problems, prints them all.
@@ -38,7 +42,10 @@ fn report(global: &Global, loaded: &Loaded) {
         ids.dedup();
         ids.len()
     };
-    let n = loaded.diagnostics.len();
+    print_count(loaded.diagnostics.len(), file_count);
+}
+
+fn print_count(n: usize, file_count: usize) {
     eprintln!(
         "error: {n} problem{} in {file_count} file{}",
         if n == 1 { "" } else { "s" },
@@ -46,12 +53,52 @@ fn report(global: &Global, loaded: &Loaded) {
     );
 }
 
-pub fn run(global: &Global) -> Result<ExitCode, CliError> {
-    let loaded = match load_or_report(global)? {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
+/// The server's problems. Its files are not here to draw the offending lines from, so each
+/// problem is its heading (the same `path:line:col: message [code]` as locally) and hint.
+fn report_remote(global: &Global, errors: &[Problem]) {
+    if global.json {
+        crate::output::json(&serde_json::json!({ "ok": false, "errors": errors }));
+        return;
+    }
+    for problem in errors {
+        match &problem.path {
+            Some(path) => eprintln!(
+                "  x {path}:{}:{}: {} [{}]",
+                problem.line, problem.column, problem.message, problem.code
+            ),
+            None => eprintln!("  x {} [{}]", problem.message, problem.code),
+        }
+        if let Some(help) = &problem.help {
+            eprintln!("  help: {help}");
+        }
+        eprintln!();
+    }
+    let file_count = {
+        let mut paths: Vec<_> = errors.iter().map(|p| p.path.as_deref()).collect();
+        paths.dedup();
+        paths.len()
     };
-    let validation = check::validate(&loaded);
+    print_count(errors.len(), file_count);
+}
+
+pub fn run(global: &Global) -> Result<ExitCode, CliError> {
+    let validation = match Remote::from_global(global)? {
+        Some(remote) => {
+            let validation: Validation = remote.post("/api/v1/validate", serde_json::json!({}))?;
+            if !validation.ok {
+                report_remote(global, &validation.errors);
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            validation
+        }
+        None => {
+            let loaded = match load_or_report(global)? {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            check::validate(&loaded)
+        }
+    };
     if global.json {
         crate::output::json(&serde_json::json!({
             "ok": true,

@@ -92,3 +92,51 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs the built binary in `dir` with `vars` set. Nothing that points a command at a
+/// server (AIRLOCK_SERVER, AIRLOCK_TOKEN) is inherited: each test says where it goes.
+pub fn airlock_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AIRLOCK_PROJECT")
+        .env_remove("AIRLOCK_FINGERPRINT_KEY")
+        .env_remove("AIRLOCK_SERVER")
+        .env_remove("AIRLOCK_TOKEN")
+        .env_remove("AIRLOCK_STORE")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().expect("the airlock binary runs")
+}
+
+/// A project with staging and a protected production, one http connector its workflows do
+/// not call, and a promotion path that wants passing tests, clean parity and one approval.
+pub fn two_environment_manifest(project: &str) -> String {
+    format!(
+        r#"project: {project}
+connectors:
+  sink: {{ kind: http, description: "Not called by these workflows" }}
+environments:
+  staging:
+    approvers: [prod-approver, cfo]
+    egress: [127.0.0.1]
+    bindings:
+      sink: {{ base_url: "http://127.0.0.1:9", timeout: 1s }}
+  production:
+    protected: true
+    approvers: [prod-approver, cfo]
+    egress: [127.0.0.1]
+    bindings:
+      sink: {{ base_url: "http://127.0.0.1:9", timeout: 1s }}
+differences:
+  - {{ path: protected, reason: "production changes only by promotion and rollback" }}
+promotion:
+  staging -> production:
+    require: {{ tests: pass, parity: clean, approvals: 1 }}
+"#
+    )
+}

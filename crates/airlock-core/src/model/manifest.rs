@@ -4,7 +4,7 @@
 use crate::decode::{Cx, Located};
 use crate::diagnostic::{Code, suggestion};
 use crate::yaml::Node;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole of `airlock.yaml`.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +177,7 @@ const SQL_FIELDS: &[BindingField] = &[
 ];
 
 /// What a connector touches; a workflow's risk is the highest of the connectors it calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Risk {
     /// Internal systems only: the lightest path.

@@ -3,11 +3,13 @@
 use super::{OpsError, audit, audit_policy_change, environment, store_working_version};
 use airlock_core::project::Project;
 use airlock_store::{Deployment, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 
-/// What a deploy changed, workflow by workflow.
-#[derive(Debug, Clone, Serialize)]
+/// What a deploy changed, workflow by workflow. Deserialize too: the CLI reads it back
+/// from the API and prints it as it prints its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployed {
     /// The environment deployed to.
     pub environment: String,
@@ -16,23 +18,92 @@ pub struct Deployed {
 }
 
 /// One workflow's change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub workflow: String,
     /// `added`, `changed`, `unchanged` or `removed`.
-    pub change: &'static str,
+    pub change: ChangeKind,
     /// The version it ran before.
     pub from: Option<String>,
     /// The version it runs now (`None`: removed from the project).
     pub to: Option<String>,
 }
 
+/// How a workflow's deployment changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// It ran nothing there before.
+    Added,
+    /// It ran another version before.
+    Changed,
+    /// It ran this version already.
+    Unchanged,
+    /// It is no longer in the project (its deployment stays; its runs stop being started).
+    Removed,
+}
+
+/// Checks that the project's working copy is exactly the one a deploy was asked for:
+/// `expected` names every workflow with the version id its caller computed. The ids
+/// compared are the ones computed here, from the files this process loaded, so a caller
+/// can only confirm what will be deployed, never choose it; a difference either way
+/// (another version, a workflow only on one side) refuses the deploy (409), nothing
+/// written.
+pub fn check_expected(
+    project: &Project,
+    expected: &BTreeMap<String, String>,
+) -> Result<(), OpsError> {
+    let here: BTreeMap<&str, String> = project
+        .workflows
+        .iter()
+        .map(|w| {
+            (
+                w.workflow.name.value.as_str(),
+                airlock_core::canonical::version_id(&w.workflow).0,
+            )
+        })
+        .collect();
+    let mut differences = Vec::new();
+    for (name, version) in &here {
+        match expected.get(*name) {
+            Some(asked) if asked == version => {}
+            Some(asked) => differences.push(format!(
+                "`{name}` is {} on the server, {} in the request",
+                super::short(version),
+                super::short(asked)
+            )),
+            None => differences.push(format!("`{name}` is only on the server")),
+        }
+    }
+    for name in expected.keys() {
+        if !here.contains_key(name.as_str()) {
+            differences.push(format!("`{name}` is only in the request"));
+        }
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(OpsError::conflict(
+        format!(
+            "the server's working copy is not the one this deploy was asked for: {}; nothing was deployed",
+            differences.join(", ")
+        ),
+        Some(
+            "the server deploys its own files, exactly as it hashes them: bring its project to the same commit as yours, then deploy again"
+                .into(),
+        ),
+    ))
+}
+
 /// Makes `environment` run the project's working copy. A protected environment is
-/// refused (and the refusal audited): it changes only by promotion or rollback.
+/// refused (and the refusal audited): it changes only by promotion or rollback. With
+/// `expected` (a remote caller's versions, see [`check_expected`]), a working copy that
+/// does not hash to exactly those is refused before anything is written.
 pub async fn deploy(
     store: &dyn Store,
     project: &Project,
     environment_name: &str,
+    expected: Option<&BTreeMap<String, String>>,
     actor: &str,
     now: i64,
 ) -> Result<Deployed, OpsError> {
@@ -57,6 +128,11 @@ pub async fn deploy(
             )),
         ));
     }
+    // Checked on the very project that is then deployed (loaded once by the caller), so
+    // the files cannot change between the check and the deploy.
+    if let Some(expected) = expected {
+        check_expected(project, expected)?;
+    }
     audit_policy_change(store, &project.manifest, actor, now).await?;
     let mut changes = Vec::new();
     for workflow in &project.workflows {
@@ -72,11 +148,11 @@ pub async fn deploy(
             })
             .await?;
         let change = match &previous {
-            None => "added",
-            Some(old) if *old == version => "unchanged",
-            Some(_) => "changed",
+            None => ChangeKind::Added,
+            Some(old) if *old == version => ChangeKind::Unchanged,
+            Some(_) => ChangeKind::Changed,
         };
-        if change != "unchanged" {
+        if change != ChangeKind::Unchanged {
             audit(
                 store,
                 now,
@@ -99,7 +175,7 @@ pub async fn deploy(
         if project.workflow(&deployed.workflow).is_none() {
             changes.push(Change {
                 workflow: deployed.workflow,
-                change: "removed",
+                change: ChangeKind::Removed,
                 from: Some(deployed.version),
                 to: None,
             });

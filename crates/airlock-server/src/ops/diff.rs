@@ -9,14 +9,15 @@ use airlock_core::parity::{
 };
 use airlock_core::project::Project;
 use airlock_store::{ReleaseKind, RunFilter, StepStatus, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How many of the source's runs are searched for the target's version.
 const HISTORY_RUNS: usize = 1_000;
 
-/// The report with its verdict: clean (no drift) and the counts by status.
-#[derive(Debug, Clone, Serialize)]
+/// The report with its verdict: clean (no drift) and the counts by status. Deserialize
+/// too: the CLI reads it back from the API and prints it as it prints its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diff {
     #[serde(flatten)]
     pub report: ParityReport,

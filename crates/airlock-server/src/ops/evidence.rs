@@ -5,7 +5,7 @@ use super::{OpsError, store_working_version, workflow as find_workflow};
 use airlock_core::project::Project;
 use airlock_engine::scenario::WorkflowReport;
 use airlock_store::{Evidence, NewEvidence, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The evidence kind a scenario suite's result is recorded under.
 pub const EVIDENCE_KIND: &str = "scenarios";
@@ -48,7 +48,7 @@ pub async fn record(
 }
 
 /// A workflow's recorded evidence, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceList {
     pub workflow: String,
     pub evidence: Vec<Evidence>,

@@ -121,6 +121,86 @@ pub fn environment<'a>(manifest: &'a Manifest, name: &str) -> Result<&'a Environ
     })
 }
 
+/// What an approver decides: the subject of [`require_approver`]'s audited refusal.
+#[derive(Debug, Clone, Copy)]
+pub enum Decides<'a> {
+    /// An approval step of a run (`approve-step`).
+    Step { run: &'a str, step: &'a str },
+    /// A promotion request (`approve` or `reject`).
+    Promotion {
+        request: &'a str,
+        workflow: &'a str,
+        approve: bool,
+    },
+}
+
+/// Refuses (403) anyone but one of `environment`'s approvers, and audits the refusal.
+///
+/// The one definition of "who may decide" for every approval, whoever asks: the CLI
+/// (`approve-step`, `approve`, `reject` with `--as`) and the API (the token's name), so
+/// that a name missing from `approvers` is refused the same way everywhere; nothing
+/// falls back to another environment's approvers (DESIGN §5.11). The refusal is a rule
+/// of the path, not of a token's role, so it is audited as `…refused` (not `api.denied`).
+pub async fn require_approver(
+    store: &dyn Store,
+    manifest: &Manifest,
+    environment_name: &str,
+    name: &str,
+    decides: Decides<'_>,
+    now: i64,
+) -> Result<(), OpsError> {
+    let env = environment(manifest, environment_name)?;
+    if env.approvers.iter().any(|a| a.value == name) {
+        return Ok(());
+    }
+    let reason = format!("`{name}` is not an approver in environment `{environment_name}`");
+    let (action, subject, detail) = match decides {
+        Decides::Step { run, step } => (
+            "approve-step.refused",
+            run,
+            json!({ "step": step, "reason": reason }),
+        ),
+        Decides::Promotion {
+            request,
+            workflow,
+            approve,
+        } => (
+            if approve {
+                "approve.refused"
+            } else {
+                "reject.refused"
+            },
+            workflow,
+            json!({ "request": request, "reason": reason }),
+        ),
+    };
+    audit(
+        store,
+        now,
+        name,
+        action,
+        Some(environment_name),
+        subject,
+        detail,
+    )
+    .await?;
+    let help = if env.approvers.is_empty() {
+        format!(
+            "`{environment_name}` lists no approvers: add them under `environments.{environment_name}.approvers` in airlock.yaml"
+        )
+    } else {
+        format!(
+            "approvers of `{environment_name}`: {}",
+            env.approvers
+                .iter()
+                .map(|a| a.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Err(OpsError::forbidden(reason, Some(help)))
+}
+
 /// Appends an audit event.
 pub async fn audit(
     store: &dyn Store,
@@ -244,3 +324,6 @@ pub(crate) fn new_id(prefix: &str) -> String {
 pub fn short(version: &str) -> &str {
     &version[..12.min(version.len())]
 }
+
+#[cfg(test)]
+mod tests;

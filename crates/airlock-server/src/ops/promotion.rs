@@ -13,7 +13,7 @@ use airlock_store::{
     Approval, NewPromotionRequest, NewRelease, PromotionRequest, Release, ReleaseKind,
     RequestStatus, RunFilter, RunStatus, Store,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// Facts about `version` of `workflow` on its way from `from` to `to`.
@@ -81,8 +81,9 @@ fn verdict_of(
 }
 
 /// A promotion's outcome: the request (when the gate let it open), the verdict, and the
-/// release (when no approval was still needed).
-#[derive(Debug, Clone, Serialize)]
+/// release (when no approval was still needed). Deserialize too, as every result here:
+/// the CLI reads it back from the API and prints it as it prints its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Promotion {
     pub workflow: String,
     /// The exact version the source runs, which the request moves.
@@ -243,7 +244,7 @@ pub async fn request(store: &dyn Store, id: &str) -> Result<PromotionRequest, Op
 }
 
 /// An approver's decision and what came of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// The request's id.
     pub request: String,
@@ -254,12 +255,20 @@ pub struct Decision {
     /// Who decided.
     pub approver: String,
     /// `approved` or `rejected`.
-    pub status: &'static str,
+    pub status: DecisionStatus,
     pub reason: Option<String>,
     /// The gate's verdict with every approval so far (an approval only).
     pub verdict: Option<Verdict>,
     /// The release, when the approval completed the requirements.
     pub release: Option<Release>,
+}
+
+/// What an approver said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionStatus {
+    Approved,
+    Rejected,
 }
 
 /// Approves (or rejects) request `request_id` as `approver`, who must be an approver of
@@ -276,13 +285,20 @@ pub async fn decide(
 ) -> Result<Decision, OpsError> {
     let request = request(store, request_id).await?;
     let r = &request.request;
-    let target = environment(&project.manifest, &r.to_environment)?;
-    let refusal = if !target.approvers.iter().any(|a| a.value == approver) {
-        Some(OpsError::forbidden(
-            format!("`{approver}` is not an approver of `{}`", r.to_environment),
-            None,
-        ))
-    } else if approver == r.author {
+    super::require_approver(
+        store,
+        &project.manifest,
+        &r.to_environment,
+        approver,
+        super::Decides::Promotion {
+            request: &r.id,
+            workflow: &r.workflow,
+            approve,
+        },
+        now,
+    )
+    .await?;
+    let refusal = if approver == r.author {
         Some(OpsError::forbidden(
             format!("`{approver}` opened this request and cannot approve their own promotion"),
             None,
@@ -346,7 +362,11 @@ pub async fn decide(
         from: r.from_environment.clone(),
         to: r.to_environment.clone(),
         approver: approver.to_owned(),
-        status: if approve { "approved" } else { "rejected" },
+        status: if approve {
+            DecisionStatus::Approved
+        } else {
+            DecisionStatus::Rejected
+        },
         reason: reason.map(str::to_owned),
         verdict: None,
         release: None,
@@ -386,7 +406,7 @@ pub async fn decide(
 }
 
 /// A rollback: the new release and the earlier one it returned to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollback {
     /// The release the rollback made (kind `rollback`), now current.
     pub release: Release,
@@ -483,11 +503,11 @@ pub async fn rollback(
 
 /// One release in a workflow's history, with the failure rate of the runs accepted while
 /// it was current (after) and while the one before it was (before).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseRow {
     pub release: String,
     /// `promotion` or `rollback`.
-    pub kind: &'static str,
+    pub kind: ReleaseKind,
     pub version: String,
     pub author: String,
     pub approvers: Vec<String>,
@@ -545,7 +565,7 @@ pub async fn releases(
         });
         rows.push(ReleaseRow {
             release: release.release.id.clone(),
-            kind: release.release.kind.as_str(),
+            kind: release.release.kind,
             version: release.release.version.clone(),
             author: release.release.author.clone(),
             approvers: release.release.approvers.clone(),

@@ -7,14 +7,15 @@ use airlock_core::model::Manifest;
 use airlock_core::project::Project;
 use airlock_core::readiness::{self, Facts, Readiness, ReleaseFact, Tally, TestEvidence};
 use airlock_store::{Evidence, RunFilter, RunStatus, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The coverage categories in the order they are shown.
 const CATEGORIES: [&str; 3] = ["branches", "failure_paths", "connectors"];
 
-/// The checklist of every workflow asked about.
-#[derive(Debug, Clone, Serialize)]
+/// The checklist of every workflow asked about. Deserialize too: the CLI reads it back
+/// from the API and prints it as it prints its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checklist {
     /// Every workflow is ready.
     pub ready: bool,
@@ -24,7 +25,7 @@ pub struct Checklist {
 }
 
 /// A promotion rule's source and target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionPath {
     pub from: String,
     pub to: String,

@@ -3,10 +3,11 @@
 use airlock_core::diagnostic::Diagnostic;
 use airlock_core::project::Loaded;
 use airlock_core::source::{NO_FILE, SourceFile};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// A project's check: its problems (none when `ok`) and what it declares.
-#[derive(Debug, Clone, Serialize)]
+/// A project's check: its problems (none when `ok`) and what it declares. Deserialize
+/// too: the CLI reads it back from the API and prints it as it prints its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
     /// No problem was found.
     pub ok: bool,
@@ -23,9 +24,9 @@ pub struct Validation {
 }
 
 /// One diagnostic with its place resolved to path, line and column (1-based).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
-    pub code: &'static str,
+    pub code: String,
     pub path: Option<String>,
     pub line: usize,
     pub column: usize,
@@ -45,7 +46,7 @@ impl Problem {
         let (line, column) = file.map_or((0, 0), |f| f.line_col(diagnostic.span.start));
         let (end_line, end_column) = file.map_or((0, 0), |f| f.line_col(diagnostic.span.end));
         Self {
-            code: diagnostic.code.as_str(),
+            code: diagnostic.code.as_str().to_owned(),
             path: file.map(|f| f.path.clone()),
             line,
             column,

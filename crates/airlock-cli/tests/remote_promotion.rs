@@ -1,0 +1,572 @@
+//! The promotion path through `--server`: each command prints what it prints locally,
+//! human and `--json`, with the token's name as who acts; and the server's refusals print
+//! as clearly as local ones, never with the token.
+//!
+//! Two identical projects go through the same steps: one locally (`--as NAME`), the other
+//! through `airlock serve` (tokens named NAME). Their outputs are compared byte for byte,
+//! once the ids and clock readings each store generates are replaced by placeholders
+//! (`req#0`, `<ms>`); read-only commands are compared on one project, local against
+//! remote, byte for byte with nothing replaced.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use support::server::Served;
+use support::{airlock_with, json as stdout_json, ok, text};
+
+const SCENARIO: &str = r#"trigger: { body: { name: ada } }
+expect:
+  status: succeeded
+  path: [hello]
+"#;
+
+fn greet(greeting: &str) -> String {
+    format!(
+        "name: greet\ntrigger: {{ webhook: {{ path: greet }} }}\nsteps:\n  - id: hello\n    map: {{ greeting: \"{greeting} {{{{ trigger.body.name }}}}\" }}\n"
+    )
+}
+
+fn write(dir: &Path, path: &str, content: &str) {
+    let full = dir.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, content).unwrap();
+}
+
+fn new_project(dir: &Path) {
+    write(
+        dir,
+        "airlock.yaml",
+        &support::two_environment_manifest("remote-story"),
+    );
+    write(dir, "workflows/greet.yaml", &greet("hello"));
+    write(dir, "tests/greet/hello.yaml", SCENARIO);
+}
+
+fn token(project: &Path, environment: &str, role: &str, name: &str) -> String {
+    let out = airlock_with(
+        project,
+        &[
+            "token",
+            "create",
+            "--env",
+            environment,
+            "--role",
+            role,
+            "--name",
+            name,
+            "--json",
+        ],
+        &[],
+    );
+    ok(&out, "token create");
+    stdout_json(&out)["token"].as_str().unwrap().to_owned()
+}
+
+/// Ids a store generates (`req_…`, `rel_…`) become `req#N` in order of appearance, and the
+/// clock readings of JSON answers `<ms>`: what two stores cannot share. Everything else
+/// is kept byte for byte.
+fn normalize(output: &str) -> String {
+    let bytes = output.as_bytes();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        let boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if boundary && (rest.starts_with(b"req_") || rest.starts_with(b"rel_")) {
+            let end = 4 + rest[4..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+            if end > 4 {
+                // ASCII from `i` to `i + end`: both are character boundaries.
+                let id = &output[i..i + end];
+                let n = seen.iter().position(|s| *s == id).unwrap_or_else(|| {
+                    seen.push(id);
+                    seen.len() - 1
+                });
+                out.extend_from_slice(format!("{}#{n}", &id[..3]).as_bytes());
+                i += end;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    let ided = String::from_utf8(out).expect("only ASCII was replaced");
+    ided.lines()
+        .map(|line| {
+            for key in [
+                "\"at\": ",
+                "\"created_at\": ",
+                "\"decided_at\": ",
+                "\"updated_at\": ",
+            ] {
+                if let Some(at) = line.find(key) {
+                    let value = &line[at + key.len()..];
+                    if value.starts_with(|c: char| c.is_ascii_digit()) {
+                        let digits = value
+                            .find(|c: char| !c.is_ascii_digit())
+                            .unwrap_or(value.len());
+                        return format!("{}{key}<ms>{}", &line[..at], &value[digits..]);
+                    }
+                }
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn shown(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// The same exit code and the same stdout (normalized when `ids` says the two sides'
+/// stores generated their own ids).
+fn same(local: &Output, remote: &Output, ids: bool, what: &str) {
+    let (l, r) = (text(&local.stdout), text(&remote.stdout));
+    let (l, r) = if ids {
+        (normalize(&l), normalize(&r))
+    } else {
+        (l, r)
+    };
+    assert_eq!(
+        local.status.code(),
+        remote.status.code(),
+        "{what}: exit codes differ\nlocal: {}\nremote: {}",
+        shown(local),
+        shown(remote)
+    );
+    assert!(
+        !l.trim().is_empty(),
+        "{what}: nothing printed\n{}",
+        shown(local)
+    );
+    assert_eq!(
+        l,
+        r,
+        "{what}: outputs differ\nlocal: {}\nremote: {}",
+        shown(local),
+        shown(remote)
+    );
+}
+
+/// The first `req_…` id an output names.
+fn request_of(out: &Output) -> String {
+    let printed = text(&out.stdout);
+    let at = printed
+        .find("req_")
+        .unwrap_or_else(|| panic!("no request in\n{}", shown(out)));
+    printed[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+struct Sides {
+    _temp: tempfile::TempDir,
+    /// Worked on locally, `--as NAME`.
+    local: PathBuf,
+    /// Served; worked on through `--server` with tokens.
+    remote: PathBuf,
+    /// No project at all.
+    elsewhere: PathBuf,
+    served: Served,
+    dev: String,
+    releaser: String,
+    approver: String,
+}
+
+impl Sides {
+    fn start() -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let local = temp.path().join("local");
+        let remote = temp.path().join("remote");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        new_project(&local);
+        new_project(&remote);
+        let dev = token(&remote, "staging", "deployer", "dev");
+        let releaser = token(&remote, "production", "deployer", "releaser");
+        let approver = token(&remote, "production", "approver", "prod-approver");
+        let served = Served::start(&remote, &[]);
+        Sides {
+            _temp: temp,
+            local,
+            remote,
+            elsewhere,
+            served,
+            dev,
+            releaser,
+            approver,
+        }
+    }
+
+    /// A command on the local project.
+    fn here(&self, args: &[&str]) -> Output {
+        airlock_with(&self.local, args, &[])
+    }
+
+    /// A command on the served project, locally (same files, same store as the server).
+    fn beside(&self, args: &[&str]) -> Output {
+        airlock_with(&self.remote, args, &[])
+    }
+
+    /// A command through the server, with `token`, from `dir`.
+    fn through_from(&self, dir: &Path, token: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--server", self.served.url.as_str()];
+        all.extend_from_slice(args);
+        airlock_with(dir, &all, &[("AIRLOCK_TOKEN", token)])
+    }
+
+    /// A command through the server, with `token`, from a folder with no project: nothing
+    /// local is read.
+    fn through(&self, token: &str, args: &[&str]) -> Output {
+        self.through_from(&self.elsewhere, token, args)
+    }
+
+    /// `deploy` through the server, from the served project's folder: the versions it
+    /// sends are hashed from the working copy there.
+    fn deploying(&self, token: &str, args: &[&str]) -> Output {
+        self.through_from(&self.remote, token, args)
+    }
+
+    /// Both projects' working copy of `greet`, tested.
+    fn edit(&self, greeting: &str, tested: bool) {
+        for dir in [&self.local, &self.remote] {
+            write(dir, "workflows/greet.yaml", &greet(greeting));
+            if tested {
+                ok(&airlock_with(dir, &["test"], &[]), "test");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_promotion_path_prints_the_same_through_a_server() {
+    let s = Sides::start();
+    for dir in [&s.local, &s.remote] {
+        ok(&airlock_with(dir, &["test"], &[]), "test v1");
+    }
+
+    // deploy: no `--as` through the server, the token (`dev`) deploys.
+    let l = s.here(&["deploy", "--env", "staging", "--as", "dev"]);
+    let r = s.deploying(&s.dev, &["deploy", "--env", "staging"]);
+    ok(&r, "remote deploy");
+    same(&l, &r, false, "deploy");
+    assert!(text(&r.stdout).contains("+ greet"), "{}", shown(&r));
+    same(
+        &s.here(&["deploy", "--env", "staging", "--as", "dev", "--json"]),
+        &s.deploying(&s.dev, &["deploy", "--env", "staging", "--json"]),
+        false,
+        "deploy --json",
+    );
+
+    // promote, then approve with the approver's token and no `--as`.
+    let l = s.here(&["promote", "greet", "--as", "releaser"]);
+    let r = s.through(&s.releaser, &["promote", "greet"]);
+    ok(&r, "remote promote");
+    same(&l, &r, true, "promote");
+    assert!(text(&r.stdout).contains("· by releaser"), "{}", shown(&r));
+    let (lq, rq) = (request_of(&l), request_of(&r));
+    let l = s.here(&["approve", &lq, "--as", "prod-approver"]);
+    let r = s.through(&s.approver, &["approve", &rq]);
+    ok(&r, "remote approve");
+    same(&l, &r, true, "approve");
+    assert!(
+        text(&r.stdout).starts_with(&format!("approved {rq} by prod-approver\n")),
+        "the token's name is the approver: {}",
+        shown(&r)
+    );
+
+    // v2, as JSON all the way.
+    s.edit("hello again", true);
+    same(
+        &s.here(&["deploy", "--env", "staging", "--as", "dev", "--json"]),
+        &s.deploying(&s.dev, &["deploy", "--env", "staging", "--json"]),
+        false,
+        "deploy --json (changed)",
+    );
+    let l = s.here(&["promote", "greet", "--as", "releaser", "--json"]);
+    let r = s.through(&s.releaser, &["promote", "greet", "--json"]);
+    same(&l, &r, true, "promote --json");
+    let (lq, rq) = (
+        stdout_json(&l)["request"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        stdout_json(&r)["request"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let r = s.through(&s.approver, &["approve", &rq, "--json"]);
+    same(
+        &s.here(&["approve", &lq, "--as", "prod-approver", "--json"]),
+        &r,
+        true,
+        "approve --json",
+    );
+    assert!(stdout_json(&r)["release"]["id"].is_string());
+
+    // reject, human then JSON.
+    for json in [false, true] {
+        let flag: &[&str] = if json { &["--json"] } else { &[] };
+        let l = s.here(&[&["promote", "greet", "--as", "releaser"][..], flag].concat());
+        let r = s.through(&s.releaser, &[&["promote", "greet"][..], flag].concat());
+        same(&l, &r, true, "promote before reject");
+        let (lq, rq) = (request_of(&l), request_of(&r));
+        let reason = ["--reason", "not this week"];
+        same(
+            &s.here(&[&["reject", &lq, "--as", "prod-approver"][..], &reason, flag].concat()),
+            &s.through(&s.approver, &[&["reject", &rq][..], &reason, flag].concat()),
+            true,
+            "reject",
+        );
+    }
+
+    // rollback, human then JSON (back to v1, then forward again to v2).
+    let args = ["rollback", "greet", "--env", "production"];
+    same(
+        &s.here(&[&args[..], &["--as", "releaser"]].concat()),
+        &s.through(&s.releaser, &args),
+        true,
+        "rollback",
+    );
+    same(
+        &s.here(&[&args[..], &["--as", "releaser", "--json"]].concat()),
+        &s.through(&s.releaser, &[&args[..], &["--json"]].concat()),
+        true,
+        "rollback --json",
+    );
+
+    // v3 is never tested: the gate refuses to open its request, exit 1 on both sides.
+    s.edit("hi", false);
+    same(
+        &s.here(&["deploy", "--env", "staging", "--as", "dev"]),
+        &s.deploying(&s.dev, &["deploy", "--env", "staging"]),
+        false,
+        "deploy v3",
+    );
+    for flag in [None, Some("--json")] {
+        let extra: Vec<&str> = flag.into_iter().collect();
+        let l = s.here(&[&["promote", "greet", "--as", "releaser"][..], &extra].concat());
+        let r = s.through(&s.releaser, &[&["promote", "greet"][..], &extra].concat());
+        assert_eq!(r.status.code(), Some(1), "{}", shown(&r));
+        same(&l, &r, true, "promote refused by the gate");
+    }
+
+    // What only reads: the served project locally and through its server, unaltered.
+    for args in [
+        &["releases", "greet", "--env", "production"][..],
+        &["readiness"],
+        &["readiness", "greet"],
+        &["diff", "staging", "production"],
+        &["validate"],
+    ] {
+        for json in [false, true] {
+            let args = [args, if json { &["--json"][..] } else { &[] }].concat();
+            same(
+                &s.beside(&args),
+                &s.through(&s.approver, &args),
+                false,
+                &args.join(" "),
+            );
+        }
+    }
+
+    // A broken working copy on the server: the same JSON problems, and through the
+    // server each problem's heading as locally (the lines are drawn from local files only).
+    write(
+        &s.remote,
+        "workflows/greet.yaml",
+        "name: greet\nsteps:\n  - id: hello\n    mapp: {}\n",
+    );
+    let l = s.beside(&["validate", "--json"]);
+    let r = s.through(&s.approver, &["validate", "--json"]);
+    assert_eq!(r.status.code(), Some(2), "{}", shown(&r));
+    same(&l, &r, false, "validate --json (broken)");
+    let l = s.beside(&["validate"]);
+    let r = s.through(&s.approver, &["validate"]);
+    assert_eq!(l.status.code(), r.status.code());
+    let heading = "workflows/greet.yaml:4:5: unknown key `mapp`";
+    for out in [&l, &r] {
+        assert!(text(&out.stderr).contains(heading), "{}", shown(out));
+    }
+    assert_eq!(
+        text(&l.stderr).lines().last(),
+        text(&r.stderr).lines().last(),
+        "the same count of problems"
+    );
+}
+
+#[test]
+fn the_token_decides_who_acts_and_refusals_print_clearly() {
+    let s = Sides::start();
+    ok(&s.beside(&["test"]), "test");
+    let refused = |out: &Output, says: &str, token: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}", shown(out));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(says), "`{says}` missing:\n{}", shown(out));
+        assert!(!stderr.contains(token), "the token leaked:\n{}", shown(out));
+        assert!(
+            !text(&out.stdout).contains(token),
+            "the token leaked:\n{}",
+            shown(out)
+        );
+    };
+
+    // A staging deployer reaches nothing in production: not deploy, not promote.
+    let out = s.deploying(&s.dev, &["deploy", "--env", "production"]);
+    refused(
+        &out,
+        "this token is scoped to staging, not production",
+        &s.dev,
+    );
+    assert!(
+        text(&out.stderr).contains(&format!("({} answered 403 Forbidden)", s.served.url)),
+        "{}",
+        shown(&out)
+    );
+    let out = s.through(
+        &s.dev,
+        &[
+            "promote",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+        ],
+    );
+    refused(
+        &out,
+        "this token is scoped to staging, not production",
+        &s.dev,
+    );
+    // A production deployer is refused by the path's rule, as locally: same reason, same hint.
+    let local = s.beside(&["deploy", "--env", "production", "--as", "releaser"]);
+    let out = s.deploying(&s.releaser, &["deploy", "--env", "production"]);
+    refused(&out, "`production` is protected", &s.releaser);
+    let (local_err, remote_err) = (text(&local.stderr), text(&out.stderr));
+    let local_lines: Vec<&str> = local_err.lines().collect();
+    let remote_lines: Vec<&str> = remote_err.lines().collect();
+    assert_eq!(local_lines.len(), 2, "{local_err}");
+    assert_eq!(
+        remote_lines,
+        [
+            format!(
+                "{} ({} answered 403 Forbidden)",
+                local_lines[0], s.served.url
+            )
+            .as_str(),
+            local_lines[1]
+        ],
+        "the local refusal, then who answered"
+    );
+
+    // The approver is the token: `--as` may repeat its name, never change it.
+    ok(
+        &s.deploying(&s.dev, &["deploy", "--env", "staging", "--as", "dev"]),
+        "deploy",
+    );
+    let opened = s.through(&s.releaser, &["promote", "greet", "--json"]);
+    ok(&opened, "promote");
+    let request = stdout_json(&opened)["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = s.through(&s.approver, &["approve", &request, "--as", "cfo"]);
+    refused(&out, "it is `prod-approver`, not `cfo`", &s.approver);
+    let out = s.through(&s.releaser, &["approve", &request]);
+    refused(&out, "may not", &s.releaser);
+    let out = s.through(&s.approver, &["approve", &request, "--as", "prod-approver"]);
+    ok(&out, "approve as the token's own name");
+    // 409: decided already; 404: no such request.
+    let out = s.through(&s.approver, &["approve", &request]);
+    refused(&out, &format!("request {request} is released"), &s.approver);
+    assert!(
+        text(&out.stderr).contains("answered 409 Conflict"),
+        "{}",
+        shown(&out)
+    );
+    let out = s.through(&s.approver, &["approve", "req_missing"]);
+    refused(&out, "no promotion request `req_missing`", &s.approver);
+    assert!(
+        text(&out.stderr).contains("answered 404 Not Found"),
+        "{}",
+        shown(&out)
+    );
+    // A name missing from the environment's approvers: the one rule, its hint and its audit.
+    let outsider = token(&s.remote, "production", "approver", "someone-else");
+    let out = s.through(&outsider, &["reject", &request, "--reason", "no"]);
+    refused(
+        &out,
+        "`someone-else` is not an approver in environment `production`",
+        &outsider,
+    );
+    assert!(
+        text(&out.stderr).contains("help: approvers of `production`: prod-approver, cfo"),
+        "{}",
+        shown(&out)
+    );
+    let audit = stdout_json(&s.beside(&["audit", "--json"])).to_string();
+    assert!(audit.contains("reject.refused"), "{audit}");
+
+    // The server deploys only the versions hashed here: a working copy that differs from
+    // the server's is refused, and staging keeps running what it ran.
+    let deployments = || {
+        reqwest::blocking::Client::new()
+            .get(format!(
+                "{}/api/v1/environments/staging/deployments",
+                s.served.url
+            ))
+            .bearer_auth(&s.dev)
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()
+    };
+    let before = deployments();
+    write(&s.local, "workflows/greet.yaml", &greet("something else"));
+    let out = s.through_from(&s.local, &s.dev, &["deploy", "--env", "staging"]);
+    refused(&out, "is not the one this deploy was asked for", &s.dev);
+    assert!(text(&out.stderr).contains("`greet` is "), "{}", shown(&out));
+    assert_eq!(before, deployments(), "nothing was deployed");
+
+    // An unknown token, a server that does not answer (its URL's password masked), and a
+    // command the server cannot do: each a clear refusal, exit 2.
+    let out = airlock_with(
+        &s.elsewhere,
+        &["--server", &s.served.url, "releases", "greet"],
+        &[("AIRLOCK_TOKEN", "alk_not-a-token")],
+    );
+    refused(&out, "unknown or revoked API token", "alk_not-a-token");
+    assert!(
+        text(&out.stderr).contains("help: AIRLOCK_TOKEN"),
+        "{}",
+        shown(&out)
+    );
+    let out = airlock_with(
+        &s.elsewhere,
+        &[
+            "--server",
+            "http://ops:hunter2@127.0.0.1:9",
+            "releases",
+            "greet",
+        ],
+        &[("AIRLOCK_TOKEN", &s.approver)],
+    );
+    refused(&out, "127.0.0.1:9", &s.approver);
+    assert!(!text(&out.stderr).contains("hunter2"), "{}", shown(&out));
+    let out = s.through(&s.dev, &["test"]);
+    refused(&out, "a server takes no evidence over its API", &s.dev);
+}

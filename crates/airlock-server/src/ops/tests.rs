@@ -1,0 +1,299 @@
+//! The operations on a real embedded store: their results read back from JSON exactly as
+//! they were written (the CLI prints the API's answers through the same renderers), the
+//! one approver rule, and a deploy that names the versions it expects.
+
+use super::*;
+use airlock_core::project::{Loaded, load};
+use airlock_core::source::SourceFile;
+use airlock_store::sqlite::SqliteStore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+const MANIFEST: &str = r#"project: ops-round-trip
+connectors:
+  sink: { kind: http, description: "Not called by these workflows" }
+environments:
+  staging:
+    approvers: [lead]
+    egress: [127.0.0.1]
+    bindings:
+      sink: { base_url: "http://127.0.0.1:9", timeout: 1s }
+  production:
+    protected: true
+    approvers: [prod-approver, cfo]
+    egress: [127.0.0.1]
+    bindings:
+      sink: { base_url: "http://127.0.0.1:9", timeout: 1s }
+differences:
+  - { path: protected, reason: "production changes only by promotion and rollback" }
+  - { path: approvers, reason: "production has its own approvers" }
+promotion:
+  staging -> production:
+    require: { tests: pass, parity: clean, approvals: 1 }
+"#;
+
+const SCENARIO: &str = r#"trigger: { body: { name: ada } }
+expect:
+  status: succeeded
+  path: [hello]
+"#;
+
+fn greet(greeting: &str) -> String {
+    format!(
+        "name: greet\ntrigger: {{ webhook: {{ path: greet }} }}\nsteps:\n  - id: hello\n    map: {{ greeting: \"{greeting} {{{{ trigger.body.name }}}}\" }}\n"
+    )
+}
+
+fn loaded(workflow: &str) -> Loaded {
+    load(vec![
+        SourceFile::new("airlock.yaml", MANIFEST),
+        SourceFile::new("workflows/greet.yaml", workflow),
+        SourceFile::new("tests/greet/hello.yaml", SCENARIO),
+    ])
+}
+
+fn project(workflow: &str) -> Project {
+    let loaded = loaded(workflow);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    loaded.project
+}
+
+/// Written, read back, written again: the same value and the same bytes.
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
+    let written = serde_json::to_string_pretty(value).expect("serializes");
+    let read: T = serde_json::from_str(&written)
+        .unwrap_or_else(|e| panic!("does not read back ({e}):\n{written}"));
+    assert_eq!(&read, value, "{written}");
+    assert_eq!(
+        serde_json::to_string_pretty(&read).expect("serializes"),
+        written
+    );
+}
+
+async fn record_evidence(store: &dyn Store, project: &Project, now: i64) {
+    let suites = airlock_engine::scenario::suites(project, None);
+    let reports = airlock_engine::scenario::run_suites(&suites, &|| {});
+    assert!(reports.iter().all(|r| r.passed));
+    evidence::record(store, project, &reports, now)
+        .await
+        .expect("evidence recorded");
+}
+
+#[tokio::test]
+async fn every_result_reads_back_as_it_was_written() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let v1 = project(&greet("hello"));
+
+    record_evidence(store, &v1, 1_000).await;
+    round_trip(&evidence::list(store, "greet", None).await.unwrap());
+    let deployed = deploy::deploy(store, &v1, "staging", None, "dev", 1_100)
+        .await
+        .unwrap();
+    assert_eq!(deployed.changes[0].change, deploy::ChangeKind::Added);
+    round_trip(&deployed);
+    let diff = diff::diff(store, &v1, "staging", "production")
+        .await
+        .unwrap();
+    assert!(
+        diff.report
+            .findings
+            .iter()
+            .any(|f| matches!(f.status, airlock_core::parity::Status::Documented { .. })),
+        "a documented row is read back through the flattened status: {diff:?}"
+    );
+    round_trip(&diff);
+    round_trip(&readiness::readiness(store, &v1, None, 1_200).await.unwrap());
+
+    let opened = promotion::promote(store, &v1, "greet", "staging", "production", "dev", 1_300)
+        .await
+        .unwrap();
+    assert!(opened.opened && opened.release.is_none(), "{opened:?}");
+    round_trip(&opened);
+    let request = opened.request.as_ref().unwrap().request.id.clone();
+    let approved = promotion::decide(store, &v1, &request, "prod-approver", true, None, 1_400)
+        .await
+        .unwrap();
+    assert!(approved.release.is_some(), "{approved:?}");
+    round_trip(&approved);
+
+    // v2 through the same path, then a rollback to v1.
+    let v2 = project(&greet("hello again"));
+    record_evidence(store, &v2, 2_000).await;
+    let deployed = deploy::deploy(store, &v2, "staging", None, "dev", 2_100)
+        .await
+        .unwrap();
+    assert_eq!(deployed.changes[0].change, deploy::ChangeKind::Changed);
+    round_trip(&deployed);
+    let opened = promotion::promote(store, &v2, "greet", "staging", "production", "dev", 2_200)
+        .await
+        .unwrap();
+    let request = opened.request.unwrap().request.id;
+    let rejected = promotion::decide(
+        store,
+        &v2,
+        &request,
+        "cfo",
+        false,
+        Some("not this week"),
+        2_300,
+    )
+    .await
+    .unwrap();
+    round_trip(&rejected);
+    let opened = promotion::promote(store, &v2, "greet", "staging", "production", "dev", 2_400)
+        .await
+        .unwrap();
+    let request = opened.request.unwrap().request.id;
+    promotion::decide(store, &v2, &request, "cfo", true, None, 2_500)
+        .await
+        .unwrap();
+    let rolled = promotion::rollback(store, &v2, "greet", "production", None, "dev", 2_600)
+        .await
+        .unwrap();
+    round_trip(&rolled);
+    let rows = promotion::releases(store, "greet", "production")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].kind, airlock_store::ReleaseKind::Rollback);
+    round_trip(&rows);
+
+    // A promotion the gate refuses (v3 never tested) is a result too.
+    let v3 = project(&greet("hi"));
+    deploy::deploy(store, &v3, "staging", None, "dev", 3_000)
+        .await
+        .unwrap();
+    let refused = promotion::promote(store, &v3, "greet", "staging", "production", "dev", 3_100)
+        .await
+        .unwrap();
+    assert!(!refused.opened, "{refused:?}");
+    round_trip(&refused);
+
+    // A validation with problems, each positioned.
+    let broken = loaded("name: greet\nsteps:\n  - id: hello\n    mapp: {}\n");
+    let validation = validate::validate(&broken);
+    assert!(!validation.ok && !validation.errors.is_empty());
+    round_trip(&validation);
+    round_trip(&validate::validate(&loaded(&greet("hello"))));
+}
+
+#[tokio::test]
+async fn one_rule_decides_who_approves_and_audits_every_refusal() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let manifest = &project(&greet("hello")).manifest;
+    let step = Decides::Step {
+        run: "run_1",
+        step: "sign_off",
+    };
+
+    require_approver(store, manifest, "production", "cfo", step, 1)
+        .await
+        .expect("a listed approver decides");
+    // Production's approver is not staging's: nothing falls back across environments.
+    let refused = require_approver(store, manifest, "staging", "cfo", step, 2)
+        .await
+        .expect_err("not listed in staging");
+    assert!(matches!(refused, OpsError::Forbidden { .. }), "{refused:?}");
+    assert_eq!(
+        refused.to_string(),
+        "`cfo` is not an approver in environment `staging`"
+    );
+    assert_eq!(refused.help(), Some("approvers of `staging`: lead"));
+    let promotion = Decides::Promotion {
+        request: "req_1",
+        workflow: "greet",
+        approve: false,
+    };
+    require_approver(store, manifest, "production", "mallory", promotion, 3)
+        .await
+        .expect_err("not listed in production");
+    let missing = require_approver(store, manifest, "qa", "cfo", step, 4)
+        .await
+        .expect_err("no such environment");
+    assert!(matches!(missing, OpsError::NotFound { .. }), "{missing:?}");
+
+    let log = store.audit_log().await.unwrap();
+    let refusals: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.event.action.as_str(),
+                e.event.actor.as_str(),
+                e.event.subject.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            ("approve-step.refused", "cfo", "run_1"),
+            ("reject.refused", "mallory", "greet"),
+        ]
+    );
+    assert_eq!(log[0].event.detail["step"], "sign_off");
+    assert_eq!(log[1].event.detail["request"], "req_1");
+}
+
+#[tokio::test]
+async fn a_deploy_that_names_its_versions_deploys_exactly_those_or_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let here = project(&greet("hello"));
+    let id = airlock_core::canonical::version_id(&here.workflows[0].workflow).0;
+    let other =
+        airlock_core::canonical::version_id(&project(&greet("hello again")).workflows[0].workflow)
+            .0;
+    let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    for (expected, says) in [
+        (expect(&[("greet", &other)]), "`greet` is "),
+        (expect(&[]), "`greet` is only on the server"),
+        (
+            expect(&[("greet", &id), ("refund", &id)]),
+            "`refund` is only in the request",
+        ),
+    ] {
+        let refused = deploy::deploy(store, &here, "staging", Some(&expected), "dev", 1)
+            .await
+            .expect_err("the working copy is not the one expected");
+        assert!(matches!(refused, OpsError::Conflict { .. }), "{refused:?}");
+        assert!(refused.to_string().contains(says), "{refused}");
+        assert!(store.deployments(Some("staging")).await.unwrap().is_empty());
+    }
+    // A protected environment is refused for being protected, whatever was expected.
+    let protected = deploy::deploy(
+        store,
+        &here,
+        "production",
+        Some(&expect(&[("greet", &other)])),
+        "dev",
+        2,
+    )
+    .await
+    .expect_err("protected");
+    assert!(matches!(protected, OpsError::Forbidden { .. }));
+
+    let deployed = deploy::deploy(
+        store,
+        &here,
+        "staging",
+        Some(&expect(&[("greet", &id)])),
+        "dev",
+        3,
+    )
+    .await
+    .expect("the versions match");
+    assert_eq!(deployed.changes[0].to.as_deref(), Some(id.as_str()));
+}
