@@ -3,7 +3,7 @@
 # wrk -> `airlock serve` (sync webhook, durable in the embedded SQLite store) -> node sink.
 #
 #   bench/webhook/run.sh [--repeats N] [--duration S] [--warmup S] [--concurrency 1,32]
-#                        [--dir PATH] [--no-build] [--keep]
+#                        [--dir PATH] [--no-build] [--binary PATH] [--keep]
 #
 # Every repeat starts from a fresh project, a fresh store, a fresh sink and a fresh server.
 # See bench/webhook/README.md for what is measured and how to read it.
@@ -18,6 +18,7 @@ WARMUP=5
 CONCURRENCY="1,32"
 BASE_DIR="${TMPDIR:-/var/tmp}"
 BUILD=1
+BINARY=""
 KEEP=0
 SINK_PORT=18999
 LISTEN=127.0.0.1:8080
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
     --dir) BASE_DIR="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --binary) BINARY="$2"; BUILD=0; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -104,9 +106,10 @@ if [ "$BUILD" = 1 ]; then
   say "building: cargo build --release -p airlock-cli"
   (cd "$ROOT" && cargo build --release -p airlock-cli) >&2 || die "the release build failed"
 fi
-[ -x "$ROOT/target/release/airlock" ] || die "no $ROOT/target/release/airlock"
+BINARY="${BINARY:-$ROOT/target/release/airlock}"
+[ -x "$BINARY" ] || die "no $BINARY"
 # A private copy: the shared target/ may be rebuilt while we measure; every repeat runs this one.
-cp "$ROOT/target/release/airlock" "$WORK/airlock"
+cp "$BINARY" "$WORK/airlock"
 BIN="$WORK/airlock"
 BIN_SHA="$(sha256sum "$BIN" | cut -c1-12)"
 REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"

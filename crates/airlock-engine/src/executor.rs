@@ -5,9 +5,10 @@ use crate::clock::Clock;
 use crate::interpreter::{self, AttemptFailure, CallPlan, Decision, Input, Next};
 use crate::runtime::Runtime;
 use airlock_connectors::CallRequest;
+use airlock_core::model::Workflow;
 use airlock_store::{
-    Claim, Commit, Error as StoreError, NewJournalEntry, Run, RunStatus, Settlement, StepDecision,
-    Store,
+    Claim, Commit, Enqueued, Error as StoreError, NewJournalEntry, NewRun, Run, RunStatus,
+    Settlement, StepDecision, Store,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -36,6 +37,21 @@ pub trait Observer: Send + Sync {
     fn journaled(&self, run: &Run, entries: &[NewJournalEntry]);
     /// A run released (finished, sleeping or waiting).
     fn settled(&self, run: &Run, settlement: &Settlement);
+}
+
+/// A run accepted and claimed by [`Engine::accept`], with what was journaled with it.
+pub struct Accepted {
+    claim: Claim,
+    workflow: Arc<Workflow>,
+    journal: Vec<NewJournalEntry>,
+    call: Option<(CallPlan, i64)>,
+}
+
+impl Accepted {
+    /// The run as claimed.
+    pub fn run(&self) -> &Run {
+        &self.claim.run
+    }
 }
 
 /// Tuning.
@@ -242,9 +258,16 @@ impl Engine {
         Ok(earliest)
     }
 
-    /// Drives one claimed run until it finishes or is released.
-    pub async fn process(&self, claim: Claim) -> Result<(), EngineError> {
-        let Claim { run, token } = claim;
+    /// Accepts a new run and claims it in the same write, for a process that executes
+    /// what it accepts (a webhook server): the steps that need no call are decided first,
+    /// and journaled with the acceptance together with the first call's intent, so a run
+    /// with one side effect costs two durable writes (accepted and about to call; the call's
+    /// result and the finish) instead of three. What is decided before the write depends
+    /// only on the run itself, so deciding it again after a crash gives the same entries.
+    ///
+    /// Returns the store's answer and, when the run was created and claimed here, the run
+    /// ready to go on with [`Engine::go_on`]. A duplicate delivery writes nothing.
+    pub async fn accept(&self, run: &NewRun) -> Result<(Enqueued, Option<Accepted>), EngineError> {
         let workflow = self
             .runtime
             .workflow(&run.version)
@@ -253,20 +276,118 @@ impl Engine {
                 run: run.id.clone(),
                 reason,
             })?;
+        let lease_until = run.created_at.saturating_add(self.options.lease_ms);
+        // The run as the claim will store it; the interpreter reads its id, environment
+        // and trigger, which the write does not change.
+        let provisional = run
+            .clone()
+            .into_claimed(self.options.worker.clone(), lease_until);
+        let Decision { mut entries, next } = interpreter::decide(&Input {
+            workflow: &workflow,
+            version: &run.version,
+            run: &provisional,
+            journal: &[],
+            decisions: &HashMap::new(),
+            now: run.created_at,
+        });
+        // Only a call's intent is written ahead; a run that would sleep, wait or finish
+        // at once is decided again after the claim, as any other.
+        let call = match next {
+            Next::Call(plan) => {
+                let redactor = self.runtime.redactor(&run.environment);
+                entries.push(interpreter::started_entry(
+                    &plan,
+                    Some(redactor.redact_json(&plan.args)),
+                    run.created_at,
+                ));
+                Some(plan)
+            }
+            _ => {
+                entries.clear();
+                None
+            }
+        };
+        let (enqueued, claim) = self
+            .store
+            .enqueue_claimed(run, &self.options.worker, self.options.lease_ms, &entries)
+            .await?;
+        let Some(claim) = claim else {
+            return Ok((enqueued, None));
+        };
+        // A backend that journals nothing with the claim answers without one (see
+        // `Store::enqueue_claimed`); with a claim, the entries are written.
+        if let Some(observer) = &self.observer
+            && !entries.is_empty()
+        {
+            observer.journaled(&claim.run, &entries);
+        }
+        let started = call.map(|plan| (plan, run.created_at));
+        Ok((
+            enqueued,
+            Some(Accepted {
+                claim,
+                workflow,
+                journal: entries,
+                call: started,
+            }),
+        ))
+    }
+
+    /// Goes on with a run accepted by [`Engine::accept`]: performs the call whose intent
+    /// was journaled with it, then drives it like any claimed run.
+    pub async fn go_on(&self, accepted: Accepted) -> Result<(), EngineError> {
+        let Accepted {
+            claim,
+            workflow,
+            journal,
+            call,
+        } = accepted;
+        self.drive(claim, workflow, journal, call).await
+    }
+
+    /// Drives one claimed run until it finishes or is released.
+    pub async fn process(&self, claim: Claim) -> Result<(), EngineError> {
+        let workflow = self
+            .runtime
+            .workflow(&claim.run.version)
+            .await
+            .map_err(|reason| EngineError::Version {
+                run: claim.run.id.clone(),
+                reason,
+            })?;
         // A run claimed for the first time has an empty journal: skip the read.
-        let mut journal: Vec<NewJournalEntry> = if run.claims <= 1 {
+        let journal: Vec<NewJournalEntry> = if claim.run.claims <= 1 {
             Vec::new()
         } else {
             self.store
-                .journal(&run.id)
+                .journal(&claim.run.id)
                 .await?
                 .into_iter()
                 .map(|e| e.entry)
                 .collect()
         };
+        self.drive(claim, workflow, journal, None).await
+    }
+
+    /// The loop of a claimed run: decide, journal, call, until the run finishes or is
+    /// released. `in_hand` is a call whose intent is already journaled (with the time
+    /// it was decided), to perform before deciding anything.
+    async fn drive(
+        &self,
+        claim: Claim,
+        workflow: Arc<Workflow>,
+        mut journal: Vec<NewJournalEntry>,
+        mut in_hand: Option<(CallPlan, i64)>,
+    ) -> Result<(), EngineError> {
+        let Claim { run, token } = claim;
         let mut decisions: HashMap<String, StepDecision> = HashMap::new();
         let mut pending: Vec<NewJournalEntry> = Vec::new();
         loop {
+            if let Some((plan, started_at)) = in_hand.take() {
+                let entry = self.call(&run, token, &plan, started_at).await;
+                journal.push(entry.clone());
+                pending.push(entry);
+            }
             // Decisions on approval steps are read fresh each time a run waits on one.
             for entry in journal
                 .iter()
@@ -313,19 +434,7 @@ impl Engine {
                     {
                         return Ok(());
                     }
-                    // The lease stays short, so a dead worker's runs are taken over fast;
-                    // while this call is in flight, a heartbeat keeps it ours.
-                    let heartbeat = self.heartbeat(&run.id, token);
-                    let result = self.perform(&run, &plan).await;
-                    heartbeat.abort();
-                    let finished = self.clock.now();
-                    let jitter: f64 = rand::random();
-                    let mut entry = interpreter::result_entry(&plan, now, finished, result, jitter);
-                    let redactor = self.runtime.redactor(&run.environment);
-                    entry.output = entry.output.map(|o| redactor.redact_json(&o));
-                    entry.error = entry.error.map(|e| redactor.redact(&e));
-                    journal.push(entry.clone());
-                    pending.push(entry);
+                    in_hand = Some((plan, now));
                 }
                 Next::Sleep { until } if until - now <= self.options.inline_sleep_ms => {
                     tokio::time::sleep(Duration::from_millis((until - now).max(0) as u64)).await;
@@ -370,6 +479,28 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Performs a call whose intent is journaled, and returns its result's entry.
+    async fn call(
+        &self,
+        run: &Run,
+        token: i64,
+        plan: &CallPlan,
+        started_at: i64,
+    ) -> NewJournalEntry {
+        // The lease stays short, so a dead worker's runs are taken over fast; while this
+        // call is in flight, a heartbeat keeps it ours.
+        let heartbeat = self.heartbeat(&run.id, token);
+        let result = self.perform(run, plan).await;
+        heartbeat.abort();
+        let finished = self.clock.now();
+        let jitter: f64 = rand::random();
+        let mut entry = interpreter::result_entry(plan, started_at, finished, result, jitter);
+        let redactor = self.runtime.redactor(&run.environment);
+        entry.output = entry.output.map(|o| redactor.redact_json(&o));
+        entry.error = entry.error.map(|e| redactor.redact(&e));
+        entry
     }
 
     /// Extends the lease every third of its length until aborted.

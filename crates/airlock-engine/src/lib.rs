@@ -14,7 +14,7 @@ pub mod runtime;
 pub mod scenario;
 
 pub use clock::{Clock, SystemClock};
-pub use executor::{Engine, EngineError, EngineOptions, Observer};
+pub use executor::{Accepted, Engine, EngineError, EngineOptions, Observer};
 pub use runtime::{ProjectRuntime, Runtime};
 
 /// A new run id: time-ordered (UUIDv7), so ids sort by acceptance.

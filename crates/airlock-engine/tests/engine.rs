@@ -379,3 +379,116 @@ async fn a_call_longer_than_the_lease_keeps_its_run_by_heartbeat() {
         "the call reached the target once"
     );
 }
+
+fn delivery(id: &str, dedupe_key: Option<&str>) -> NewRun {
+    NewRun {
+        id: id.into(),
+        environment: "staging".into(),
+        workflow: "sync".into(),
+        version: "v1".into(),
+        trigger: json!({ "body": { "id": 7 } }),
+        dedupe_key: dedupe_key.map(str::to_owned),
+        created_at: now_ms(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A webhook server accepts a run and journals its first call's intent in the same write:
+/// the call has not happened yet, and when it does it carries the journaled key.
+#[tokio::test]
+async fn an_accepted_run_journals_its_first_calls_intent_with_the_acceptance() {
+    let sink = Sink::default();
+    let port = start_sink(sink.clone()).await;
+    let h = harness(port, &["staging"]).await;
+    set_secret(&h, "staging", "tok-staging-123456").await;
+    let (enqueued, accepted) = h
+        .engine
+        .accept(&delivery("run_a", Some("delivery-1")))
+        .await
+        .unwrap();
+    assert!(enqueued.created);
+    let accepted = accepted.expect("a SQLite store claims what it accepts");
+    assert_eq!(accepted.run().status, RunStatus::Running);
+    let journal = h.store.journal("run_a").await.unwrap();
+    let written: Vec<(&str, StepStatus)> = journal
+        .iter()
+        .map(|e| (e.entry.step.as_str(), e.entry.status))
+        .collect();
+    assert_eq!(written, [("push", StepStatus::Started)]);
+    let key = journal[0].entry.idempotency_key.clone().expect("a key");
+    assert!(sink.seen.lock().unwrap().is_empty(), "nothing called yet");
+
+    h.engine.go_on(accepted).await.unwrap();
+    let run = h.store.run("run_a").await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let statuses: Vec<StepStatus> = h
+        .store
+        .journal("run_a")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.status)
+        .collect();
+    assert_eq!(statuses, [StepStatus::Started, StepStatus::Succeeded]);
+    let seen = sink.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, key, "the call carries the journaled key");
+
+    let (again, claim) = h
+        .engine
+        .accept(&delivery("run_b", Some("delivery-1")))
+        .await
+        .unwrap();
+    assert!(!again.created && again.run == "run_a" && claim.is_none());
+    assert!(h.store.journal("run_b").await.unwrap().is_empty());
+    assert_eq!(
+        sink.seen.lock().unwrap().len(),
+        1,
+        "a duplicate calls nothing"
+    );
+}
+
+/// A process that dies right after accepting (its intent journaled, the call perhaps
+/// made) leaves a run that another worker takes over when the lease ends: the call is
+/// marked outcome unknown and made again with the same key, once.
+#[tokio::test]
+async fn a_run_whose_acceptor_died_is_finished_by_another_worker_with_the_same_key() {
+    let sink = Sink::default();
+    let port = start_sink(sink.clone()).await;
+    let h = harness_with(port, &["staging"], 100).await;
+    set_secret(&h, "staging", "tok-staging-123456").await;
+    let (_, accepted) = h.engine.accept(&delivery("run_c", None)).await.unwrap();
+    let key = h.store.journal("run_c").await.unwrap()[0]
+        .entry
+        .idempotency_key
+        .clone();
+    drop(accepted);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let processed = h.engine.drain(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(processed, 1, "the expired claim is taken over");
+    let journal = h.store.journal("run_c").await.unwrap();
+    let statuses: Vec<StepStatus> = journal.iter().map(|e| e.entry.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            StepStatus::Started,
+            StepStatus::OutcomeUnknown,
+            StepStatus::Started,
+            StepStatus::Succeeded
+        ]
+    );
+    assert!(journal.iter().all(|e| e.entry.idempotency_key == key));
+    assert_eq!(
+        h.store.run("run_c").await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    let seen = sink.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(Some(seen[0].0.clone()), key);
+}

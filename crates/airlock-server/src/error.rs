@@ -66,6 +66,21 @@ impl From<airlock_store::Error> for ApiError {
     }
 }
 
+impl From<airlock_engine::EngineError> for ApiError {
+    fn from(error: airlock_engine::EngineError) -> Self {
+        match error {
+            airlock_engine::EngineError::Store(e) => Self::from(e),
+            other => {
+                tracing::error!(error = %other, "a run could not be accepted");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the deployed workflow version cannot be loaded",
+                )
+            }
+        }
+    }
+}
+
 impl From<crate::ops::OpsError> for ApiError {
     fn from(error: crate::ops::OpsError) -> Self {
         use crate::ops::OpsError;

@@ -221,36 +221,30 @@ async fn accept(
             .ok()
             .map(|permit| (engine.clone(), permit))
     });
-    let enqueued = match &slot {
-        Some((engine, _)) => {
-            let options = engine.options();
-            app.store
-                .enqueue_claimed(&run, &options.worker, options.lease_ms)
-                .await
-        }
-        None => app.store.enqueue(&run).await.map(|e| (e, None)),
-    };
-    let enqueued = match enqueued {
-        Ok((enqueued, claim)) => {
-            if let (Some(claim), Some((engine, permit))) = (claim, slot) {
-                tokio::spawn(async move {
-                    if let Err(e) = engine.process(claim).await {
-                        tracing::error!(error = %e, "run processing failed");
-                    }
-                    drop(permit);
-                });
+    let enqueued = match slot {
+        Some((engine, permit)) => match engine.accept(&run).await {
+            Ok((enqueued, accepted)) => {
+                if let Some(accepted) = accepted {
+                    tokio::spawn(async move {
+                        if let Err(e) = engine.go_on(accepted).await {
+                            tracing::error!(error = %e, "run processing failed");
+                        }
+                        drop(permit);
+                    });
+                }
+                Ok(enqueued)
             }
-            Ok(enqueued)
-        }
-        Err(e) => Err(e),
+            Err(e) => Err(ApiError::from(e)),
+        },
+        None => app.store.enqueue(&run).await.map_err(ApiError::from),
     };
     let enqueued = match enqueued {
         Ok(e) => e,
-        Err(e) => {
+        Err(error) => {
             app.completions.forget(&run_id);
             return Err(Refusal {
                 outcome: "error",
-                error: e.into(),
+                error,
             });
         }
     };

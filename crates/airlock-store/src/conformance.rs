@@ -2439,14 +2439,29 @@ pub async fn concurrent_schedule_advances_one_wins<S: Store>(store: S) {
 pub async fn enqueue_claimed_is_a_claim_or_a_queued_run<S: Store>(store: S) {
     let mut run = new_run("r1", "staging", "orders", 1_000);
     run.dedupe_key = Some("delivery-1".into());
+    let first = vec![
+        entry("normalize", StepStatus::Succeeded, 1_000),
+        entry("notify", StepStatus::Started, 1_000),
+    ];
     let (enqueued, claim) = store
-        .enqueue_claimed(&run, "server-a", 30_000)
+        .enqueue_claimed(&run, "server-a", 30_000, &first)
         .await
         .expect("enqueue_claimed");
     assert!(enqueued.created);
     assert_eq!(enqueued.run, "r1");
     match claim {
         Some(claim) => {
+            let stored = store.run("r1").await.expect("run").expect("exists");
+            assert_eq!(claim.run, stored, "the claim is the run as stored");
+            let journal = store.journal("r1").await.expect("journal");
+            assert_eq!(
+                journal
+                    .iter()
+                    .map(|e| (e.seq, e.entry.clone()))
+                    .collect::<Vec<_>>(),
+                vec![(1, first[0].clone()), (2, first[1].clone())],
+                "the first entries are journaled with the claim, numbered from 1"
+            );
             assert_eq!(claim.run.id, "r1");
             assert_eq!(claim.run.status, RunStatus::Running);
             assert_eq!(claim.run.lease_owner.as_deref(), Some("server-a"));
@@ -2466,7 +2481,7 @@ pub async fn enqueue_claimed_is_a_claim_or_a_queued_run<S: Store>(store: S) {
                     "r1",
                     claim.token,
                     Commit {
-                        entries: vec![entry("normalize", StepStatus::Succeeded, 1_500)],
+                        entries: vec![entry("notify", StepStatus::Succeeded, 1_500)],
                         settle: Some(Settlement::Finish {
                             status: RunStatus::Succeeded,
                             output: None,
@@ -2491,11 +2506,21 @@ pub async fn enqueue_claimed_is_a_claim_or_a_queued_run<S: Store>(store: S) {
     }
     let mut again = new_run("r2", "staging", "orders", 1_100);
     again.dedupe_key = Some("delivery-1".into());
+    let journal_before = store.journal("r1").await.expect("journal");
     let (duplicate, claim) = store
-        .enqueue_claimed(&again, "server-a", 30_000)
+        .enqueue_claimed(&again, "server-a", 30_000, &first)
         .await
         .expect("duplicate");
     assert!(!duplicate.created);
     assert_eq!(duplicate.run, "r1");
     assert!(claim.is_none(), "a duplicate is never claimed");
+    assert_eq!(
+        store.journal("r1").await.expect("journal"),
+        journal_before,
+        "a duplicate journals nothing"
+    );
+    assert!(
+        store.journal("r2").await.expect("journal").is_empty(),
+        "nor under its own id"
+    );
 }

@@ -80,16 +80,19 @@ pub trait Store: Send + Sync + 'static {
     /// the accepting process can execute it at once without a queue round trip (a
     /// webhook server does). The claim is an ordinary one: leased until
     /// `run.created_at + lease_ms`, with a fencing token, reclaimed by anyone if its
-    /// holder dies. A duplicate delivery returns the first run's id and no claim. A
+    /// holder dies. `journal` is appended to the new run's journal in the same write
+    /// (numbered from 1): what the accepting process decided before accepting it. A
+    /// duplicate delivery returns the first run's id, no claim, and writes nothing. A
     /// backend may always answer without a claim (the default does): the run is then
-    /// queued and claimed as usual.
+    /// queued and claimed as usual, and `journal` is not written; with a claim, it is.
     async fn enqueue_claimed(
         &self,
         run: &NewRun,
         worker: &str,
         lease_ms: i64,
+        journal: &[NewJournalEntry],
     ) -> Result<(Enqueued, Option<Claim>)> {
-        let _ = (worker, lease_ms);
+        let _ = (worker, lease_ms, journal);
         Ok((self.enqueue(run).await?, None))
     }
     /// Claims up to `limit` runs that are due: queued or waiting runs whose wake time

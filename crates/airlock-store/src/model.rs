@@ -109,6 +109,32 @@ pub struct NewRun {
     pub created_at: Timestamp,
 }
 
+impl NewRun {
+    /// The run as stored when it is accepted already claimed by `owner` until
+    /// `lease_until` (see [`crate::Store::enqueue_claimed`]): running, first claim, token 1.
+    pub fn into_claimed(self, owner: String, lease_until: Timestamp) -> Run {
+        Run {
+            id: self.id,
+            environment: self.environment,
+            workflow: self.workflow,
+            version: self.version,
+            status: RunStatus::Running,
+            trigger: self.trigger,
+            dedupe_key: self.dedupe_key,
+            output: None,
+            error: None,
+            created_at: self.created_at,
+            started_at: Some(self.created_at),
+            finished_at: None,
+            wake_at: None,
+            lease_owner: Some(owner),
+            lease_expires_at: Some(lease_until),
+            fencing_token: 1,
+            claims: 1,
+        }
+    }
+}
+
 /// The outcome of [`crate::Store::enqueue`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enqueued {

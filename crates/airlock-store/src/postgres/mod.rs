@@ -474,9 +474,12 @@ impl Store for PostgresStore {
         run: &NewRun,
         worker: &str,
         lease_ms: i64,
+        journal: &[NewJournalEntry],
     ) -> Result<(Enqueued, Option<Claim>)> {
         // Inserted already claimed (token 1, one claim, leased): one statement, one commit.
-        // A duplicate key inserts nothing and is answered as `enqueue` answers it.
+        // A duplicate key inserts nothing and is answered as `enqueue` answers it. The
+        // first entries go in the same transaction.
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO runs (id, environment, workflow, version, status, trigger_payload,
                  dedupe_key, created_at, started_at, lease_owner, lease_expires_at,
@@ -495,22 +498,34 @@ impl Store for PostgresStore {
         .bind(run.created_at)
         .bind(worker)
         .bind(run.created_at.saturating_add(lease_ms))
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(&mut *tx)
         .await;
-        match inserted {
+        let inserted = match inserted {
             Ok(Some(row)) => {
-                let claimed = rows::run(&row)?;
-                Ok((
-                    Enqueued {
-                        run: claimed.id.clone(),
-                        created: true,
-                    },
-                    Some(Claim {
-                        token: claimed.fencing_token,
-                        run: claimed,
-                    }),
-                ))
+                let result = async {
+                    let claimed = rows::run(&row)?;
+                    append_entries(&mut tx, &claimed.id, journal).await?;
+                    Ok(claimed)
+                }
+                .await;
+                Ok(Some(end_transaction(tx, result).await?))
             }
+            other => {
+                let _ = tx.rollback().await;
+                other.map(|_| None)
+            }
+        };
+        match inserted {
+            Ok(Some(claimed)) => Ok((
+                Enqueued {
+                    run: claimed.id.clone(),
+                    created: true,
+                },
+                Some(Claim {
+                    token: claimed.fencing_token,
+                    run: claimed,
+                }),
+            )),
             Ok(None) => Ok((self.enqueue(run).await?, None)),
             Err(e) if is_unique_violation(&e, Some("runs_pkey")) => {
                 Err(Error::Conflict(format!("run {} already exists", run.id)))

@@ -301,12 +301,29 @@ fn run_not_found(run: &str) -> Error {
 
 /// Inserts a queued run; with a dedupe key accepted before in the environment, inserts
 /// nothing and answers the first run's id.
-fn insert_run(conn: &Connection, run: &NewRun, trigger: &str) -> Result<Enqueued> {
+/// Who holds a run claimed as it is accepted, and until when.
+struct Lease {
+    owner: String,
+    until: Timestamp,
+}
+
+/// Inserts a new run: queued, or already claimed (token 1, one claim) under `lease`.
+fn insert_run(
+    conn: &Connection,
+    run: &NewRun,
+    trigger: &str,
+    lease: Option<&Lease>,
+) -> Result<Enqueued> {
+    let (status, claims, started_at) = match lease {
+        Some(_) => ("running", 1, Some(run.created_at)),
+        None => ("queued", 0, None),
+    };
     let inserted = conn
         .prepare_cached(
             "INSERT INTO runs (id, environment, workflow, version, status,
-                 trigger_payload, dedupe_key, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)
+                 trigger_payload, dedupe_key, created_at, lease_owner, lease_expires_at,
+                 fencing_token, claims, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
              ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
              DO NOTHING",
         )
@@ -316,9 +333,14 @@ fn insert_run(conn: &Connection, run: &NewRun, trigger: &str) -> Result<Enqueued
             run.environment,
             run.workflow,
             run.version,
+            status,
             trigger,
             run.dedupe_key,
-            run.created_at
+            run.created_at,
+            lease.map(|l| &l.owner),
+            lease.map(|l| l.until),
+            claims,
+            started_at
         ]);
     match inserted {
         Ok(1) => Ok(Enqueued {
@@ -429,11 +451,17 @@ fn append_entries(conn: &Connection, run: &str, entries: &[EncodedEntry]) -> Res
     if entries.is_empty() {
         return Ok(());
     }
-    let mut seq: i64 = conn
+    let last: i64 = conn
         .prepare_cached("SELECT coalesce(max(seq), 0) FROM journal WHERE run = ?1")
         .db()?
         .query_row([run], |row| row.get(0))
         .db()?;
+    insert_entries(conn, run, last, entries)
+}
+
+/// Writes entries to a run's journal, numbered from `last + 1`.
+fn insert_entries(conn: &Connection, run: &str, last: i64, entries: &[EncodedEntry]) -> Result<()> {
+    let mut seq = last;
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO journal (run, seq, step, attempt, status, input, output,
@@ -586,7 +614,7 @@ impl Store for SqliteStore {
     async fn enqueue(&self, run: &NewRun) -> Result<Enqueued> {
         let trigger = rows::json(&run.trigger)?;
         let run = run.clone();
-        self.write(move |conn| insert_run(conn, &run, &trigger))
+        self.write(move |conn| insert_run(conn, &run, &trigger, None))
             .await
             .inspect(|e| {
                 if e.created {
@@ -600,37 +628,24 @@ impl Store for SqliteStore {
         run: &NewRun,
         worker: &str,
         lease_ms: i64,
+        journal: &[NewJournalEntry],
     ) -> Result<(Enqueued, Option<Claim>)> {
         let trigger = rows::json(&run.trigger)?;
+        let entries = encode_entries(journal)?;
         let run = run.clone();
-        let worker = worker.to_owned();
-        // The claim is the very UPDATE `claim` makes, run in the same write as the insert:
+        let lease = Lease {
+            owner: worker.to_owned(),
+            until: run.created_at.saturating_add(lease_ms),
+        };
+        // Inserted already claimed (token 1, one claim, leased), with its first entries:
         // one batch, one fsync, and the run never waits in the queue.
         self.write(move |conn| {
-            let enqueued = insert_run(conn, &run, &trigger)?;
+            let enqueued = insert_run(conn, &run, &trigger, Some(&lease))?;
             if !enqueued.created {
                 return Ok((enqueued, None));
             }
-            let claimed = conn
-                .prepare_cached(&format!(
-                    "UPDATE runs SET status = 'running', lease_owner = ?2,
-                         lease_expires_at = ?3, fencing_token = fencing_token + 1,
-                         claims = claims + 1, started_at = ?4
-                     WHERE id = ?1
-                     RETURNING {}",
-                    rows::RUN_COLUMNS
-                ))
-                .db()?
-                .query_row(
-                    params![
-                        run.id,
-                        worker,
-                        run.created_at.saturating_add(lease_ms),
-                        run.created_at
-                    ],
-                    rows::run,
-                )
-                .db()?;
+            insert_entries(conn, &run.id, 0, &entries)?;
+            let claimed = run.into_claimed(lease.owner, lease.until);
             Ok((
                 enqueued,
                 Some(Claim {
