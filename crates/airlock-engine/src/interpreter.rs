@@ -15,7 +15,8 @@ use airlock_core::model::{Retry, Step, StepKind, Workflow};
 use airlock_store::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus, Timestamp};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Attempts allowed past a step's policy when the outcome of an attempt was unknown
 /// (the process stopped mid-call): the step is retried with the same key, never
@@ -199,16 +200,16 @@ impl<'a> Walker<'a> {
         }
         let run = input.run;
         let scope = Scope {
-            trigger: run.trigger.clone(),
-            steps: Map::new(),
-            run: json!({
+            trigger: Arc::new(run.trigger.clone()),
+            steps: BTreeMap::new(),
+            run: Arc::new(json!({
                 "id": run.id,
                 "environment": run.environment,
                 "created_at": run.created_at,
                 "started_at": run.started_at.unwrap_or(input.now),
-            }),
-            env: json!({ "name": run.environment }),
-            workflow: json!({ "name": run.workflow, "version": input.version }),
+            })),
+            env: Arc::new(json!({ "name": run.environment })),
+            workflow: Arc::new(json!({ "name": run.workflow, "version": input.version })),
             error: None,
         };
         Self {
@@ -265,7 +266,7 @@ impl<'a> Walker<'a> {
         self.context = None;
         self.scope.steps.insert(
             step.to_owned(),
-            json!({ "output": output, "status": "succeeded" }),
+            Arc::new(json!({ "output": output, "status": "succeeded" })),
         );
     }
 
@@ -315,7 +316,7 @@ impl<'a> Walker<'a> {
                 if failure.handled || workflow.on_failure.is_empty() {
                     return self.finish_failed(&failure);
                 }
-                self.scope.error = Some(failure.scope_value());
+                self.scope.error = Some(Arc::new(failure.scope_value()));
                 self.context = None;
                 match self.steps(&workflow.on_failure) {
                     Flow::Continue => self.finish_failed(&failure),
@@ -357,7 +358,7 @@ impl<'a> Walker<'a> {
     fn step(&mut self, step: &'a Step) -> Flow {
         match self.step_body(step) {
             Flow::Fail(failure) if !failure.handled && !step.on_failure.is_empty() => {
-                let saved = self.scope.error.replace(failure.scope_value());
+                let saved = self.scope.error.replace(Arc::new(failure.scope_value()));
                 self.context = None;
                 let flow = match self.steps(&step.on_failure) {
                     Flow::Continue => Flow::Fail(Failure {

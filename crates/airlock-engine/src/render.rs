@@ -7,7 +7,7 @@
 //! other template renders to a string.
 
 use airlock_core::expr;
-use minijinja::value::Serde;
+use minijinja::value::{Enumerator, Object, ObjectRepr};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -26,21 +26,22 @@ pub enum RenderError {
     Expression(String),
 }
 
-/// What templates may read.
+/// What templates may read. Values are shared, not copied: building a context for each
+/// evaluation costs a few reference counts, whatever the size of the payload.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     /// `trigger`: the payload.
-    pub trigger: Value,
+    pub trigger: Arc<Value>,
     /// `steps`: id → `{ output, status }` of the steps that ran.
-    pub steps: Map<String, Value>,
+    pub steps: BTreeMap<String, Arc<Value>>,
     /// `run`: id, environment, timestamps.
-    pub run: Value,
+    pub run: Arc<Value>,
     /// `env`: the environment's name.
-    pub env: Value,
+    pub env: Arc<Value>,
     /// `workflow`: name and version.
-    pub workflow: Value,
+    pub workflow: Arc<Value>,
     /// `error`: the failure being handled, inside `on_failure` only.
-    pub error: Option<Value>,
+    pub error: Option<Arc<Value>>,
 }
 
 impl Scope {
@@ -48,15 +49,136 @@ impl Scope {
     /// the `*_in` functions instead of rebuilding it for each.
     pub fn context(&self) -> Context {
         let mut root: BTreeMap<&'static str, minijinja::Value> = BTreeMap::new();
-        root.insert("trigger", Serde(&self.trigger).into());
-        root.insert("steps", Serde(&self.steps).into());
-        root.insert("run", Serde(&self.run).into());
-        root.insert("env", Serde(&self.env).into());
-        root.insert("workflow", Serde(&self.workflow).into());
+        root.insert("trigger", JsonView::of(&self.trigger));
+        root.insert(
+            "steps",
+            minijinja::Value::from_object(
+                self.steps
+                    .iter()
+                    .map(|(id, step)| (id.clone(), JsonView::of(step)))
+                    .collect::<BTreeMap<String, minijinja::Value>>(),
+            ),
+        );
+        root.insert("run", JsonView::of(&self.run));
+        root.insert("env", JsonView::of(&self.env));
+        root.insert("workflow", JsonView::of(&self.workflow));
         if let Some(error) = &self.error {
-            root.insert("error", Serde(error).into());
+            root.insert("error", JsonView::of(error));
         }
         Context(minijinja::Value::from_object(root))
+    }
+}
+
+/// A place inside a JSON value: an object's key or an array's index.
+#[derive(Debug, Clone)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A JSON object or array as templates read it, in place: a template reading
+/// `trigger.body.id` looks up `body`, then `id`, and converts only that number, where
+/// converting the value whole would copy every header of the payload on every evaluation.
+#[derive(Debug)]
+struct JsonView {
+    root: Arc<Value>,
+    path: Vec<Segment>,
+}
+
+impl JsonView {
+    /// `value` for templates: scalars as themselves, objects and arrays as views.
+    fn of(value: &Arc<Value>) -> minijinja::Value {
+        match &**value {
+            Value::Object(_) | Value::Array(_) => minijinja::Value::from_object(JsonView {
+                root: Arc::clone(value),
+                path: Vec::new(),
+            }),
+            scalar => scalar_value(scalar),
+        }
+    }
+
+    /// The value this view stands for.
+    fn value(&self) -> &Value {
+        let mut here = &*self.root;
+        for segment in &self.path {
+            here = match (segment, here) {
+                (Segment::Key(key), Value::Object(map)) => map.get(key).unwrap_or(&Value::Null),
+                (Segment::Index(index), Value::Array(items)) => {
+                    items.get(*index).unwrap_or(&Value::Null)
+                }
+                _ => &Value::Null,
+            };
+        }
+        here
+    }
+
+    fn child(&self, segment: Segment, value: &Value) -> minijinja::Value {
+        match value {
+            Value::Object(_) | Value::Array(_) => {
+                let mut path = Vec::with_capacity(self.path.len() + 1);
+                path.extend(self.path.iter().cloned());
+                path.push(segment);
+                minijinja::Value::from_object(JsonView {
+                    root: Arc::clone(&self.root),
+                    path,
+                })
+            }
+            scalar => scalar_value(scalar),
+        }
+    }
+}
+
+fn scalar_value(value: &Value) -> minijinja::Value {
+    match value {
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                minijinja::Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                minijinja::Value::from(u)
+            } else {
+                minijinja::Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(text) => minijinja::Value::from(text.as_str()),
+        _ => minijinja::Value::from(()),
+    }
+}
+
+impl Object for JsonView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.value() {
+            Value::Array(_) => ObjectRepr::Seq,
+            _ => ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        match self.value() {
+            Value::Object(map) => {
+                let key = key.as_str()?;
+                let found = map.get(key)?;
+                Some(self.child(Segment::Key(key.to_owned()), found))
+            }
+            Value::Array(items) => {
+                let index = key.as_usize()?;
+                let found = items.get(index)?;
+                Some(self.child(Segment::Index(index), found))
+            }
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.value() {
+            Value::Object(map) => Enumerator::Values(
+                map.keys()
+                    .map(|key| minijinja::Value::from(key.as_str()))
+                    .collect(),
+            ),
+            Value::Array(items) => Enumerator::Seq(items.len()),
+            _ => Enumerator::Empty,
+        }
     }
 }
 
@@ -293,7 +415,7 @@ mod tests {
 
     fn scope(trigger: Value) -> Scope {
         Scope {
-            trigger,
+            trigger: Arc::new(trigger),
             ..Scope::default()
         }
     }
@@ -349,5 +471,68 @@ mod tests {
     fn undefined_names_are_errors_not_empty_strings() {
         let s = scope(json!({"body": {}}));
         assert!(value(&json!("{{ trigger.body.missing.deeper }}"), &s).is_err());
+    }
+
+    /// Templates read a payload through a view exactly as they read a full copy of it.
+    #[test]
+    fn a_view_reads_like_a_copy() {
+        let payload = json!({
+            "body": {
+                "id": 7, "big": 18446744073709551615u64, "neg": -3, "ratio": 0.5,
+                "name": "Ada", "none": null, "yes": true,
+                "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}],
+                "tags": ["x", "y", "z"],
+                "map": {"b": 2, "a": 1},
+                "nested": {"deep": {"value": "found"}}
+            },
+            "headers": {"content-type": "application/json"}
+        });
+        let view = scope(payload.clone()).context();
+        let mut copy: BTreeMap<&'static str, minijinja::Value> = BTreeMap::new();
+        copy.insert("trigger", minijinja::value::Serde(&payload).into());
+        let copy = Context(minijinja::Value::from_object(copy));
+        for template in [
+            "{{ trigger.body.id + 1 }}",
+            "{{ trigger.body.big }}",
+            "{{ trigger.body.neg * 2 }} {{ trigger.body.ratio }}",
+            "{{ trigger.body.name | lower }}",
+            "{{ trigger.body.none is none }} {{ trigger.body.yes }}",
+            "{{ trigger.body.items[1].sku }}",
+            "{{ trigger.body.items | length }} {{ trigger.body.map | length }}",
+            "{{ trigger.body.items | map(attribute='sku') | join(',') }}",
+            "{{ trigger.body.tags[-1] }} {{ trigger.body.tags | first }} {{ trigger.body.tags | last }}",
+            "{{ trigger.body.tags | reverse | join('') }}",
+            "{% for k, v in trigger.body.map | items %}{{ k }}={{ v }};{% endfor %}",
+            "{% for item in trigger.body.items %}{{ loop.index }}:{{ item.qty }} {% endfor %}",
+            "{{ 'name' in trigger.body }} {{ 'x' in trigger.body.tags }}",
+            "{{ trigger.body.missing is undefined }} {{ trigger.body.nested.deep.value }}",
+            "{{ trigger.body.map }} {{ trigger.body.tags }} {{ trigger.body.items }}",
+            "{{ trigger.body.items[0] == trigger.body.items[0] }}",
+            "{{ trigger.headers['content-type'] }}",
+        ] {
+            assert_eq!(
+                string_in(template, &view),
+                string_in(template, &copy),
+                "{template}"
+            );
+        }
+        for expression in [
+            "trigger.body",
+            "trigger.body.items",
+            "trigger.body.nested",
+            "trigger.body.items[1]",
+            "trigger.body.tags",
+        ] {
+            assert_eq!(
+                eval_in(expression, &view),
+                eval_in(expression, &copy),
+                "{expression}"
+            );
+        }
+        assert_eq!(
+            eval_in("trigger.body", &view).expect("evaluates"),
+            payload["body"],
+            "a whole object comes back as it went in"
+        );
     }
 }

@@ -7,12 +7,13 @@
 //! after the store's commit is the delivery answered.
 
 use crate::App;
+use crate::completions::Outcome;
 use crate::error::ApiError;
 use crate::routes::Route;
 use airlock_core::model::workflow::{RateLimit, RateUnit, Respond, Trigger, WebhookSignature};
 use airlock_core::webhook::{self, Scheme, Verifier};
 use airlock_engine::render::{self, Scope};
-use airlock_store::{NewRun, Run, RunStatus};
+use airlock_store::{NewRun, RunStatus};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -265,7 +266,7 @@ async fn accept(
     let waiter = if enqueued.created { waiter } else { None };
     let finished = wait_finished(app, &enqueued.run, waiter, Duration::from_millis(*wait_ms)).await;
     Ok(match finished {
-        Some(run) => finished_answer(&run),
+        Some(outcome) => finished_answer(&outcome),
         None => queued(&enqueued.run, !enqueued.created),
     })
 }
@@ -369,7 +370,7 @@ fn dedupe_key(
     let key = match template {
         Some(template) => {
             let scope = Scope {
-                trigger: trigger.clone(),
+                trigger: std::sync::Arc::new(trigger.clone()),
                 ..Scope::default()
             };
             let key = render::string(template, &scope).map_err(|e| {
@@ -395,9 +396,9 @@ fn dedupe_key(
 async fn wait_finished(
     app: &App,
     run: &str,
-    waiter: Option<tokio::sync::oneshot::Receiver<Run>>,
+    waiter: Option<tokio::sync::oneshot::Receiver<Outcome>>,
     wait: Duration,
-) -> Option<Run> {
+) -> Option<Outcome> {
     let deadline = tokio::time::Instant::now() + wait;
     if let Some(waiter) = waiter {
         // The run may be executed here (the observer answers at once) or by another
@@ -416,7 +417,7 @@ async fn wait_finished(
                         && is_finished(stored.status)
                     {
                         app.completions.forget(run);
-                        return Some(stored);
+                        return Some(Outcome::of(stored));
                     }
                     if tokio::time::Instant::now() >= deadline {
                         app.completions.forget(run);
@@ -430,7 +431,7 @@ async fn wait_finished(
         if let Ok(Some(stored)) = app.store.run(run).await
             && is_finished(stored.status)
         {
-            return Some(stored);
+            return Some(Outcome::of(stored));
         }
         if tokio::time::Instant::now() >= deadline {
             return None;
@@ -448,22 +449,22 @@ fn queued(run: &str, duplicate: bool) -> Response {
         .into_response()
 }
 
-fn finished_answer(run: &Run) -> Response {
-    let header = [("airlock-run", run.id.clone())];
-    match run.status {
+fn finished_answer(outcome: &Outcome) -> Response {
+    let header = [("airlock-run", outcome.run.clone())];
+    match outcome.status {
         RunStatus::Succeeded => (
             StatusCode::OK,
             header,
-            axum::Json(run.output.clone().unwrap_or(Value::Null)),
+            axum::Json(outcome.output.clone().unwrap_or(Value::Null)),
         )
             .into_response(),
         status => (
             StatusCode::INTERNAL_SERVER_ERROR,
             header,
             axum::Json(json!({
-                "run": run.id,
+                "run": outcome.run,
                 "status": status.as_str(),
-                "error": run.error,
+                "error": outcome.error,
             })),
         )
             .into_response(),

@@ -1,7 +1,7 @@
 //! `/metrics` in Prometheus format, fed by the engine's observer and the webhook handler.
 
 use crate::ServerError;
-use crate::completions::Completions;
+use crate::completions::{Completions, Outcome};
 use airlock_engine::Observer;
 use airlock_store::{NewJournalEntry, Run, RunFilter, RunStatus, Settlement, Store};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -121,7 +121,7 @@ impl Observer for EngineObserver {
             status,
             output,
             error,
-            at,
+            ..
         } = settlement
         {
             metrics::counter!(
@@ -131,12 +131,12 @@ impl Observer for EngineObserver {
                 "status" => status.as_str()
             )
             .increment(1);
-            let mut finished = run.clone();
-            finished.status = *status;
-            finished.output = output.clone();
-            finished.error = error.clone();
-            finished.finished_at = Some(*at);
-            self.completions.finished(&finished);
+            self.completions.finished(&run.id, || Outcome {
+                run: run.id.clone(),
+                status: *status,
+                output: output.clone(),
+                error: error.clone(),
+            });
         }
     }
 }
