@@ -35,6 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+// The allocator the `airlock` binary runs on, so that runs here cost what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str =
     "usage: airlock-bench engine [--runs N] [--concurrency C[,C2,...]] [--repeats R]
        [--mode closed|backlog] [--sink URL] [--durability full|normal] [--poll-ms P]
