@@ -187,8 +187,9 @@ pub struct Run {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
     /// The run as stored after the claim (status `running`; `claims` counts this claim,
-    /// so a run with `claims == 1` has never been worked on and has an empty journal —
-    /// the engine relies on it).
+    /// so a run with `claims == 1` has never been worked on: its journal is empty, or holds
+    /// only what its acceptor wrote with it through `enqueue_claimed` and still has in hand
+    /// — the engine relies on it).
     pub run: Run,
     /// The token of this claim.
     pub token: i64,
