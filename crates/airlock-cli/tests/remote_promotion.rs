@@ -44,26 +44,6 @@ fn new_project(dir: &Path) {
     write(dir, "tests/greet/hello.yaml", SCENARIO);
 }
 
-fn token(project: &Path, environment: &str, role: &str, name: &str) -> String {
-    let out = airlock_with(
-        project,
-        &[
-            "token",
-            "create",
-            "--env",
-            environment,
-            "--role",
-            role,
-            "--name",
-            name,
-            "--json",
-        ],
-        &[],
-    );
-    ok(&out, "token create");
-    stdout_json(&out)["token"].as_str().unwrap().to_owned()
-}
-
 /// Ids a store generates (`req_…`, `rel_…`) become `req#N` in order of appearance, and the
 /// clock readings of JSON answers `<ms>`: what two stores cannot share. Everything else
 /// is kept byte for byte.
@@ -194,9 +174,9 @@ impl Sides {
         std::fs::create_dir_all(&elsewhere).unwrap();
         new_project(&local);
         new_project(&remote);
-        let dev = token(&remote, "staging", "deployer", "dev");
-        let releaser = token(&remote, "production", "deployer", "releaser");
-        let approver = token(&remote, "production", "approver", "prod-approver");
+        let dev = support::create_token(&remote, "staging", "deployer", "dev");
+        let releaser = support::create_token(&remote, "production", "deployer", "releaser");
+        let approver = support::create_token(&remote, "production", "approver", "prod-approver");
         let served = Served::start(&remote, &[]);
         Sides {
             _temp: temp,
@@ -506,7 +486,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         shown(&out)
     );
     // A name missing from the environment's approvers: the one rule, its hint and its audit.
-    let outsider = token(&s.remote, "production", "approver", "someone-else");
+    let outsider = support::create_token(&s.remote, "production", "approver", "someone-else");
     let out = s.through(&outsider, &["reject", &request, "--reason", "no"]);
     refused(
         &out,

@@ -412,23 +412,7 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
     for environment in ["staging", "production"] {
         for role in roles {
             let name = format!("{role}-{environment}");
-            let out = airlock(
-                &f.project,
-                &[
-                    "token",
-                    "create",
-                    "--env",
-                    environment,
-                    "--role",
-                    role,
-                    "--name",
-                    &name,
-                    "--json",
-                ],
-            );
-            ok(&out, "token create");
-            let created = stdout_json(&out);
-            let token = created["token"].as_str().unwrap().to_owned();
+            let token = support::create_token(&f.project, environment, role, &name);
             assert!(token.len() >= 64, "a high-entropy token");
             tokens.push((environment, role, token));
         }

@@ -70,25 +70,6 @@ impl Api {
     }
 }
 
-fn token(project: &Path, environment: &str, role: &str, name: &str) -> String {
-    let out = airlock(
-        project,
-        &[
-            "token",
-            "create",
-            "--env",
-            environment,
-            "--role",
-            role,
-            "--name",
-            name,
-            "--json",
-        ],
-    );
-    ok(&out, "token create");
-    stdout_json(&out)["token"].as_str().unwrap().to_owned()
-}
-
 fn start() -> Api {
     let temp = tempfile::tempdir().unwrap();
     let project = temp.path().join("project");
@@ -134,12 +115,12 @@ fn audit_actions(project: &Path) -> Vec<String> {
 fn the_promotion_path_over_http_with_scoped_tokens() {
     let api = start();
     let p = &api.project;
-    let staging_deployer = token(p, "staging", "deployer", "dev");
-    let staging_viewer = token(p, "staging", "viewer", "watcher");
-    let releaser = token(p, "production", "deployer", "releaser");
-    let approver = token(p, "production", "approver", "prod-approver");
-    let unlisted = token(p, "production", "approver", "someone-else");
-    let cfo_admin = token(p, "production", "admin", "cfo");
+    let staging_deployer = support::create_token(p, "staging", "deployer", "dev");
+    let staging_viewer = support::create_token(p, "staging", "viewer", "watcher");
+    let releaser = support::create_token(p, "production", "deployer", "releaser");
+    let approver = support::create_token(p, "production", "approver", "prod-approver");
+    let unlisted = support::create_token(p, "production", "approver", "someone-else");
+    let cfo_admin = support::create_token(p, "production", "admin", "cfo");
 
     // The project validates, as the server reads it now.
     let (status, validation) = api.call("POST", "/api/v1/validate", &staging_viewer, None);
@@ -409,7 +390,7 @@ fn the_promotion_path_over_http_with_scoped_tokens() {
 fn a_broken_working_copy_is_reported_and_never_deployed() {
     let api = start();
     let p = &api.project;
-    let deployer = token(p, "staging", "deployer", "dev");
+    let deployer = support::create_token(p, "staging", "deployer", "dev");
     write(
         p,
         "workflows/greet.yaml",

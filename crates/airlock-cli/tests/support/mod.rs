@@ -140,3 +140,24 @@ promotion:
 "#
     )
 }
+
+/// Creates an API token in `project` (`airlock token create --json`) and returns it.
+pub fn create_token(project: &Path, environment: &str, role: &str, name: &str) -> String {
+    let out = airlock_with(
+        project,
+        &[
+            "token",
+            "create",
+            "--env",
+            environment,
+            "--role",
+            role,
+            "--name",
+            name,
+            "--json",
+        ],
+        &[],
+    );
+    ok(&out, "token create");
+    json(&out)["token"].as_str().unwrap_or_default().to_owned()
+}
