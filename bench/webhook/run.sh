@@ -3,7 +3,10 @@
 # wrk -> `airlock serve` (sync webhook, durable in the embedded SQLite store) -> node sink.
 #
 #   bench/webhook/run.sh [--repeats N] [--duration S] [--warmup S] [--concurrency 1,32]
-#                        [--dir PATH] [--no-build] [--binary PATH] [--keep]
+#                        [--dir PATH] [--no-build] [--binary PATH] [--keep] [--relay]
+#
+# --relay measures the bare relay (`airlock-bench relay`: the same workload, nothing stored)
+# instead of Airlock: this machine's ceiling, to read Airlock's figures against.
 #
 # Every repeat starts from a fresh project, a fresh store, a fresh sink and a fresh server.
 # See bench/webhook/README.md for what is measured and how to read it.
@@ -20,10 +23,11 @@ BASE_DIR="${TMPDIR:-/var/tmp}"
 BUILD=1
 BINARY=""
 KEEP=0
+RELAY=0
 SINK_PORT=18999
 LISTEN=127.0.0.1:8080
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --repeats) REPEATS="$2"; shift 2 ;;
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --binary) BINARY="$2"; BUILD=0; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --relay) RELAY=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -102,10 +107,13 @@ FSTYPE="$(stat -f -c %T "$BASE_DIR")"
 case "$FSTYPE" in tmpfs|ramfs) die "$BASE_DIR is $FSTYPE: fsync would cost nothing; use --dir on a real disk" ;; esac
 WORK="$(mktemp -d "$BASE_DIR/airlock-webhook-bench.XXXXXX")"
 
+PACKAGE=airlock-cli; SUBJECT=Airlock
+[ "$RELAY" = 1 ] && { PACKAGE=airlock-bench; SUBJECT="The bare relay (airlock-bench relay; nothing stored)"; }
 if [ "$BUILD" = 1 ]; then
-  say "building: cargo build --release -p airlock-cli"
-  (cd "$ROOT" && cargo build --release -p airlock-cli) >&2 || die "the release build failed"
+  say "building: cargo build --release -p $PACKAGE"
+  (cd "$ROOT" && cargo build --release -p "$PACKAGE") >&2 || die "the release build failed"
 fi
+if [ "$RELAY" = 1 ]; then BINARY="${BINARY:-$ROOT/target/release/airlock-bench}"; fi
 BINARY="${BINARY:-$ROOT/target/release/airlock}"
 [ -x "$BINARY" ] || die "no $BINARY"
 # A private copy: the shared target/ may be rebuilt while we measure; every repeat runs this one.
@@ -192,7 +200,8 @@ to_ms() { # wrk latency (850.00us, 1.23ms, 2.01s, 1.00m) -> ms
 }
 sink_total() { curl -sf "$SINK/count" | sed -n 's/.*"total":\([0-9]*\).*/\1/p'; }
 sink_counts() { curl -sf "$SINK/count"; }
-metric_runs() { # STATUS: airlock_runs_total for the orders workflow
+metric_runs() { # STATUS: airlock_runs_total for the orders workflow (the relay has no runs)
+  [ "$RELAY" = 1 ] && { echo 0; return; }
   curl -sf "http://$LISTEN/metrics" |
     awk -v s="status=\"$1\"" 'index($0, "airlock_runs_total{") == 1 && index($0, "workflow=\"orders\"") && index($0, s) { n += $NF } END { print n + 0 }'
 }
@@ -211,17 +220,22 @@ RESULTS="$WORK/results.tsv"
 
 one_repeat() { # R
   local r="$1" dir="$WORK/r$1"
-  write_project "$dir/project"
-  "$BIN" -C "$dir/project" validate >"$dir/validate.out" 2>&1 || { cat "$dir/validate.out" >&2; die "validate failed"; }
-  "$BIN" -C "$dir/project" deploy --env staging >"$dir/deploy.out" 2>&1 || { cat "$dir/deploy.out" >&2; die "deploy failed"; }
+  mkdir -p "$dir"
+  [ "$RELAY" = 1 ] || write_project "$dir/project"
+  [ "$RELAY" = 1 ] || "$BIN" -C "$dir/project" validate >"$dir/validate.out" 2>&1 || { cat "$dir/validate.out" >&2; die "validate failed"; }
+  [ "$RELAY" = 1 ] || "$BIN" -C "$dir/project" deploy --env staging >"$dir/deploy.out" 2>&1 || { cat "$dir/deploy.out" >&2; die "deploy failed"; }
 
   node "$SHARED/sink.js" "$SINK_PORT" >"$dir/sink.log" 2>&1 &
   SINK_PID=$!
   for _ in $(seq 100); do curl -sf -o /dev/null "$SINK/count" && break; sleep 0.05; done
   curl -sf -o /dev/null "$SINK/count" || die "the sink did not start (see $dir/sink.log)"
 
-  RUST_LOG=warn NO_COLOR=1 "$BIN" -C "$dir/project" serve --listen "$LISTEN" \
-    >"$dir/serve.out" 2>"$dir/serve.log" &
+  if [ "$RELAY" = 1 ]; then
+    "$BIN" relay --listen "$LISTEN" --sink "$SINK" >"$dir/serve.out" 2>"$dir/serve.log" &
+  else
+    RUST_LOG=warn NO_COLOR=1 "$BIN" -C "$dir/project" serve --listen "$LISTEN" \
+      >"$dir/serve.out" 2>"$dir/serve.log" &
+  fi
   SERVER_PID=$!
   wait_ready || { tail -20 "$dir/serve.log" >&2; die "airlock serve never became ready"; }
   sleep 1
@@ -303,7 +317,7 @@ one_repeat() { # R
 }
 
 # ---------------------------------------------------------------- run
-say "airlock $REV (binary sha256 $BIN_SHA), $NCPU cores, work dir $WORK ($FSTYPE)"
+say "$SUBJECT $REV (binary sha256 $BIN_SHA), $NCPU cores, work dir $WORK ($FSTYPE)"
 say "load before: $(cut -d' ' -f1-3 /proc/loadavg); top CPU users now:"
 top -bn1 -o %CPU 2>/dev/null | sed -n '7,12p' >&2 || true
 for r in $(seq "$REPEATS"); do
@@ -317,7 +331,8 @@ range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi
 col() { awk -F'\t' -v c="$1" -v k="$2" '$2 == c { print $k }' "$RESULTS"; }
 
 echo
-echo "Airlock $REV, shared webhook workload, durable (embedded SQLite), ${DURATION} s measured after ${WARMUP} s warm-up, median of $REPEATS (min–max)"
+DURABLE="durable (embedded SQLite)"; [ "$RELAY" = 1 ] && DURABLE="nothing stored"
+echo "$SUBJECT $REV, shared webhook workload, $DURABLE, ${DURATION} s measured after ${WARMUP} s warm-up, median of $REPEATS (min–max)"
 echo
 echo "| c | exec/s at sink | wrk req/s | p50 ms | p99 ms | non-2xx | socket errors | failed runs | sink − wrk | idle RSS MiB | peak RSS MiB | CPU µs/exec | airlock/sink/wrk/others CPU % | load avg |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
