@@ -107,7 +107,7 @@ fn fixture() -> Fixture {
         &airlock(&project, &["deploy", "--env", "staging"]),
         "deploy",
     );
-    let served = Served::start(&project, &[]);
+    let served = Served::start(&project, &["--lease", "60s"]);
     Fixture {
         _temp: temp,
         project,
@@ -312,6 +312,63 @@ fn a_sync_hook_answers_with_the_runs_output() {
         json!({ "orderId": 5, "tier": "high", "sink": true })
     );
     assert_eq!(f.sink.snapshot().total, 1);
+}
+
+/// A sender that hangs up while its delivery is being written (a client timing out, a load
+/// tester stopping) does not strand the run it started: the run finishes at once, not when
+/// its lease (here a minute) runs out and another claim takes it over.
+#[test]
+fn a_delivery_whose_sender_hung_up_still_runs_at_once() {
+    use std::io::Write;
+    let f = fixture();
+    // Hold the store's write lock, so that the deliveries wait in their acceptance write
+    // (the server's writer waits up to 10 s for the lock) while their senders hang up.
+    let store = rusqlite::Connection::open(f.project.join(".airlock/airlock.db")).unwrap();
+    store.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let address = f.served.url.trim_start_matches("http://").to_owned();
+    let body = br#"{"id": 9, "amount": 500}"#;
+    let senders: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            write!(
+                stream,
+                "POST /hooks/staging/quote HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            stream.write_all(body).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Gone without reading the answer, while the acceptance is still being written.
+    drop(senders);
+    std::thread::sleep(Duration::from_millis(500));
+    store.execute_batch("ROLLBACK").unwrap();
+    drop(store);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs = f.runs();
+        let unfinished: Vec<String> = runs
+            .iter()
+            .filter(|r| {
+                !["succeeded", "failed", "dead"].contains(&r["status"].as_str().unwrap_or(""))
+            })
+            .map(|r| format!("{} {}", r["id"], r["status"]))
+            .collect();
+        if runs.len() == 5 && unfinished.is_empty() {
+            break runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} runs unfinished 10 s after their senders hung up (5 accepted): {unfinished:?}",
+            unfinished.len(),
+            runs.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
+    assert_eq!(f.sink.snapshot().total, 5, "one POST per run");
 }
 
 #[test]

@@ -29,6 +29,14 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// The task accepting a run ended without answering.
+    #[error("run {run}: {reason}")]
+    Stopped {
+        /// The run.
+        run: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Someone who wants to see journal entries as they are written (the CLI prints them).
@@ -267,6 +275,10 @@ impl Engine {
     ///
     /// Returns the store's answer and, when the run was created and claimed here, the run
     /// ready to go on with [`Engine::go_on`]. A duplicate delivery writes nothing.
+    ///
+    /// The run is claimed from the moment the write is sent: a caller that is cancelled
+    /// before it goes on leaves the run to wait for its lease to expire. Callers that may
+    /// be cancelled (a request handler whose client can hang up) use [`Engine::admit`].
     pub async fn accept(&self, run: &NewRun) -> Result<(Enqueued, Option<Accepted>), EngineError> {
         let workflow = self
             .runtime
@@ -343,6 +355,47 @@ impl Engine {
             call,
         } = accepted;
         self.drive(claim, workflow, journal, call).await
+    }
+
+    /// Accepts `run` ([`Engine::accept`]) and drives it to its end on a task of its own,
+    /// holding `hold` (an execution slot, say) until then. The returned future answers
+    /// once the acceptance is durable: created, or a duplicate of an earlier delivery.
+    ///
+    /// Nothing here waits on the caller. A webhook sender that hangs up while its delivery
+    /// is being written drops only the answer, and its run still goes on at once. If the
+    /// run were left claimed by a request that no longer exists, it would wait out its lease.
+    pub fn admit<H: Send + 'static>(
+        self: &Arc<Self>,
+        run: NewRun,
+        hold: H,
+    ) -> impl Future<Output = Result<Enqueued, EngineError>> + Send + 'static {
+        let engine = Arc::clone(self);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let run_id = run.id.clone();
+        tokio::spawn(async move {
+            match engine.accept(&run).await {
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                }
+                Ok((enqueued, accepted)) => {
+                    let _ = answer.send(Ok(enqueued));
+                    if let Some(accepted) = accepted
+                        && let Err(e) = engine.go_on(accepted).await
+                    {
+                        tracing::error!(run = %run.id, error = %e, "run processing failed");
+                    }
+                }
+            }
+            drop(hold);
+        });
+        async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(EngineError::Stopped {
+                    run: run_id,
+                    reason: "the task accepting it ended without an answer (it panicked)".into(),
+                })
+            })
+        }
     }
 
     /// Drives one claimed run until it finishes or is released.

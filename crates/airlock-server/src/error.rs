@@ -70,11 +70,18 @@ impl From<airlock_engine::EngineError> for ApiError {
     fn from(error: airlock_engine::EngineError) -> Self {
         match error {
             airlock_engine::EngineError::Store(e) => Self::from(e),
-            other => {
-                tracing::error!(error = %other, "a run could not be accepted");
+            airlock_engine::EngineError::Version { .. } => {
+                tracing::error!(error = %error, "a run could not be accepted");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the deployed workflow version cannot be loaded",
+                )
+            }
+            airlock_engine::EngineError::Stopped { .. } => {
+                tracing::error!(error = %error, "a run could not be accepted");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the delivery could not be accepted; retry it",
                 )
             }
         }

@@ -223,20 +223,8 @@ async fn accept(
             .map(|permit| (engine.clone(), permit))
     });
     let enqueued = match slot {
-        Some((engine, permit)) => match engine.accept(&run).await {
-            Ok((enqueued, accepted)) => {
-                if let Some(accepted) = accepted {
-                    tokio::spawn(async move {
-                        if let Err(e) = engine.go_on(accepted).await {
-                            tracing::error!(error = %e, "run processing failed");
-                        }
-                        drop(permit);
-                    });
-                }
-                Ok(enqueued)
-            }
-            Err(e) => Err(ApiError::from(e)),
-        },
+        // The run goes on whether or not this request is still there to hear of it.
+        Some((engine, permit)) => engine.admit(run, permit).await.map_err(ApiError::from),
         None => app.store.enqueue(&run).await.map_err(ApiError::from),
     };
     let enqueued = match enqueued {
