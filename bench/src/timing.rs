@@ -11,8 +11,8 @@ use airlock_core::model::Workflow;
 use airlock_engine::Runtime;
 use airlock_store::{
     AuditEvent, Claim, Commit, Deployment, Enqueued, JournalEntry, NewAuditEvent, NewJournalEntry,
-    NewRun, NewTestRecord, Result, Run, RunFilter, SealedSecret, SecretName, StepDecision, Store,
-    TestRecord, Timestamp, WorkflowVersion,
+    NewRun, NewTestRecord, OutcomeQuery, Outcomes, Result, Run, RunFilter, SealedSecret,
+    SecretName, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -208,6 +208,9 @@ impl Store for TimedStore {
     }
     async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
         self.inner.count_runs(filter).await
+    }
+    async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
+        self.inner.run_outcomes(query).await
     }
     async fn create_token(
         &self,

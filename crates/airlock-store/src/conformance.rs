@@ -20,8 +20,8 @@ use crate::{ApiToken, NewApiToken};
 
 use crate::{
     AuditEvent, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry, NewRun,
-    NewTestRecord, Run, RunFilter, RunStatus, SealedSecret, Settlement, StepDecision, StepStatus,
-    Store, Timestamp, WorkflowVersion, verify_audit_chain,
+    NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus, SealedSecret, Settlement,
+    StepDecision, StepStatus, Store, Timestamp, WorkflowVersion, verify_audit_chain,
 };
 
 /// The name of every property, in the order [`run_all`] runs them.
@@ -45,6 +45,7 @@ pub const PROPERTIES: &[&str] = &[
     "decide_step_wakes_a_waiting_run_once",
     "retry_requeues_dead_and_failed_runs_only",
     "runs_filter_newest_first",
+    "run_outcomes_count_finished_runs",
     "secrets_are_scoped_to_their_environment",
     "test_records_per_environment",
     "audit_log_is_a_hash_chain",
@@ -87,6 +88,7 @@ where
     decide_step_wakes_a_waiting_run_once(make().await).await;
     retry_requeues_dead_and_failed_runs_only(make().await).await;
     runs_filter_newest_first(make().await).await;
+    run_outcomes_count_finished_runs(make().await).await;
     secrets_are_scoped_to_their_environment(make().await).await;
     test_records_per_environment(make().await).await;
     audit_log_is_a_hash_chain(make().await).await;
@@ -1366,12 +1368,85 @@ pub async fn runs_filter_newest_first<S: Store>(store: S) {
         };
         let got = store.runs(&filter).await.expect("runs");
         assert_eq!(ids(&got), want, "runs({filter:?}) newest first");
+        if limit.is_none() {
+            let counted = store.count_runs(&filter).await.expect("count_runs");
+            assert_eq!(counted, want.len() as u64, "count_runs({filter:?})");
+        }
         if let Some(status) = status {
             assert!(
                 got.iter().all(|r| r.status == status),
                 "runs({filter:?}) has only {status:?}"
             );
         }
+    }
+}
+
+/// Counts of finished runs per workflow and environment, by acceptance window and version:
+/// what promotion checks, readiness and release history read.
+pub async fn run_outcomes_count_finished_runs<S: Store>(store: S) {
+    // (id, environment, workflow, version, accepted at, how it ends; None: still running)
+    let runs = [
+        ("o1", "staging", "a", "v1", 100, Some(RunStatus::Succeeded)),
+        ("o2", "staging", "a", "v1", 200, Some(RunStatus::Failed)),
+        ("o3", "staging", "a", "v2", 300, Some(RunStatus::Dead)),
+        ("o4", "staging", "a", "v2", 400, Some(RunStatus::Succeeded)),
+        ("o5", "staging", "a", "v2", 500, None),
+        (
+            "o6",
+            "production",
+            "a",
+            "v2",
+            450,
+            Some(RunStatus::Succeeded),
+        ),
+        ("o7", "staging", "b", "v2", 350, Some(RunStatus::Failed)),
+    ];
+    for (id, env, workflow, version, created, _) in runs {
+        let mut run = new_run(id, env, workflow, created);
+        run.version = version.to_owned();
+        enqueue(&store, run).await;
+    }
+    let claims = store.claim("w1", 1_000, 600_000, 10).await.expect("claim");
+    assert_eq!(claims.len(), runs.len(), "all seven are due");
+    for claim in claims {
+        let ends = runs.iter().find(|r| r.0 == claim.run.id).and_then(|r| r.5);
+        if let Some(status) = ends {
+            store
+                .commit(
+                    &claim.run.id,
+                    claim.token,
+                    commit_of(vec![], Some(finish(status, 1_001))),
+                )
+                .await
+                .expect("finish");
+        }
+    }
+    let query =
+        |environment: &str, workflow: &str, version: Option<&str>, from, until| OutcomeQuery {
+            environment: environment.to_owned(),
+            workflow: workflow.to_owned(),
+            version: version.map(String::from),
+            from,
+            until,
+        };
+    let cases = [
+        (query("staging", "a", None, None, None), (4, 2)),
+        (query("staging", "a", Some("v1"), None, None), (2, 1)),
+        (query("staging", "a", Some("v2"), None, None), (2, 1)),
+        (query("staging", "a", None, Some(200), Some(400)), (2, 2)),
+        (query("staging", "a", Some("v2"), Some(400), None), (1, 0)),
+        (query("staging", "a", None, None, Some(100)), (0, 0)),
+        (query("production", "a", None, None, None), (1, 0)),
+        (query("staging", "b", Some("v2"), None, None), (1, 1)),
+        (query("dev", "a", None, None, None), (0, 0)),
+    ];
+    for (query, (finished, failed)) in cases {
+        let got = store.run_outcomes(&query).await.expect("run_outcomes");
+        assert_eq!(
+            got,
+            Outcomes { finished, failed },
+            "run_outcomes({query:?}): the running o5 and other environments and workflows are not counted"
+        );
     }
 }
 

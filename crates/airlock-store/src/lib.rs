@@ -137,6 +137,11 @@ pub trait Store: Send + Sync + 'static {
         };
         Ok(self.runs(&unlimited).await?.len() as u64)
     }
+    /// How the finished runs a query names ended, counted by the store over an index on
+    /// (environment, workflow, created_at): promotion checks, readiness and release
+    /// history read these figures, and loading every run (payloads included) to count
+    /// them would cost more the longer a workflow has run.
+    async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes>;
     /// A run's journal, in order.
     async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>>;
     /// Puts a dead or failed run back in the queue (`airlock runs retry`), appending

@@ -327,6 +327,32 @@ pub struct RunFilter {
     pub limit: Option<usize>,
 }
 
+/// Which finished runs to count in [`crate::Store::run_outcomes`]: one workflow in one
+/// environment, accepted in `[from, until)`, of one version when given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeQuery {
+    /// The environment.
+    pub environment: String,
+    /// The workflow.
+    pub workflow: String,
+    /// Only runs of this version.
+    pub version: Option<String>,
+    /// Only runs accepted at or after this time.
+    pub from: Option<Timestamp>,
+    /// Only runs accepted before this time.
+    pub until: Option<Timestamp>,
+}
+
+/// How the runs an [`OutcomeQuery`] names ended: those still queued, running or waiting
+/// are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcomes {
+    /// Finished runs: succeeded, failed or dead.
+    pub finished: u64,
+    /// Of those, the ones that did not succeed.
+    pub failed: u64,
+}
+
 /// A person's decision on an approval step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepDecision {

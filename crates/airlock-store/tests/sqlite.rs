@@ -54,6 +54,7 @@ conformance! {
     decide_step_wakes_a_waiting_run_once,
     retry_requeues_dead_and_failed_runs_only,
     runs_filter_newest_first,
+    run_outcomes_count_finished_runs,
     secrets_are_scoped_to_their_environment,
     test_records_per_environment,
     audit_log_is_a_hash_chain,

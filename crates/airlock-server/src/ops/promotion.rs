@@ -10,8 +10,8 @@ use super::{OpsError, audit, audit_policy_change, environment, new_id, workflow 
 use airlock_core::policy::{self, Facts, Verdict};
 use airlock_core::project::Project;
 use airlock_store::{
-    Approval, NewPromotionRequest, NewRelease, PromotionRequest, Release, ReleaseKind,
-    RequestStatus, RunFilter, RunStatus, Store,
+    Approval, NewPromotionRequest, NewRelease, OutcomeQuery, PromotionRequest, Release,
+    ReleaseKind, RequestStatus, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,21 +31,14 @@ async fn facts(
         .iter()
         .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND)
         .map(|e| e.evidence.passed);
-    let runs = store
-        .runs(&RunFilter {
-            environment: Some(from.to_owned()),
-            workflow: Some(workflow.to_owned()),
-            ..RunFilter::default()
+    let outcomes = store
+        .run_outcomes(&OutcomeQuery {
+            environment: from.to_owned(),
+            workflow: workflow.to_owned(),
+            version: Some(version.to_owned()),
+            ..OutcomeQuery::default()
         })
         .await?;
-    let finished: Vec<_> = runs
-        .iter()
-        .filter(|r| r.version == version && r.status.is_final())
-        .collect();
-    let failures = finished
-        .iter()
-        .filter(|r| r.status != RunStatus::Succeeded)
-        .count();
     // Whether the parity report between the environments (the one `diff` shows) has no
     // drift that concerns this workflow.
     let report = super::diff::report(store, project, from, to).await?;
@@ -53,8 +46,8 @@ async fn facts(
     Ok(Facts {
         tests_passed,
         parity_clean: Some(parity_clean),
-        source_runs: finished.len() as u32,
-        source_failures: failures as u32,
+        source_runs: saturating_u32(outcomes.finished),
+        source_failures: saturating_u32(outcomes.failed),
         approvals,
         now_ms: now,
     })
@@ -522,6 +515,11 @@ pub struct ReleaseRow {
     pub current: bool,
 }
 
+/// A count as the policy's facts hold it (a count past `u32::MAX` is as good as it).
+pub(super) fn saturating_u32(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 /// The release history of `workflow` in `environment`, newest first.
 pub async fn releases(
     store: &dyn Store,
@@ -529,40 +527,28 @@ pub async fn releases(
     environment: &str,
 ) -> Result<Vec<ReleaseRow>, OpsError> {
     let history = store.releases(environment, workflow).await?;
-    let runs = store
-        .runs(&RunFilter {
-            environment: Some(environment.to_owned()),
-            workflow: Some(workflow.to_owned()),
-            ..RunFilter::default()
-        })
-        .await?;
-    // Runs attributed to the release that was current when they were accepted.
-    let stats = |from: i64, until: Option<i64>| {
-        let window: Vec<_> = runs
-            .iter()
-            .filter(|r| {
-                r.created_at >= from
-                    && until.is_none_or(|u| r.created_at < u)
-                    && r.status.is_final()
+    // Runs are attributed to the release that was current when they were accepted: the
+    // window of release i runs from its time to that of the next one (newer, at i - 1).
+    // Each window is counted once, by the store: it is release i's "after" and release
+    // i - 1's "before".
+    let mut windows = Vec::with_capacity(history.len());
+    for (i, release) in history.iter().enumerate() {
+        let until = i.checked_sub(1).map(|newer| history[newer].release.at);
+        let outcomes = store
+            .run_outcomes(&OutcomeQuery {
+                environment: environment.to_owned(),
+                workflow: workflow.to_owned(),
+                version: None,
+                from: Some(release.release.at),
+                until,
             })
-            .collect();
-        let failed = window
-            .iter()
-            .filter(|r| r.status != RunStatus::Succeeded)
-            .count();
-        (window.len(), failed)
-    };
+            .await?;
+        windows.push((outcomes.finished as usize, outcomes.failed as usize));
+    }
     let mut rows = Vec::new();
     for (i, release) in history.iter().enumerate() {
-        let until = if i == 0 {
-            None
-        } else {
-            Some(history[i - 1].release.at)
-        };
-        let (runs_after, failed_after) = stats(release.release.at, until);
-        let (runs_before, failed_before) = history.get(i + 1).map_or((0, 0), |prev| {
-            stats(prev.release.at, Some(release.release.at))
-        });
+        let (runs_after, failed_after) = windows[i];
+        let (runs_before, failed_before) = windows.get(i + 1).copied().unwrap_or((0, 0));
         rows.push(ReleaseRow {
             release: release.release.id.clone(),
             kind: release.release.kind,

@@ -1,12 +1,13 @@
 //! `readiness [WORKFLOW]`: the five checklist answers per workflow (DESIGN.md §1), from
 //! the store and the project; `airlock_core::readiness` answers them.
 
+use super::promotion::saturating_u32;
 use super::{OpsError, environment, workflow as find_workflow};
 use airlock_core::canonical;
 use airlock_core::model::Manifest;
 use airlock_core::project::Project;
 use airlock_core::readiness::{self, Facts, Readiness, ReleaseFact, Tally, TestEvidence};
-use airlock_store::{Evidence, RunFilter, RunStatus, Store};
+use airlock_store::{Evidence, OutcomeQuery, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -77,22 +78,16 @@ pub async fn readiness(
                 .and_then(|v| scenarios.iter().find(|e| &e.evidence.version == v))
                 .map(|e| test_evidence(e));
             if let Some(version) = &facts.source_version {
-                let runs = store
-                    .runs(&RunFilter {
-                        environment: Some(from.clone()),
-                        workflow: Some(name.to_owned()),
-                        ..RunFilter::default()
+                let outcomes = store
+                    .run_outcomes(&OutcomeQuery {
+                        environment: from.clone(),
+                        workflow: name.to_owned(),
+                        version: Some(version.clone()),
+                        ..OutcomeQuery::default()
                     })
                     .await?;
-                let finished: Vec<_> = runs
-                    .iter()
-                    .filter(|r| &r.version == version && r.status.is_final())
-                    .collect();
-                facts.source_runs = finished.len() as u32;
-                facts.source_failures = finished
-                    .iter()
-                    .filter(|r| r.status != RunStatus::Succeeded)
-                    .count() as u32;
+                facts.source_runs = saturating_u32(outcomes.finished);
+                facts.source_failures = saturating_u32(outcomes.failed);
             }
             facts.releases = store
                 .releases(to, name)

@@ -30,9 +30,9 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use crate::{
     ApiToken, Approval, AuditEvent, Claim, Commit, Deployment, Enqueued, Error, Evidence,
     GENESIS_HASH, JournalEntry, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
-    NewPromotionRequest, NewRelease, NewRun, NewTestRecord, PromotionRequest, Release, Result, Run,
-    RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord,
-    Timestamp, WorkflowVersion,
+    NewPromotionRequest, NewRelease, NewRun, NewTestRecord, OutcomeQuery, Outcomes,
+    PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret, SecretName,
+    Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -702,6 +702,31 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         u64::try_from(count).map_err(|_| Error::Backend(format!("a negative count: {count}")))
+    }
+
+    async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
+        // One range of `runs_workflow` (environment, workflow, created_at, id).
+        let row = sqlx::query(
+            "SELECT count(*), count(*) FILTER (WHERE status <> 'succeeded') FROM runs
+             WHERE environment = $1 AND workflow = $2 AND created_at >= $4 AND created_at < $5
+               AND ($3::text IS NULL OR version = $3) AND status IN ('succeeded', 'failed', 'dead')",
+        )
+        .bind(&query.environment)
+        .bind(&query.workflow)
+        .bind(&query.version)
+        .bind(query.from.unwrap_or(i64::MIN))
+        .bind(query.until.unwrap_or(i64::MAX))
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        let count = |index: usize| -> Result<u64> {
+            let n: i64 = row.try_get(index).map_err(db)?;
+            u64::try_from(n).map_err(|_| Error::Backend(format!("a negative count: {n}")))
+        };
+        Ok(Outcomes {
+            finished: count(0)?,
+            failed: count(1)?,
+        })
     }
 
     async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>> {

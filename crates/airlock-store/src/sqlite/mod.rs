@@ -30,9 +30,9 @@ use crate::{
 };
 use crate::{
     AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
-    NewAuditEvent, NewJournalEntry, NewRun, NewTestRecord, Result, Run, RunFilter, RunStatus,
-    SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp,
-    WorkflowVersion,
+    NewAuditEvent, NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Result, Run,
+    RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord,
+    Timestamp, WorkflowVersion,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -384,6 +384,20 @@ const ANY_DUE: &str = "SELECT 1 FROM runs INDEXED BY runs_due WHERE due_at <= ?1
 /// they are the live runs, few next to the finished; succeeded runs through the
 /// time-ordered indexes.
 fn runs_sql(filter: &RunFilter) -> String {
+    format!(
+        "SELECT {} FROM {} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
+        rows::RUN_COLUMNS,
+        runs_matching(filter)
+    )
+}
+
+/// The count of the runs a filter names, over the same index as their listing.
+fn count_sql(filter: &RunFilter) -> String {
+    format!("SELECT count(*) FROM {}", runs_matching(filter))
+}
+
+/// `runs [INDEXED BY …] [WHERE …]` for a filter, with the parameters of [`runs_sql`].
+fn runs_matching(filter: &RunFilter) -> String {
     let mut source = "runs";
     let mut conditions = Vec::new();
     if filter.environment.is_some() {
@@ -403,16 +417,19 @@ fn runs_sql(filter: &RunFilter) -> String {
         }
         Some(RunStatus::Succeeded) => conditions.push("status = ?3"),
     }
-    let condition = if conditions.is_empty() {
-        String::new()
+    if conditions.is_empty() {
+        source.to_owned()
     } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    format!(
-        "SELECT {} FROM {source} {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
-        rows::RUN_COLUMNS
-    )
+        format!("{source} WHERE {}", conditions.join(" AND "))
+    }
 }
+
+/// How the finished runs of `?1` environment and `?2` workflow accepted in `[?4, ?5)` ended,
+/// of version `?3` when it is not NULL: one range of `runs_workflow`, counted in SQLite.
+const RUN_OUTCOMES: &str = "SELECT count(*), coalesce(sum(status <> 'succeeded'), 0)
+     FROM runs INDEXED BY runs_workflow
+     WHERE environment = ?1 AND workflow = ?2 AND created_at >= ?4 AND created_at < ?5
+       AND (?3 IS NULL OR version = ?3) AND status IN ('succeeded', 'failed', 'dead')";
 
 /// A journal entry ready to insert: JSON already encoded, off the writer thread.
 struct EncodedEntry {
@@ -846,6 +863,56 @@ impl Store for SqliteStore {
                 .db()?
                 .collect::<Result<_, _>>()
                 .db()
+        })
+        .await
+    }
+
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            use rusqlite::types::Value;
+            let text = |v: Option<&str>| v.map_or(Value::Null, |v| Value::Text(v.to_owned()));
+            let mut statement = conn.prepare_cached(&count_sql(&filter)).db()?;
+            // Numbered as in the listing, without its `?4` limit: SQLite wants exactly as
+            // many values as the highest number the statement names.
+            let values = [
+                text(filter.environment.as_deref()),
+                text(filter.workflow.as_deref()),
+                text(filter.status.map(RunStatus::as_str)),
+            ];
+            let named = statement.parameter_count();
+            let count: i64 = statement
+                .query_row(
+                    rusqlite::params_from_iter(values.into_iter().take(named)),
+                    |row| row.get(0),
+                )
+                .db()?;
+            Ok(count.unsigned_abs())
+        })
+        .await
+    }
+
+    async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let (finished, failed): (i64, i64) = conn
+                .prepare_cached(RUN_OUTCOMES)
+                .db()?
+                .query_row(
+                    params![
+                        query.environment,
+                        query.workflow,
+                        query.version,
+                        query.from.unwrap_or(i64::MIN),
+                        query.until.unwrap_or(i64::MAX)
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .db()?;
+            Ok(Outcomes {
+                finished: finished.unsigned_abs(),
+                failed: failed.unsigned_abs(),
+            })
         })
         .await
     }
@@ -1361,6 +1428,16 @@ mod tests {
     }
 
     #[test]
+    fn run_outcomes_read_one_range_of_the_workflow_index() {
+        let (_dir, conn) = migrated();
+        let plan = plan(&conn, RUN_OUTCOMES);
+        assert!(
+            plan.contains("USING INDEX runs_workflow (environment=? AND workflow=? AND created_at>? AND created_at<?)"),
+            "{plan}"
+        );
+    }
+
+    #[test]
     fn every_listing_uses_an_index() {
         let (_dir, conn) = migrated();
         let statuses = [
@@ -1381,8 +1458,18 @@ mod tests {
                         status,
                         limit: Some(10),
                     };
+                    let counted = plan(&conn, &count_sql(&filter));
                     let plan = plan(&conn, &runs_sql(&filter));
                     assert!(plan.contains("USING INDEX"), "{filter:?}: {plan}");
+                    // A count is narrowed by an environment or by a status other than
+                    // succeeded; the rest (which nothing counts: metrics count the queue)
+                    // would read every run.
+                    let narrowed = environment.is_some()
+                        || !matches!(status, None | Some(RunStatus::Succeeded));
+                    assert!(
+                        !narrowed || counted.contains("INDEX"),
+                        "count {filter:?}: {counted}"
+                    );
                     let live = matches!(status, Some(RunStatus::Queued | RunStatus::Running));
                     if live {
                         assert!(plan.contains("runs_due"), "{filter:?}: {plan}");
