@@ -34,9 +34,12 @@ pub struct Global {
     /// embedded `.airlock/airlock.db`.
     #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
     pub store: Option<String>,
-    /// Work against a running server instead of the local store (runs, records, secrets,
-    /// approve-step, deploy, promote, approve, reject, rollback, releases, readiness, diff,
-    /// validate); the API token comes from AIRLOCK_TOKEN, and its name is who acts.
+    /// Work against a running server instead of the local store (runs, records, secrets
+    /// set and list, audit, approve-step, deploy, promote, approve, reject, rollback,
+    /// releases, readiness, diff, validate); the API token comes from AIRLOCK_TOKEN, and its
+    /// name is who acts. Commands that act on the local store or process (run, resume,
+    /// check, test, token, worker, serve, migrate, store copy, audit verify) refuse it;
+    /// init, quickstart, hash, explain and openapi never touch a store and ignore it.
     #[arg(long, global = true, env = "AIRLOCK_SERVER", value_name = "URL")]
     pub server: Option<String>,
 }
@@ -265,6 +268,10 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         action: Option<AuditAction>,
+        /// Only the events of this environment (against a server: the token's
+        /// environment, the only one it may read, unless given).
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
     },
     /// The parity report: logic, connector setup, permission model, data shapes and
     /// branching, each difference documented or drift; shared credentials flagged (by keyed
@@ -313,8 +320,12 @@ pub enum SecretsAction {
         #[arg(long = "env", value_name = "ENV")]
         environment: String,
     },
-    /// Names and environments of secrets; never values.
-    List,
+    /// Every declared secret, set or not, with when it was set; never values.
+    List {
+        /// Only this environment's (against a server: the token's environment unless given).
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

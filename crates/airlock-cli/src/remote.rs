@@ -2,7 +2,8 @@
 //! `AIRLOCK_TOKEN` (an environment variable, never an argument: arguments show in `ps`).
 //! Commands fetch the same records over the API that they read from the store locally and
 //! print them the same way: the promotion path's answers are `airlock_server::ops`'s own
-//! result types, read back from JSON, so one renderer prints both.
+//! result types, read back from JSON, so one renderer prints both. Which commands do
+//! this, which ignore the flag and which refuse it is decided in `commands::reach`.
 //!
 //! A refusal prints like a local one (the server's reason, then its hint), followed by
 //! which server answered and with what status. The token is sent in a header only: it is
@@ -111,6 +112,27 @@ impl Remote {
     /// The environment the token acts in.
     pub fn environment(&self) -> Result<String, CliError> {
         Ok(self.whoami()?.environment)
+    }
+
+    /// The environment a listing asks the server for: `only`, or else the token's own. The
+    /// same listing spans every environment locally, so the fallback is said on stderr
+    /// (not under `--json`, whose output is only the answer).
+    pub fn listed_environment(
+        &self,
+        only: Option<&str>,
+        json: bool,
+        what: &str,
+    ) -> Result<String, CliError> {
+        if let Some(name) = only {
+            return Ok(name.to_owned());
+        }
+        let environment = self.environment()?;
+        if !json {
+            eprintln!(
+                "note: the {what} of `{environment}`, this token's environment (a server lists one environment's)"
+            );
+        }
+        Ok(environment)
     }
 
     /// Against a server the token's name is who acts. `--as NAME` is accepted only when

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use support::server::Served;
-use support::{airlock_with, json as stdout_json, ok, text};
+use support::{airlock_with, airlock_with_stdin, json as stdout_json, ok, text};
 
 const SCENARIO: &str = r#"trigger: { body: { name: ada } }
 expect:
@@ -167,6 +167,12 @@ struct Sides {
 
 impl Sides {
     fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// [`Sides::start`], with `prepare` run on each project before its tokens are made
+    /// and the server starts (the server reads its manifest once, at start).
+    fn start_with(prepare: impl Fn(&Path)) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let local = temp.path().join("local");
         let remote = temp.path().join("remote");
@@ -174,6 +180,8 @@ impl Sides {
         std::fs::create_dir_all(&elsewhere).unwrap();
         new_project(&local);
         new_project(&remote);
+        prepare(&local);
+        prepare(&remote);
         let dev = support::create_token(&remote, "staging", "deployer", "dev");
         let releaser = support::create_token(&remote, "production", "deployer", "releaser");
         let approver = support::create_token(&remote, "production", "approver", "prod-approver");
@@ -549,4 +557,255 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
     assert!(!text(&out.stderr).contains("hunter2"), "{}", shown(&out));
     let out = s.through(&s.dev, &["test"]);
     refused(&out, "a server takes no evidence over its API", &s.dev);
+}
+
+/// The values the next test stores: neither may ever be printed or answered.
+const CRM_VALUE: &str = "crm-value-5e1d9a7c3b";
+const CHAT_VALUE: &str = "chat-value-8b2f6d4e0a";
+
+/// `secrets list` and `audit` through the server print what they print beside it for the
+/// token's environment (`--env`), byte for byte, human and JSON. Both sides read the one
+/// store, so there are no ids or clock readings to replace.
+#[test]
+fn secrets_and_the_audit_log_print_the_same_through_a_server() {
+    let s = Sides::start_with(|dir| {
+        support::replace_in(
+            dir,
+            "airlock.yaml",
+            "  staging:\n",
+            "  staging:\n    secrets: [CRM_TOKEN, CHAT_HOOK, MAIL_PASSWORD]\n",
+        );
+        support::replace_in(
+            dir,
+            "airlock.yaml",
+            "  production:\n",
+            "  production:\n    secrets: [CRM_TOKEN]\n",
+        );
+        // Set before the server starts: this also makes staging's key, which the server
+        // loads at start to seal what is set through it.
+        let out = airlock_with_stdin(
+            dir,
+            &["secrets", "set", "CRM_TOKEN", "--env", "staging"],
+            &format!("{CRM_VALUE}\n"),
+            &[],
+        );
+        ok(&out, "secrets set");
+    });
+    let admin = support::create_token(&s.remote, "staging", "admin", "ops-admin");
+    let out = airlock_with_stdin(
+        &s.elsewhere,
+        &[
+            "--server",
+            &s.served.url,
+            "secrets",
+            "set",
+            "CHAT_HOOK",
+            "--env",
+            "staging",
+        ],
+        CHAT_VALUE,
+        &[("AIRLOCK_TOKEN", &admin)],
+    );
+    ok(&out, "remote secrets set");
+    // Events of staging (and of no environment: the deploy's policy change).
+    ok(
+        &s.deploying(&s.dev, &["deploy", "--env", "staging"]),
+        "deploy",
+    );
+
+    // Everything printed or answered, searched for the values at the end.
+    let mut printed = String::new();
+    let both = |out: &Output| format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for (token, environment) in [(&s.dev, "staging"), (&s.releaser, "production")] {
+        for command in [&["secrets", "list"][..], &["audit"]] {
+            for json in [false, true] {
+                let flag: &[&str] = if json { &["--json"] } else { &[] };
+                let what = format!("{} in {environment} (json: {json})", command.join(" "));
+                let here = s.beside(&[command, &["--env", environment], flag].concat());
+                ok(&here, &what);
+                // The token's environment, implied.
+                let there = s.through(token, &[command, flag].concat());
+                ok(&there, &what);
+                same(&here, &there, false, &what);
+                if !json {
+                    assert!(
+                        text(&there.stderr).contains("note: the "),
+                        "one environment's, and said so: {}",
+                        shown(&there)
+                    );
+                }
+                // Or named.
+                let named = s.through(token, &[command, &["--env", environment], flag].concat());
+                same(&here, &named, false, &what);
+                for out in [&here, &there, &named] {
+                    printed.push_str(&both(out));
+                }
+            }
+        }
+    }
+
+    // The rows: every declared secret, set or not, and nothing else.
+    let rows = stdout_json(&s.through(&s.dev, &["secrets", "list", "--json"]));
+    let rows = rows.as_array().expect("rows");
+    let summary: Vec<(&str, &str, bool, bool)> = rows
+        .iter()
+        .map(|r| {
+            let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(keys, ["environment", "name", "set", "updated_at"], "{r}");
+            (
+                r["environment"].as_str().unwrap(),
+                r["name"].as_str().unwrap(),
+                r["set"] == true,
+                r["updated_at"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("staging", "CRM_TOKEN", true, true),
+            ("staging", "CHAT_HOOK", true, true),
+            ("staging", "MAIL_PASSWORD", false, false),
+        ]
+    );
+    // The API answers the CLI's own rows.
+    let client = reqwest::blocking::Client::new();
+    let get = |path: &str, token: &str| {
+        let answer = client
+            .get(format!("{}{path}", s.served.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        answer.text().unwrap()
+    };
+    let answered = get("/api/v1/environments/staging/secrets", &s.dev);
+    let local = stdout_json(&s.beside(&["secrets", "list", "--env", "staging", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&answered).unwrap()["secrets"],
+        local
+    );
+    printed.push_str(&answered);
+    printed.push_str(&get("/api/v1/environments/staging/audit", &s.dev));
+
+    // Through the server, one environment's events; here, every environment's.
+    let events = stdout_json(&s.through(&s.dev, &["audit", "--json"]));
+    let events = events.as_array().expect("events");
+    assert!(
+        events.iter().all(|e| e["environment"] == "staging"),
+        "{events:?}"
+    );
+    for action in ["token.create", "secret.set", "deploy"] {
+        assert!(
+            events.iter().any(|e| e["action"] == action),
+            "no {action} in {events:?}"
+        );
+    }
+    let everything = s.beside(&["audit", "--json"]);
+    assert!(text(&everything.stdout).contains("policy.change"));
+    printed.push_str(&both(&everything));
+    printed.push_str(&both(&s.beside(&["audit"])));
+    // A token reads its own environment only.
+    let out = s.through(&s.dev, &["audit", "--env", "production"]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(
+        text(&out.stderr).contains("this token is scoped to staging, not production"),
+        "{}",
+        shown(&out)
+    );
+
+    for value in [CRM_VALUE, CHAT_VALUE] {
+        assert!(!printed.contains(value), "a secret's value was shown");
+    }
+}
+
+/// Commands that act on the local store or process, with no API, refuse a server (exit
+/// 2, naming themselves, with a hint) before reading or writing anything; commands that
+/// touch no store ignore it.
+#[test]
+fn commands_without_an_api_refuse_a_server_and_change_nothing() {
+    let s = Sides::start();
+    let admin = support::create_token(&s.remote, "staging", "admin", "ops-admin");
+    // What the served store holds, as the CLI shows it beside the server.
+    let state = || -> Vec<String> {
+        let views: [&[&str]; 3] = [
+            &["audit", "--json"],
+            &["token", "list", "--json"],
+            &["runs", "--json"],
+        ];
+        views
+            .iter()
+            .map(|args| {
+                let out = s.beside(args);
+                ok(&out, &args.join(" "));
+                text(&out.stdout)
+            })
+            .collect()
+    };
+    let before = state();
+    let refused = |out: &Output, command: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}", shown(out));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!("error: `{command}` does not work with --server: ")),
+            "{}",
+            shown(out)
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            2,
+            "a reason and a hint: {}",
+            shown(out)
+        );
+        assert!(stderr.contains("\nhelp: "), "{}", shown(out));
+        assert!(text(&out.stdout).is_empty(), "{}", shown(out));
+        assert!(!stderr.contains(&admin), "the token leaked: {}", shown(out));
+    };
+    let cases: [(&[&str], &str); 6] = [
+        (&["run", "greet", "--env", "staging"], "run"),
+        (
+            &[
+                "token", "create", "--env", "staging", "--role", "admin", "--name", "sneaky",
+            ],
+            "token create",
+        ),
+        (&["token", "list"], "token list"),
+        (&["audit", "verify"], "audit verify"),
+        (&["check", "--env", "staging"], "check"),
+        (&["migrate"], "migrate"),
+    ];
+    for (args, command) in cases {
+        // From the served project's folder: its store is right here, and stays untouched.
+        refused(&s.through_from(&s.remote, &admin, args), command);
+    }
+    // AIRLOCK_SERVER is --server too; the refusal comes before any need of a token.
+    let out = airlock_with(
+        &s.remote,
+        &[
+            "token", "create", "--env", "staging", "--role", "admin", "--name", "sneaky",
+        ],
+        &[("AIRLOCK_SERVER", &s.served.url)],
+    );
+    refused(&out, "token create");
+    assert!(
+        text(&out.stderr).contains("where the store is"),
+        "{}",
+        shown(&out)
+    );
+    let out = s.through(&admin, &["run", "greet", "--env", "staging"]);
+    refused(&out, "run");
+    assert!(
+        text(&out.stderr).contains("POST /hooks/ENV/PATH"),
+        "{}",
+        shown(&out)
+    );
+    assert_eq!(state(), before, "a refused command changed the store");
+
+    // Commands that touch no store print the same with AIRLOCK_SERVER set as without.
+    for args in [&["hash"][..], &["explain", "AL0001"], &["hash", "--json"]] {
+        let plain = airlock_with(&s.remote, args, &[]);
+        let served = airlock_with(&s.remote, args, &[("AIRLOCK_SERVER", &s.served.url)]);
+        ok(&served, &args.join(" "));
+        assert_eq!(text(&plain.stdout), text(&served.stdout), "{args:?}");
+    }
 }

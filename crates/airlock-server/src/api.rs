@@ -429,25 +429,33 @@ async fn records(
     Ok(Json(json!({ "records": records })))
 }
 
-/// The names of an environment's secrets (never their values).
+/// Every secret an environment declares, set or not.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretList {
+    /// The secrets the environment declares in the server's airlock.yaml, in its order:
+    /// names and update times, never values.
+    secrets: Vec<crate::ops::secrets::SecretRow>,
+}
+
+/// The secrets an environment declares in the server's airlock.yaml, each with whether a
+/// value is stored and when it was set; never a value. The same rows as `airlock secrets
+/// list` (a declared secret nobody set is listed too: it is the one that matters).
 #[utoipa::path(get, path = "/api/v1/environments/{environment}/secrets", tag = "api",
     security(("token" = [])),
     params(("environment" = String, Path, description = "The environment")),
-    responses((status = 200, description = "Secret names", body = Object)))]
+    responses((status = 200, description = "The declared secrets, set or not", body = SecretList),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 404, description = "The server's manifest has no such environment", body = ErrorBody)))]
 async fn list_secrets(
     State(app): State<Arc<App>>,
     Path(environment): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretList>, ApiError> {
     auth::require(&app, &headers, &environment, Action::ListSecrets, "secrets").await?;
-    let names: Vec<_> = app
-        .store
-        .secret_names()
-        .await?
-        .into_iter()
-        .filter(|s| s.environment == environment)
-        .collect();
-    Ok(Json(json!({ "secrets": names })))
+    // The manifest the server started with: the one `set_secret` checks declarations
+    // against, so what is listed is exactly what may be set.
+    let secrets = crate::ops::secrets::list(&*app.store, &app.manifest, Some(&environment)).await?;
+    Ok(Json(SecretList { secrets }))
 }
 
 /// Sets a secret from the request body (plain text). Write-only: no route reads a value.
@@ -500,7 +508,10 @@ async fn set_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The audit events of an environment, oldest first, with their chain hashes.
+/// The audit events of an environment, oldest first, with their chain hashes (what
+/// `airlock audit --env ENVIRONMENT` lists). Only that environment's: the chain links every
+/// environment's events and those of none (policy changes), so it is verified where the
+/// store is (`airlock audit verify`), not from this answer.
 #[utoipa::path(get, path = "/api/v1/environments/{environment}/audit", tag = "api",
     security(("token" = [])),
     params(("environment" = String, Path, description = "The environment")),

@@ -1,20 +1,49 @@
-//! `airlock audit` and `airlock audit verify`.
+//! `airlock audit [--env E]` and `airlock audit verify`.
 
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
+use airlock_store::AuditEvent;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use std::process::ExitCode;
 
-pub fn list(global: &Global) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
+/// The audit log, oldest first: every event locally, or `only`'s; against a server the
+/// events of `only` or of the token's environment (the API answers one environment's),
+/// read back as the store's own type so they print the same.
+pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+    let events = match Remote::from_global(global)? {
+        Some(remote) => {
+            let environment = remote.listed_environment(only, global.json, "events")?;
+            let page: AuditPage = remote.get(&format!(
+                "/api/v1/environments/{}/audit",
+                segment(&environment)
+            ))?;
+            page.events
+        }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            if let Some(name) = only {
+                workspace.environment(name)?;
+            }
+            let events = workspace::runtime()?
+                .block_on(workspace.store.audit_log())
+                .map_err(store_error)?;
+            // The same filter as the API's: events of no environment (policy changes)
+            // belong to none.
+            match only {
+                Some(name) => events
+                    .into_iter()
+                    .filter(|e| e.event.environment.as_deref() == Some(name))
+                    .collect(),
+                None => events,
+            }
+        }
     };
-    let events = workspace::runtime()?
-        .block_on(workspace.store.audit_log())
-        .map_err(store_error)?;
     if global.json {
         crate::output::json(&events);
         return Ok(ExitCode::SUCCESS);
@@ -46,7 +75,15 @@ pub fn list(global: &Global) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(global: &Global) -> Result<ExitCode, CliError> {
+pub fn verify(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+    if only.is_some() {
+        // Each event's hash covers the one before it, whatever its environment: a part
+        // of the chain cannot be checked on its own.
+        return Err(CliError::usage(
+            "`audit verify` checks the whole chain, which links every environment's events: --env does not apply",
+            Some("run `airlock audit verify` without --env".into()),
+        ));
+    }
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -80,4 +117,10 @@ fn truncate(text: &str, max: usize) -> String {
     } else {
         format!("{}…", text.chars().take(max).collect::<String>())
     }
+}
+
+/// `GET /api/v1/environments/{environment}/audit`.
+#[derive(serde::Deserialize)]
+struct AuditPage {
+    events: Vec<AuditEvent>,
 }

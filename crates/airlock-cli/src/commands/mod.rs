@@ -24,7 +24,9 @@ mod token;
 pub mod validate;
 mod worker;
 
-use crate::cli::{AuditAction, Cli, Color, Command, RunsAction, SecretsAction};
+use crate::cli::{
+    AuditAction, Cli, Color, Command, RunsAction, SecretsAction, StoreCommand, TokenCommand,
+};
 use crate::error::CliError;
 use crate::render::Style;
 use std::io::IsTerminal;
@@ -32,6 +34,10 @@ use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let global = &cli.global;
+    // Before anything is opened: a refused command reads and writes nothing.
+    if global.server.is_some() {
+        refuse_remote(&cli.command)?;
+    }
     match &cli.command {
         Command::Init { dir } => init::run(global, dir),
         Command::Quickstart {
@@ -102,8 +108,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             action: SecretsAction::Set { name, environment },
         } => secrets::set(global, name, environment),
         Command::Secrets {
-            action: SecretsAction::List,
-        } => secrets::list(global),
+            action: SecretsAction::List { environment },
+        } => secrets::list(global, environment.as_deref()),
         Command::Records { environment } => records::run(global, environment),
         Command::Check { environment } => check::run(global, environment),
         Command::Deploy { environment, actor } => {
@@ -141,10 +147,135 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => promote::releases(global, workflow, environment),
         Command::Diff { from, to } => diff::run(global, from, to),
         Command::Readiness { workflow } => readiness::run(global, workflow.as_deref()),
-        Command::Audit { action: None } => audit::list(global),
+        Command::Audit {
+            action: None,
+            environment,
+        } => audit::list(global, environment.as_deref()),
         Command::Audit {
             action: Some(AuditAction::Verify),
-        } => audit::verify(global),
+            environment,
+        } => audit::verify(global, environment.as_deref()),
+    }
+}
+
+/// What a command does when `--server` (or AIRLOCK_SERVER) names a server.
+enum Reach {
+    /// It calls the server's API instead of the store (or, `test`, refuses in its own
+    /// file).
+    Api,
+    /// It never touches a store, so a server changes nothing for it: ignored, so that
+    /// AIRLOCK_SERVER set in a shell does not get in its way.
+    Local,
+    /// It acts on the local store or in this process and the API has no equivalent:
+    /// refused, rather than silently doing it here while the user believes it happened
+    /// on the server.
+    Refused {
+        command: &'static str,
+        reason: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// Every command's answer to `--server`, in one exhaustive match: a new command has to
+/// say here whether it works remotely, so none acts on the local store by default.
+fn reach(command: &Command) -> Reach {
+    match command {
+        // Writes files in a folder; no store, no server.
+        Command::Init { .. } => Reach::Local,
+        // Makes, runs and serves a demo project of its own in a folder of its own: the
+        // server it talks to is the one it starts (it clears `server` itself).
+        Command::Quickstart { .. } => Reach::Local,
+        // Hashes the working copy here, which is what `deploy --server` sends.
+        Command::Hash { .. } => Reach::Local,
+        // Text compiled into the binary.
+        Command::Explain { .. } => Reach::Local,
+        // This binary's document; a server serves its own at /openapi.json.
+        Command::Openapi => Reach::Local,
+        // Refused in test.rs, which says why a server takes no evidence over its API.
+        Command::Test { .. } => Reach::Api,
+        Command::Validate
+        | Command::Runs { .. }
+        | Command::ApproveStep { .. }
+        | Command::Secrets { .. }
+        | Command::Records { .. }
+        | Command::Deploy { .. }
+        | Command::Promote { .. }
+        | Command::Approve { .. }
+        | Command::Reject { .. }
+        | Command::Rollback { .. }
+        | Command::Releases { .. }
+        | Command::Diff { .. }
+        | Command::Readiness { .. }
+        | Command::Audit { action: None, .. } => Reach::Api,
+        Command::Run { .. } => Reach::Refused {
+            command: "run",
+            reason: "it executes the workflow in this process, on the local store; a server runs workflows from its triggers",
+            hint: "trigger it on the server (POST /hooks/ENV/PATH, or POST /api/v1/environments/ENV/workflows/WORKFLOW/runs with a runner's token), then follow it with `airlock runs show RUN --server URL`; or drop --server to run it here",
+        },
+        Command::Resume { .. } => Reach::Refused {
+            command: "resume",
+            reason: "it finishes in this process the runs left in the local store; a server resumes its own runs when their leases expire",
+            hint: "run `airlock resume` where the server's store is (its folder, or --store URL), without --server",
+        },
+        Command::Check { .. } => Reach::Refused {
+            command: "check",
+            reason: "it reaches each binding from this machine with the local store's secrets, and the API has no check",
+            hint: "run `airlock check --env ENV` where the server's project, keys and store are, without --server",
+        },
+        Command::Token { command } => Reach::Refused {
+            command: match command {
+                TokenCommand::Create { .. } => "token create",
+                TokenCommand::List => "token list",
+                TokenCommand::Revoke { .. } => "token revoke",
+            },
+            reason: "it manages tokens in the store directly, and the API does not create, list or revoke tokens",
+            hint: "tokens are made where the store is, by someone with access to it: run `airlock token …` there (its folder, or --store URL), without --server",
+        },
+        Command::Worker { .. } => Reach::Refused {
+            command: "worker",
+            reason: "it executes runs in this process from a store it opens itself",
+            hint: "point it at the server's store with --store URL (postgres://…), without --server",
+        },
+        Command::Serve(_) => Reach::Refused {
+            command: "serve",
+            reason: "it starts a server here rather than connecting to one",
+            hint: "drop --server (and unset AIRLOCK_SERVER) to serve; --listen says where",
+        },
+        Command::Migrate => Reach::Refused {
+            command: "migrate",
+            reason: "it upgrades a store's schema by opening the store itself, and the API has no migration",
+            hint: "name the store with --store URL (or run it in the project folder), without --server",
+        },
+        Command::Store {
+            command: StoreCommand::Copy { .. },
+        } => Reach::Refused {
+            command: "store copy",
+            reason: "it copies one store into another by opening both itself, and the API has no copy",
+            hint: "name both with --from and --to, without --server",
+        },
+        Command::Audit {
+            action: Some(AuditAction::Verify),
+            ..
+        } => Reach::Refused {
+            command: "audit verify",
+            reason: "it checks the whole hash chain, which links every environment's events, and the API answers one environment's",
+            hint: "run `airlock audit verify` where the store is (its folder, or --store URL); `airlock audit --server URL` lists your environment's events",
+        },
+    }
+}
+
+/// Refuses `--server` for a command that would act on the local store or process.
+fn refuse_remote(command: &Command) -> Result<(), CliError> {
+    match reach(command) {
+        Reach::Api | Reach::Local => Ok(()),
+        Reach::Refused {
+            command,
+            reason,
+            hint,
+        } => Err(CliError::usage(
+            format!("`{command}` does not work with --server: {reason}"),
+            Some(hint.to_owned()),
+        )),
     }
 }
 
@@ -159,5 +290,91 @@ pub fn diagnostic_style(color: Color) -> Style {
             Style::Fancy
         }
         Color::Auto => Style::Plain,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The refusal `--server` meets before `args` run, if any.
+    fn refusal(args: &[&str]) -> Option<CliError> {
+        let all = [&["airlock", "--server", "http://127.0.0.1:9"][..], args].concat();
+        let cli = Cli::try_parse_from(all).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        refuse_remote(&cli.command).err()
+    }
+
+    #[test]
+    fn commands_on_the_local_store_or_process_refuse_a_server_and_name_themselves() {
+        let cases: [(&[&str], &str); 11] = [
+            (&["run", "greet", "--env", "staging"], "run"),
+            (&["resume"], "resume"),
+            (&["check", "--env", "staging"], "check"),
+            (
+                &[
+                    "token", "create", "--env", "staging", "--role", "admin", "--name", "n",
+                ],
+                "token create",
+            ),
+            (&["token", "list"], "token list"),
+            (&["token", "revoke", "tok_x"], "token revoke"),
+            (&["worker"], "worker"),
+            (&["serve"], "serve"),
+            (&["migrate"], "migrate"),
+            (
+                &["store", "copy", "--from", "a.db", "--to", "postgres://h/d"],
+                "store copy",
+            ),
+            (&["audit", "verify"], "audit verify"),
+        ];
+        for (args, name) in cases {
+            let error = refusal(args).unwrap_or_else(|| panic!("{args:?} accepted --server"));
+            assert_eq!(error.exit_code(), crate::error::EXIT_USAGE);
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("`{name}` does not work with --server: ")),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "one line: {message}");
+            assert!(
+                error.help().is_some_and(|h| !h.is_empty()),
+                "{args:?} gives no hint"
+            );
+        }
+    }
+
+    #[test]
+    fn commands_that_call_the_api_or_touch_no_store_accept_a_server() {
+        let accepted: [&[&str]; 23] = [
+            // Touch no store (AIRLOCK_SERVER set in a shell must not get in their way).
+            &["init", "somewhere"],
+            &["quickstart"],
+            &["hash"],
+            &["explain", "AL0001"],
+            &["openapi"],
+            // Call the API (`test` refuses in test.rs, with its own reason).
+            &["test"],
+            &["validate"],
+            &["runs"],
+            &["runs", "show", "run_x"],
+            &["runs", "retry", "run_x"],
+            &["approve-step", "run_x", "review"],
+            &["secrets", "set", "NAME", "--env", "staging"],
+            &["secrets", "list"],
+            &["records", "--env", "staging"],
+            &["deploy", "--env", "staging"],
+            &["promote", "greet"],
+            &["approve", "req_x"],
+            &["reject", "req_x", "--reason", "no"],
+            &["rollback", "greet"],
+            &["releases", "greet"],
+            &["diff", "staging", "production"],
+            &["readiness"],
+            &["audit"],
+        ];
+        for args in accepted {
+            assert!(refusal(args).is_none(), "{args:?} refused --server");
+        }
     }
 }

@@ -1,9 +1,11 @@
-//! `airlock secrets set NAME --env E` (value from stdin) and `airlock secrets list`.
+//! `airlock secrets set NAME --env E` (value from stdin) and `airlock secrets list [--env E]`.
 
 use crate::cli::Global;
 use crate::error::CliError;
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_connectors::secrets::{Fingerprinter, Keyring};
+use airlock_server::ops;
 use airlock_store::SealedSecret;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
@@ -11,13 +13,13 @@ use std::io::Read;
 use std::process::ExitCode;
 
 pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, CliError> {
-    if let Some(remote) = crate::remote::Remote::from_global(global)? {
+    if let Some(remote) = Remote::from_global(global)? {
         let value = read_value()?;
         remote.put_text(
             &format!(
                 "/api/v1/environments/{}/secrets/{}",
-                crate::remote::segment(environment),
-                crate::remote::segment(name)
+                segment(environment),
+                segment(name)
             ),
             value,
         )?;
@@ -135,28 +137,33 @@ pub fn set_value(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn list(global: &Global) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
-    let stored = workspace::runtime()?
-        .block_on(workspace.store.secret_names())
-        .map_err(store_error)?;
-    let mut rows = Vec::new();
-    for env in &workspace.project().manifest.environments {
-        for name in &env.secrets {
-            let set = stored
-                .iter()
-                .find(|s| s.environment == env.name.value && s.name == name.value);
-            rows.push(json!({
-                "environment": env.name.value,
-                "name": name.value,
-                "set": set.is_some(),
-                "updated_at": set.map(|s| workspace::time(s.updated_at)),
-            }));
+/// Every declared secret, set or not: of `only`, or of every environment locally; of
+/// `only` or the token's environment against a server (the only one its token may list).
+/// The rows come from `ops::secrets` on both sides, so they print the same.
+pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+    let rows = match Remote::from_global(global)? {
+        Some(remote) => {
+            let environment = remote.listed_environment(only, global.json, "secrets")?;
+            let page: SecretList = remote.get(&format!(
+                "/api/v1/environments/{}/secrets",
+                segment(&environment)
+            ))?;
+            page.secrets
         }
-    }
+        None => {
+            let workspace = match Workspace::open(global)? {
+                Ok(w) => w,
+                Err(code) => return Ok(code),
+            };
+            workspace::runtime()?
+                .block_on(ops::secrets::list(
+                    &*workspace.store,
+                    &workspace.project().manifest,
+                    only,
+                ))
+                .map_err(super::ops_error)?
+        }
+    };
     if global.json {
         crate::output::json(&rows);
         return Ok(ExitCode::SUCCESS);
@@ -166,16 +173,18 @@ pub fn list(global: &Global) -> Result<ExitCode, CliError> {
     table.set_header(["environment", "secret", "state", "updated"]);
     for row in rows {
         table.add_row([
-            row["environment"].as_str().unwrap_or_default().to_owned(),
-            row["name"].as_str().unwrap_or_default().to_owned(),
-            if row["set"] == true {
-                "set".to_owned()
-            } else {
-                "not set".to_owned()
-            },
-            row["updated_at"].as_str().unwrap_or_default().to_owned(),
+            row.environment,
+            row.name,
+            if row.set { "set" } else { "not set" }.to_owned(),
+            row.updated_at.unwrap_or_default(),
         ]);
     }
     println!("{table}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /api/v1/environments/{environment}/secrets`.
+#[derive(serde::Deserialize)]
+struct SecretList {
+    secrets: Vec<ops::secrets::SecretRow>,
 }

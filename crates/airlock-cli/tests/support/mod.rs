@@ -8,31 +8,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// Runs the built binary in `dir` with no stdin, outside any inherited project or key.
+/// Runs the built binary in `dir` with empty stdin, outside any inherited project, key,
+/// store or server.
 pub fn airlock(dir: &Path, args: &[&str]) -> Output {
     airlock_stdin(dir, args, "")
 }
 
 /// Runs the built binary in `dir`, writing `input` to its stdin.
 pub fn airlock_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AIRLOCK_PROJECT")
-        .env_remove("AIRLOCK_FINGERPRINT_KEY")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the airlock binary starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("stdin written");
-    child.wait_with_output().expect("the airlock binary runs")
+    airlock_with_stdin(dir, args, input, &[])
 }
 
 /// Output bytes as text.
@@ -96,6 +80,31 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// Runs the built binary in `dir` with `vars` set. Nothing that points a command at a
 /// server (AIRLOCK_SERVER, AIRLOCK_TOKEN) is inherited: each test says where it goes.
 pub fn airlock_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    isolated(dir, args, vars)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the airlock binary runs")
+}
+
+/// [`airlock_with`], writing `input` to its stdin.
+pub fn airlock_with_stdin(dir: &Path, args: &[&str], input: &str, vars: &[(&str, &str)]) -> Output {
+    let mut child = isolated(dir, args, vars)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the airlock binary starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("stdin written");
+    child.wait_with_output().expect("the airlock binary runs")
+}
+
+/// The binary in `dir` with `vars`, inheriting no project, key, store or server.
+fn isolated(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
     command
         .args(args)
@@ -105,12 +114,11 @@ pub fn airlock_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output 
         .env_remove("AIRLOCK_SERVER")
         .env_remove("AIRLOCK_TOKEN")
         .env_remove("AIRLOCK_STORE")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+        .env("NO_COLOR", "1");
     for (name, value) in vars {
         command.env(name, value);
     }
-    command.output().expect("the airlock binary runs")
+    command
 }
 
 /// A project with staging and a protected production, one http connector its workflows do

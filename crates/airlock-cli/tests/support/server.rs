@@ -37,6 +37,8 @@ impl Served {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("AIRLOCK_PROJECT")
+            // `serve` refuses --server: a server set in the caller's shell is not this one.
+            .env_remove("AIRLOCK_SERVER")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -6,13 +6,15 @@
 //! 404, 409); the CLI prints the same message and hint and exits 2.
 //!
 //! One module per area: [`deploy`], [`promotion`] (promote, approve, reject, rollback,
-//! releases), [`diff`], [`readiness`], [`evidence`], [`validate`].
+//! releases), [`diff`], [`readiness`], [`evidence`], [`validate`], [`secrets`] (the declared
+//! secrets, set or not).
 
 pub mod deploy;
 pub mod diff;
 pub mod evidence;
 pub mod promotion;
 pub mod readiness;
+pub mod secrets;
 pub mod validate;
 
 use airlock_core::canonical;

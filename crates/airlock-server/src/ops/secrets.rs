@@ -1,0 +1,137 @@
+//! `secrets list`: every secret the manifest declares, each set or not, from the store's
+//! names. What `airlock secrets list` prints and `GET /api/v1/environments/{environment}/
+//! secrets` answers, built here once so the two cannot drift apart.
+//!
+//! Declared rather than stored names: a secret an environment needs but nobody has set
+//! is the row that matters most, and a name stored but no longer declared is used by
+//! nothing. A row has no field a value could go in: secrets are write-only.
+
+use super::{OpsError, environment};
+use airlock_core::model::Manifest;
+use airlock_store::Store;
+use serde::{Deserialize, Serialize};
+
+/// One declared secret. Deserialize too: the CLI reads the API's rows back and prints
+/// them as it prints its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretRow {
+    /// The environment that declares it (its key seals the value).
+    pub environment: String,
+    /// The secret's name, as declared under the environment's `secrets:`.
+    pub name: String,
+    /// Whether a value is stored.
+    pub set: bool,
+    /// When the value was last set (RFC 3339, UTC, milliseconds); null when not set.
+    pub updated_at: Option<String>,
+}
+
+/// The declared secrets of `only` (an environment of the manifest, or a 404 with a
+/// did-you-mean), or of every environment, in the manifest's order.
+pub async fn list(
+    store: &dyn Store,
+    manifest: &Manifest,
+    only: Option<&str>,
+) -> Result<Vec<SecretRow>, OpsError> {
+    let environments = match only {
+        Some(name) => vec![environment(manifest, name)?],
+        None => manifest.environments.iter().collect(),
+    };
+    let stored = store.secret_names().await?;
+    let mut rows = Vec::new();
+    for env in environments {
+        for name in &env.secrets {
+            let set = stored
+                .iter()
+                .find(|s| s.environment == env.name.value && s.name == name.value);
+            rows.push(SecretRow {
+                environment: env.name.value.clone(),
+                name: name.value.clone(),
+                set: set.is_some(),
+                updated_at: set.map(|s| crate::hooks::rfc3339(s.updated_at)),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_core::project::load;
+    use airlock_core::source::SourceFile;
+    use airlock_store::SealedSecret;
+    use airlock_store::sqlite::SqliteStore;
+
+    const MANIFEST: &str = r#"project: secret-rows
+connectors: {}
+environments:
+  staging:
+    secrets: [CRM_TOKEN, CHAT_HOOK]
+  production:
+    secrets: [CRM_TOKEN]
+"#;
+
+    fn manifest() -> Manifest {
+        // Loading never fails; only the environments and their secrets matter here.
+        let manifest = load(vec![SourceFile::new("airlock.yaml", MANIFEST)])
+            .project
+            .manifest;
+        assert_eq!(manifest.environments.len(), 2);
+        manifest
+    }
+
+    fn row(environment: &str, name: &str, updated_at: Option<&str>) -> SecretRow {
+        SecretRow {
+            environment: environment.to_owned(),
+            name: name.to_owned(),
+            set: updated_at.is_some(),
+            updated_at: updated_at.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_declared_secret_is_listed_set_or_not_and_only_those() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+        let manifest = manifest();
+        for (environment, name) in [("staging", "CRM_TOKEN"), ("staging", "RETIRED")] {
+            store
+                .put_secret(&SealedSecret {
+                    environment: environment.to_owned(),
+                    name: name.to_owned(),
+                    sealed: vec![1, 2, 3],
+                    fingerprint: None,
+                    updated_at: 1_700_000_000_123,
+                })
+                .await
+                .unwrap();
+        }
+        let at = Some("2023-11-14T22:13:20.123Z");
+        // A stored name no environment declares any more (RETIRED) is used by nothing:
+        // not listed. Production's CRM_TOKEN is its own, not staging's.
+        assert_eq!(
+            list(&store, &manifest, None).await.unwrap(),
+            [
+                row("staging", "CRM_TOKEN", at),
+                row("staging", "CHAT_HOOK", None),
+                row("production", "CRM_TOKEN", None),
+            ]
+        );
+        assert_eq!(
+            list(&store, &manifest, Some("production")).await.unwrap(),
+            [row("production", "CRM_TOKEN", None)]
+        );
+        let written =
+            serde_json::to_string(&list(&store, &manifest, Some("staging")).await.unwrap())
+                .unwrap();
+        assert_eq!(
+            written,
+            r#"[{"environment":"staging","name":"CRM_TOKEN","set":true,"updated_at":"2023-11-14T22:13:20.123Z"},{"environment":"staging","name":"CHAT_HOOK","set":false,"updated_at":null}]"#
+        );
+        let missing = list(&store, &manifest, Some("productoin"))
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, OpsError::NotFound { .. }), "{missing:?}");
+        assert_eq!(missing.help(), Some("did you mean `production`?"));
+    }
+}
