@@ -212,6 +212,14 @@ impl Store for TimedStore {
     async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
         self.inner.run_outcomes(query).await
     }
+    async fn prune_runs(
+        &self,
+        before: Timestamp,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<u64> {
+        self.inner.prune_runs(before, environment, limit).await
+    }
     async fn create_token(
         &self,
         token: &airlock_store::NewApiToken,

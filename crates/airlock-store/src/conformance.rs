@@ -46,6 +46,7 @@ pub const PROPERTIES: &[&str] = &[
     "retry_requeues_dead_and_failed_runs_only",
     "runs_filter_newest_first",
     "run_outcomes_count_finished_runs",
+    "prune_removes_old_finished_runs_only",
     "secrets_are_scoped_to_their_environment",
     "test_records_per_environment",
     "audit_log_is_a_hash_chain",
@@ -89,6 +90,7 @@ where
     retry_requeues_dead_and_failed_runs_only(make().await).await;
     runs_filter_newest_first(make().await).await;
     run_outcomes_count_finished_runs(make().await).await;
+    prune_removes_old_finished_runs_only(make().await).await;
     secrets_are_scoped_to_their_environment(make().await).await;
     test_records_per_environment(make().await).await;
     audit_log_is_a_hash_chain(make().await).await;
@@ -1448,6 +1450,130 @@ pub async fn run_outcomes_count_finished_runs<S: Store>(store: S) {
             "run_outcomes({query:?}): the running o5 and other environments and workflows are not counted"
         );
     }
+}
+
+/// Retention deletes finished runs accepted and finished before the cutoff, oldest first,
+/// with their journals and decisions; a run still queued, running or waiting stays, however
+/// old.
+pub async fn prune_removes_old_finished_runs_only<S: Store>(store: S) {
+    // (id, environment, accepted at)
+    for (id, env, created) in [
+        ("p1", "staging", 100),
+        ("p2", "staging", 200),
+        ("p3", "production", 300),
+        ("p4", "staging", 400),
+        ("p5", "staging", 500),
+        ("p6", "staging", 600),
+        ("p7", "staging", 2_100),
+    ] {
+        enqueue(&store, new_run(id, env, "a", created)).await;
+    }
+    let claims = store.claim("w1", 1_000, 600_000, 10).await.expect("claim");
+    assert_eq!(claims.len(), 6, "all but p7 are due");
+    for claim in claims {
+        let (id, token) = (claim.run.id.as_str(), claim.token);
+        let settle = match id {
+            "p1" => Some(finish(RunStatus::Succeeded, 1_001)),
+            "p2" | "p5" => Some(Settlement::Wait { deadline: None }),
+            "p3" => Some(finish(RunStatus::Dead, 1_001)),
+            // Finished after the cutoff.
+            "p4" => Some(finish(RunStatus::Succeeded, 2_500)),
+            // p6 stays running.
+            _ => None,
+        };
+        let entries = vec![entry("s", StepStatus::Succeeded, 1_000)];
+        store
+            .commit(id, token, commit_of(entries, settle))
+            .await
+            .expect("settle");
+    }
+    for run in ["p2", "p5"] {
+        store
+            .decide_step(&StepDecision {
+                run: run.to_owned(),
+                step: "review".to_owned(),
+                approver: "ops".to_owned(),
+                approved: true,
+                decided_at: 1_002,
+            })
+            .await
+            .expect("decide");
+    }
+    // Both go on after their decisions: p2 fails, p5 waits again (for a second approval).
+    let woken = store.claim("w1", 1_003, 600_000, 10).await.expect("claim");
+    let mut woken_ids: Vec<&str> = woken.iter().map(|c| c.run.id.as_str()).collect();
+    woken_ids.sort_unstable();
+    assert_eq!(woken_ids, ["p2", "p5"], "the decided runs are due again");
+    for claim in woken {
+        let settle = if claim.run.id == "p2" {
+            finish(RunStatus::Failed, 1_004)
+        } else {
+            Settlement::Wait { deadline: None }
+        };
+        store
+            .commit(&claim.run.id, claim.token, commit_of(vec![], Some(settle)))
+            .await
+            .expect("settle after the decision");
+    }
+
+    let prune = |environment: Option<&'static str>, limit| {
+        let store = &store;
+        async move {
+            store
+                .prune_runs(2_000, environment, limit)
+                .await
+                .expect("prune_runs")
+        }
+    };
+    assert_eq!(prune(Some("staging"), 1).await, 1, "the oldest first: p1");
+    assert!(store.run("p1").await.expect("run").is_none());
+    assert!(
+        store.run("p2").await.expect("run").is_some(),
+        "one per call"
+    );
+    assert_eq!(prune(Some("staging"), 10).await, 1, "then p2");
+    assert_eq!(prune(Some("staging"), 10).await, 0, "p3 is production's");
+    assert_eq!(prune(None, 10).await, 1, "p3, in every environment");
+    assert_eq!(prune(None, 10).await, 0, "nothing else is old and finished");
+    for gone in ["p1", "p2", "p3"] {
+        assert!(
+            store.run(gone).await.expect("run").is_none(),
+            "{gone} pruned"
+        );
+        assert!(
+            store.journal(gone).await.expect("journal").is_empty(),
+            "{gone}'s journal pruned with it"
+        );
+        assert!(
+            store
+                .step_decision(gone, "review")
+                .await
+                .expect("decision")
+                .is_none(),
+            "{gone}'s decision pruned with it"
+        );
+    }
+    for (kept, status) in [
+        ("p4", RunStatus::Succeeded),
+        ("p6", RunStatus::Running),
+        ("p7", RunStatus::Queued),
+    ] {
+        assert_eq!(get_run(&store, kept).await.status, status, "{kept} kept");
+        assert!(!store.journal(kept).await.expect("journal").is_empty() || kept == "p7");
+    }
+    assert_eq!(
+        get_run(&store, "p5").await.status,
+        RunStatus::Waiting,
+        "p5 kept"
+    );
+    assert!(
+        store
+            .step_decision("p5", "review")
+            .await
+            .expect("decision")
+            .is_some(),
+        "a live run keeps its decision"
+    );
 }
 
 // ---------------------------------------------------------------- secrets, records, audit

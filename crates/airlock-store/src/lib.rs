@@ -144,6 +144,17 @@ pub trait Store: Send + Sync + 'static {
     async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes>;
     /// A run's journal, in order.
     async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>>;
+    /// Retention: deletes up to `limit` of the oldest runs of `environment` (of every
+    /// environment when `None`) that were accepted and finished before `before`, with their
+    /// journals and step decisions, and answers how many went. Queued, running and waiting
+    /// runs are never deleted, whatever their age. Callers repeat it until it answers 0,
+    /// so that no single write holds the store for long.
+    async fn prune_runs(
+        &self,
+        before: Timestamp,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<u64>;
     /// Puts a dead or failed run back in the queue (`airlock runs retry`), appending
     /// `marks` to its journal in the same transaction (the engine marks each step that
     /// failed for good as retried, so it runs again). The rest of the journal is kept:

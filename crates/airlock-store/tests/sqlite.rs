@@ -55,6 +55,7 @@ conformance! {
     retry_requeues_dead_and_failed_runs_only,
     runs_filter_newest_first,
     run_outcomes_count_finished_runs,
+    prune_removes_old_finished_runs_only,
     secrets_are_scoped_to_their_environment,
     test_records_per_environment,
     audit_log_is_a_hash_chain,

@@ -704,6 +704,37 @@ impl Store for PostgresStore {
         u64::try_from(count).map_err(|_| Error::Backend(format!("a negative count: {count}")))
     }
 
+    async fn prune_runs(
+        &self,
+        before: Timestamp,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<u64> {
+        // One statement: the chosen runs are locked (others' claims skip them, a claim
+        // being taken is skipped here), then their journals, decisions and rows go.
+        let deleted = sqlx::query(
+            "WITH doomed AS (
+                 SELECT id FROM runs
+                 WHERE created_at < $1 AND ($2::text IS NULL OR environment = $2)
+                   AND status IN ('succeeded', 'failed', 'dead') AND finished_at < $1
+                 ORDER BY created_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED
+             ), journal_gone AS (
+                 DELETE FROM journal WHERE run IN (SELECT id FROM doomed)
+             ), decisions_gone AS (
+                 DELETE FROM step_decisions WHERE run IN (SELECT id FROM doomed)
+             )
+             DELETE FROM runs WHERE id IN (SELECT id FROM doomed)",
+        )
+        .bind(before)
+        .bind(environment)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
         // One range of `runs_workflow` (environment, workflow, created_at, id).
         let row = sqlx::query(

@@ -424,6 +424,18 @@ fn runs_matching(filter: &RunFilter) -> String {
     }
 }
 
+/// The oldest `?2` runs accepted and finished before `?1`: one range of `runs_created`
+/// from its start, so retention reads what it deletes and little else.
+const PRUNE_EVERYWHERE: &str = "SELECT id FROM runs INDEXED BY runs_created
+     WHERE created_at < ?1 AND status IN ('succeeded', 'failed', 'dead') AND finished_at < ?1
+     ORDER BY created_at LIMIT ?2";
+
+/// [`PRUNE_EVERYWHERE`] in environment `?3`, over `runs_environment`.
+const PRUNE_IN_ENVIRONMENT: &str = "SELECT id FROM runs INDEXED BY runs_environment
+     WHERE environment = ?3 AND created_at < ?1
+       AND status IN ('succeeded', 'failed', 'dead') AND finished_at < ?1
+     ORDER BY created_at LIMIT ?2";
+
 /// How the finished runs of `?1` environment and `?2` workflow accepted in `[?4, ?5)` ended,
 /// of version `?3` when it is not NULL: one range of `runs_workflow`, counted in SQLite.
 const RUN_OUTCOMES: &str = "SELECT count(*), coalesce(sum(status <> 'succeeded'), 0)
@@ -913,6 +925,46 @@ impl Store for SqliteStore {
                 finished: finished.unsigned_abs(),
                 failed: failed.unsigned_abs(),
             })
+        })
+        .await
+    }
+
+    async fn prune_runs(
+        &self,
+        before: Timestamp,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<u64> {
+        let environment = environment.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            let doomed: Vec<String> = match &environment {
+                Some(environment) => conn
+                    .prepare_cached(PRUNE_IN_ENVIRONMENT)
+                    .db()?
+                    .query_map(params![before, limit, environment], |row| row.get(0))
+                    .db()?
+                    .collect::<Result<_, _>>()
+                    .db()?,
+                None => conn
+                    .prepare_cached(PRUNE_EVERYWHERE)
+                    .db()?
+                    .query_map(params![before, limit], |row| row.get(0))
+                    .db()?
+                    .collect::<Result<_, _>>()
+                    .db()?,
+            };
+            for statement in [
+                "DELETE FROM journal WHERE run = ?1",
+                "DELETE FROM step_decisions WHERE run = ?1",
+                "DELETE FROM runs WHERE id = ?1",
+            ] {
+                let mut delete = conn.prepare_cached(statement).db()?;
+                for id in &doomed {
+                    delete.execute([id]).db()?;
+                }
+            }
+            Ok(doomed.len() as u64)
         })
         .await
     }
@@ -1425,6 +1477,22 @@ mod tests {
         let plan = plan(&conn, CLAIM_DUE);
         assert!(plan.contains("USING INDEX runs_due (due_at<?)"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+    }
+
+    #[test]
+    fn retention_reads_from_the_oldest_end_of_an_index() {
+        let (_dir, conn) = migrated();
+        for (sql, index) in [
+            (PRUNE_EVERYWHERE, "runs_created (created_at<?)"),
+            (
+                PRUNE_IN_ENVIRONMENT,
+                "runs_environment (environment=? AND created_at<?)",
+            ),
+        ] {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains(&format!("USING INDEX {index}")), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        }
     }
 
     #[test]
