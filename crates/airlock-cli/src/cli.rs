@@ -34,12 +34,13 @@ pub struct Global {
     /// embedded `.airlock/airlock.db`.
     #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
     pub store: Option<String>,
-    /// Work against a running server instead of the local store (runs, records, secrets
-    /// set and list, audit, approve-step, deploy, promote, approve, reject, rollback,
-    /// releases, readiness, diff, validate); the API token comes from AIRLOCK_TOKEN, and its
-    /// name is who acts. Commands that act on the local store or process (run, resume,
-    /// check, test, token, worker, serve, migrate, store copy, audit verify) refuse it;
-    /// init, quickstart, hash, explain and openapi never touch a store and ignore it.
+    /// Work against a running server instead of the local store (run, runs, records,
+    /// check, secrets set and list, audit, approve-step, deploy, promote, approve, reject,
+    /// rollback, releases, readiness, diff, validate); the API token comes from
+    /// AIRLOCK_TOKEN, and its name is who acts. Commands that act on the local store or
+    /// process (resume, test, token, worker, serve, migrate, store copy, audit verify)
+    /// refuse it; init, quickstart, hash, explain and openapi never touch a store and
+    /// ignore it.
     #[arg(long, global = true, env = "AIRLOCK_SERVER", value_name = "URL")]
     pub server: Option<String>,
 }
@@ -119,6 +120,8 @@ pub enum Command {
         workflow: Option<String>,
     },
     /// Run a workflow once, durably, in an environment, and print its journal as it goes.
+    /// Against a server (`--server`, a runner's token), the server runs what it has
+    /// deployed there and this command follows the run.
     Run {
         /// The workflow.
         workflow: String,
@@ -128,7 +131,8 @@ pub enum Command {
         /// A JSON file: the trigger's body.
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
-        /// How long this process holds a run without writing before another may take it over.
+        /// How long this process holds a run without writing before another may take it
+        /// over (against a server, the server's own lease applies).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease: std::time::Duration,
     },
@@ -186,6 +190,8 @@ pub enum Command {
         environment: String,
     },
     /// Confirm every binding of an environment: reached for real, within its egress.
+    /// Against a server (`--server`, a deployer's token), from the server's side: its
+    /// keys, secrets and network.
     Check {
         /// The environment.
         #[arg(long = "env", value_name = "ENV")]
@@ -308,6 +314,17 @@ pub enum RunsAction {
         /// The run.
         id: String,
     },
+    /// Retention: delete the runs accepted and finished more than a given time ago, with
+    /// their journals (queued, running and waiting runs are kept). A pruned run's webhook
+    /// idempotency key goes with it: keep runs longer than senders retry.
+    Prune {
+        /// How old a finished run must be to go, at least 1h (e.g. 30d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+        older_than: i64,
+        /// Only this environment's runs.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -326,6 +343,10 @@ pub enum SecretsAction {
         #[arg(long = "env", value_name = "ENV")]
         environment: Option<String>,
     },
+}
+
+fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    airlock_core::duration::parse(text).map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

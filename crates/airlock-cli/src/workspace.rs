@@ -96,15 +96,24 @@ impl Workspace {
 
     /// An engine over this project.
     pub fn engine(&self, options: EngineOptions) -> Engine {
-        let clock = Arc::new(SystemClock);
-        let runtime = ProjectRuntime::new(
+        Engine::new(
+            self.store.clone(),
+            Arc::new(self.connectors()),
+            Arc::new(SystemClock),
+            options,
+        )
+    }
+
+    /// The project's connectors per environment, with this store's secrets and this
+    /// machine's keys: what the engine calls, and what `check` reaches.
+    pub fn connectors(&self) -> ProjectRuntime {
+        ProjectRuntime::new(
             self.store.clone(),
             self.project().manifest.clone(),
             self.root.clone(),
             self.keyring.clone(),
-            clock.clone(),
-        );
-        Engine::new(self.store.clone(), Arc::new(runtime), clock, options)
+            Arc::new(SystemClock),
+        )
     }
 
     /// Appends an audit event.

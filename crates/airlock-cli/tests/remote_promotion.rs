@@ -11,10 +11,10 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-use support::server::Served;
-use support::{airlock_with, airlock_with_stdin, json as stdout_json, ok, text};
+use support::server::Twins;
+use support::{airlock_with, airlock_with_stdin, json as stdout_json, ok, shown, text, write};
 
 const SCENARIO: &str = r#"trigger: { body: { name: ada } }
 expect:
@@ -26,12 +26,6 @@ fn greet(greeting: &str) -> String {
     format!(
         "name: greet\ntrigger: {{ webhook: {{ path: greet }} }}\nsteps:\n  - id: hello\n    map: {{ greeting: \"{greeting} {{{{ trigger.body.name }}}}\" }}\n"
     )
-}
-
-fn write(dir: &Path, path: &str, content: &str) {
-    let full = dir.join(path);
-    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    std::fs::write(full, content).unwrap();
 }
 
 fn new_project(dir: &Path) {
@@ -100,15 +94,6 @@ fn normalize(output: &str) -> String {
         .join("\n")
 }
 
-fn shown(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
 /// The same exit code and the same stdout (normalized when `ids` says the two sides'
 /// stores generated their own ids).
 fn same(local: &Output, remote: &Output, ids: bool, what: &str) {
@@ -152,14 +137,8 @@ fn request_of(out: &Output) -> String {
 }
 
 struct Sides {
-    _temp: tempfile::TempDir,
-    /// Worked on locally, `--as NAME`.
-    local: PathBuf,
-    /// Served; worked on through `--server` with tokens.
-    remote: PathBuf,
-    /// No project at all.
-    elsewhere: PathBuf,
-    served: Served,
+    /// `local` is worked on with `--as NAME`, `remote` through the server with tokens.
+    twins: Twins,
     dev: String,
     releaser: String,
     approver: String,
@@ -170,28 +149,19 @@ impl Sides {
         Self::start_with(|_| {})
     }
 
-    /// [`Sides::start`], with `prepare` run on each project before its tokens are made
-    /// and the server starts (the server reads its manifest once, at start).
+    /// [`Sides::start`], with `prepare` run on each project before the server starts
+    /// (it reads its manifest once, at start).
     fn start_with(prepare: impl Fn(&Path)) -> Self {
-        let temp = tempfile::tempdir().unwrap();
-        let local = temp.path().join("local");
-        let remote = temp.path().join("remote");
-        let elsewhere = temp.path().join("elsewhere");
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        new_project(&local);
-        new_project(&remote);
-        prepare(&local);
-        prepare(&remote);
-        let dev = support::create_token(&remote, "staging", "deployer", "dev");
-        let releaser = support::create_token(&remote, "production", "deployer", "releaser");
-        let approver = support::create_token(&remote, "production", "approver", "prod-approver");
-        let served = Served::start(&remote, &[]);
+        let twins = Twins::start(|dir| {
+            new_project(dir);
+            prepare(dir);
+        });
+        let dev = support::create_token(&twins.remote, "staging", "deployer", "dev");
+        let releaser = support::create_token(&twins.remote, "production", "deployer", "releaser");
+        let approver =
+            support::create_token(&twins.remote, "production", "approver", "prod-approver");
         Sides {
-            _temp: temp,
-            local,
-            remote,
-            elsewhere,
-            served,
+            twins,
             dev,
             releaser,
             approver,
@@ -200,36 +170,29 @@ impl Sides {
 
     /// A command on the local project.
     fn here(&self, args: &[&str]) -> Output {
-        airlock_with(&self.local, args, &[])
+        airlock_with(&self.twins.local, args, &[])
     }
 
     /// A command on the served project, locally (same files, same store as the server).
     fn beside(&self, args: &[&str]) -> Output {
-        airlock_with(&self.remote, args, &[])
-    }
-
-    /// A command through the server, with `token`, from `dir`.
-    fn through_from(&self, dir: &Path, token: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--server", self.served.url.as_str()];
-        all.extend_from_slice(args);
-        airlock_with(dir, &all, &[("AIRLOCK_TOKEN", token)])
+        airlock_with(&self.twins.remote, args, &[])
     }
 
     /// A command through the server, with `token`, from a folder with no project: nothing
     /// local is read.
     fn through(&self, token: &str, args: &[&str]) -> Output {
-        self.through_from(&self.elsewhere, token, args)
+        self.twins.through_from(&self.twins.elsewhere, token, args)
     }
 
     /// `deploy` through the server, from the served project's folder: the versions it
     /// sends are hashed from the working copy there.
     fn deploying(&self, token: &str, args: &[&str]) -> Output {
-        self.through_from(&self.remote, token, args)
+        self.twins.through_from(&self.twins.remote, token, args)
     }
 
     /// Both projects' working copy of `greet`, tested.
     fn edit(&self, greeting: &str, tested: bool) {
-        for dir in [&self.local, &self.remote] {
+        for dir in [&self.twins.local, &self.twins.remote] {
             write(dir, "workflows/greet.yaml", &greet(greeting));
             if tested {
                 ok(&airlock_with(dir, &["test"], &[]), "test");
@@ -241,7 +204,7 @@ impl Sides {
 #[test]
 fn the_promotion_path_prints_the_same_through_a_server() {
     let s = Sides::start();
-    for dir in [&s.local, &s.remote] {
+    for dir in [&s.twins.local, &s.twins.remote] {
         ok(&airlock_with(dir, &["test"], &[]), "test v1");
     }
 
@@ -374,7 +337,7 @@ fn the_promotion_path_prints_the_same_through_a_server() {
     // A broken working copy on the server: the same JSON problems, and through the
     // server each problem's heading as locally (the lines are drawn from local files only).
     write(
-        &s.remote,
+        &s.twins.remote,
         "workflows/greet.yaml",
         "name: greet\nsteps:\n  - id: hello\n    mapp: {}\n",
     );
@@ -420,7 +383,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         &s.dev,
     );
     assert!(
-        text(&out.stderr).contains(&format!("({} answered 403 Forbidden)", s.served.url)),
+        text(&out.stderr).contains(&format!("({} answered 403 Forbidden)", s.twins.served.url)),
         "{}",
         shown(&out)
     );
@@ -453,7 +416,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         [
             format!(
                 "{} ({} answered 403 Forbidden)",
-                local_lines[0], s.served.url
+                local_lines[0], s.twins.served.url
             )
             .as_str(),
             local_lines[1]
@@ -494,7 +457,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         shown(&out)
     );
     // A name missing from the environment's approvers: the one rule, its hint and its audit.
-    let outsider = support::create_token(&s.remote, "production", "approver", "someone-else");
+    let outsider = support::create_token(&s.twins.remote, "production", "approver", "someone-else");
     let out = s.through(&outsider, &["reject", &request, "--reason", "no"]);
     refused(
         &out,
@@ -515,7 +478,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         reqwest::blocking::Client::new()
             .get(format!(
                 "{}/api/v1/environments/staging/deployments",
-                s.served.url
+                s.twins.served.url
             ))
             .bearer_auth(&s.dev)
             .send()
@@ -524,8 +487,14 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
             .unwrap()
     };
     let before = deployments();
-    write(&s.local, "workflows/greet.yaml", &greet("something else"));
-    let out = s.through_from(&s.local, &s.dev, &["deploy", "--env", "staging"]);
+    write(
+        &s.twins.local,
+        "workflows/greet.yaml",
+        &greet("something else"),
+    );
+    let out = s
+        .twins
+        .through_from(&s.twins.local, &s.dev, &["deploy", "--env", "staging"]);
     refused(&out, "is not the one this deploy was asked for", &s.dev);
     assert!(text(&out.stderr).contains("`greet` is "), "{}", shown(&out));
     assert_eq!(before, deployments(), "nothing was deployed");
@@ -533,8 +502,8 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
     // An unknown token, a server that does not answer (its URL's password masked), and a
     // command the server cannot do: each a clear refusal, exit 2.
     let out = airlock_with(
-        &s.elsewhere,
-        &["--server", &s.served.url, "releases", "greet"],
+        &s.twins.elsewhere,
+        &["--server", &s.twins.served.url, "releases", "greet"],
         &[("AIRLOCK_TOKEN", "alk_not-a-token")],
     );
     refused(&out, "unknown or revoked API token", "alk_not-a-token");
@@ -544,7 +513,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         shown(&out)
     );
     let out = airlock_with(
-        &s.elsewhere,
+        &s.twins.elsewhere,
         &[
             "--server",
             "http://ops:hunter2@127.0.0.1:9",
@@ -591,12 +560,12 @@ fn secrets_and_the_audit_log_print_the_same_through_a_server() {
         );
         ok(&out, "secrets set");
     });
-    let admin = support::create_token(&s.remote, "staging", "admin", "ops-admin");
+    let admin = support::create_token(&s.twins.remote, "staging", "admin", "ops-admin");
     let out = airlock_with_stdin(
-        &s.elsewhere,
+        &s.twins.elsewhere,
         &[
             "--server",
-            &s.served.url,
+            &s.twins.served.url,
             "secrets",
             "set",
             "CHAT_HOOK",
@@ -672,7 +641,7 @@ fn secrets_and_the_audit_log_print_the_same_through_a_server() {
     let client = reqwest::blocking::Client::new();
     let get = |path: &str, token: &str| {
         let answer = client
-            .get(format!("{}{path}", s.served.url))
+            .get(format!("{}{path}", s.twins.served.url))
             .bearer_auth(token)
             .send()
             .unwrap();
@@ -725,7 +694,7 @@ fn secrets_and_the_audit_log_print_the_same_through_a_server() {
 #[test]
 fn commands_without_an_api_refuse_a_server_and_change_nothing() {
     let s = Sides::start();
-    let admin = support::create_token(&s.remote, "staging", "admin", "ops-admin");
+    let admin = support::create_token(&s.twins.remote, "staging", "admin", "ops-admin");
     // What the served store holds, as the CLI shows it beside the server.
     let state = || -> Vec<String> {
         let views: [&[&str]; 3] = [
@@ -762,7 +731,7 @@ fn commands_without_an_api_refuse_a_server_and_change_nothing() {
         assert!(!stderr.contains(&admin), "the token leaked: {}", shown(out));
     };
     let cases: [(&[&str], &str); 6] = [
-        (&["run", "greet", "--env", "staging"], "run"),
+        (&["resume"], "resume"),
         (
             &[
                 "token", "create", "--env", "staging", "--role", "admin", "--name", "sneaky",
@@ -771,20 +740,23 @@ fn commands_without_an_api_refuse_a_server_and_change_nothing() {
         ),
         (&["token", "list"], "token list"),
         (&["audit", "verify"], "audit verify"),
-        (&["check", "--env", "staging"], "check"),
+        (&["worker"], "worker"),
         (&["migrate"], "migrate"),
     ];
     for (args, command) in cases {
         // From the served project's folder: its store is right here, and stays untouched.
-        refused(&s.through_from(&s.remote, &admin, args), command);
+        refused(
+            &s.twins.through_from(&s.twins.remote, &admin, args),
+            command,
+        );
     }
     // AIRLOCK_SERVER is --server too; the refusal comes before any need of a token.
     let out = airlock_with(
-        &s.remote,
+        &s.twins.remote,
         &[
             "token", "create", "--env", "staging", "--role", "admin", "--name", "sneaky",
         ],
-        &[("AIRLOCK_SERVER", &s.served.url)],
+        &[("AIRLOCK_SERVER", &s.twins.served.url)],
     );
     refused(&out, "token create");
     assert!(
@@ -792,10 +764,10 @@ fn commands_without_an_api_refuse_a_server_and_change_nothing() {
         "{}",
         shown(&out)
     );
-    let out = s.through(&admin, &["run", "greet", "--env", "staging"]);
-    refused(&out, "run");
+    let out = s.through(&admin, &["resume"]);
+    refused(&out, "resume");
     assert!(
-        text(&out.stderr).contains("POST /hooks/ENV/PATH"),
+        text(&out.stderr).contains("where the server's store is"),
         "{}",
         shown(&out)
     );
@@ -803,8 +775,12 @@ fn commands_without_an_api_refuse_a_server_and_change_nothing() {
 
     // Commands that touch no store print the same with AIRLOCK_SERVER set as without.
     for args in [&["hash"][..], &["explain", "AL0001"], &["hash", "--json"]] {
-        let plain = airlock_with(&s.remote, args, &[]);
-        let served = airlock_with(&s.remote, args, &[("AIRLOCK_SERVER", &s.served.url)]);
+        let plain = airlock_with(&s.twins.remote, args, &[]);
+        let served = airlock_with(
+            &s.twins.remote,
+            args,
+            &[("AIRLOCK_SERVER", &s.twins.served.url)],
+        );
         ok(&served, &args.join(" "));
         assert_eq!(text(&plain.stdout), text(&served.stdout), "{args:?}");
     }

@@ -7,17 +7,7 @@ use support::*;
 #[test]
 fn the_starter_project_runs_offline_out_of_the_box() {
     let (_temp, project) = init_project();
-    let out = airlock(
-        &project,
-        &[
-            "run",
-            "order-intake",
-            "--env",
-            "staging",
-            "--input",
-            "examples/order.json",
-        ],
-    );
+    let out = airlock(&project, RUN_STARTER_ORDER);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -58,17 +48,7 @@ fn the_starter_project_runs_offline_out_of_the_box() {
         "Big order 1001: 250.0 from acme-42"
     );
     // The order landed once in the real SQLite file, even when the same order runs twice.
-    let again = airlock(
-        &project,
-        &[
-            "run",
-            "order-intake",
-            "--env",
-            "staging",
-            "--input",
-            "examples/order.json",
-        ],
-    );
+    let again = airlock(&project, RUN_STARTER_ORDER);
     assert_eq!(again.status.code(), Some(0));
     let db = rusqlite::Connection::open(project.join(".airlock/staging-orders.db")).unwrap();
     let rows: i64 = db
@@ -381,4 +361,74 @@ fn a_secret_used_by_a_live_binding_never_reaches_the_store_the_journal_or_the_ou
             "{file} holds the secret in clear"
         );
     }
+}
+
+/// Retention: `runs prune` deletes the runs accepted and finished before its cutoff, with
+/// their journals, keeps the others, refuses a cutoff shorter than an hour (a pruned run's
+/// webhook idempotency key goes with it), and is audited.
+#[test]
+fn old_finished_runs_are_pruned_with_their_journals_and_the_rest_kept() {
+    let (_temp, project) = init_project();
+    for _ in 0..3 {
+        ok(&airlock(&project, RUN_STARTER_ORDER), "run");
+    }
+    let listed = |project: &std::path::Path| -> Vec<String> {
+        json(&airlock(project, &["runs", "--json"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let ids = listed(&project);
+    assert_eq!(ids.len(), 3);
+    // The two oldest ran two days ago, as far as the store knows.
+    let (old, recent) = (&ids[1..], &ids[0]);
+    let db = rusqlite::Connection::open(project.join(".airlock/airlock.db")).unwrap();
+    for id in old {
+        db.execute(
+            "UPDATE runs SET created_at = created_at - ?2, started_at = started_at - ?2,
+                 finished_at = finished_at - ?2 WHERE id = ?1",
+            rusqlite::params![id, 2 * 86_400_000_i64],
+        )
+        .unwrap();
+    }
+    let journal_rows = |id: &str| -> i64 {
+        db.query_row("SELECT count(*) FROM journal WHERE run = ?1", [id], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    };
+    assert!(journal_rows(&old[0]) > 0);
+
+    let refused = airlock(&project, &["runs", "prune", "--older-than", "10m"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("at least 1h"));
+    assert_eq!(listed(&project).len(), 3, "a refused prune deletes nothing");
+
+    let out = airlock(&project, &["runs", "prune", "--older-than", "1d", "--json"]);
+    ok(&out, "runs prune");
+    assert_eq!(json(&out)["pruned"], 2);
+    assert_eq!(
+        listed(&project),
+        std::slice::from_ref(recent),
+        "the recent run is kept"
+    );
+    for id in old {
+        assert_eq!(journal_rows(id), 0, "{id}'s journal went with it");
+        let shown = airlock(&project, &["runs", "show", id]);
+        assert!(!shown.status.success(), "{id} is gone");
+    }
+    assert!(journal_rows(recent) > 0);
+    let audit = json(&airlock(&project, &["audit", "--json"]));
+    let last = audit.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "runs.prune", "{last}");
+    assert_eq!(last["detail"]["pruned"], 2, "{last}");
+    let again = airlock(&project, &["runs", "prune", "--older-than", "1d"]);
+    ok(&again, "runs prune again");
+    assert!(
+        text(&again.stdout).starts_with("pruned 0 runs"),
+        "{}",
+        text(&again.stdout)
+    );
 }

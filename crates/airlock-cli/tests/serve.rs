@@ -482,7 +482,7 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
             "a token is stored in clear"
         );
     }
-    let samples: [(&str, &str, Action); 10] = [
+    let samples: [(&str, &str, Action); 11] = [
         ("GET", "/api/v1/environments/{env}/runs", Action::Read),
         (
             "POST",
@@ -518,6 +518,7 @@ fn tokens_are_scoped_to_one_role_in_one_environment() {
             Action::Read,
         ),
         ("GET", "/api/v1/environments/{env}/readiness", Action::Read),
+        ("GET", "/api/v1/environments/{env}/check", Action::Check),
     ];
     let mut denials = 0;
     for (token_environment, role, token) in &tokens {

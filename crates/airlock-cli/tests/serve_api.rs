@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::server::Served;
-use support::{airlock, json as stdout_json, ok};
+use support::{airlock, json as stdout_json, ok, write};
 
 const GREET_V1: &str = r#"name: greet
 trigger: { webhook: { path: greet } }
@@ -34,12 +34,6 @@ expect:
   status: succeeded
   path: [hello]
 "#;
-
-fn write(dir: &Path, path: &str, content: &str) {
-    let full = dir.join(path);
-    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    std::fs::write(full, content).unwrap();
-}
 
 struct Api {
     _temp: tempfile::TempDir,

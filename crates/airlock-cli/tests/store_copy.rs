@@ -9,7 +9,10 @@ mod support;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-use support::{airlock, airlock_stdin, init_project, json as stdout_json, ok, replace_in, text};
+use support::{
+    RUN_STARTER_ORDER, airlock, airlock_stdin, init_project, json as stdout_json, ok, replace_in,
+    text,
+};
 
 /// A database of its own, dropped when the test ends.
 struct Database {
@@ -304,18 +307,7 @@ fn copy_to_postgres_keeps_runs_releases_evidence_and_the_audit_chain() {
     assert!(ids.len() > evidence.len(), "{ids:?}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     ok(
-        &on(
-            &project,
-            &store,
-            &[
-                "run",
-                "order-intake",
-                "--env",
-                "staging",
-                "--input",
-                "examples/order.json",
-            ],
-        ),
+        &on(&project, &store, RUN_STARTER_ORDER),
         "run on PostgreSQL",
     );
     let runs_now = stdout_json(&on(&project, &store, &["runs", "--json"]));

@@ -109,12 +109,6 @@ expect:
   path: [amount, confirm, post]
 "#;
 
-fn write(dir: &Path, path: &str, content: &str) {
-    let full = dir.join(path);
-    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    std::fs::write(full, content).unwrap();
-}
-
 fn hash(dir: &Path) -> String {
     let out = airlock(dir, &["hash", "payout", "--json"]);
     json(&out)[0]["version"].as_str().unwrap().to_owned()

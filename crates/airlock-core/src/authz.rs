@@ -35,8 +35,8 @@ pub enum Role {
     /// workflows without changing which version runs.
     Runner,
     /// A runner that also changes what runs: deploys, records test evidence, opens
-    /// promotion requests, rolls back; sees secret names (to check a binding's setup),
-    /// never values.
+    /// promotion requests, rolls back; sees secret names and has the server check its
+    /// bindings (a binding's setup), never values.
     Deployer,
     /// A viewer that also decides promotion requests and approval steps. Deliberately
     /// not a deployer: the person who says yes is not the one who ships (four eyes).
@@ -77,12 +77,12 @@ impl Role {
             Role::Runner => matches!(action, Read | Validate | Run),
             Role::Deployer => matches!(
                 action,
-                Read | Validate | Run | Deploy | Test | Promote | Rollback | ListSecrets
+                Read | Validate | Run | Deploy | Test | Promote | Rollback | ListSecrets | Check
             ),
             Role::Approver => matches!(action, Read | Validate | Approve),
             Role::Admin => match action {
                 Read | Validate | Run | Deploy | Test | Promote | Approve | Rollback
-                | SetSecret | ListSecrets | ManageTokens => true,
+                | SetSecret | ListSecrets | Check | ManageTokens => true,
             },
         }
     }
@@ -147,13 +147,20 @@ pub enum Action {
     SetSecret,
     /// List the names and update times of the environment's secrets, never values.
     ListSecrets,
+    /// Reach each binding of the environment from the server (`check`): an OK or a reason
+    /// per binding, never a value. Placed with [`Action::ListSecrets`] (deployer, admin)
+    /// rather than with [`Action::Run`]: the reasons name the environment's secrets that
+    /// are missing or refused and the addresses its bindings resolve to, which is a
+    /// binding's setup, the deployer's concern; and it makes the server connect to every
+    /// binding, called by a deployed workflow or not.
+    Check,
     /// Create, list and revoke the environment's API tokens.
     ManageTokens,
 }
 
 impl Action {
     /// Every action, in the order of the role matrix.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Read,
         Action::Validate,
         Action::Run,
@@ -164,6 +171,7 @@ impl Action {
         Action::Rollback,
         Action::SetSecret,
         Action::ListSecrets,
+        Action::Check,
         Action::ManageTokens,
     ];
 
@@ -180,6 +188,7 @@ impl Action {
             Action::Rollback => "rollback",
             Action::SetSecret => "set_secret",
             Action::ListSecrets => "list_secrets",
+            Action::Check => "check",
             Action::ManageTokens => "manage_tokens",
         }
     }
@@ -197,6 +206,7 @@ impl Action {
             Action::Rollback => "roll back",
             Action::SetSecret => "set secrets",
             Action::ListSecrets => "list secrets",
+            Action::Check => "check bindings",
             Action::ManageTokens => "manage tokens",
         }
     }
@@ -301,7 +311,7 @@ mod tests {
         use Action::*;
         const Y: bool = true;
         const N: bool = false;
-        let table: [(Action, [bool; 5]); 11] = [
+        let table: [(Action, [bool; 5]); 12] = [
             //              viewer runner deployer approver admin
             (Read, [Y, Y, Y, Y, Y]),
             (Validate, [Y, Y, Y, Y, Y]),
@@ -313,6 +323,7 @@ mod tests {
             (Rollback, [N, N, Y, N, Y]),
             (SetSecret, [N, N, N, N, Y]),
             (ListSecrets, [N, N, Y, N, Y]),
+            (Check, [N, N, Y, N, Y]),
             (ManageTokens, [N, N, N, N, Y]),
         ];
         let listed: Vec<Action> = table.iter().map(|(a, _)| *a).collect();

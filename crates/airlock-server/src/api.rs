@@ -75,6 +75,7 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(records))
         .routes(routes!(list_secrets))
         .routes(routes!(set_secret))
+        .routes(routes!(check_bindings))
         .routes(routes!(audit_log))
         .routes(routes!(whoami))
         .routes(routes!(crate::promotion_api::deploy))
@@ -277,7 +278,8 @@ async fn retry_run(
     params(("environment" = String, Path, description = "The environment"),
            ("workflow" = String, Path, description = "The workflow")),
     request_body(content = Object, description = "The trigger body"),
-    responses((status = 202, description = "Queued", body = Object),
+    responses((status = 202, description = "Queued: the run's id, `queued`, and the version it runs", body = Object),
+              (status = 403, description = "Not a runner of that environment", body = ErrorBody),
               (status = 404, description = "Nothing of that workflow is deployed there", body = ErrorBody)))]
 async fn start_run(
     State(app): State<Arc<App>>,
@@ -286,15 +288,13 @@ async fn start_run(
     body: Option<Json<Value>>,
 ) -> Result<Response, ApiError> {
     let caller = auth::require(&app, &headers, &environment, Action::Run, &workflow).await?;
-    let deployment = app
-        .store
-        .deployment(&environment, &workflow)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no version of `{workflow}` is deployed in `{environment}`"
-            ))
-        })?;
+    let deployment = match app.store.deployment(&environment, &workflow).await? {
+        Some(deployment) => deployment,
+        None => {
+            let env = crate::ops::environment(&app.manifest, &environment)?;
+            return Err(crate::ops::nothing_deployed(env, &workflow).into());
+        }
+    };
     let now = app.clock.now();
     let id = airlock_engine::new_run_id();
     let body = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
@@ -456,6 +456,40 @@ async fn list_secrets(
     // against, so what is listed is exactly what may be set.
     let secrets = crate::ops::secrets::list(&*app.store, &app.manifest, Some(&environment)).await?;
     Ok(Json(SecretList { secrets }))
+}
+
+/// Reaches each binding of the environment from this server, with its keys, its secrets
+/// and its egress: one row per binding, OK or why not, never a value. The same rows as
+/// `airlock check --env ENVIRONMENT` run where the project is; failed bindings answer 200
+/// too (with `ok: false`): the check ran, and its answer is the rows.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/check", tag = "api",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "Each binding's answer", body = crate::ops::check::CheckReport),
+              (status = 403, description = "Not a deployer or admin of that environment", body = ErrorBody),
+              (status = 404, description = "The server's manifest has no such environment", body = ErrorBody),
+              (status = 409, description = "The server's project does not validate", body = ErrorBody)))]
+async fn check_bindings(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<crate::ops::check::CheckReport>, ApiError> {
+    // Deployer rather than runner: see `Action::Check`.
+    auth::require(&app, &headers, &environment, Action::Check, "check").await?;
+    let project = crate::promotion_api::project(&app).await?;
+    // Connectors of their own, built now: the check reads the secrets as they are now and
+    // neither warms nor shares the engine's cached connectors. The bindings are those of
+    // the manifest the server runs with.
+    let runtime = airlock_engine::ProjectRuntime::new(
+        app.store.clone(),
+        (*app.manifest).clone(),
+        app.root.clone(),
+        app.keyring.clone(),
+        app.clock.clone(),
+    );
+    let report =
+        crate::ops::check::check(&runtime, &app.manifest, &project.workflows, &environment).await?;
+    Ok(Json(report))
 }
 
 /// Sets a secret from the request body (plain text). Write-only: no route reads a value.

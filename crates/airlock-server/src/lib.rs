@@ -36,6 +36,7 @@ use airlock_core::project::Loaded;
 use airlock_engine::{Clock, Engine};
 use airlock_store::Store;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +91,9 @@ pub struct Context {
     /// The project's working copy: what `deploy` deploys and what promotions, `diff`,
     /// `readiness` and `validate` judge.
     pub project: Arc<dyn ProjectSource>,
+    /// The project's folder, where bindings' relative paths (a SQLite file, a schema) are
+    /// resolved, as the engine's runtime resolves them: `check` builds its connectors there.
+    pub root: PathBuf,
 }
 
 /// Where the server reads the project it serves. It is read again for each operation
@@ -108,6 +112,7 @@ pub(crate) struct App {
     pub fingerprinter: Option<airlock_connectors::secrets::Fingerprinter>,
     pub clock: Arc<dyn Clock>,
     pub project: Arc<dyn ProjectSource>,
+    pub root: PathBuf,
     pub routes: routes::RouteTable,
     pub limiters: hooks::Limiters,
     pub secrets: auth::SecretCache,
@@ -153,6 +158,7 @@ impl Server {
             fingerprinter: context.fingerprinter,
             clock: context.clock,
             project: context.project,
+            root: context.root,
             routes: routes::RouteTable::default(),
             limiters: hooks::Limiters::default(),
             secrets: auth::SecretCache::default(),

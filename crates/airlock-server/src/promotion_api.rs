@@ -35,7 +35,7 @@ async fn load(app: &App) -> Result<Loaded, ApiError> {
 }
 
 /// The project, which must validate: nothing is judged or deployed from broken files.
-async fn project(app: &App) -> Result<Project, ApiError> {
+pub(crate) async fn project(app: &App) -> Result<Project, ApiError> {
     let loaded = load(app).await?;
     if !loaded.diagnostics.is_empty() {
         let n = loaded.diagnostics.len();

@@ -9,6 +9,7 @@ mod explain;
 mod hash;
 mod init;
 mod promote;
+mod prune;
 
 pub(crate) use promote::ops_error;
 mod quickstart;
@@ -82,6 +83,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             action: Some(RunsAction::Retry { id }),
             ..
         } => runs::retry(global, id),
+        Command::Runs {
+            action:
+                Some(RunsAction::Prune {
+                    older_than,
+                    environment,
+                }),
+            ..
+        } => prune::run(global, *older_than, environment.as_deref()),
         Command::Runs {
             action: None,
             environment,
@@ -194,10 +203,15 @@ fn reach(command: &Command) -> Reach {
         // Refused in test.rs, which says why a server takes no evidence over its API.
         Command::Test { .. } => Reach::Api,
         Command::Validate
-        | Command::Runs { .. }
+        | Command::Run { .. }
+        | Command::Runs {
+            action: None | Some(RunsAction::Show { .. } | RunsAction::Retry { .. }),
+            ..
+        }
         | Command::ApproveStep { .. }
         | Command::Secrets { .. }
         | Command::Records { .. }
+        | Command::Check { .. }
         | Command::Deploy { .. }
         | Command::Promote { .. }
         | Command::Approve { .. }
@@ -207,20 +221,10 @@ fn reach(command: &Command) -> Reach {
         | Command::Diff { .. }
         | Command::Readiness { .. }
         | Command::Audit { action: None, .. } => Reach::Api,
-        Command::Run { .. } => Reach::Refused {
-            command: "run",
-            reason: "it executes the workflow in this process, on the local store; a server runs workflows from its triggers",
-            hint: "trigger it on the server (POST /hooks/ENV/PATH, or POST /api/v1/environments/ENV/workflows/WORKFLOW/runs with a runner's token), then follow it with `airlock runs show RUN --server URL`; or drop --server to run it here",
-        },
         Command::Resume { .. } => Reach::Refused {
             command: "resume",
             reason: "it finishes in this process the runs left in the local store; a server resumes its own runs when their leases expire",
             hint: "run `airlock resume` where the server's store is (its folder, or --store URL), without --server",
-        },
-        Command::Check { .. } => Reach::Refused {
-            command: "check",
-            reason: "it reaches each binding from this machine with the local store's secrets, and the API has no check",
-            hint: "run `airlock check --env ENV` where the server's project, keys and store are, without --server",
         },
         Command::Token { command } => Reach::Refused {
             command: match command {
@@ -240,6 +244,14 @@ fn reach(command: &Command) -> Reach {
             command: "serve",
             reason: "it starts a server here rather than connecting to one",
             hint: "drop --server (and unset AIRLOCK_SERVER) to serve; --listen says where",
+        },
+        Command::Runs {
+            action: Some(RunsAction::Prune { .. }),
+            ..
+        } => Reach::Refused {
+            command: "runs prune",
+            reason: "it deletes history from the store it opens, and the API has no retention",
+            hint: "run it where the store is (its folder, or --store URL), without --server; from cron, say",
         },
         Command::Migrate => Reach::Refused {
             command: "migrate",
@@ -307,10 +319,9 @@ mod tests {
 
     #[test]
     fn commands_on_the_local_store_or_process_refuse_a_server_and_name_themselves() {
-        let cases: [(&[&str], &str); 11] = [
-            (&["run", "greet", "--env", "staging"], "run"),
+        let cases: [(&[&str], &str); 10] = [
             (&["resume"], "resume"),
-            (&["check", "--env", "staging"], "check"),
+            (&["runs", "prune", "--older-than", "30d"], "runs prune"),
             (
                 &[
                     "token", "create", "--env", "staging", "--role", "admin", "--name", "n",
@@ -346,7 +357,7 @@ mod tests {
 
     #[test]
     fn commands_that_call_the_api_or_touch_no_store_accept_a_server() {
-        let accepted: [&[&str]; 23] = [
+        let accepted: [&[&str]; 25] = [
             // Touch no store (AIRLOCK_SERVER set in a shell must not get in their way).
             &["init", "somewhere"],
             &["quickstart"],
@@ -356,6 +367,7 @@ mod tests {
             // Call the API (`test` refuses in test.rs, with its own reason).
             &["test"],
             &["validate"],
+            &["run", "greet", "--env", "staging"],
             &["runs"],
             &["runs", "show", "run_x"],
             &["runs", "retry", "run_x"],
@@ -363,6 +375,7 @@ mod tests {
             &["secrets", "set", "NAME", "--env", "staging"],
             &["secrets", "list"],
             &["records", "--env", "staging"],
+            &["check", "--env", "staging"],
             &["deploy", "--env", "staging"],
             &["promote", "greet"],
             &["approve", "req_x"],

@@ -1,16 +1,24 @@
 //! `airlock run WORKFLOW --env E [--input FILE]`: one durable run, its journal printed
 //! as it is written.
+//!
+//! Against a server (`--server`), the server starts the run (`POST …/workflows/{workflow}/
+//! runs`, a runner's token) of what is deployed there and executes it; this command
+//! follows it over `GET /api/v1/runs/{id}` and prints the same lines, summary, `--json`
+//! and exit code as a local run, through the same functions.
 
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
+use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_engine::{Engine, EngineOptions, Observer};
-use airlock_store::{NewJournalEntry, NewRun, Run, RunStatus, Settlement, StepStatus};
+use airlock_store::{
+    JournalEntry, NewJournalEntry, NewRun, Run, RunStatus, Settlement, StepStatus,
+};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Options<'a> {
     pub workflow: &'a str,
@@ -20,6 +28,9 @@ pub struct Options<'a> {
 }
 
 pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> {
+    if let Some(remote) = Remote::from_global(global)? {
+        return run_on_server(global, &remote, &options);
+    }
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
@@ -45,19 +56,20 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
                         environment.name.value,
                         &d.version[..12],
                         &working[..12],
-                        if environment.protected { "" } else { " — `airlock deploy` to run it" }
+                        if environment.protected {
+                            ""
+                        } else {
+                            " — `airlock deploy` to run it"
+                        }
                     );
                 }
                 d.version
             }
             None if environment.protected => {
-                return Err(CliError::usage(
-                    format!(
-                        "`{}` is protected and runs only released versions; none of `{}` is released there",
-                        environment.name.value, workflow.workflow.name.value
-                    ),
-                    Some("release a version with `airlock promote`".into()),
-                ));
+                return Err(super::ops_error(airlock_server::ops::nothing_deployed(
+                    environment,
+                    &workflow.workflow.name.value,
+                )));
             }
             None => workspace.store_working_version(workflow).await?,
         };
@@ -72,13 +84,7 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
         };
         workspace.store.enqueue(&run).await.map_err(store_error)?;
         if !global.json {
-            println!(
-                "run {} · {}@{} · {}",
-                run.id,
-                run.workflow,
-                &run.version[..12.min(run.version.len())],
-                run.environment
-            );
+            print_header(&run.id, &run.workflow, &run.version, &run.environment);
         }
         let engine = workspace.engine(EngineOptions {
             lease_ms: options.lease.as_millis() as i64,
@@ -103,7 +109,7 @@ pub async fn follow(
             run: run_id.to_owned(),
         })))
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let run = loop {
         engine
             .process_due()
@@ -127,15 +133,122 @@ pub async fn follow(
         }
     };
     let journal = workspace.store.journal(run_id).await.map_err(store_error)?;
+    Ok(conclude(&run, &journal, started.elapsed(), json))
+}
+
+/// How often a run on a server is asked about while it is under way.
+const POLL: Duration = Duration::from_millis(50);
+/// A run due this long and still not claimed is worth a word: perhaps no process of that
+/// server executes (`serve --no-execute` without a worker).
+const UNCLAIMED_NOTE_AFTER: Duration = Duration::from_secs(10);
+
+/// `run --server`: the server starts the run of what it has deployed, with the input
+/// file as the trigger's body; then it is followed there.
+fn run_on_server(
+    global: &Global,
+    remote: &Remote,
+    options: &Options<'_>,
+) -> Result<ExitCode, CliError> {
+    let body = input_body(options.input)?;
+    let started: StartedRun = remote.post(
+        &format!(
+            "/api/v1/environments/{}/workflows/{}/runs",
+            segment(options.environment),
+            segment(options.workflow)
+        ),
+        body,
+    )?;
+    if !global.json {
+        print_header(
+            &started.run,
+            options.workflow,
+            &started.version,
+            options.environment,
+        );
+    }
+    follow_on_server(remote, &started.run, global.json)
+}
+
+/// [`follow`] for a run a server executes: asks for the run and its journal until it
+/// finishes or waits for a person, printing each entry once, in journal order (the order
+/// a local run prints them as they are committed); then the same outcome. A sleeping run
+/// (a delay, a backoff) is waited for, as locally.
+fn follow_on_server(remote: &Remote, run_id: &str, json: bool) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let path = format!("/api/v1/runs/{}", segment(run_id));
+    let mut printed = 0;
+    let mut unclaimed_since: Option<Instant> = None;
+    // Under `--json` the output is the answer only, as for every other note.
+    let mut noted = json;
+    loop {
+        let shown: super::runs::RunWithJournal = remote.get(&path)?;
+        if !json {
+            for entry in &shown.journal {
+                if entry.seq > printed {
+                    print_entry(&entry.entry);
+                    printed = entry.seq;
+                }
+            }
+        }
+        let run = &shown.run;
+        if run.status.is_final() || run.status == RunStatus::Waiting {
+            return Ok(conclude(run, &shown.journal, started.elapsed(), json));
+        }
+        let due_in = run.wake_at.map_or(0, |at| at - workspace::now());
+        if run.status == RunStatus::Queued && due_in <= 0 {
+            let since = *unclaimed_since.get_or_insert_with(Instant::now);
+            if !noted && since.elapsed() >= UNCLAIMED_NOTE_AFTER {
+                eprintln!(
+                    "note: run {run_id} is due but no process of the server has taken it: does one execute runs (not `serve --no-execute` alone)? Ctrl-C stops following; the run stays queued there"
+                );
+                noted = true;
+            }
+        } else {
+            unclaimed_since = None;
+        }
+        // A sleeping run is asked about again when it is due (by this machine's clock; at
+        // most a second late if the server's differs), any other one soon.
+        let wait = if run.status == RunStatus::Queued {
+            Duration::from_millis(due_in.clamp(0, 1_000) as u64).max(POLL)
+        } else {
+            POLL
+        };
+        std::thread::sleep(wait);
+    }
+}
+
+/// The answer of `POST /api/v1/environments/{environment}/workflows/{workflow}/runs`.
+#[derive(serde::Deserialize)]
+struct StartedRun {
+    run: String,
+    version: String,
+}
+
+/// The first line of a run: its id, workflow, short version and environment.
+fn print_header(id: &str, workflow: &str, version: &str, environment: &str) {
+    println!(
+        "run {id} · {workflow}@{} · {environment}",
+        airlock_server::ops::short(version)
+    );
+}
+
+/// One journal entry as a run prints it while it goes.
+fn print_entry(entry: &NewJournalEntry) {
+    println!("  {}", journal_line(entry));
+}
+
+/// The end of a followed run, local or on a server: the run and its journal as JSON, or
+/// its outcome; and the exit code (0 when it succeeded or waits for a person).
+fn conclude(run: &Run, journal: &[JournalEntry], elapsed: Duration, json: bool) -> ExitCode {
     if json {
         crate::output::json(&json!({ "run": run, "journal": journal }));
     } else {
-        print_outcome(&run, started.elapsed());
+        print_outcome(run, elapsed);
     }
-    Ok(match run.status {
+    match run.status {
         RunStatus::Succeeded | RunStatus::Waiting => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_CHECK_FAILED),
-    })
+    }
 }
 
 fn print_outcome(run: &Run, elapsed: Duration) {
@@ -157,13 +270,19 @@ fn print_outcome(run: &Run, elapsed: Duration) {
 }
 
 fn trigger_payload(input: Option<&Path>) -> Result<Value, CliError> {
+    let body = input_body(input)?;
+    Ok(
+        json!({ "body": body, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }),
+    )
+}
+
+/// The trigger's body: the `--input` file's JSON, or an empty object.
+fn input_body(input: Option<&Path>) -> Result<Value, CliError> {
     let Some(path) = input else {
-        return Ok(
-            json!({ "body": {}, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }),
-        );
+        return Ok(json!({}));
     };
     let text = std::fs::read_to_string(path).map_err(|e| CliError::io("read", path, e))?;
-    let body: Value = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         CliError::usage(
             format!(
                 "{}:{}:{}: not JSON: {e}",
@@ -173,10 +292,7 @@ fn trigger_payload(input: Option<&Path>) -> Result<Value, CliError> {
             ),
             None,
         )
-    })?;
-    Ok(
-        json!({ "body": body, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }),
-    )
+    })
 }
 
 /// Prints one run's journal entries as they are committed.
@@ -190,7 +306,7 @@ impl Observer for Printer {
             return;
         }
         for entry in entries {
-            println!("  {}", journal_line(entry));
+            print_entry(entry);
         }
     }
 

@@ -263,9 +263,9 @@ struct RunsPage {
     runs: Vec<Run>,
 }
 
-/// `GET /api/v1/runs/{id}`.
+/// `GET /api/v1/runs/{id}`: what `runs show` prints and `run --server` follows.
 #[derive(serde::Deserialize)]
-struct RunWithJournal {
-    run: Run,
-    journal: Vec<JournalEntry>,
+pub(super) struct RunWithJournal {
+    pub run: Run,
+    pub journal: Vec<JournalEntry>,
 }

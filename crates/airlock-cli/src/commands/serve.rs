@@ -69,6 +69,7 @@ pub fn serve(
         project: Arc::new(ProjectFolder {
             root: workspace.root.clone(),
         }),
+        root: workspace.root.clone(),
     };
     let options = ServerOptions {
         listen: args.listen,

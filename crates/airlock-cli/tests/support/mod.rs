@@ -8,6 +8,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// `airlock run` of the starter project's order workflow in staging, with the order it
+/// ships (`examples/order.json`).
+pub const RUN_STARTER_ORDER: &[&str] = &[
+    "run",
+    "order-intake",
+    "--env",
+    "staging",
+    "--input",
+    "examples/order.json",
+];
+
 /// Runs the built binary in `dir` with empty stdin, outside any inherited project, key,
 /// store or server.
 pub fn airlock(dir: &Path, args: &[&str]) -> Output {
@@ -22,6 +33,23 @@ pub fn airlock_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
 /// Output bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A command's exit code, stdout and stderr, for an assertion's message.
+pub fn shown(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// Writes `content` to `path` under `dir`, making the folders it needs.
+pub fn write(dir: &Path, path: &str, content: &str) {
+    let full = dir.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, content).unwrap();
 }
 
 /// Stdout parsed as JSON, or a panic showing what came out instead.

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -179,5 +179,49 @@ impl Sink {
 
     pub fn snapshot(&self) -> Received {
         self.received.lock().unwrap().clone()
+    }
+}
+
+/// One project twice, to compare a command run here with the same command through a
+/// server: `local` is worked on here, `remote` is served, and `elsewhere` holds no
+/// project (commands through the server run there, so nothing local is read).
+pub struct Twins {
+    _temp: tempfile::TempDir,
+    /// Worked on here.
+    pub local: PathBuf,
+    /// Served; worked on through `--server`.
+    pub remote: PathBuf,
+    /// No project at all.
+    pub elsewhere: PathBuf,
+    pub served: Served,
+}
+
+impl Twins {
+    /// Makes each project with `make` (`local`, then `remote`) and serves `remote`; `make`
+    /// runs before the server starts, which reads its manifest and keys once, at start.
+    pub fn start(make: impl Fn(&Path)) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let local = temp.path().join("local");
+        let remote = temp.path().join("remote");
+        let elsewhere = temp.path().join("elsewhere");
+        for dir in [&local, &remote, &elsewhere] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        make(&local);
+        make(&remote);
+        let served = Served::start(&remote, &[]);
+        Twins {
+            _temp: temp,
+            local,
+            remote,
+            elsewhere,
+            served,
+        }
+    }
+
+    /// `args` through the server with `token` (in AIRLOCK_TOKEN), from `dir`.
+    pub fn through_from(&self, dir: &Path, token: &str, args: &[&str]) -> Output {
+        let all = [&["--server", self.served.url.as_str()][..], args].concat();
+        super::airlock_with(dir, &all, &[("AIRLOCK_TOKEN", token)])
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! One module per area: [`deploy`], [`promotion`] (promote, approve, reject, rollback,
 //! releases), [`diff`], [`readiness`], [`evidence`], [`validate`], [`secrets`] (the declared
-//! secrets, set or not).
+//! secrets, set or not), [`check`] (each binding of an environment reached for real).
 
+pub mod check;
 pub mod deploy;
 pub mod diff;
 pub mod evidence;
@@ -121,6 +122,29 @@ pub fn environment<'a>(manifest: &'a Manifest, name: &str) -> Result<&'a Environ
             suggestion(name, names),
         )
     })
+}
+
+/// The refusal of a run (404) of `workflow` in `environment`, where none of its versions
+/// is deployed: `airlock run` here for a protected environment, and the API (and so `airlock
+/// run --server`) for any, since a server runs deployed versions only. One wording, so the
+/// same mistake reads the same on both sides.
+pub fn nothing_deployed(environment: &Environment, workflow: &str) -> OpsError {
+    let name = &environment.name.value;
+    if environment.protected {
+        OpsError::not_found(
+            format!(
+                "`{name}` is protected and runs only released versions; none of `{workflow}` is released there"
+            ),
+            Some("release a version with `airlock promote`".into()),
+        )
+    } else {
+        OpsError::not_found(
+            format!("no version of `{workflow}` is deployed in `{name}`"),
+            Some(format!(
+                "a server runs what is deployed: `airlock deploy --env {name}` first"
+            )),
+        )
+    }
 }
 
 /// What an approver decides: the subject of [`require_approver`]'s audited refusal.
