@@ -379,6 +379,11 @@ pub struct ServeArgs {
     /// After SIGTERM, how long running steps may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
+    /// Retention: delete finished runs (and their journals) older than this, at start and
+    /// every 10 minutes, as `airlock runs prune --older-than` does; at least 1h. Kept
+    /// forever when absent.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retain: Option<std::time::Duration>,
     /// Log lines as text or JSON (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -363,6 +363,30 @@ fn a_secret_used_by_a_live_binding_never_reaches_the_store_the_journal_or_the_ou
     }
 }
 
+/// The ids of every run in the project's store, newest first.
+fn run_ids(project: &std::path::Path) -> Vec<String> {
+    json(&airlock(project, &["runs", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Moves runs two days into the past, as far as the store knows: as if they had been
+/// accepted, started and finished then.
+fn age_by_two_days(project: &std::path::Path, ids: &[String]) {
+    let db = rusqlite::Connection::open(project.join(".airlock/airlock.db")).unwrap();
+    for id in ids {
+        db.execute(
+            "UPDATE runs SET created_at = created_at - ?2, started_at = started_at - ?2,
+                 finished_at = finished_at - ?2 WHERE id = ?1",
+            rusqlite::params![id, 2 * 86_400_000_i64],
+        )
+        .unwrap();
+    }
+}
+
 /// Retention: `runs prune` deletes the runs accepted and finished before its cutoff, with
 /// their journals, keeps the others, refuses a cutoff shorter than an hour (a pruned run's
 /// webhook idempotency key goes with it), and is audited.
@@ -372,27 +396,13 @@ fn old_finished_runs_are_pruned_with_their_journals_and_the_rest_kept() {
     for _ in 0..3 {
         ok(&airlock(&project, RUN_STARTER_ORDER), "run");
     }
-    let listed = |project: &std::path::Path| -> Vec<String> {
-        json(&airlock(project, &["runs", "--json"]))
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let listed = run_ids;
     let ids = listed(&project);
     assert_eq!(ids.len(), 3);
     // The two oldest ran two days ago, as far as the store knows.
     let (old, recent) = (&ids[1..], &ids[0]);
+    age_by_two_days(&project, old);
     let db = rusqlite::Connection::open(project.join(".airlock/airlock.db")).unwrap();
-    for id in old {
-        db.execute(
-            "UPDATE runs SET created_at = created_at - ?2, started_at = started_at - ?2,
-                 finished_at = finished_at - ?2 WHERE id = ?1",
-            rusqlite::params![id, 2 * 86_400_000_i64],
-        )
-        .unwrap();
-    }
     let journal_rows = |id: &str| -> i64 {
         db.query_row("SELECT count(*) FROM journal WHERE run = ?1", [id], |row| {
             row.get(0)
@@ -431,4 +441,45 @@ fn old_finished_runs_are_pruned_with_their_journals_and_the_rest_kept() {
         "{}",
         text(&again.stdout)
     );
+}
+
+/// `serve --retain` prunes on its own: at its start, a finished run older than the
+/// retention goes and a recent one stays, and the pass is audited as `retention`. A
+/// retention shorter than an hour is refused before anything is served.
+#[test]
+fn a_server_with_retention_prunes_old_finished_runs_on_its_own() {
+    let (_temp, project) = init_project();
+    for _ in 0..2 {
+        ok(&airlock(&project, RUN_STARTER_ORDER), "run");
+    }
+    let ids = run_ids(&project);
+    age_by_two_days(&project, &ids[1..]);
+    let refused = airlock(
+        &project,
+        &["serve", "--retain", "10m", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("at least 1h"));
+
+    let served = support::server::Served::start(&project, &["--retain", "1d"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while run_ids(&project).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old run is still there 10 s after the server started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(run_ids(&project), ids[..1], "the recent run is kept");
+    let audit = json(&airlock(&project, &["audit", "--json"]));
+    let pass = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "runs.prune")
+        .unwrap_or_else(|| panic!("no runs.prune event: {audit}"))
+        .clone();
+    assert_eq!(pass["actor"], "retention", "{pass}");
+    assert_eq!(pass["detail"]["pruned"], 1, "{pass}");
+    assert!(served.terminate(), "the server stops cleanly");
 }

@@ -22,6 +22,7 @@ mod hooks;
 mod metrics;
 pub mod ops;
 mod promotion_api;
+mod retention;
 mod routes;
 mod schedules;
 
@@ -58,6 +59,11 @@ pub struct ServerOptions {
     pub concurrency: usize,
     /// How often the scheduler looks at the clock.
     pub schedule_tick: Duration,
+    /// Retention: finished runs older than this are deleted, at start and then every
+    /// `retention_every` (none when `None`; see `ops::retention`).
+    pub retain: Option<Duration>,
+    /// How often retention runs.
+    pub retention_every: Duration,
 }
 
 impl Default for ServerOptions {
@@ -70,6 +76,8 @@ impl Default for ServerOptions {
             lease_ms: 30_000,
             concurrency: 64,
             schedule_tick: Duration::from_secs(1),
+            retain: None,
+            retention_every: Duration::from_secs(600),
         }
     }
 }
@@ -228,6 +236,12 @@ impl Server {
             let stop = stop_rx.clone();
             let tick = options.schedule_tick;
             background.spawn(async move { schedules::run(app, tick, stop).await });
+        }
+        if let Some(retain) = options.retain {
+            let app = app.clone();
+            let stop = stop_rx.clone();
+            let every = options.retention_every;
+            background.spawn(async move { retention::run(app, retain, every, stop).await });
         }
         let router = api::router(app.clone());
         app.ready.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -150,6 +150,7 @@ fn serve_staging(
         concurrency: 64,
         lease: Duration::from_secs(30),
         grace: Duration::from_secs(10),
+        retain: None,
         log_format: LogFormat::Text,
     };
     super::serve::init_logging(LogFormat::Text);

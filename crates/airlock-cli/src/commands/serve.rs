@@ -28,6 +28,15 @@ impl ProjectSource for ProjectFolder {
 }
 
 pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
+    use airlock_server::ops::retention;
+    if let Some(retain) = args.retain
+        && retain.as_millis() < retention::SHORTEST_MS as u128
+    {
+        return Err(CliError::usage(
+            "--retain must be at least 1h",
+            Some(retention::SHORTEST_WHY.into()),
+        ));
+    }
     init_logging(args.log_format);
     let workspace = match Workspace::open(global)? {
         Ok(w) => w,
@@ -76,6 +85,7 @@ pub fn serve(
         execute: !args.no_execute,
         schedules: !args.no_schedules,
         shutdown_grace: args.grace,
+        retain: args.retain,
         lease_ms,
         concurrency: args.concurrency,
         ..ServerOptions::default()

@@ -15,6 +15,7 @@ pub mod diff;
 pub mod evidence;
 pub mod promotion;
 pub mod readiness;
+pub mod retention;
 pub mod secrets;
 pub mod validate;
 
