@@ -12,6 +12,10 @@ pub enum CliError {
         message: String,
         help: Option<String>,
     },
+    /// The problems were already printed (a project's diagnostics, with their sources):
+    /// nothing more to say, exit 2.
+    #[error("the problems above")]
+    Reported,
     #[error("cannot {action} `{path}`: {source}")]
     Io {
         action: &'static str,
@@ -40,7 +44,7 @@ impl CliError {
     pub fn help(&self) -> Option<&str> {
         match self {
             CliError::Usage { help, .. } => help.as_deref(),
-            CliError::Io { .. } => None,
+            CliError::Io { .. } | CliError::Reported => None,
         }
     }
 

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     };
     match commands::run(cli) {
         Ok(code) => code,
+        Err(error::CliError::Reported) => ExitCode::from(error::EXIT_USAGE),
         Err(error) => {
             eprintln!("error: {error}");
             if let Some(help) = error.help() {

@@ -10,7 +10,6 @@ use airlock_engine::{Engine, EngineOptions, ProjectRuntime, SystemClock};
 use airlock_store::Store;
 use airlock_store::sqlite::SqliteStore;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 /// The project's local state folder.
@@ -28,11 +27,10 @@ pub struct Workspace {
 impl Workspace {
     /// Opens the project (which must validate) and its embedded store.
     /// `Err(code)` inside means the diagnostics were printed already.
-    pub fn open(global: &Global) -> Result<Result<Self, ExitCode>, CliError> {
-        let loaded = match crate::commands::validate::load_or_report(global)? {
-            Ok(loaded) => loaded,
-            Err(code) => return Ok(Err(code)),
-        };
+    /// Loads the project (printing its problems, if any, as `validate` does: then
+    /// [`CliError::Reported`]), opens its store and its environments' keys.
+    pub fn open(global: &Global) -> Result<Self, CliError> {
+        let loaded = crate::commands::validate::load_or_report(global)?;
         let root = ProjectDir::locate(global.project.as_deref())?.root;
         let state = root.join(STATE_DIR);
         std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
@@ -46,12 +44,12 @@ impl Workspace {
             .collect();
         let keyring = Keyring::load(&state, &environments)
             .map_err(|e| CliError::usage(e.to_string(), None))?;
-        Ok(Ok(Self {
+        Ok(Self {
             root,
             loaded,
             store,
             keyring,
-        }))
+        })
     }
 
     pub fn project(&self) -> &Project {

@@ -43,10 +43,7 @@ pub fn run(
             None,
         )
     })?;
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let rt = workspace::runtime()?;
     rt.block_on(async {
         let run = workspace

@@ -23,10 +23,7 @@ pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             page.events
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             if let Some(name) = only {
                 workspace.environment(name)?;
             }
@@ -84,10 +81,7 @@ pub fn verify(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError>
             Some("run `airlock audit verify` without --env".into()),
         ));
     }
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let events = workspace::runtime()?
         .block_on(workspace.store.audit_log())
         .map_err(store_error)?;

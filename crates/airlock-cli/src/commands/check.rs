@@ -19,10 +19,7 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
             segment(environment)
         ))?,
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             let project = workspace.project();
             workspace::runtime()?
                 .block_on(airlock_server::ops::check::check(

@@ -21,10 +21,7 @@ use std::process::ExitCode;
 pub fn run(global: &Global, environment: &str, actor: Option<&str>) -> Result<ExitCode, CliError> {
     let deployed: Deployed = match Remote::from_global(global)? {
         Some(remote) => {
-            let loaded = match super::validate::load_or_report(global)? {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
+            let loaded = super::validate::load_or_report(global)?;
             remote.confirm_as(actor)?;
             let versions: BTreeMap<&str, String> = loaded
                 .project
@@ -43,10 +40,7 @@ pub fn run(global: &Global, environment: &str, actor: Option<&str>) -> Result<Ex
             )?
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::deploy::deploy(
                     &*workspace.store,

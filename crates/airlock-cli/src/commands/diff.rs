@@ -22,10 +22,7 @@ pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> 
             segment(to)
         ))?,
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::diff::diff(
                     &*workspace.store,

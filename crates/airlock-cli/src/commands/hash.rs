@@ -5,10 +5,7 @@ use airlock_core::diagnostic::suggestion;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
-    let loaded = match super::validate::load_or_report(global)? {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
-    };
+    let loaded = super::validate::load_or_report(global)?;
     let project = &loaded.project;
     let selected: Vec<_> = match only {
         Some(name) => match project.workflow(name) {

@@ -74,10 +74,7 @@ pub fn promote(
         }
         None => {
             let author = local_identity(author, "asks")?;
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::promotion::promote(
                     &*workspace.store,
@@ -156,10 +153,7 @@ pub fn decide(
         }
         None => {
             let approver = local_identity(approver, "decides")?;
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::promotion::decide(
                     &*workspace.store,
@@ -232,10 +226,7 @@ pub fn rollback(
             )?
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::promotion::rollback(
                     &*workspace.store,
@@ -280,10 +271,7 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
             page.releases
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::promotion::releases(
                     &*workspace.store,

@@ -19,10 +19,7 @@ pub fn run(
             Some(retention::SHORTEST_WHY.into()),
         ));
     }
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     if let Some(name) = environment {
         workspace.environment(name)?;
     }

@@ -31,10 +31,7 @@ pub fn run(
         store: global.store.clone(),
         server: None,
     };
-    let loaded = match super::validate::load_or_report(&scoped)? {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
-    };
+    let loaded = super::validate::load_or_report(&scoped)?;
     let project = &loaded.project;
     if !global.json {
         let verb = if created { "Created" } else { "Using" };
@@ -113,10 +110,7 @@ fn serve_staging(
     if deployed != ExitCode::SUCCESS {
         return Ok(deployed);
     }
-    let workspace = match Workspace::open(&quiet)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(&quiet)?;
     let rt = crate::workspace::runtime()?;
     let stored = rt
         .block_on(workspace.store.secret("staging", HOOK_SECRET))

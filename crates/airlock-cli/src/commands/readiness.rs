@@ -27,10 +27,7 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             ))?
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::readiness::readiness(
                     &*workspace.store,

@@ -16,10 +16,7 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
             page.records
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace.environment(environment)?;
             workspace::runtime()?
                 .block_on(workspace.store.records(environment))

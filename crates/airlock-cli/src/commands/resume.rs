@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn run(global: &Global, lease: Duration, patience: Duration) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let engine = Arc::new(workspace.engine(EngineOptions {
         lease_ms: lease.as_millis() as i64,
         ..EngineOptions::default()

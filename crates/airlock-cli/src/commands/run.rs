@@ -31,10 +31,7 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
     if let Some(remote) = Remote::from_global(global)? {
         return run_on_server(global, &remote, &options);
     }
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let workflow = workspace.workflow(options.workflow)?;
     let environment = workspace.environment(options.environment)?;
     let trigger = trigger_payload(options.input)?;

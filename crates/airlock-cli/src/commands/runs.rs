@@ -55,10 +55,7 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
             page.runs
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(workspace.store.runs(&filter))
                 .map_err(store_error)?
@@ -110,10 +107,7 @@ pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
             (shown.run, shown.journal)
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             let rt = workspace::runtime()?;
             let run = rt
                 .block_on(workspace.store.run(id))
@@ -199,10 +193,7 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let rt = workspace::runtime()?;
     rt.block_on(async {
         let run = workspace

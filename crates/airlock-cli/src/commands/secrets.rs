@@ -30,10 +30,7 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let env = workspace.environment(environment)?;
     if !env.secrets.iter().any(|s| s.value == name) {
         return Err(CliError::usage(
@@ -151,10 +148,7 @@ pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             page.secrets
         }
         None => {
-            let workspace = match Workspace::open(global)? {
-                Ok(w) => w,
-                Err(code) => return Ok(code),
-            };
+            let workspace = Workspace::open(global)?;
             workspace::runtime()?
                 .block_on(ops::secrets::list(
                     &*workspace.store,

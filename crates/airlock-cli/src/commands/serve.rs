@@ -38,10 +38,7 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
         ));
     }
     init_logging(args.log_format);
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     serve(&workspace, args, |_| {})
 }
 

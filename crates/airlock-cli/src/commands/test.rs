@@ -31,10 +31,7 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             ),
         ));
     }
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     if let Some(name) = only {
         workspace.workflow(name)?;
     }

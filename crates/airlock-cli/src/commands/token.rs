@@ -9,10 +9,7 @@ use serde_json::json;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, command: &TokenCommand) -> Result<ExitCode, CliError> {
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let rt = workspace::runtime()?;
     match command {
         TokenCommand::Create {

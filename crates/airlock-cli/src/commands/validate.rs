@@ -10,16 +10,16 @@ use airlock_core::project::{self, Loaded};
 use airlock_server::ops::validate::{self as check, Problem, Validation};
 use std::process::ExitCode;
 
-/// Loads the project and, when it has problems, prints them all.
-/// Returns the loaded project when it is valid.
-pub fn load_or_report(global: &Global) -> Result<Result<Loaded, ExitCode>, CliError> {
+/// Loads the project and, when it has problems, prints them all and answers
+/// [`CliError::Reported`]. Returns the loaded project when it is valid.
+pub fn load_or_report(global: &Global) -> Result<Loaded, CliError> {
     let dir = ProjectDir::locate(global.project.as_deref())?;
     let loaded = project::load(dir.read()?);
     if loaded.diagnostics.is_empty() {
-        return Ok(Ok(loaded));
+        return Ok(loaded);
     }
     report(global, &loaded);
-    Ok(Err(ExitCode::from(EXIT_USAGE)))
+    Err(CliError::Reported)
 }
 
 fn report(global: &Global, loaded: &Loaded) {
@@ -92,10 +92,7 @@ pub fn run(global: &Global) -> Result<ExitCode, CliError> {
             validation
         }
         None => {
-            let loaded = match load_or_report(global)? {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
+            let loaded = load_or_report(global)?;
             check::validate(&loaded)
         }
     };

@@ -18,10 +18,7 @@ pub fn run(
     log_format: LogFormat,
 ) -> Result<ExitCode, CliError> {
     super::serve::init_logging(log_format);
-    let workspace = match Workspace::open(global)? {
-        Ok(w) => w,
-        Err(code) => return Ok(code),
-    };
+    let workspace = Workspace::open(global)?;
     let engine = Arc::new(workspace.engine(EngineOptions {
         lease_ms: lease.as_millis() as i64,
         concurrency,
