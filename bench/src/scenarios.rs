@@ -6,7 +6,7 @@
 //! - `load`: reading the files into a project (YAML parse, decode, validation of every
 //!   file: what `airlock test` does before running anything);
 //! - `run`: hashing each workflow, running every scenario through the interpreter (on
-//!   every core) and computing coverage (`scenario::suites` + `scenario::run_suites`);
+//!   every core) and computing coverage (`suite::suites` + `suite::run_suites`);
 //! - `total`: both, back to back (what the command spends, less reading files from disk,
 //!   printing and recording two evidence rows).
 //!
@@ -16,7 +16,7 @@
 
 use airlock_core::project;
 use airlock_core::source::SourceFile;
-use airlock_engine::scenario;
+use airlock_core::suite;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let reports = scenario::run_suites(&scenario::suites(&loaded.project, None), &|| {});
+    let reports = suite::run_suites(&suite::suites(&loaded.project, None), &|| {});
     let failed: Vec<String> = reports
         .iter()
         .flat_map(|r| {
@@ -72,8 +72,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
         let started = Instant::now();
         let loaded = project::load(files.clone());
         let loaded_at = started.elapsed();
-        let suites = scenario::suites(&loaded.project, None);
-        let reports = scenario::run_suites(&suites, &|| {});
+        let suites = suite::suites(&loaded.project, None);
+        let reports = suite::run_suites(&suites, &|| {});
         let finished = started.elapsed();
         std::hint::black_box(&reports);
         load.push(loaded_at);
@@ -82,7 +82,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
 
         // The same run on one thread, for comparison.
         let started = Instant::now();
-        let suites = scenario::suites(&loaded.project, None);
+        let suites = suite::suites(&loaded.project, None);
         for suite in &suites {
             let results: Vec<_> = suite
                 .scenarios

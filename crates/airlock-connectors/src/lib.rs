@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod smtp;
 pub mod sql;
 
+use airlock_core::interpreter::{AttemptFailure, TransportFault};
 use airlock_core::model::ConnectorKind;
 use airlock_core::model::workflow::RetryOn;
 use async_trait::async_trait;
@@ -45,13 +46,13 @@ pub struct CallRequest {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// No answer in time. The target may have acted.
-    #[error("timed out after {}ms", .0.as_millis())]
+    #[error("{}", TransportFault::Timeout(millis(*.0)))]
     Timeout(Duration),
     /// The connection could not be made (refused, unreachable, DNS, TLS handshake).
-    #[error("connection refused or failed: {0}")]
+    #[error("{}", TransportFault::Connection(.0.clone()))]
     Connection(String),
     /// The target answered with an error status.
-    #[error("answered with status {status}")]
+    #[error("{}", TransportFault::Status(*.status))]
     Status {
         /// The status.
         status: u16,
@@ -69,16 +70,35 @@ pub enum CallError {
     Failed(String),
 }
 
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl CallError {
     /// Which retry class this error belongs to, if it is retryable at all.
     pub fn retry_class(&self) -> Option<RetryOn> {
+        self.transport().and_then(|fault| fault.retry_class())
+    }
+
+    /// The failure in the words and class every connector shares (and the scenario
+    /// suite's faults use), when it is one of those.
+    pub fn transport(&self) -> Option<TransportFault> {
         match self {
-            CallError::Timeout(_) => Some(RetryOn::Timeout),
-            CallError::Connection(_) => Some(RetryOn::Connection),
-            CallError::Status { status: 429, .. } => Some(RetryOn::Status429),
-            CallError::Status { status, .. } if *status >= 500 => Some(RetryOn::Status5xx),
+            CallError::Timeout(after) => Some(TransportFault::Timeout(millis(*after))),
+            CallError::Connection(why) => Some(TransportFault::Connection(why.clone())),
+            CallError::Status { status, .. } => Some(TransportFault::Status(*status)),
             _ => None,
         }
+    }
+
+    /// The failed attempt as the interpreter takes it: the message and its retry class.
+    pub fn attempt(&self) -> (String, AttemptFailure) {
+        (
+            self.to_string(),
+            AttemptFailure {
+                class: self.retry_class(),
+            },
+        )
     }
 
     /// Whether the target may have acted on the call (so a retry must carry the same

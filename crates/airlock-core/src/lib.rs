@@ -2,20 +2,26 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod authz;
 pub mod canonical;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
 pub mod expr;
+pub mod ids;
+pub mod interpreter;
 pub mod model;
 pub mod parity;
 pub mod policy;
 pub mod project;
 pub mod readiness;
+pub mod release;
+pub mod run;
 pub mod scaffold;
 pub mod schedule;
 pub mod source;
+pub mod suite;
 pub mod validate;
 pub mod webhook;
 pub mod yaml;

@@ -2,9 +2,9 @@
 //! calls connectors, settles runs.
 
 use crate::clock::Clock;
-use crate::interpreter::{self, AttemptFailure, CallPlan, Decision, Input, Next};
 use crate::runtime::Runtime;
 use airlock_connectors::CallRequest;
+use airlock_core::interpreter::{self, AttemptFailure, CallPlan, Decision, Input, Next};
 use airlock_core::model::Workflow;
 use airlock_store::{
     Claim, Commit, Enqueued, Error as StoreError, NewJournalEntry, NewRun, Run, RunStatus,

@@ -1,6 +1,6 @@
 //! The durable executor.
 //!
-//! [`interpreter`] decides, purely, what a run does next from its journal;
+//! `airlock_core::interpreter` decides, purely, what a run does next from its journal;
 //! [`executor::Engine`] claims runs from the store, performs those decisions (the only
 //! place with I/O), and journals every result before the run moves on. [`runtime`]
 //! supplies the workflow versions and connectors (with secrets resolved from the
@@ -8,10 +8,7 @@
 
 pub mod clock;
 pub mod executor;
-pub mod interpreter;
-pub mod render;
 pub mod runtime;
-pub mod scenario;
 
 pub use clock::{Clock, SystemClock};
 pub use executor::{Accepted, Engine, EngineError, EngineOptions, Observer};
@@ -19,5 +16,5 @@ pub use runtime::{ProjectRuntime, Runtime};
 
 /// A new run id: time-ordered (UUIDv7), so ids sort by acceptance.
 pub fn new_run_id() -> String {
-    format!("run_{}", uuid::Uuid::now_v7().simple())
+    airlock_core::ids::run_id(SystemClock.now(), rand::random())
 }

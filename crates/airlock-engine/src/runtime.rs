@@ -4,10 +4,7 @@
 use airlock_connectors::record::{RecordSink, RecordedCall};
 use airlock_connectors::secrets::{Keyring, Redactor, SecretError, SecretLookup};
 use airlock_connectors::{CallError, Connector, Egress};
-use airlock_core::decode::Cx;
-use airlock_core::diagnostic::Diagnostics;
 use airlock_core::model::{BindingMode, Manifest, Workflow};
-use airlock_core::source::SourceFile;
 use airlock_store::{NewTestRecord, Store};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -29,22 +26,6 @@ pub trait Runtime: Send + Sync {
     ) -> Result<Arc<dyn Connector>, CallError>;
     /// What to redact from anything journaled for `environment`.
     fn redactor(&self, environment: &str) -> Redactor;
-}
-
-/// Decodes a workflow from its YAML (a stored version's source).
-pub fn decode_workflow(source: &str) -> Result<Workflow, String> {
-    let file = SourceFile::new("workflow.yaml", source);
-    let node = airlock_core::yaml::parse(0, &file).map_err(|d| d.message)?;
-    let mut diagnostics = Diagnostics::default();
-    let mut cx = Cx::new(0, &mut diagnostics);
-    let workflow = airlock_core::model::workflow::decode(&mut cx, &node);
-    match workflow {
-        Some(w) if diagnostics.is_empty() => Ok(w),
-        _ => Err(diagnostics.into_sorted().first().map_or_else(
-            || "the workflow does not decode".to_owned(),
-            |d| d.message.clone(),
-        )),
-    }
 }
 
 /// The runtime of a project folder: its manifest's bindings, its keys, one store.
@@ -161,7 +142,9 @@ impl Runtime for ProjectRuntime {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("version {version} is not in the store"))?;
-        let workflow = Arc::new(decode_workflow(&stored.source)?);
+        let workflow = Arc::new(airlock_core::model::workflow::decode_source(
+            &stored.source,
+        )?);
         if let Ok(mut cache) = self.workflows.lock() {
             cache.insert(version.to_owned(), workflow.clone());
         }

@@ -262,7 +262,7 @@ async fn retry_run(
         .map(|e| e.entry)
         .collect();
     let now = app.clock.now();
-    let marks = airlock_engine::interpreter::retry_marks(&journal, now);
+    let marks = airlock_core::interpreter::retry_marks(&journal, now);
     app.store.retry_run(&id, now, &marks).await?;
     audit(&app, &caller, "run.retry", &run.environment, &id, json!({})).await;
     Ok((

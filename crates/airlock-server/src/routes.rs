@@ -116,7 +116,7 @@ impl RouteTable {
             );
             return Ok(None);
         };
-        let workflow = match airlock_engine::runtime::decode_workflow(&stored.source) {
+        let workflow = match airlock_core::model::workflow::decode_source(&stored.source) {
             Ok(w) => Arc::new(w),
             Err(reason) => {
                 tracing::warn!(version, %reason, "a deployed version does not decode");

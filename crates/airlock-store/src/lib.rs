@@ -22,6 +22,16 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
+// The model the store persists is the core's; it is re-exported so that a caller of the
+// trait names its arguments from one crate.
+pub use airlock_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent, verify_audit_chain};
+pub use airlock_core::release::{
+    Approval, Deployment, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest,
+    Release, ReleaseKind, RequestStatus, WorkflowVersion,
+};
+pub use airlock_core::run::{
+    JournalEntry, NewJournalEntry, NewRun, Run, RunStatus, StepDecision, StepStatus, Timestamp,
+};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 

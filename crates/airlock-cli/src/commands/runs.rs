@@ -211,7 +211,7 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
             .map(|e| e.entry)
             .collect();
         let now = workspace::now();
-        let marks = airlock_engine::interpreter::retry_marks(&journal, now);
+        let marks = airlock_core::interpreter::retry_marks(&journal, now);
         workspace
             .store
             .retry_run(id, now, &marks)

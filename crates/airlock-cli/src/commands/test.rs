@@ -5,7 +5,7 @@
 use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::workspace::{self, Workspace};
-use airlock_engine::scenario::{self, Category, Coverage, WorkflowReport};
+use airlock_core::suite::{self, Category, Coverage, WorkflowReport};
 use airlock_server::ops;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,7 +36,7 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
         workspace.workflow(name)?;
     }
     let project = workspace.project();
-    let suites = scenario::suites(project, only);
+    let suites = suite::suites(project, only);
     let total: usize = suites.iter().map(|s| s.scenarios.len()).sum();
     let bar =
         (!global.json && total > PROGRESS_ABOVE && std::io::stdout().is_terminal()).then(|| {
@@ -49,7 +49,7 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             bar
         });
     let started = Instant::now();
-    let reports = scenario::run_suites(&suites, &|| {
+    let reports = suite::run_suites(&suites, &|| {
         if let Some(bar) = &bar {
             bar.inc(1);
         }

@@ -390,6 +390,23 @@ struct StepCx<'a, 'd> {
     cx: &'a mut Cx<'d>,
 }
 
+/// Decodes a stored version's source (the YAML a version was hashed from) into the
+/// workflow the interpreter runs; the first problem's message when it does not decode.
+pub fn decode_source(source: &str) -> Result<Workflow, String> {
+    let file = crate::source::SourceFile::new("workflow.yaml", source);
+    let node = crate::yaml::parse(0, &file).map_err(|d| d.message)?;
+    let mut diagnostics = crate::diagnostic::Diagnostics::default();
+    let mut cx = Cx::new(0, &mut diagnostics);
+    let workflow = decode(&mut cx, &node);
+    match workflow {
+        Some(w) if diagnostics.is_empty() => Ok(w),
+        _ => Err(diagnostics.into_sorted().first().map_or_else(
+            || "the workflow does not decode".to_owned(),
+            |d| d.message.clone(),
+        )),
+    }
+}
+
 /// Decodes a workflow file.
 pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Option<Workflow> {
     let mut fields = cx.fields(root, "workflow")?;

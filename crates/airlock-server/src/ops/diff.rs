@@ -130,7 +130,7 @@ async fn side(
             let decoded = store
                 .version(&deployed.version)
                 .await?
-                .and_then(|v| airlock_engine::runtime::decode_workflow(&v.source).ok());
+                .and_then(|v| airlock_core::model::workflow::decode_source(&v.source).ok());
             Some(Running {
                 version: deployed.version,
                 origin: Origin::Deployed,

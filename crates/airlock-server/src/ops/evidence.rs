@@ -3,7 +3,7 @@
 
 use super::{OpsError, store_working_version, workflow as find_workflow};
 use airlock_core::project::Project;
-use airlock_engine::scenario::WorkflowReport;
+use airlock_core::suite::WorkflowReport;
 use airlock_store::{Evidence, NewEvidence, Store};
 use serde::{Deserialize, Serialize};
 

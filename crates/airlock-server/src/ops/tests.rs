@@ -73,8 +73,8 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
 }
 
 async fn record_evidence(store: &dyn Store, project: &Project, now: i64) {
-    let suites = airlock_engine::scenario::suites(project, None);
-    let reports = airlock_engine::scenario::run_suites(&suites, &|| {});
+    let suites = airlock_core::suite::suites(project, None);
+    let reports = airlock_core::suite::run_suites(&suites, &|| {});
     assert!(reports.iter().all(|r| r.passed));
     evidence::record(store, project, &reports, now)
         .await

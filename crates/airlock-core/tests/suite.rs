@@ -3,7 +3,7 @@
 
 use airlock_core::project::{self, Project};
 use airlock_core::source::SourceFile;
-use airlock_engine::scenario::{self, Arm, Category, Item, ScenarioResult, WorkflowReport};
+use airlock_core::suite::{self, Arm, Category, Item, ScenarioResult, WorkflowReport};
 
 /// The starter project, plus extra files (a path already there is replaced).
 fn project_with(extra: &[(&str, &str)]) -> Project {
@@ -18,7 +18,7 @@ fn project_with(extra: &[(&str, &str)]) -> Project {
 }
 
 fn reports(project: &Project, only: Option<&str>) -> Vec<WorkflowReport> {
-    scenario::run_suites(&scenario::suites(project, only), &|| {})
+    suite::run_suites(&suite::suites(project, only), &|| {})
 }
 
 /// Runs one scenario file of order-intake written for the test.
@@ -320,9 +320,9 @@ fn coverage_names_an_uncovered_else_branch_and_an_unexercised_failure_path() {
         .scenarios_of("order-intake")
         .find(|s| s.scenario.name == "big-order")
         .unwrap();
-    let result = scenario::run_scenario(workflow, &big.scenario);
+    let result = suite::run_scenario(workflow, &big.scenario);
     assert!(result.passed, "{:?}", result.failures);
-    let coverage = scenario::coverage(workflow, &[result]);
+    let coverage = suite::coverage(workflow, &[result]);
     let uncovered: Vec<(&str, &str)> = coverage
         .uncovered()
         .map(|e| (e.category.kind(), e.label.as_str()))
@@ -466,9 +466,9 @@ fn results_are_the_same_on_one_thread_or_many() {
         .map(|(p, t)| (p.as_str(), t.as_str()))
         .collect();
     let project = project_with(&extra);
-    let suites = scenario::suites(&project, None);
+    let suites = suite::suites(&project, None);
     let count = std::sync::atomic::AtomicUsize::new(0);
-    let parallel = scenario::run_suites(&suites, &|| {
+    let parallel = suite::run_suites(&suites, &|| {
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     });
     assert_eq!(

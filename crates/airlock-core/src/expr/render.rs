@@ -6,7 +6,7 @@
 //! `{{ expression }}` keeps the expression's type (a number stays a number); any
 //! other template renders to a string.
 
-use airlock_core::expr;
+use crate::expr;
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -4,9 +4,12 @@
 //! template cannot loop or explode.
 //!
 //! This module checks what can be checked before a run: syntax, and which names an
-//! expression reads.
+//! expression reads; [`render`] evaluates templates and conditions against a run's scope,
+//! in the same environment, so what was checked is what runs.
 
 use std::sync::OnceLock;
+
+pub mod render;
 
 /// Instructions a single template or condition may execute before it is stopped.
 pub const FUEL: u64 = 50_000;

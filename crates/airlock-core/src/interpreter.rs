@@ -9,10 +9,10 @@
 //! it is the only place with I/O. Replaying a journal always reaches the same point,
 //! so a run resumed after a crash continues exactly where its journal stops.
 
-use crate::render::{self, Context, RenderError, Scope};
-use airlock_core::model::workflow::RetryOn;
-use airlock_core::model::{Retry, Step, StepKind, Workflow};
-use airlock_store::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus, Timestamp};
+use crate::expr::render::{self, Context, RenderError, Scope};
+use crate::model::workflow::RetryOn;
+use crate::model::{Retry, Step, StepKind, Workflow};
+use crate::run::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus, Timestamp};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -712,6 +712,45 @@ pub fn started_entry(plan: &CallPlan, input: Option<Value>, now: Timestamp) -> N
 pub struct AttemptFailure {
     /// The retry class of the error, if it is transient.
     pub class: Option<RetryOn>,
+}
+
+/// The failures every connector kind words and classifies alike, whatever it talks to.
+/// The connectors' errors display these words, and the scenario suite's faults use them,
+/// so a stubbed `timeout` fails a step exactly as a real one does.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransportFault {
+    /// No answer in time. The target may have acted.
+    #[error("timed out after {0}ms")]
+    Timeout(u64),
+    /// The connection could not be made.
+    #[error("connection refused or failed: {0}")]
+    Connection(String),
+    /// The target answered with an error status.
+    #[error("answered with status {0}")]
+    Status(u16),
+}
+
+impl TransportFault {
+    /// The retry class: timeouts, connection failures, 429 and 5xx are transient.
+    pub fn retry_class(&self) -> Option<RetryOn> {
+        match self {
+            TransportFault::Timeout(_) => Some(RetryOn::Timeout),
+            TransportFault::Connection(_) => Some(RetryOn::Connection),
+            TransportFault::Status(429) => Some(RetryOn::Status429),
+            TransportFault::Status(status) if *status >= 500 => Some(RetryOn::Status5xx),
+            TransportFault::Status(_) => None,
+        }
+    }
+
+    /// The failed attempt as the interpreter takes it: the message and its class.
+    pub fn attempt(&self) -> (String, AttemptFailure) {
+        (
+            self.to_string(),
+            AttemptFailure {
+                class: self.retry_class(),
+            },
+        )
+    }
 }
 
 /// The journal entry for a call's result: success, a failure to retry at a time, or a

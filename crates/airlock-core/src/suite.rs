@@ -33,17 +33,15 @@
 //! [`coverage`] gathers, per workflow, which branch arms, failure paths and connector
 //! actions the scenarios reached; see [`Item`].
 
-use crate::interpreter::{self, AttemptFailure, CallPlan, Input, Next};
-use airlock_connectors::CallError;
-use airlock_core::model::{MatchMode, Scenario, Step, StepKind, StubReply, Workflow};
-use airlock_core::project::Project;
-use airlock_store::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus, Timestamp};
+use crate::interpreter::{self, AttemptFailure, CallPlan, Input, Next, TransportFault};
+use crate::model::{MatchMode, Scenario, Step, StepKind, StubReply, Workflow};
+use crate::project::Project;
+use crate::run::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// The fake clock's start when the trigger gives no `time`: 2026-01-01T00:00:00Z.
 pub const DEFAULT_START: Timestamp = 1_767_225_600_000;
@@ -338,7 +336,7 @@ pub struct Prepared<'a> {
 impl<'a> Prepared<'a> {
     /// Prepares `workflow` (hashing it for its version id).
     pub fn new(workflow: &'a Workflow) -> Self {
-        let version = airlock_core::canonical::version_id(workflow).0;
+        let version = crate::canonical::version_id(workflow).0;
         Self::with_version(workflow, version)
     }
 
@@ -747,31 +745,19 @@ fn trigger(scenario: &Scenario) -> (Value, Timestamp) {
 
 /// A stub's answer to one attempt, and how long the fake clock moves.
 fn answer(reply: &StubReply, plan: &CallPlan) -> (Result<Value, (String, AttemptFailure)>, i64) {
-    let fault = |e: CallError| {
-        Err((
-            e.to_string(),
-            AttemptFailure {
-                class: e.retry_class(),
-            },
-        ))
-    };
     match reply {
         StubReply::Respond(value) => (Ok(value.to_json()), CALL_MS),
         StubReply::Timeout => (
-            fault(CallError::Timeout(Duration::from_millis(plan.timeout_ms))),
+            Err(TransportFault::Timeout(plan.timeout_ms).attempt()),
             i64::try_from(plan.timeout_ms).unwrap_or(i64::MAX),
         ),
         StubReply::ConnectionRefused => (
-            fault(CallError::Connection("connection refused".into())),
+            Err(TransportFault::Connection("connection refused".into()).attempt()),
             CALL_MS,
         ),
-        StubReply::Status(status, body) => (
-            fault(CallError::Status {
-                status: *status,
-                body: body.as_ref().map_or(Value::Null, |b| b.to_json()),
-            }),
-            CALL_MS,
-        ),
+        StubReply::Status(status, _body) => {
+            (Err(TransportFault::Status(*status).attempt()), CALL_MS)
+        }
     }
 }
 

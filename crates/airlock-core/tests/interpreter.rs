@@ -1,11 +1,11 @@
 //! The interpreter as a pure function: whole runs simulated with a fake clock and
 //! scripted connector answers, crashes included.
 
+use airlock_core::interpreter::{self, AttemptFailure, CallPlan, Input, Next};
 use airlock_core::model::Workflow;
 use airlock_core::model::workflow::RetryOn;
-use airlock_engine::interpreter::{self, AttemptFailure, CallPlan, Input, Next};
-use airlock_engine::runtime::decode_workflow;
-use airlock_store::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus};
+
+use airlock_core::run::{NewJournalEntry, Run, RunStatus, StepDecision, StepStatus};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -14,7 +14,7 @@ fn scaffold(name: &str) -> Workflow {
         .iter()
         .find(|(path, _)| path.ends_with(&format!("{name}.yaml")) && path.starts_with("workflows/"))
         .unwrap();
-    decode_workflow(text).unwrap()
+    airlock_core::model::workflow::decode_source(text).unwrap()
 }
 
 fn run(trigger: Value) -> Run {

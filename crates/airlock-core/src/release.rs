@@ -1,0 +1,200 @@
+//! The path between environments: stored workflow versions, what each environment runs,
+//! evidence bound to a version hash, promotion requests and their approvals, releases.
+
+use crate::run::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A workflow version: the canonical form and the source it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowVersion {
+    /// The version id (the canonical form's SHA-256).
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The canonical JSON.
+    pub canonical: String,
+    /// The YAML it was decoded from, so the exact version can be run again.
+    pub source: String,
+    /// When it was first stored.
+    pub created_at: Timestamp,
+}
+
+/// Which version an environment runs for a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The environment.
+    pub environment: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The version id.
+    pub version: String,
+    /// Who made the change.
+    pub actor: String,
+    /// When.
+    pub updated_at: Timestamp,
+}
+
+/// A fact about one workflow version: a scenario-suite result, a replay comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvidence {
+    /// The workflow.
+    pub workflow: String,
+    /// The exact version the fact is about.
+    pub version: String,
+    /// What kind of fact (`scenarios`).
+    pub kind: String,
+    /// Whether it counts in the version's favour.
+    pub passed: bool,
+    /// The details: counts, coverage, uncovered items.
+    pub summary: Value,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Evidence as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Its sequence number.
+    pub id: i64,
+    /// The fact.
+    #[serde(flatten)]
+    pub evidence: NewEvidence,
+}
+
+/// Where a promotion request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Waiting for its requirements (approvals) to hold.
+    Open,
+    /// It became a release.
+    Released,
+    /// An approver rejected it.
+    Rejected,
+}
+
+impl RequestStatus {
+    /// The status as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Open => "open",
+            RequestStatus::Released => "released",
+            RequestStatus::Rejected => "rejected",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "open" => RequestStatus::Open,
+            "released" => RequestStatus::Released,
+            "rejected" => RequestStatus::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// "Run version H of workflow W in environment T", asked by someone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewPromotionRequest {
+    /// Its id (`req_…`).
+    pub id: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The exact version the source environment runs.
+    pub version: String,
+    /// The source environment.
+    pub from_environment: String,
+    /// The target environment.
+    pub to_environment: String,
+    /// Who asked.
+    pub author: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// A promotion request as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRequest {
+    /// The request.
+    #[serde(flatten)]
+    pub request: NewPromotionRequest,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// When it was released or rejected.
+    pub closed_at: Option<Timestamp>,
+}
+
+/// A named person's decision on a promotion request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The request.
+    pub request: String,
+    /// Who.
+    pub approver: String,
+    /// Yes or no.
+    pub approved: bool,
+    /// Why (required for a rejection by the CLI).
+    pub reason: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What made a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseKind {
+    /// An accepted promotion request.
+    Promotion,
+    /// A return to an earlier release's version.
+    Rollback,
+}
+
+impl ReleaseKind {
+    /// The kind as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseKind::Promotion => "promotion",
+            ReleaseKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// A release to record: the environment runs `version` of `workflow` from now on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRelease {
+    /// Its id (`rel_…`).
+    pub id: String,
+    /// The environment.
+    pub environment: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The version released.
+    pub version: String,
+    /// Promotion or rollback.
+    pub kind: ReleaseKind,
+    /// The promotion request it came from, if any (closed as released in the same write).
+    pub request: Option<String>,
+    /// Who asked for it.
+    pub author: String,
+    /// Who approved it.
+    pub approvers: Vec<String>,
+    /// The evidence and the policy's verdict at the time.
+    pub evidence: Value,
+    /// The release the caller believes is current (None: none yet). If another release
+    /// happened meanwhile, the store refuses the write as a conflict.
+    pub expected_current: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A release as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// The release.
+    #[serde(flatten)]
+    pub release: NewRelease,
+    /// The release that was current before it (what a rollback returns to).
+    pub previous: Option<String>,
+}
