@@ -1,7 +1,7 @@
 //! The CLI against a running server: `--server URL` (or `AIRLOCK_SERVER`) with the token in
 //! `AIRLOCK_TOKEN` (an environment variable, never an argument: arguments show in `ps`).
 //! Commands fetch the same records over the API that they read from the store locally and
-//! print them the same way: the promotion path's answers are `airlock_server::ops`'s own
+//! print them the same way: the promotion path's answers are `airlock_ops`'s own
 //! result types, read back from JSON, so one renderer prints both. Which commands do
 //! this, which ignore the flag and which refuse it is decided in `commands::reach`.
 //!

@@ -87,7 +87,7 @@ impl Workspace {
 
     /// Stores the working copy's version of a workflow and returns its id.
     pub async fn store_working_version(&self, workflow: &WorkflowFile) -> Result<String, CliError> {
-        airlock_server::ops::store_working_version(&*self.store, self.project(), workflow, now())
+        airlock_ops::store_working_version(&*self.store, self.project(), workflow, now())
             .await
             .map_err(crate::commands::ops_error)
     }

@@ -1,7 +1,7 @@
 //! The promotion path over the server's API: deploy, evidence, readiness, promote,
 //! approve, reject, rollback, releases, diff and validate, each with a scoped token,
 //! against a real `airlock serve` process. The decisions are the ones the CLI makes
-//! (`airlock_server::ops`), so the same rules hold: a protected environment is never
+//! (`airlock_ops`), so the same rules hold: a protected environment is never
 //! deployed to, a promotion is authorised in its target, the approver is the token's
 //! name and must be an approver of the target, never the request's author.
 

@@ -22,6 +22,7 @@ pub mod scaffold;
 pub mod schedule;
 pub mod source;
 pub mod suite;
+pub mod time;
 pub mod validate;
 pub mod webhook;
 pub mod yaml;

@@ -738,7 +738,7 @@ fn trigger(scenario: &Scenario) -> (Value, Timestamp) {
     let start = trigger
         .get("time")
         .and_then(Value::as_str)
-        .and_then(parse_rfc3339_ms)
+        .and_then(crate::time::parse_rfc3339)
         .unwrap_or(DEFAULT_START);
     (Value::Object(trigger), start)
 }
@@ -1035,60 +1035,6 @@ fn show(value: &Value) -> String {
     format!("{cut}…")
 }
 
-/// `2026-11-30T07:00:00Z`, `2026-11-30T07:00:00.250+01:00` → milliseconds since the epoch.
-pub fn parse_rfc3339_ms(text: &str) -> Option<Timestamp> {
-    let text = text.trim();
-    let (date, rest) = text.split_once(['T', 't', ' '])?;
-    let mut parts = date.splitn(3, '-');
-    let year: i64 = parts.next()?.parse().ok()?;
-    let month: i64 = parts.next()?.parse().ok()?;
-    let day: i64 = parts.next()?.parse().ok()?;
-    let (time, offset_minutes) = if let Some(time) = rest.strip_suffix(['Z', 'z']) {
-        (time, 0)
-    } else {
-        let at = rest.rfind(['+', '-'])?;
-        let (time, offset) = rest.split_at(at);
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (h, m) = offset[1..].split_once(':')?;
-        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-        if h > 23 || m > 59 {
-            return None;
-        }
-        (time, sign * (h * 60 + m))
-    };
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut parts = hms.splitn(3, ':');
-    let hour: i64 = parts.next()?.parse().ok()?;
-    let minute: i64 = parts.next()?.parse().ok()?;
-    let second: i64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    if !fraction.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    seconds.checked_mul(1_000)?.checked_add(millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 // ---- suites ----
 
 /// One workflow's scenarios, ready to run.
@@ -1224,15 +1170,21 @@ mod tests {
 
     #[test]
     fn rfc3339_times_parse_to_milliseconds() {
-        assert_eq!(parse_rfc3339_ms(DEFAULT_TIME), Some(DEFAULT_START));
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("1970-01-01T01:00:00.250+01:00"), Some(250));
         assert_eq!(
-            parse_rfc3339_ms("2026-11-30T07:00:00Z"),
+            crate::time::parse_rfc3339(DEFAULT_TIME),
+            Some(DEFAULT_START)
+        );
+        assert_eq!(crate::time::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            crate::time::parse_rfc3339("1970-01-01T01:00:00.250+01:00"),
+            Some(250)
+        );
+        assert_eq!(
+            crate::time::parse_rfc3339("2026-11-30T07:00:00Z"),
             Some(1_796_022_000_000)
         );
-        assert_eq!(parse_rfc3339_ms("yesterday"), None);
-        assert_eq!(parse_rfc3339_ms("2026-13-01T00:00:00Z"), None);
+        assert_eq!(crate::time::parse_rfc3339("yesterday"), None);
+        assert_eq!(crate::time::parse_rfc3339("2026-13-01T00:00:00Z"), None);
     }
 
     #[test]

@@ -291,8 +291,8 @@ async fn start_run(
     let deployment = match app.store.deployment(&environment, &workflow).await? {
         Some(deployment) => deployment,
         None => {
-            let env = crate::ops::environment(&app.manifest, &environment)?;
-            return Err(crate::ops::nothing_deployed(env, &workflow).into());
+            let env = airlock_ops::environment(&app.manifest, &environment)?;
+            return Err(airlock_ops::nothing_deployed(env, &workflow).into());
         }
     };
     let now = app.clock.now();
@@ -308,7 +308,7 @@ async fn start_run(
                 "body": body,
                 "headers": {},
                 "query": {},
-                "time": crate::hooks::rfc3339(now),
+                "time": airlock_core::time::rfc3339(now),
                 "by": caller.name,
             }),
             dedupe_key: None,
@@ -350,12 +350,12 @@ async fn approve_step(
 ) -> Result<Json<Value>, ApiError> {
     let (run, caller) = authorised_run(&app, &headers, &id, Action::Approve).await?;
     // The role allows approving here; the environment's list decides who is an approver.
-    crate::ops::require_approver(
+    airlock_ops::require_approver(
         &*app.store,
         &app.manifest,
         &run.environment,
         &caller.name,
-        crate::ops::Decides::Step {
+        airlock_ops::Decides::Step {
             run: &id,
             step: &step,
         },
@@ -434,7 +434,7 @@ async fn records(
 pub(crate) struct SecretList {
     /// The secrets the environment declares in the server's airlock.yaml, in its order:
     /// names and update times, never values.
-    secrets: Vec<crate::ops::secrets::SecretRow>,
+    secrets: Vec<airlock_ops::secrets::SecretRow>,
 }
 
 /// The secrets an environment declares in the server's airlock.yaml, each with whether a
@@ -454,7 +454,8 @@ async fn list_secrets(
     auth::require(&app, &headers, &environment, Action::ListSecrets, "secrets").await?;
     // The manifest the server started with: the one `set_secret` checks declarations
     // against, so what is listed is exactly what may be set.
-    let secrets = crate::ops::secrets::list(&*app.store, &app.manifest, Some(&environment)).await?;
+    let secrets =
+        airlock_ops::secrets::list(&*app.store, &app.manifest, Some(&environment)).await?;
     Ok(Json(SecretList { secrets }))
 }
 
@@ -465,7 +466,7 @@ async fn list_secrets(
 #[utoipa::path(get, path = "/api/v1/environments/{environment}/check", tag = "api",
     security(("token" = [])),
     params(("environment" = String, Path, description = "The environment")),
-    responses((status = 200, description = "Each binding's answer", body = crate::ops::check::CheckReport),
+    responses((status = 200, description = "Each binding's answer", body = airlock_ops::check::CheckReport),
               (status = 403, description = "Not a deployer or admin of that environment", body = ErrorBody),
               (status = 404, description = "The server's manifest has no such environment", body = ErrorBody),
               (status = 409, description = "The server's project does not validate", body = ErrorBody)))]
@@ -473,7 +474,7 @@ async fn check_bindings(
     State(app): State<Arc<App>>,
     Path(environment): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<crate::ops::check::CheckReport>, ApiError> {
+) -> Result<Json<airlock_ops::check::CheckReport>, ApiError> {
     // Deployer rather than runner: see `Action::Check`.
     auth::require(&app, &headers, &environment, Action::Check, "check").await?;
     let project = crate::promotion_api::project(&app).await?;
@@ -488,7 +489,8 @@ async fn check_bindings(
         app.clock.clone(),
     );
     let report =
-        crate::ops::check::check(&runtime, &app.manifest, &project.workflows, &environment).await?;
+        airlock_ops::check::check(&runtime, &app.manifest, &project.workflows, &environment)
+            .await?;
     Ok(Json(report))
 }
 

@@ -88,9 +88,9 @@ impl From<airlock_engine::EngineError> for ApiError {
     }
 }
 
-impl From<crate::ops::OpsError> for ApiError {
-    fn from(error: crate::ops::OpsError) -> Self {
-        use crate::ops::OpsError;
+impl From<airlock_ops::OpsError> for ApiError {
+    fn from(error: airlock_ops::OpsError) -> Self {
+        use airlock_ops::OpsError;
         let error = match error {
             OpsError::Store(e) => return Self::from(e),
             other => other,
@@ -124,7 +124,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::OpsError;
+    use airlock_ops::OpsError;
 
     #[test]
     fn each_refusal_of_an_operation_has_its_status_and_keeps_its_hint() {

@@ -20,7 +20,6 @@ mod completions;
 mod error;
 mod hooks;
 mod metrics;
-pub mod ops;
 mod promotion_api;
 mod retention;
 mod routes;

@@ -1,15 +1,15 @@
 //! The promotion path over HTTP: deploy, promote, approve, reject, rollback, releases,
 //! readiness, diff, evidence and validate. Each handler authorises the caller, then calls
-//! the same [`crate::ops`] function the CLI calls; the caller's token name is the actor
+//! the same [`airlock_ops`] function the CLI calls; the caller's token name is the actor
 //! (and the approver's identity).
 
 use crate::App;
 use crate::api::ErrorBody;
 use crate::auth;
 use crate::error::ApiError;
-use crate::ops;
 use airlock_core::authz::Action;
 use airlock_core::project::{Loaded, Project};
+use airlock_ops as ops;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};

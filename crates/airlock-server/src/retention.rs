@@ -3,7 +3,7 @@
 //! PostgreSQL concurrent passes skip each other's rows.
 
 use crate::App;
-use crate::ops::retention;
+use airlock_ops::retention;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `airlock approve-step RUN STEP --as NAME [--reject]`: a person's decision on an
 //! approval step; the run then continues. Who may decide is
-//! `airlock_server::ops::require_approver`, the rule the API applies too.
+//! `airlock_ops::require_approver`, the rule the API applies too.
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -52,12 +52,12 @@ pub fn run(
             .await
             .map_err(store_error)?
             .ok_or_else(|| CliError::usage(format!("no run `{run_id}`"), None))?;
-        airlock_server::ops::require_approver(
+        airlock_ops::require_approver(
             &*workspace.store,
             &workspace.project().manifest,
             &run.environment,
             approver,
-            airlock_server::ops::Decides::Step { run: run_id, step },
+            airlock_ops::Decides::Step { run: run_id, step },
             workspace::now(),
         )
         .await

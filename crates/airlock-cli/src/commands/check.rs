@@ -1,6 +1,6 @@
 //! `airlock check --env E`: every binding of E reached for real, within E's egress.
 //!
-//! The rows are `airlock_server::ops::check`'s. Against a server (`--server`, a deployer's
+//! The rows are `airlock_ops::check`'s. Against a server (`--server`, a deployer's
 //! token) the server reaches the bindings from its side, with its keys, secrets and
 //! network (`GET /api/v1/environments/{environment}/check`), and answers the same rows,
 //! which print the same way.
@@ -9,7 +9,7 @@ use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
-use airlock_server::ops::check::CheckReport;
+use airlock_ops::check::CheckReport;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
@@ -22,7 +22,7 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
             let workspace = Workspace::open(global)?;
             let project = workspace.project();
             workspace::runtime()?
-                .block_on(airlock_server::ops::check::check(
+                .block_on(airlock_ops::check::check(
                     &workspace.connectors(),
                     &project.manifest,
                     &project.workflows,

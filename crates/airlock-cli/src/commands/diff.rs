@@ -1,5 +1,5 @@
 //! `airlock diff FROM TO`: the parity report between two environments. The facts come
-//! from the project and the store (`airlock_server::ops::diff`, shared with the API);
+//! from the project and the store (`airlock_ops::diff`, shared with the API);
 //! `airlock_core::parity` judges them. Against a server, the server's report (its project,
 //! its store), read back as the same type and printed the same way.
 
@@ -8,8 +8,8 @@ use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::parity::{Dimension, Finding, ParityReport, Status};
-use airlock_server::ops;
-use airlock_server::ops::diff::Diff;
+use airlock_ops as ops;
+use airlock_ops::diff::Diff;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 //! The path to a protected environment: `promote`, `approve`, `reject`, `rollback`,
-//! `releases`. The decisions are `airlock_server::ops::promotion`'s, shared with the API:
+//! `releases`. The decisions are `airlock_ops::promotion`'s, shared with the API:
 //! locally the CLI calls them on the project's store, with `--as` saying who acts;
 //! against a server (`--server`) it calls the API, whose token says who acts, and reads
 //! back the same result types. Either way one renderer prints the result.
@@ -9,8 +9,8 @@ use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::policy::Verdict;
-use airlock_server::ops::promotion::{Decision, Promotion, ReleaseRow, Rollback};
-use airlock_server::ops::{self, OpsError, short};
+use airlock_ops::promotion::{Decision, Promotion, ReleaseRow, Rollback};
+use airlock_ops::{self as ops, OpsError, short};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 use std::process::ExitCode;

@@ -4,7 +4,7 @@
 use crate::cli::Global;
 use crate::error::CliError;
 use crate::workspace::{self, Workspace};
-use airlock_server::ops::retention;
+use airlock_ops::retention;
 use serde_json::json;
 use std::process::ExitCode;
 

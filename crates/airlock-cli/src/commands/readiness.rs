@@ -1,5 +1,5 @@
 //! `airlock readiness [WORKFLOW]`: the five checklist answers per workflow (DESIGN.md §1),
-//! from the store and the project (`airlock_server::ops::readiness`, shared with the
+//! from the store and the project (`airlock_ops::readiness`, shared with the
 //! API); `airlock_core::readiness` answers them. Against a server, the server's
 //! checklist, read back as the same type and printed the same way.
 
@@ -8,8 +8,8 @@ use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::readiness::Readiness;
-use airlock_server::ops;
-use airlock_server::ops::readiness::Checklist;
+use airlock_ops as ops;
+use airlock_ops::readiness::Checklist;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {

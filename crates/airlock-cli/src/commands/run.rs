@@ -63,7 +63,7 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
                 d.version
             }
             None if environment.protected => {
-                return Err(super::ops_error(airlock_server::ops::nothing_deployed(
+                return Err(super::ops_error(airlock_ops::nothing_deployed(
                     environment,
                     &workflow.workflow.name.value,
                 )));
@@ -225,7 +225,7 @@ struct StartedRun {
 fn print_header(id: &str, workflow: &str, version: &str, environment: &str) {
     println!(
         "run {id} · {workflow}@{} · {environment}",
-        airlock_server::ops::short(version)
+        airlock_ops::short(version)
     );
 }
 

@@ -5,7 +5,7 @@ use crate::error::CliError;
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_connectors::secrets::{Fingerprinter, Keyring};
-use airlock_server::ops;
+use airlock_ops as ops;
 use airlock_store::SealedSecret;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;

@@ -28,7 +28,7 @@ impl ProjectSource for ProjectFolder {
 }
 
 pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
-    use airlock_server::ops::retention;
+    use airlock_ops::retention;
     if let Some(retain) = args.retain
         && retain.as_millis() < retention::SHORTEST_MS as u128
     {

@@ -6,7 +6,7 @@ use crate::cli::Global;
 use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::workspace::{self, Workspace};
 use airlock_core::suite::{self, Category, Coverage, WorkflowReport};
-use airlock_server::ops;
+use airlock_ops as ops;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@ use crate::project_dir::ProjectDir;
 use crate::remote::Remote;
 use crate::render;
 use airlock_core::project::{self, Loaded};
-use airlock_server::ops::validate::{self as check, Problem, Validation};
+use airlock_ops::validate::{self as check, Problem, Validation};
 use std::process::ExitCode;
 
 /// Loads the project and, when it has problems, prints them all and answers

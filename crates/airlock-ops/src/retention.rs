@@ -49,7 +49,7 @@ pub async fn prune(
             "runs.prune",
             environment,
             environment.unwrap_or("every environment"),
-            json!({ "before": crate::hooks::rfc3339(before), "pruned": pruned }),
+            json!({ "before": airlock_core::time::rfc3339(before), "pruned": pruned }),
         )
         .await?;
     }

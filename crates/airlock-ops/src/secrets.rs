@@ -47,7 +47,7 @@ pub async fn list(
                 environment: env.name.value.clone(),
                 name: name.value.clone(),
                 set: set.is_some(),
-                updated_at: set.map(|s| crate::hooks::rfc3339(s.updated_at)),
+                updated_at: set.map(|s| airlock_core::time::rfc3339(s.updated_at)),
             });
         }
     }
