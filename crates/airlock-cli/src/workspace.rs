@@ -123,18 +123,17 @@ impl Workspace {
         subject: &str,
         detail: serde_json::Value,
     ) -> Result<(), CliError> {
-        self.store
-            .audit(&airlock_store::NewAuditEvent {
-                at: now(),
-                actor: actor.to_owned(),
-                action: action.to_owned(),
-                environment: environment.map(str::to_owned),
-                subject: subject.to_owned(),
-                detail,
-            })
-            .await
-            .map(|_| ())
-            .map_err(store_error)
+        airlock_ops::audit(
+            &*self.store,
+            now(),
+            actor,
+            action,
+            environment,
+            subject,
+            detail,
+        )
+        .await
+        .map_err(crate::commands::ops_error)
     }
 }
 

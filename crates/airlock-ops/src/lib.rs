@@ -7,7 +7,10 @@
 //!
 //! One module per area: [`deploy`], [`promotion`] (promote, approve, reject, rollback,
 //! releases), [`diff`], [`readiness`], [`evidence`], [`validate`], [`secrets`] (the declared
-//! secrets, set or not), [`check`] (each binding of an environment reached for real).
+//! secrets, set or not; setting one), [`check`] (each binding of an environment reached for
+//! real), [`runs`] (start, show, retry, decide an approval step), [`retention`], [`tokens`],
+//! and [`audit`], the one way anything is written to the audit log: a failed audit write
+//! fails the operation, it is never skipped.
 
 pub mod check;
 pub mod deploy;
@@ -16,7 +19,9 @@ pub mod evidence;
 pub mod promotion;
 pub mod readiness;
 pub mod retention;
+pub mod runs;
 pub mod secrets;
+pub mod tokens;
 pub mod validate;
 
 use airlock_core::canonical;
@@ -249,6 +254,27 @@ pub async fn audit(
         })
         .await?;
     Ok(())
+}
+
+/// The audit log, oldest first: every event, or those of one environment of the manifest
+/// (`only`; events of no environment, such as policy changes, belong to none). What
+/// `airlock audit` lists and `GET …/audit` answers.
+pub async fn audit_events(
+    store: &dyn Store,
+    manifest: &Manifest,
+    only: Option<&str>,
+) -> Result<Vec<airlock_store::AuditEvent>, OpsError> {
+    if let Some(name) = only {
+        environment(manifest, name)?;
+    }
+    let events = store.audit_log().await?;
+    Ok(match only {
+        Some(name) => events
+            .into_iter()
+            .filter(|e| e.event.environment.as_deref() == Some(name))
+            .collect(),
+        None => events,
+    })
 }
 
 /// Stores the working copy's version of a workflow and returns its id.

@@ -1,15 +1,126 @@
-//! `secrets list`: every secret the manifest declares, each set or not, from the store's
-//! names. What `airlock secrets list` prints and `GET /api/v1/environments/{environment}/
-//! secrets` answers, built here once so the two cannot drift apart.
+//! Secrets: `secrets set` seals a value under its environment's key and stores it
+//! ([`set`]); `secrets list` lists every secret the manifest declares, each set or not,
+//! from the store's names ([`list`]). What `airlock secrets …` does and `PUT`/`GET
+//! /api/v1/environments/{environment}/secrets…` does, decided here once so the two cannot
+//! drift apart.
 //!
 //! Declared rather than stored names: a secret an environment needs but nobody has set
 //! is the row that matters most, and a name stored but no longer declared is used by
 //! nothing. A row has no field a value could go in: secrets are write-only.
 
-use super::{OpsError, environment};
+use super::{OpsError, audit, environment};
+use airlock_connectors::secrets::{Fingerprinter, Keyring};
 use airlock_core::model::Manifest;
-use airlock_store::Store;
+use airlock_store::{SealedSecret, Store};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Refuses (400) a secret `environment` does not declare: only declared secrets are set,
+/// so nothing is stored that no binding can use, and a misspelt name is caught at once.
+pub fn require_declared(
+    manifest: &Manifest,
+    environment_name: &str,
+    name: &str,
+) -> Result<(), OpsError> {
+    let env = environment(manifest, environment_name)?;
+    if env.secrets.iter().any(|s| s.value == name) {
+        return Ok(());
+    }
+    Err(OpsError::bad_request(
+        format!("environment `{environment_name}` does not declare a secret `{name}`"),
+        Some(format!(
+            "add `{name}` to environments.{environment_name}.secrets in airlock.yaml first"
+        )),
+    ))
+}
+
+/// A secret set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretSet {
+    /// The environment.
+    pub environment: String,
+    /// The secret's name.
+    pub name: String,
+    /// Always true.
+    pub set: bool,
+}
+
+/// Sets a declared secret: the value (its final line break dropped; an empty value is
+/// refused) is sealed under the environment's key from `keyring`, stored with a keyed
+/// fingerprint when a `fingerprinter` is given (so `diff` can flag a credential shared
+/// between environments without reading either value), and audited as `secret.set`
+/// (names only). The value goes nowhere else.
+pub async fn set(
+    store: &dyn Store,
+    manifest: &Manifest,
+    keyring: &Keyring,
+    fingerprinter: Option<&Fingerprinter>,
+    secret: SecretToSet<'_>,
+) -> Result<SecretSet, OpsError> {
+    let SecretToSet {
+        environment,
+        name,
+        value,
+        actor,
+        now,
+    } = secret;
+    require_declared(manifest, environment, name)?;
+    let value = value
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(value);
+    if value.is_empty() {
+        return Err(OpsError::bad_request(
+            "the secret's value is empty",
+            Some(format!(
+                "printf '%s' \"$VALUE\" | airlock secrets set {name} --env {environment}"
+            )),
+        ));
+    }
+    let sealed = keyring
+        .seal(environment, name, value)
+        .map_err(|e| OpsError::Unavailable {
+            message: e.to_string(),
+        })?;
+    store
+        .put_secret(&SealedSecret {
+            environment: environment.to_owned(),
+            name: name.to_owned(),
+            sealed,
+            fingerprint: fingerprinter.map(|f| f.fingerprint(value)),
+            updated_at: now,
+        })
+        .await?;
+    audit(
+        store,
+        now,
+        actor,
+        "secret.set",
+        Some(environment),
+        name,
+        json!({}),
+    )
+    .await?;
+    Ok(SecretSet {
+        environment: environment.to_owned(),
+        name: name.to_owned(),
+        set: true,
+    })
+}
+
+/// What [`set`] sets.
+pub struct SecretToSet<'a> {
+    /// The environment whose key seals it.
+    pub environment: &'a str,
+    /// The declared name.
+    pub name: &'a str,
+    /// The value, as read (stdin, a request body).
+    pub value: &'a str,
+    /// Who sets it.
+    pub actor: &'a str,
+    /// Now.
+    pub now: i64,
+}
 
 /// One declared secret. Deserialize too: the CLI reads the API's rows back and prints
 /// them as it prints its own.

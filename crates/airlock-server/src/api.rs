@@ -213,11 +213,7 @@ async fn authorised_run(
 ) -> Result<(airlock_store::Run, Caller), ApiError> {
     // Authenticate first, so an unknown token learns nothing about which runs exist.
     auth::caller(app, headers).await?;
-    let run = app
-        .store
-        .run(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let run = airlock_ops::runs::run(&*app.store, id).await?;
     let caller = auth::require(app, headers, &run.environment, action, id).await?;
     Ok((run, caller))
 }
@@ -231,10 +227,9 @@ async fn show_run(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let (run, _) = authorised_run(&app, &headers, &id, Action::Read).await?;
-    let journal = app.store.journal(&id).await?;
-    Ok(Json(json!({ "run": run, "journal": journal })))
+) -> Result<Json<airlock_ops::runs::RunWithJournal>, ApiError> {
+    authorised_run(&app, &headers, &id, Action::Read).await?;
+    Ok(Json(airlock_ops::runs::show(&*app.store, &id).await?))
 }
 
 /// Puts a dead or failed run back in the queue; steps that succeeded are not run again.
@@ -247,29 +242,9 @@ async fn retry_run(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (run, caller) = authorised_run(&app, &headers, &id, Action::Run).await?;
-    if !matches!(run.status, RunStatus::Dead | RunStatus::Failed) {
-        return Err(ApiError::conflict(format!(
-            "run `{id}` is {}; only dead or failed runs are retried",
-            run.status.as_str()
-        )));
-    }
-    let journal: Vec<_> = app
-        .store
-        .journal(&id)
-        .await?
-        .into_iter()
-        .map(|e| e.entry)
-        .collect();
-    let now = app.clock.now();
-    let marks = airlock_core::interpreter::retry_marks(&journal, now);
-    app.store.retry_run(&id, now, &marks).await?;
-    audit(&app, &caller, "run.retry", &run.environment, &id, json!({})).await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "run": id, "status": "queued" })),
-    )
-        .into_response())
+    let (_, caller) = authorised_run(&app, &headers, &id, Action::Run).await?;
+    let retried = airlock_ops::runs::retry(&*app.store, &id, &caller.name, app.clock.now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(retried)).into_response())
 }
 
 /// Starts a run of the version deployed in the environment, with the body as its input.
@@ -288,38 +263,22 @@ async fn start_run(
     body: Option<Json<Value>>,
 ) -> Result<Response, ApiError> {
     let caller = auth::require(&app, &headers, &environment, Action::Run, &workflow).await?;
-    let deployment = match app.store.deployment(&environment, &workflow).await? {
-        Some(deployment) => deployment,
-        None => {
-            let env = airlock_ops::environment(&app.manifest, &environment)?;
-            return Err(airlock_ops::nothing_deployed(env, &workflow).into());
-        }
-    };
-    let now = app.clock.now();
-    let id = airlock_engine::new_run_id();
-    let body = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
-    app.store
-        .enqueue(&airlock_store::NewRun {
-            id: id.clone(),
-            environment: environment.clone(),
-            workflow: workflow.clone(),
-            version: deployment.version.clone(),
-            trigger: json!({
-                "body": body,
-                "headers": {},
-                "query": {},
-                "time": airlock_core::time::rfc3339(now),
-                "by": caller.name,
-            }),
-            dedupe_key: None,
-            created_at: now,
-        })
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "run": id, "status": "queued", "version": deployment.version })),
+    let started = airlock_ops::runs::start(
+        &*app.store,
+        &app.manifest,
+        airlock_ops::runs::StartRun {
+            id: airlock_engine::new_run_id(),
+            environment: &environment,
+            workflow: &workflow,
+            body: body.map(|Json(v)| v).unwrap_or_else(|| json!({})),
+            by: Some(&caller.name),
+            // A server runs what is deployed, never a working copy.
+            working_copy: None,
+            now: app.clock.now(),
+        },
     )
-        .into_response())
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -347,21 +306,10 @@ async fn approve_step(
     Path((id, step)): Path<(String, String)>,
     headers: HeaderMap,
     body: Option<Json<StepDecisionBody>>,
-) -> Result<Json<Value>, ApiError> {
-    let (run, caller) = authorised_run(&app, &headers, &id, Action::Approve).await?;
-    // The role allows approving here; the environment's list decides who is an approver.
-    airlock_ops::require_approver(
-        &*app.store,
-        &app.manifest,
-        &run.environment,
-        &caller.name,
-        airlock_ops::Decides::Step {
-            run: &id,
-            step: &step,
-        },
-        app.clock.now(),
-    )
-    .await?;
+) -> Result<Json<airlock_ops::runs::StepDecided>, ApiError> {
+    // The role allows approving here; `decide_step` decides who is an approver and
+    // whether the run waits on that step, as it does for the CLI.
+    let (_, caller) = authorised_run(&app, &headers, &id, Action::Approve).await?;
     let body = body.map(|Json(b)| b);
     let approved = match body.as_ref().and_then(|b| b.decision.as_deref()) {
         None | Some("approve") => true,
@@ -372,31 +320,20 @@ async fn approve_step(
             )));
         }
     };
-    app.store
-        .decide_step(&airlock_store::StepDecision {
-            run: id.clone(),
-            step: step.clone(),
-            approver: caller.name.clone(),
+    let decided = airlock_ops::runs::decide_step(
+        &*app.store,
+        &app.manifest,
+        airlock_ops::runs::DecideStep {
+            run: &id,
+            step: &step,
+            approver: &caller.name,
             approved,
-            decided_at: app.clock.now(),
-        })
-        .await?;
-    audit(
-        &app,
-        &caller,
-        if approved {
-            "step.approve"
-        } else {
-            "step.reject"
+            comment: body.and_then(|b| b.comment),
+            now: app.clock.now(),
         },
-        &run.environment,
-        &id,
-        json!({ "step": step, "comment": body.and_then(|b| b.comment) }),
     )
-    .await;
-    Ok(Json(
-        json!({ "run": id, "step": step, "approved": approved }),
-    ))
+    .await?;
+    Ok(Json(decided))
 }
 
 /// What each workflow runs in an environment.
@@ -509,38 +446,23 @@ async fn set_secret(
     value: String,
 ) -> Result<StatusCode, ApiError> {
     let caller = auth::require(&app, &headers, &environment, Action::SetSecret, &name).await?;
-    let declared = app
-        .manifest
-        .environment(&environment)
-        .is_some_and(|e| e.secrets.iter().any(|s| s.value == name));
-    if !declared {
-        return Err(ApiError::bad_request(format!(
-            "environment `{environment}` does not declare a secret `{name}`; add it to environments.{environment}.secrets in airlock.yaml first"
-        )));
-    }
-    let value = value.trim_end_matches(['\r', '\n']);
-    if value.is_empty() {
-        return Err(ApiError::bad_request("the secret's value is empty"));
-    }
-    let sealed = app
-        .keyring
-        .seal(&environment, &name, value)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    app.store
-        .put_secret(&airlock_store::SealedSecret {
-            environment: environment.clone(),
-            name: name.clone(),
-            sealed,
-            // A keyed fingerprint lets `airlock diff` flag a credential shared between
-            // environments without reading either value.
-            fingerprint: app.fingerprinter.as_ref().map(|f| f.fingerprint(value)),
-            updated_at: app.clock.now(),
-        })
-        .await?;
+    airlock_ops::secrets::set(
+        &*app.store,
+        &app.manifest,
+        &app.keyring,
+        app.fingerprinter.as_ref(),
+        airlock_ops::secrets::SecretToSet {
+            environment: &environment,
+            name: &name,
+            value: &value,
+            actor: &caller.name,
+            now: app.clock.now(),
+        },
+    )
+    .await?;
     // A rotated signing secret takes effect at once in this process (others within the
     // cache's few seconds).
     app.secrets.forget(&environment, &name);
-    audit(&app, &caller, "secret.set", &environment, &name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -558,36 +480,6 @@ async fn audit_log(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     auth::require(&app, &headers, &environment, Action::Read, "audit").await?;
-    let events: Vec<_> = app
-        .store
-        .audit_log()
-        .await?
-        .into_iter()
-        .filter(|e| e.event.environment.as_deref() == Some(environment.as_str()))
-        .collect();
+    let events = airlock_ops::audit_events(&*app.store, &app.manifest, Some(&environment)).await?;
     Ok(Json(json!({ "events": events })))
-}
-
-async fn audit(
-    app: &App,
-    caller: &Caller,
-    action: &str,
-    environment: &str,
-    subject: &str,
-    detail: Value,
-) {
-    let written = app
-        .store
-        .audit(&airlock_store::NewAuditEvent {
-            at: app.clock.now(),
-            actor: caller.name.clone(),
-            action: action.to_owned(),
-            environment: Some(environment.to_owned()),
-            subject: subject.to_owned(),
-            detail,
-        })
-        .await;
-    if let Err(e) = written {
-        tracing::error!(error = %e, action, "an API action could not be audited");
-    }
 }

@@ -10,30 +10,9 @@ use airlock_connectors::secrets::SecretLookup;
 use airlock_core::authz::{Action, Grant, Role};
 use airlock_engine::runtime::StoreSecrets;
 use axum::http::{HeaderMap, StatusCode, header};
-use rand::RngCore;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Every token starts with this, so a leaked one is recognisable in a scanner.
-pub const TOKEN_PREFIX: &str = "alk_";
-
-/// A new token: what to show once, and the hash to store.
-pub struct MintedToken {
-    /// The token, for the person who asked; never stored.
-    pub token: String,
-    /// Its SHA-256, hex: what the store keeps.
-    pub hash: String,
-}
-
-/// Mints a high-entropy token.
-pub fn mint_token() -> MintedToken {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
-    let hash = token_hash(&token);
-    MintedToken { token, hash }
-}
 
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> String {
@@ -93,20 +72,18 @@ pub(crate) async fn require(
     let caller = caller(app, headers).await?;
     if let Err(denial) = airlock_core::authz::permits(&caller.grant, environment, action) {
         let reason = denial.to_string();
-        let audited = app
-            .store
-            .audit(&airlock_store::NewAuditEvent {
-                at: app.clock.now(),
-                actor: caller.name.clone(),
-                action: "api.denied".into(),
-                environment: Some(environment.to_owned()),
-                subject: subject.to_owned(),
-                detail: serde_json::json!({ "action": format!("{action:?}"), "reason": reason }),
-            })
-            .await;
-        if let Err(e) = audited {
-            tracing::error!(error = %e, "a denial could not be audited");
-        }
+        // A denial that cannot be audited is not answered as a plain 403: the store is
+        // failing, and the caller is told so (503).
+        airlock_ops::audit(
+            &*app.store,
+            app.clock.now(),
+            &caller.name,
+            "api.denied",
+            Some(environment),
+            subject,
+            serde_json::json!({ "action": format!("{action:?}"), "reason": reason }),
+        )
+        .await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, reason));
     }
     Ok(caller)

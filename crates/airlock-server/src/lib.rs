@@ -26,7 +26,7 @@ mod routes;
 mod schedules;
 
 pub use api::openapi_document;
-pub use auth::{MintedToken, mint_token, token_hash};
+pub use auth::token_hash;
 pub use error::ServerError;
 pub use metrics::Metrics;
 

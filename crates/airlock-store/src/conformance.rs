@@ -1056,8 +1056,8 @@ pub async fn finish_is_final<S: Store>(store: S) {
 
 // ---------------------------------------------------------------- approvals and retries
 
-/// A decision wakes a waiting run; a second decision on the step, or one on a run that is
-/// not waiting, conflicts.
+/// A decision wakes a waiting run; a second decision on the step, one on a run that is
+/// not waiting, or one on a step the run does not wait on, conflicts.
 pub async fn decide_step_wakes_a_waiting_run_once<S: Store>(store: S) {
     enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
     enqueue(&store, new_run("r2", "staging", "hello", 200)).await;
@@ -1159,11 +1159,46 @@ pub async fn decide_step_wakes_a_waiting_run_once<S: Store>(store: S) {
         Some(decision("r1", "approve")),
         "the first decision stands"
     );
+    match store.decide_step(&decision("r1", "second_gate")).await {
+        Err(Error::Conflict(why)) => assert!(why.contains("waits on step `approve`"), "{why}"),
+        other => {
+            panic!("a decision on a step the run does not wait on must conflict, got {other:?}")
+        }
+    }
+    assert_eq!(
+        get_run(&store, "r1").await.status,
+        RunStatus::Waiting,
+        "a refused decision wakes nothing"
+    );
+    // A run that went past one gate and waits at the next is decided on the next only.
+    let r2 = claims
+        .iter()
+        .find(|c| c.run.id == "r2")
+        .expect("r2 was claimed with r1");
     store
-        .decide_step(&decision("r1", "second_gate"))
+        .commit(
+            "r2",
+            r2.token,
+            commit_of(
+                vec![
+                    entry("first_gate", StepStatus::Waiting, 1_501),
+                    entry("first_gate", StepStatus::Succeeded, 1_502),
+                    entry("second_gate", StepStatus::Waiting, 1_503),
+                ],
+                Some(Settlement::Wait { deadline: None }),
+            ),
+        )
         .await
-        .expect("another step's decision");
-    assert_eq!(get_run(&store, "r1").await.status, RunStatus::Queued);
+        .expect("wait at the second gate");
+    match store.decide_step(&decision("r2", "first_gate")).await {
+        Err(Error::Conflict(why)) => assert!(why.contains("`second_gate`"), "{why}"),
+        other => panic!("a gate already passed is not the one waited on, got {other:?}"),
+    }
+    store
+        .decide_step(&decision("r2", "second_gate"))
+        .await
+        .expect("the step it waits on");
+    assert_eq!(get_run(&store, "r2").await.status, RunStatus::Queued);
 }
 
 /// `retry_run` puts a dead or failed run back in the queue, journal kept; anything else
@@ -1481,7 +1516,10 @@ pub async fn prune_removes_old_finished_runs_only<S: Store>(store: S) {
             // p6 stays running.
             _ => None,
         };
-        let entries = vec![entry("s", StepStatus::Succeeded, 1_000)];
+        let mut entries = vec![entry("s", StepStatus::Succeeded, 1_000)];
+        if matches!(id, "p2" | "p5") {
+            entries.push(entry("review", StepStatus::Waiting, 1_000));
+        }
         store
             .commit(id, token, commit_of(entries, settle))
             .await

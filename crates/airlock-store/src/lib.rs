@@ -282,3 +282,18 @@ pub trait Store: Send + Sync + 'static {
         to: Timestamp,
     ) -> Result<bool>;
 }
+
+/// The one rule for deciding an approval step, applied by every backend inside the
+/// decision's write: a run is decided on the step it waits on (its last `waiting`
+/// journal entry), never on another, whoever asks.
+fn waits_on(run: &str, step: &str, waiting: Option<&str>) -> Result<()> {
+    match waiting {
+        Some(waiting) if waiting == step => Ok(()),
+        Some(waiting) => Err(Error::Conflict(format!(
+            "run {run} waits on step `{waiting}`, not `{step}`"
+        ))),
+        None => Err(Error::Conflict(format!(
+            "run {run} waits on no approval step"
+        ))),
+    }
+}

@@ -142,8 +142,12 @@ async fn fill(store: &SqliteStore) {
             "sleeping" => Some(Settlement::Sleep { wake_at: 5_000 }),
             _ => None,
         };
+        let mut entries = vec![entry("a", StepStatus::Succeeded, 100)];
+        if claim.run.id == "waiting" {
+            entries.push(entry("approve", StepStatus::Waiting, 100));
+        }
         let commit = Commit {
-            entries: vec![entry("a", StepStatus::Succeeded, 100)],
+            entries,
             lease_until: None,
             settle,
         };

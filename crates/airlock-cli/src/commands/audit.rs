@@ -24,21 +24,13 @@ pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
         }
         None => {
             let workspace = Workspace::open(global)?;
-            if let Some(name) = only {
-                workspace.environment(name)?;
-            }
-            let events = workspace::runtime()?
-                .block_on(workspace.store.audit_log())
-                .map_err(store_error)?;
-            // The same filter as the API's: events of no environment (policy changes)
-            // belong to none.
-            match only {
-                Some(name) => events
-                    .into_iter()
-                    .filter(|e| e.event.environment.as_deref() == Some(name))
-                    .collect(),
-                None => events,
-            }
+            workspace::runtime()?
+                .block_on(airlock_ops::audit_events(
+                    &*workspace.store,
+                    &workspace.project().manifest,
+                    only,
+                ))
+                .map_err(super::ops_error)?
         }
     };
     if global.json {

@@ -116,7 +116,7 @@ fn serve_staging(
         .block_on(workspace.store.secret("staging", HOOK_SECRET))
         .map_err(crate::workspace::store_error)?;
     if stored.is_none() {
-        let secret = airlock_server::mint_token().hash;
+        let secret = airlock_ops::tokens::mint_token().hash;
         super::secrets::set_value(&quiet, &workspace, HOOK_SECRET, "staging", &secret)?;
         println!("Generated the staging secret {HOOK_SECRET} (the order webhook's signing key)");
     }

@@ -11,9 +11,8 @@ use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_engine::{Engine, EngineOptions, Observer};
-use airlock_store::{
-    JournalEntry, NewJournalEntry, NewRun, Run, RunStatus, Settlement, StepStatus,
-};
+use airlock_ops as ops;
+use airlock_store::{JournalEntry, NewJournalEntry, Run, RunStatus, Settlement, StepStatus};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::ExitCode;
@@ -34,60 +33,54 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
     let workspace = Workspace::open(global)?;
     let workflow = workspace.workflow(options.workflow)?;
     let environment = workspace.environment(options.environment)?;
-    let trigger = trigger_payload(options.input)?;
+    let body = input_body(options.input)?;
     let rt = workspace::runtime()?;
     rt.block_on(async {
         // An environment runs what is deployed there; an unprotected one with nothing
         // deployed yet runs the working copy.
-        let deployed = workspace
-            .store
-            .deployment(&environment.name, &workflow.workflow.name)
-            .await
-            .map_err(store_error)?;
+        let started = ops::runs::start(
+            &*workspace.store,
+            &workspace.project().manifest,
+            ops::runs::StartRun {
+                id: airlock_engine::new_run_id(),
+                environment: &environment.name.value,
+                workflow: &workflow.workflow.name.value,
+                body,
+                by: None,
+                working_copy: Some((workspace.project(), workflow)),
+                now: workspace::now(),
+            },
+        )
+        .await
+        .map_err(super::ops_error)?;
         let working = airlock_core::canonical::version_id(&workflow.workflow).0;
-        let version = match deployed {
-            Some(d) => {
-                if d.version != working && !global.json {
-                    eprintln!(
-                        "note: `{}` runs the deployed version {}; the working copy ({}) differs{}",
-                        environment.name.value,
-                        &d.version[..12],
-                        &working[..12],
-                        if environment.protected {
-                            ""
-                        } else {
-                            " — `airlock deploy` to run it"
-                        }
-                    );
+        if started.version != working && !global.json {
+            eprintln!(
+                "note: `{}` runs the deployed version {}; the working copy ({}) differs{}",
+                environment.name.value,
+                ops::short(&started.version),
+                ops::short(&working),
+                if environment.protected {
+                    ""
+                } else {
+                    " — `airlock deploy` to run it"
                 }
-                d.version
-            }
-            None if environment.protected => {
-                return Err(super::ops_error(airlock_ops::nothing_deployed(
-                    environment,
-                    &workflow.workflow.name.value,
-                )));
-            }
-            None => workspace.store_working_version(workflow).await?,
-        };
-        let run = NewRun {
-            id: airlock_engine::new_run_id(),
-            environment: environment.name.value.clone(),
-            workflow: workflow.workflow.name.value.clone(),
-            version,
-            trigger,
-            dedupe_key: None,
-            created_at: workspace::now(),
-        };
-        workspace.store.enqueue(&run).await.map_err(store_error)?;
-        if !global.json {
-            print_header(&run.id, &run.workflow, &run.version, &run.environment);
+            );
         }
+        if !global.json {
+            print_header(
+                &started.run,
+                &workflow.workflow.name.value,
+                &started.version,
+                &environment.name.value,
+            );
+        }
+        let run = started;
         let engine = workspace.engine(EngineOptions {
             lease_ms: options.lease.as_millis() as i64,
             ..EngineOptions::default()
         });
-        follow(&workspace, engine, &run.id, global.json).await
+        follow(&workspace, engine, &run.run, global.json).await
     })
 }
 
@@ -264,13 +257,6 @@ fn print_outcome(run: &Run, elapsed: Duration) {
             }
         }
     }
-}
-
-fn trigger_payload(input: Option<&Path>) -> Result<Value, CliError> {
-    let body = input_body(input)?;
-    Ok(
-        json!({ "body": body, "headers": {}, "query": {}, "time": workspace::time(workspace::now()) }),
-    )
 }
 
 /// The trigger's body: the `--input` file's JSON, or an empty object.

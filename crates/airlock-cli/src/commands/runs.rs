@@ -5,7 +5,8 @@ use crate::error::CliError;
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace, store_error};
 use airlock_engine::EngineOptions;
-use airlock_store::{JournalEntry, Run, RunFilter, RunStatus};
+pub(super) use airlock_ops::runs::RunWithJournal;
+use airlock_store::{Run, RunFilter, RunStatus};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use std::process::ExitCode;
@@ -101,29 +102,16 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
 }
 
 pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
-    let (run, journal) = match Remote::from_global(global)? {
-        Some(remote) => {
-            let shown: RunWithJournal = remote.get(&format!("/api/v1/runs/{}", segment(id)))?;
-            (shown.run, shown.journal)
-        }
+    let shown: RunWithJournal = match Remote::from_global(global)? {
+        Some(remote) => remote.get(&format!("/api/v1/runs/{}", segment(id)))?,
         None => {
             let workspace = Workspace::open(global)?;
-            let rt = workspace::runtime()?;
-            let run = rt
-                .block_on(workspace.store.run(id))
-                .map_err(store_error)?
-                .ok_or_else(|| {
-                    CliError::usage(
-                        format!("no run `{id}`"),
-                        Some("list runs with `airlock runs`".into()),
-                    )
-                })?;
-            let journal = rt
-                .block_on(workspace.store.journal(id))
-                .map_err(store_error)?;
-            (run, journal)
+            workspace::runtime()?
+                .block_on(airlock_ops::runs::show(&*workspace.store, id))
+                .map_err(super::ops_error)?
         }
     };
+    let RunWithJournal { run, journal } = shown;
     if global.json {
         crate::output::json(&json!({ "run": run, "journal": journal }));
         return Ok(ExitCode::SUCCESS);
@@ -196,45 +184,9 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
     let workspace = Workspace::open(global)?;
     let rt = workspace::runtime()?;
     rt.block_on(async {
-        let run = workspace
-            .store
-            .run(id)
+        airlock_ops::runs::retry(&*workspace.store, id, "cli", workspace::now())
             .await
-            .map_err(store_error)?
-            .ok_or_else(|| CliError::usage(format!("no run `{id}`"), None))?;
-        let journal: Vec<_> = workspace
-            .store
-            .journal(id)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|e| e.entry)
-            .collect();
-        let now = workspace::now();
-        let marks = airlock_core::interpreter::retry_marks(&journal, now);
-        workspace
-            .store
-            .retry_run(id, now, &marks)
-            .await
-            .map_err(|e| match e {
-                airlock_store::Error::Conflict(_) => CliError::usage(
-                    format!(
-                        "run {id} is {}; only dead or failed runs can be retried",
-                        run.status.as_str()
-                    ),
-                    None,
-                ),
-                other => store_error(other),
-            })?;
-        workspace
-            .audit(
-                "cli",
-                "run.retry",
-                Some(&run.environment),
-                id,
-                json!({ "workflow": run.workflow }),
-            )
-            .await?;
+            .map_err(super::ops_error)?;
         let engine = workspace.engine(EngineOptions::default());
         super::run::follow(&workspace, engine, id, global.json).await
     })
@@ -252,11 +204,4 @@ fn truncate(text: &str, max: usize) -> String {
 #[derive(serde::Deserialize)]
 struct RunsPage {
     runs: Vec<Run>,
-}
-
-/// `GET /api/v1/runs/{id}`: what `runs show` prints and `run --server` follows.
-#[derive(serde::Deserialize)]
-pub(super) struct RunWithJournal {
-    pub run: Run,
-    pub journal: Vec<JournalEntry>,
 }

@@ -3,10 +3,9 @@
 use crate::cli::Global;
 use crate::error::CliError;
 use crate::remote::{Remote, segment};
-use crate::workspace::{self, Workspace, store_error};
+use crate::workspace::{self, Workspace};
 use airlock_connectors::secrets::{Fingerprinter, Keyring};
 use airlock_ops as ops;
-use airlock_store::SealedSecret;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use std::io::Read;
@@ -31,30 +30,21 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
         return Ok(ExitCode::SUCCESS);
     }
     let workspace = Workspace::open(global)?;
-    let env = workspace.environment(environment)?;
-    if !env.secrets.iter().any(|s| s.value == name) {
-        return Err(CliError::usage(
-            format!("environment `{environment}` does not declare a secret `{name}`"),
-            Some(format!(
-                "add `{name}` to environments.{environment}.secrets in airlock.yaml first"
-            )),
-        ));
-    }
+    workspace.environment(environment)?;
+    // Refused before anything is read from stdin: nobody types a value for nothing.
+    ops::secrets::require_declared(&workspace.project().manifest, environment, name)
+        .map_err(super::ops_error)?;
     let value = read_value()?;
     set_value(global, &workspace, name, environment, &value)
 }
 
-/// The secret's value from stdin, without the final line break.
+/// The secret's value from stdin, as read (`ops::secrets::set` drops the final line break).
 fn read_value() -> Result<String, CliError> {
     let mut value = String::new();
     std::io::stdin()
         .read_to_string(&mut value)
         .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}"), None))?;
-    let trimmed = value
-        .strip_suffix('\n')
-        .map(|v| v.strip_suffix('\r').unwrap_or(v))
-        .unwrap_or(&value);
-    Ok(trimmed.to_owned())
+    Ok(value)
 }
 
 /// Seals `value` under `environment`'s key (creating the key file if needed), stores it
@@ -66,22 +56,11 @@ pub fn set_value(
     environment: &str,
     value: &str,
 ) -> Result<ExitCode, CliError> {
-    if value.is_empty() {
-        return Err(CliError::usage(
-            "the secret read from stdin is empty",
-            Some(format!(
-                "printf '%s' \"$VALUE\" | airlock secrets set {name} --env {environment}"
-            )),
-        ));
-    }
     let state = workspace.state_dir();
     let created_key = Keyring::create_key_file(&state, environment)
         .map_err(|e| CliError::usage(e.to_string(), None))?;
     let keyring =
         Keyring::load(&state, &[environment]).map_err(|e| CliError::usage(e.to_string(), None))?;
-    let sealed = keyring
-        .seal(environment, name, value)
-        .map_err(|e| CliError::usage(e.to_string(), None))?;
     // A keyed fingerprint of the value, under a key of its own, so that `airlock diff` can
     // flag a credential shared between environments without reading either value.
     let environments: Vec<&str> = workspace
@@ -98,26 +77,24 @@ pub fn set_value(
         .ensure_apart(&workspace.keyring)
         .and_then(|()| fingerprinter.ensure_apart(&keyring))
         .map_err(|e| CliError::usage(e.to_string(), None))?;
-    let fingerprint = fingerprinter.fingerprint(value);
     let rt = workspace::runtime()?;
-    rt.block_on(async {
-        workspace
-            .store
-            .put_secret(&SealedSecret {
-                environment: environment.to_owned(),
-                name: name.to_owned(),
-                sealed,
-                fingerprint: Some(fingerprint),
-                updated_at: workspace::now(),
-            })
-            .await
-            .map_err(store_error)?;
-        workspace
-            .audit("cli", "secret.set", Some(environment), name, json!({}))
-            .await
-    })?;
+    let set = rt
+        .block_on(ops::secrets::set(
+            &*workspace.store,
+            &workspace.project().manifest,
+            &keyring,
+            Some(&fingerprinter),
+            ops::secrets::SecretToSet {
+                environment,
+                name,
+                value,
+                actor: "cli",
+                now: workspace::now(),
+            },
+        ))
+        .map_err(super::ops_error)?;
     if global.json {
-        crate::output::json(&json!({ "environment": environment, "name": name, "set": true }));
+        crate::output::json(&set);
     } else {
         if created_key {
             println!(

@@ -2,8 +2,8 @@
 
 use crate::cli::{Global, TokenCommand};
 use crate::error::CliError;
-use crate::workspace::{self, Workspace, store_error};
-use airlock_core::authz::Role;
+use crate::workspace::{self, Workspace};
+use airlock_ops as ops;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use std::process::ExitCode;
@@ -31,69 +31,37 @@ async fn create(
     name: &str,
     actor: &str,
 ) -> Result<ExitCode, CliError> {
-    workspace.environment(environment)?;
-    let role: Role = role
-        .parse()
-        .map_err(|e: airlock_core::authz::UnknownRole| CliError::usage(e.to_string(), None))?;
-    if name.trim().is_empty() {
-        return Err(CliError::usage("a token needs a name (--name)", None));
-    }
-    let minted = airlock_server::mint_token();
-    let id = format!("tok_{}", &minted.hash[..16]);
-    let token = workspace
-        .store
-        .create_token(&airlock_store::NewApiToken {
-            id,
-            name: name.to_owned(),
-            environment: environment.to_owned(),
-            role: role.to_string(),
-            secret_hash: minted.hash.clone(),
-            created_by: actor.to_owned(),
-            created_at: workspace::now(),
-        })
-        .await
-        .map_err(store_error)?;
-    workspace
-        .audit(
+    let created = ops::tokens::create(
+        &*workspace.store,
+        &workspace.project().manifest,
+        ops::tokens::TokenToCreate {
+            environment,
+            role,
+            name,
             actor,
-            "token.create",
-            Some(environment),
-            &token.token.id,
-            json!({ "name": name, "role": role.to_string() }),
-        )
-        .await?;
+            now: workspace::now(),
+        },
+    )
+    .await
+    .map_err(super::ops_error)?;
     if global.json {
-        crate::output::json(&json!({
-            "id": token.token.id,
-            "name": name,
-            "environment": environment,
-            "role": role.to_string(),
-            "token": minted.token,
-        }));
+        crate::output::json(&created);
     } else {
-        println!("{}", minted.token);
+        println!("{}", created.token);
         eprintln!(
-            "token {} · {name} · {role} in {environment} — shown once; the store keeps only its hash",
-            token.token.id
+            "token {} · {} · {} in {} — shown once; the store keeps only its hash",
+            created.id, created.name, created.role, created.environment
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn list(global: &Global, workspace: &Workspace) -> Result<ExitCode, CliError> {
-    let tokens = workspace.store.tokens(None).await.map_err(store_error)?;
+    let tokens = ops::tokens::list(&*workspace.store)
+        .await
+        .map_err(super::ops_error)?;
     if global.json {
-        let rows: Vec<_> = tokens
-            .iter()
-            .map(|t| {
-                json!({
-                    "id": t.token.id, "name": t.token.name, "environment": t.token.environment,
-                    "role": t.token.role, "created_by": t.token.created_by,
-                    "created_at": workspace::time(t.token.created_at),
-                })
-            })
-            .collect();
-        crate::output::json(&json!({ "tokens": rows }));
+        crate::output::json(&json!({ "tokens": tokens }));
         return Ok(ExitCode::SUCCESS);
     }
     if tokens.is_empty() {
@@ -103,17 +71,13 @@ async fn list(global: &Global, workspace: &Workspace) -> Result<ExitCode, CliErr
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["id", "name", "environment", "role", "created"]);
-    for t in &tokens {
+    for t in tokens {
         table.add_row([
-            t.token.id.clone(),
-            t.token.name.clone(),
-            t.token.environment.clone(),
-            t.token.role.clone(),
-            format!(
-                "{} by {}",
-                workspace::time(t.token.created_at),
-                t.token.created_by
-            ),
+            t.id,
+            t.name,
+            t.environment,
+            t.role,
+            format!("{} by {}", t.created_at, t.created_by),
         ]);
     }
     println!("{table}");
@@ -126,14 +90,9 @@ async fn revoke(
     id: &str,
     actor: &str,
 ) -> Result<ExitCode, CliError> {
-    workspace
-        .store
-        .revoke_token(id, workspace::now())
+    ops::tokens::revoke(&*workspace.store, id, actor, workspace::now())
         .await
-        .map_err(store_error)?;
-    workspace
-        .audit(actor, "token.revoke", None, id, json!({}))
-        .await?;
+        .map_err(super::ops_error)?;
     if global.json {
         crate::output::json(&json!({ "revoked": id }));
     } else {

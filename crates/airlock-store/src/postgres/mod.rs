@@ -811,6 +811,15 @@ impl Store for PostgresStore {
                     status.as_str()
                 )));
             }
+            let waits_on: Option<String> = sqlx::query_scalar(
+                "SELECT step FROM journal WHERE run = $1 AND status = 'waiting'
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(&d.run)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            crate::waits_on(&d.run, &d.step, waits_on.as_deref())?;
             let inserted = sqlx::query(
                 "INSERT INTO step_decisions (run, step, approver, approved, decided_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run, step) DO NOTHING",

@@ -1022,6 +1022,16 @@ impl Store for SqliteStore {
                     status.as_str()
                 )));
             }
+            let waits_on: Option<String> = conn
+                .prepare_cached(
+                    "SELECT step FROM journal WHERE run = ?1 AND status = 'waiting'
+                     ORDER BY seq DESC LIMIT 1",
+                )
+                .db()?
+                .query_row([&d.run], |row| row.get(0))
+                .optional()
+                .db()?;
+            crate::waits_on(&d.run, &d.step, waits_on.as_deref())?;
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO step_decisions (run, step, approver, approved, decided_at)
