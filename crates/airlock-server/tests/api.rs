@@ -1138,6 +1138,48 @@ async fn api_step_approval_of_a_run_that_is_not_waiting_is_409() {
     assert!(served.audited("step.approve").await.is_empty());
 }
 
+/// Known defect (issue 11, defect 2): the API and `Store::decide_step` check only that
+/// the run waits, not on which step, so this fails until the one rule is in place.
+#[tokio::test]
+async fn api_step_approval_checks_which_step_the_run_waits_on() {
+    let served = Served::starter().await;
+    let review = served.review_waiting_for_approval().await;
+    let journal = served.store.journal(&review).await.unwrap();
+    let waiting_on: Vec<&str> = journal
+        .iter()
+        .filter(|e| e.entry.status == airlock_store::StepStatus::Waiting)
+        .map(|e| e.entry.step.as_str())
+        .collect();
+    assert_eq!(waiting_on, ["approve_reminders"]);
+    let lead = served.token("staging", "approver", "staging-lead").await;
+    // `send_reminders` is a step of credit-review, but not the one the run waits on.
+    let answer = served
+        .post(
+            &format!("/api/v1/runs/{review}/steps/send_reminders/approve"),
+            &lead,
+            json!({}),
+        )
+        .await;
+    assert_refused(&answer, StatusCode::CONFLICT);
+    // Nothing is decided: no decision on either step, nothing audited as approved,
+    // and the run still waits for the ops lead's answer on its approval step.
+    for step in ["send_reminders", "approve_reminders"] {
+        assert!(
+            served
+                .store
+                .step_decision(&review, step)
+                .await
+                .unwrap()
+                .is_none(),
+            "{step} was decided"
+        );
+    }
+    assert!(served.audited("step.approve").await.is_empty());
+    served.work().await;
+    let run = served.run(&review).await;
+    assert_eq!(run.status, RunStatus::Waiting, "{run:?}");
+}
+
 #[tokio::test]
 async fn api_step_approval_of_an_unknown_run_is_404() {
     let served = Served::starter().await;
