@@ -10,8 +10,8 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 use support::{
-    RUN_STARTER_ORDER, airlock, airlock_stdin, init_project, json as stdout_json, ok, replace_in,
-    text,
+    RUN_STARTER_ORDER, airlock, init_project, json as stdout_json, ok, set_freeze,
+    test_and_deploy_starter, text,
 };
 
 /// A database of its own, dropped when the test ends.
@@ -137,27 +137,9 @@ fn postgres_evidence(url: &str) -> Vec<String> {
 /// runs, a sealed secret, and a promotion approved by two approvers into a production
 /// release. Returns the embedded store's path.
 fn build_history(project: &Path) -> std::path::PathBuf {
-    // The starter's freeze window (Fri 15:00 – Mon 08:00) would make the promotion depend on
-    // the day the test runs.
-    replace_in(
-        project,
-        "airlock.yaml",
-        "    freeze:\n      - { from: \"Fri 15:00\", to: \"Mon 08:00\", timezone: Europe/London }\n",
-        "",
-    );
-    ok(&airlock(project, &["test"]), "test");
-    ok(
-        &airlock_stdin(
-            project,
-            &["secrets", "set", "ORDER_HOOK_SECRET", "--env", "staging"],
-            "whsec-staging-0123456789",
-        ),
-        "secrets set",
-    );
-    ok(
-        &airlock(project, &["deploy", "--env", "staging", "--as", "dev"]),
-        "deploy",
-    );
+    // The starter's freeze window would make the promotion depend on the day the test runs.
+    set_freeze(project, "");
+    test_and_deploy_starter(project);
     for input in ["examples/order.json", "examples/small-order.json"]
         .iter()
         .cycle()

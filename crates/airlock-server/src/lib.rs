@@ -135,8 +135,75 @@ pub(crate) struct App {
 pub struct Server {
     app: Arc<App>,
     engine: Arc<Engine>,
+    router: axum::Router,
     listener: tokio::net::TcpListener,
     options: ServerOptions,
+}
+
+/// What a server serves, put together once: the shared state, the engine (with the
+/// observer for metrics and synchronous answers) and the router over that state.
+struct Assembled {
+    app: Arc<App>,
+    engine: Arc<Engine>,
+    router: axum::Router,
+}
+
+/// The one construction of a server's application, shared by [`Server::bind`] and
+/// [`router`], so the routes a test drives are the routes `airlock serve` answers.
+fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, ServerError> {
+    let metrics = Metrics::install()?;
+    let completions = Arc::new(completions::Completions::default());
+    let observer = Arc::new(metrics::EngineObserver::new(
+        metrics.clone(),
+        completions.clone(),
+    ));
+    let engine = Arc::new(context.engine.with_observer(observer));
+    let inline = options.execute.then(|| {
+        (
+            engine.clone(),
+            Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1))),
+        )
+    });
+    let app = Arc::new(App {
+        store: context.store.clone(),
+        manifest: context.manifest,
+        keyring: context.keyring,
+        fingerprinter: context.fingerprinter,
+        clock: context.clock,
+        project: context.project,
+        root: context.root,
+        routes: routes::RouteTable::default(),
+        limiters: hooks::Limiters::default(),
+        secrets: auth::SecretCache::default(),
+        completions,
+        metrics,
+        ready: std::sync::atomic::AtomicBool::new(false),
+        inline,
+    });
+    let router = api::router(app.clone());
+    Ok(Assembled {
+        app,
+        engine,
+        router,
+    })
+}
+
+/// The server's HTTP application without a listener: every route `airlock serve`
+/// answers, over the same state, ready for requests driven by the caller (tower's
+/// `oneshot` in tests, or a listener of the caller's own).
+///
+/// The webhook routes are read from the store's deployments once, now; a deploy,
+/// promotion or rollback made through this router refreshes them, as in a server.
+/// Nothing runs in the background: no worker loop, no scheduler, no periodic route
+/// refresh, no retention. With `options.execute`, a webhook delivery is still accepted
+/// and executed in the request's process, as `airlock serve` does with a free slot; runs
+/// queued otherwise wait for an engine the caller drives. `listen` is not used.
+pub async fn router(context: Context, options: ServerOptions) -> Result<axum::Router, ServerError> {
+    let Assembled { app, router, .. } = assemble(context, &options)?;
+    app.routes.refresh(&app).await?;
+    // Serving from now on: whoever holds the router answers with it.
+    app.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(router)
 }
 
 impl Server {
@@ -145,38 +212,15 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|e| ServerError::Bind(options.listen, e))?;
-        let metrics = Metrics::install()?;
-        let completions = Arc::new(completions::Completions::default());
-        let observer = Arc::new(metrics::EngineObserver::new(
-            metrics.clone(),
-            completions.clone(),
-        ));
-        let engine = Arc::new(context.engine.with_observer(observer));
-        let inline = options.execute.then(|| {
-            (
-                engine.clone(),
-                Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1))),
-            )
-        });
-        let app = Arc::new(App {
-            store: context.store.clone(),
-            manifest: context.manifest,
-            keyring: context.keyring,
-            fingerprinter: context.fingerprinter,
-            clock: context.clock,
-            project: context.project,
-            root: context.root,
-            routes: routes::RouteTable::default(),
-            limiters: hooks::Limiters::default(),
-            secrets: auth::SecretCache::default(),
-            completions: completions.clone(),
-            metrics: metrics.clone(),
-            ready: std::sync::atomic::AtomicBool::new(false),
-            inline,
-        });
+        let Assembled {
+            app,
+            engine,
+            router,
+        } = assemble(context, &options)?;
         Ok(Self {
             app,
             engine,
+            router,
             listener,
             options,
         })
@@ -198,6 +242,7 @@ impl Server {
         let Server {
             app,
             engine,
+            router,
             listener,
             options,
         } = self;
@@ -242,7 +287,6 @@ impl Server {
             let every = options.retention_every;
             background.spawn(async move { retention::run(app, retain, every, stop).await });
         }
-        let router = api::router(app.clone());
         app.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
         let stop_for_http = stop_tx.clone();

@@ -197,3 +197,51 @@ pub fn create_token(project: &Path, environment: &str, role: &str, name: &str) -
     ok(&out, "token create");
     json(&out)["token"].as_str().unwrap_or_default().to_owned()
 }
+
+/// The starter's freeze window (Fri 15:00 – Mon 08:00 London) makes a promotion depend on
+/// the day the test runs. Replaces the policy's freeze list, whatever it holds, with
+/// `windows` (YAML list lines indented for it; empty: no freeze).
+pub fn set_freeze(project: &Path, windows: &str) {
+    let path = project.join("airlock.yaml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let mut lines = manifest.lines().peekable();
+    let mut kept = Vec::new();
+    let mut found = false;
+    while let Some(line) = lines.next() {
+        if line.trim_end() == "    freeze:" {
+            found = true;
+            while lines.peek().is_some_and(|l| l.starts_with("      ")) {
+                lines.next();
+            }
+            if !windows.is_empty() {
+                kept.push(line.to_owned());
+                kept.extend(windows.lines().map(str::to_owned));
+            }
+            continue;
+        }
+        kept.push(line.to_owned());
+    }
+    assert!(
+        found,
+        "the starter's policy has no freeze list:\n{manifest}"
+    );
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
+/// The starter as a promotion needs it: `airlock test` (evidence for the exact hashes),
+/// staging's webhook signing secret set, and the working copy deployed to staging by `dev`.
+pub fn test_and_deploy_starter(project: &Path) {
+    ok(&airlock(project, &["test"]), "test");
+    ok(
+        &airlock_stdin(
+            project,
+            &["secrets", "set", "ORDER_HOOK_SECRET", "--env", "staging"],
+            "whsec-staging-0123456789",
+        ),
+        "secrets set",
+    );
+    ok(
+        &airlock(project, &["deploy", "--env", "staging", "--as", "dev"]),
+        "deploy",
+    );
+}
