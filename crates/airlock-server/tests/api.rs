@@ -186,7 +186,7 @@ impl Served {
             );
             return token.clone();
         }
-        let minted = airlock_server::mint_token();
+        let minted = airlock_ops::tokens::mint_token();
         self.store
             .create_token(&NewApiToken {
                 id: format!("tok_{name}_{environment}_{role}"),
@@ -347,20 +347,15 @@ impl Served {
     /// The scenarios' results recorded as evidence, as `airlock test` records them.
     async fn record_evidence(&self) {
         let loaded = self.files.load().unwrap();
-        let suites = airlock_engine::scenario::suites(&loaded.project, None);
-        let reports = airlock_engine::scenario::run_suites(&suites, &|| {});
+        let suites = airlock_core::suite::suites(&loaded.project, None);
+        let reports = airlock_core::suite::run_suites(&suites, &|| {});
         assert!(
             reports.iter().all(|r| r.passed),
             "the starter's scenarios pass"
         );
-        airlock_server::ops::evidence::record(
-            &*self.store,
-            &loaded.project,
-            &reports,
-            self.clock.now(),
-        )
-        .await
-        .unwrap();
+        airlock_ops::evidence::record(&*self.store, &loaded.project, &reports, self.clock.now())
+            .await
+            .unwrap();
     }
 
     /// Everything the starter's policy asks before order-intake may go to production:
