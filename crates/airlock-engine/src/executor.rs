@@ -2,6 +2,7 @@
 //! calls connectors, settles runs.
 
 use crate::clock::Clock;
+use crate::randomness::{OsRandomness, Randomness};
 use crate::runtime::Runtime;
 use airlock_connectors::CallRequest;
 use airlock_core::interpreter::{self, AttemptFailure, CallPlan, Decision, Input, Next};
@@ -92,12 +93,14 @@ pub struct Engine {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     clock: Arc<dyn Clock>,
+    randomness: Arc<dyn Randomness>,
     options: EngineOptions,
     observer: Option<Arc<dyn Observer>>,
 }
 
 impl Engine {
-    /// An executor over a store and a runtime.
+    /// An executor over a store and a runtime, reading time from `clock` and drawing
+    /// jitter and run ids from the operating system's randomness.
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
@@ -108,9 +111,22 @@ impl Engine {
             store,
             runtime,
             clock,
+            randomness: Arc::new(OsRandomness),
             options,
             observer: None,
         }
+    }
+
+    /// Draws retry jitter and run ids from `randomness` (a seeded one, to simulate).
+    pub fn with_randomness(mut self, randomness: Arc<dyn Randomness>) -> Self {
+        self.randomness = randomness;
+        self
+    }
+
+    /// A new run id (time-ordered, UUIDv7) from this engine's clock and randomness, so
+    /// that a simulation gets the same ids from the same seed.
+    pub fn new_run_id(&self) -> String {
+        airlock_core::ids::run_id(self.clock.now(), self.randomness.bits())
     }
 
     /// Reports journal entries and settlements to `observer`.
@@ -220,10 +236,13 @@ impl Engine {
     }
 
     /// Processes due runs until none is due and none may become due within `patience`
-    /// (a run held by a dead worker becomes due when its lease expires).
+    /// (a run held by a dead worker becomes due when its lease expires), by the clock.
     pub async fn drain(self: &Arc<Self>, patience: Duration) -> Result<usize, EngineError> {
         let mut processed = 0;
-        let deadline = tokio::time::Instant::now() + patience;
+        let deadline = self
+            .clock
+            .now()
+            .saturating_add(i64::try_from(patience.as_millis()).unwrap_or(i64::MAX));
         loop {
             let claimed = self.process_due().await?;
             processed += claimed;
@@ -234,11 +253,11 @@ impl Engine {
             let Some(next_due) = self.next_due(now).await? else {
                 return Ok(processed);
             };
-            let wait = Duration::from_millis((next_due - now).clamp(1, 250) as u64);
-            if tokio::time::Instant::now() + wait > deadline {
+            let wait = (next_due - now).clamp(1, 250);
+            if now + wait > deadline {
                 return Ok(processed);
             }
-            tokio::time::sleep(wait).await;
+            self.clock.sleep(Duration::from_millis(wait as u64)).await;
         }
     }
 
@@ -490,7 +509,9 @@ impl Engine {
                     in_hand = Some((plan, now));
                 }
                 Next::Sleep { until } if until - now <= self.options.inline_sleep_ms => {
-                    tokio::time::sleep(Duration::from_millis((until - now).max(0) as u64)).await;
+                    self.clock
+                        .sleep(Duration::from_millis((until - now).max(0) as u64))
+                        .await;
                 }
                 Next::Sleep { until } => {
                     self.commit(
@@ -548,7 +569,7 @@ impl Engine {
         let result = self.perform(run, plan).await;
         heartbeat.abort();
         let finished = self.clock.now();
-        let jitter: f64 = rand::random();
+        let jitter = self.randomness.unit();
         let mut entry = interpreter::result_entry(plan, started_at, finished, result, jitter);
         let redactor = self.runtime.redactor(&run.environment);
         entry.output = entry.output.map(|o| redactor.redact_json(&o));
@@ -565,7 +586,7 @@ impl Engine {
         tokio::spawn(async move {
             let every = Duration::from_millis((lease_ms / 3).max(1) as u64);
             loop {
-                tokio::time::sleep(every).await;
+                clock.sleep(every).await;
                 let commit = Commit {
                     lease_until: Some(clock.now() + lease_ms),
                     ..Commit::default()
@@ -642,16 +663,23 @@ impl Engine {
             idempotency_key: plan.idempotency_key.clone(),
             timeout,
         };
-        let outcome = tokio::time::timeout(timeout, connector.call(&request)).await;
+        // Bounded by the clock's own sleep: for the system clock that is tokio's timer held
+        // in place, as `tokio::time::timeout` holds it; a simulated clock times out at an
+        // exact virtual instant. The call comes first, so an answer ready at the bound wins.
+        let outcome = tokio::select! {
+            biased;
+            answer = connector.call(&request) => Some(answer),
+            () = self.clock.sleep(timeout) => None,
+        };
         match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err((
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => Err((
                 e.to_string(),
                 AttemptFailure {
                     class: e.retry_class(),
                 },
             )),
-            Err(_) => {
+            None => {
                 let e = airlock_connectors::CallError::Timeout(timeout);
                 Err((
                     e.to_string(),

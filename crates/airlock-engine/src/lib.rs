@@ -8,13 +8,17 @@
 
 pub mod clock;
 pub mod executor;
+pub mod randomness;
 pub mod runtime;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SimulatedClock, Sleep, SystemClock};
 pub use executor::{Accepted, Engine, EngineError, EngineOptions, Observer};
+pub use randomness::{OsRandomness, Randomness, SeededRandomness};
 pub use runtime::{ProjectRuntime, Runtime};
 
-/// A new run id: time-ordered (UUIDv7), so ids sort by acceptance.
+/// A new run id: time-ordered (UUIDv7), so ids sort by acceptance. From the system
+/// clock and the operating system's randomness, for callers that hold no engine; an
+/// engine's own ids ([`Engine::new_run_id`]) come from its injected ones.
 pub fn new_run_id() -> String {
-    airlock_core::ids::run_id(SystemClock.now(), rand::random())
+    airlock_core::ids::run_id(SystemClock.now(), OsRandomness.bits())
 }
