@@ -14,9 +14,12 @@ use std::time::Duration;
 pub trait Clock: Send + Sync {
     /// Now.
     fn now(&self) -> Timestamp;
-    /// Completes once `duration` has passed by this clock. The system clock waits on
-    /// tokio's timer; a simulated clock moves its own time instead of waiting.
-    fn sleep(&self, duration: Duration) -> Sleep;
+    /// Completes once `duration` has passed by this clock. By default it waits on
+    /// tokio's timer (a clock that only reads another time, a pinned one in a test, still
+    /// waits in real time); a simulated clock moves its own time instead of waiting.
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Sleep::timer(duration)
+    }
 }
 
 pin_project_lite::pin_project! {
