@@ -104,6 +104,20 @@ impl Store for TimedStore {
         }
         claims
     }
+    async fn claim_run(
+        &self,
+        run: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>> {
+        timed(
+            &self.timings,
+            "store.claim_run",
+            self.inner.claim_run(run, worker, now, lease_ms),
+        )
+        .await
+    }
     async fn wait_for_work(&self, max: Duration) {
         self.inner.wait_for_work(max).await
     }

@@ -3,9 +3,12 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Airlock: workflow automation where staging and production are first-class.
+/// Airlock: workflow automation in which staging and production are first-class.
+///
+/// Workflows are files in git: a change is tried safely in staging, and production runs only
+/// the exact version tested and approved there; going back is one command.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about, propagate_version = true)]
+#[command(name = "airlock", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -153,8 +156,11 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Finish the runs a stopped process left behind (after their lease expires).
+    /// Finish the runs a stopped process left behind (after their lease expires); with RUN,
+    /// that run alone, followed until it finishes or waits for a person.
     Resume {
+        /// Only this run: no other is claimed or executed.
+        run: Option<String>,
         /// The lease this process takes on the runs it claims.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease: std::time::Duration,
@@ -225,6 +231,10 @@ pub enum Command {
         /// Who asks (cannot approve their own request); against a server, the token's name.
         #[arg(long = "as", value_name = "NAME")]
         author: Option<String>,
+        /// Why this promotion goes ahead inside a freeze window of the policy: kept with the
+        /// request, shown to its approvers and audited. Without it a freeze refuses.
+        #[arg(long, value_name = "REASON")]
+        freeze_exception: Option<String>,
     },
     /// Approve a promotion request; when every requirement holds it becomes a release.
     ///

@@ -1,7 +1,9 @@
 //! `airlock`: the command line. Thin: parses arguments, calls the crates, prints.
 //! This file is the one error boundary that turns errors into messages and exit codes.
 
-use airlock_cli::{cli, commands, error};
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+use airlock_cli::{cli, commands, errln, error};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -28,9 +30,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error::CliError::Reported) => ExitCode::from(error::EXIT_USAGE),
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             if let Some(help) = error.help() {
-                eprintln!("help: {help}");
+                errln!("help: {help}");
             }
             ExitCode::from(error.exit_code())
         }

@@ -128,7 +128,7 @@ impl Remote {
         }
         let environment = self.environment()?;
         if !json {
-            eprintln!(
+            errln!(
                 "note: the {what} of `{environment}`, this token's environment (a server lists one environment's)"
             );
         }

@@ -6,7 +6,7 @@ use crate::project_dir::ProjectDir;
 use airlock_connectors::secrets::Keyring;
 use airlock_core::diagnostic::suggestion;
 use airlock_core::project::{Loaded, Project, WorkflowFile};
-use airlock_engine::{Engine, EngineOptions, ProjectRuntime, SystemClock};
+use airlock_engine::{Clock, Engine, EngineOptions, ProjectRuntime, SystemClock};
 use airlock_store::Store;
 use airlock_store::sqlite::SqliteStore;
 use std::path::PathBuf;
@@ -97,7 +97,7 @@ impl Workspace {
         Engine::new(
             self.store.clone(),
             Arc::new(self.connectors()),
-            Arc::new(SystemClock),
+            Arc::new(CliClock),
             options,
         )
     }
@@ -110,7 +110,7 @@ impl Workspace {
             self.project().manifest.clone(),
             self.root.clone(),
             self.keyring.clone(),
-            Arc::new(SystemClock),
+            Arc::new(CliClock),
         )
     }
 
@@ -137,9 +137,54 @@ impl Workspace {
     }
 }
 
+/// Now, by [`CliClock`], in milliseconds since the epoch.
 pub fn now() -> i64 {
-    use airlock_engine::Clock;
-    SystemClock.now()
+    CliClock.now()
+}
+
+/// The variable a debug build's clock starts from (see [`CliClock`]).
+pub const TEST_NOW: &str = "AIRLOCK_TEST_NOW";
+
+/// Every command's clock, and the engine's and connectors' it builds: the system's.
+///
+/// Except in a debug build (what `cargo test` runs) started with `AIRLOCK_TEST_NOW` set to
+/// an RFC 3339 instant: its clock then counts from that instant on, at the system clock's
+/// pace, so that an end-to-end test can put a whole tour inside or outside a freeze window
+/// whatever the day it runs. A release build ignores the variable: no environment variable
+/// moves a user's clock past a freeze.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CliClock;
+
+impl Clock for CliClock {
+    fn now(&self) -> i64 {
+        SystemClock.now().saturating_add(test_offset())
+    }
+}
+
+/// How far a debug build's clock is moved by `AIRLOCK_TEST_NOW` (0 without it), fixed at the
+/// first reading so that the process's time runs on evenly.
+fn test_offset() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return 0;
+        }
+        let Ok(at) = std::env::var(TEST_NOW) else {
+            return 0;
+        };
+        match humantime::parse_rfc3339(&at) {
+            Ok(instant) => {
+                let ms = instant
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                ms - SystemClock.now()
+            }
+            Err(error) => {
+                errln!("note: {TEST_NOW}={at} is not an RFC 3339 instant ({error}); the system clock is used");
+                0
+            }
+        }
+    })
 }
 
 pub fn store_error(e: airlock_store::Error) -> CliError {

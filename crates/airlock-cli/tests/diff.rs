@@ -62,7 +62,7 @@ fn the_starter_project_documents_every_difference() {
     assert_eq!(json["target"], "production");
     assert_eq!(
         json["counts"],
-        serde_json::json!({ "same": 6, "documented": 22, "drift": 0, "pending": 2, "notes": 5 })
+        serde_json::json!({ "same": 7, "documented": 22, "drift": 0, "pending": 2, "notes": 4 })
     );
     assert_eq!(
         with_status(&json, "documented"),
@@ -94,6 +94,7 @@ fn the_starter_project_documents_every_difference() {
     assert_eq!(
         with_status(&json, "same"),
         [
+            "API tokens (roles)",
             "bindings.orders_db.mode",
             "chat (kind)",
             "crm (kind)",
@@ -109,9 +110,8 @@ fn the_starter_project_documents_every_difference() {
     );
     assert_eq!(row(&json, "order-intake (version)")["to"], "not deployed");
     assert_eq!(
-        row(&json, "token scopes")["status"],
-        "note",
-        "token scopes are named, not silently skipped"
+        row(&json, "API tokens (roles)")["detail"],
+        "no live API token in either environment (`airlock token create`)"
     );
 
     let out = airlock(&project, &["diff", "staging", "production"]);
@@ -390,4 +390,70 @@ fn readiness_answers_the_five_questions_and_says_what_is_unclear() {
         airlock(&project, &["readiness", "nope"]).status.code(),
         Some(2)
     );
+}
+
+/// Defect 4 of issue 11: the permission model said "API tokens and their scopes do not exist
+/// yet (they come with the server)" with tokens in the store. It tells the roles the live
+/// tokens of each environment hold, and nothing that would identify or present a token.
+#[test]
+fn diff_tells_the_roles_of_each_environments_tokens_without_revealing_one() {
+    let (_temp, project) = init_project();
+    let tokens = [
+        create_token(&project, "staging", "runner", "ci-runner"),
+        create_token(&project, "staging", "runner", "nightly-runner"),
+        create_token(&project, "production", "approver", "release-approver"),
+        create_token(&project, "production", "viewer", "dashboard"),
+    ];
+    // A revoked token grants nothing any more: it is not counted.
+    let revoked = create_token(&project, "production", "admin", "former-admin");
+    let listed = json(&airlock(&project, &["token", "list", "--json"]));
+    let id = listed["tokens"]
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["name"] == "former-admin"))
+        .and_then(|t| t["id"].as_str())
+        .expect("the admin's token id")
+        .to_owned();
+    ok(&airlock(&project, &["token", "revoke", &id]), "revoke");
+
+    let (code, json) = diff_json(&project);
+    assert_eq!(
+        code,
+        Some(0),
+        "token roles are reported, not drift: {json:#}"
+    );
+    let roles = row(&json, "API tokens (roles)");
+    assert_eq!(roles["dimension"], "permissions");
+    assert_eq!(roles["from"], "runner ×2");
+    assert_eq!(roles["to"], "viewer ×1, approver ×1");
+    assert_eq!(roles["status"], "note");
+    assert_eq!(
+        roles["detail"],
+        "only `staging` has runner; only `production` has viewer, approver: each environment's tokens are its own identities (`airlock token list`), so this is reported, not drift"
+    );
+
+    let out = airlock(&project, &["diff", "staging", "production"]);
+    ok(&out, "diff");
+    let human = text(&out.stdout);
+    assert!(
+        human
+            .lines()
+            .any(|l| l.contains("API tokens (roles)") && l.contains("runner ×2")),
+        "{human}"
+    );
+    let shown = format!("{human}{json}");
+    assert!(!shown.contains("do not exist yet"), "{shown}");
+    for secret in tokens.iter().chain([&revoked]) {
+        assert!(secret.starts_with("alk_"), "a token: {secret}");
+        assert!(!shown.contains(secret.as_str()), "a token was shown");
+    }
+    for name in [
+        "ci-runner",
+        "nightly-runner",
+        "release-approver",
+        "dashboard",
+        "former-admin",
+        &id,
+    ] {
+        assert!(!shown.contains(name), "{name} was shown:\n{shown}");
+    }
 }

@@ -10,8 +10,9 @@
 //! 2. **connectors**: each connector's kind and its two bindings side by side, field by
 //!    field; and the literal-leak lint (a sandbox identifier in a protected environment's
 //!    binding, a production one in an unprotected environment's);
-//! 3. **permissions**: the protected flag, approvers, egress (API token scopes do not exist
-//!    yet, and the report says so);
+//! 3. **permissions**: the protected flag, approvers, egress, and the roles the live API
+//!    tokens of each environment hold (counted by role; a token's secret, hash or name never
+//!    enters the report);
 //! 4. **data shapes**: the JSON type-shape of trigger payloads and of each step's output in
 //!    recent runs of each environment (no workflow declares schemas yet);
 //! 5. **branching**: branch arms present in one version and not the other, and arms taken in
@@ -57,6 +58,18 @@ pub struct ParityFacts {
     pub workflows: Vec<WorkflowFacts>,
     /// The secrets that are set in either environment, with their keyed fingerprints.
     pub secrets: Vec<SecretFact>,
+    /// The live (not revoked) API tokens of either environment, by role.
+    pub tokens: Vec<TokenFact>,
+}
+
+/// A live API token, as the permission model sees it: where it acts and with which role.
+/// Nothing that could identify or present it (its secret, hash, id or name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFact {
+    /// The one environment it is valid in.
+    pub environment: String,
+    /// Its role, as stored (`viewer`, `runner`, `deployer`, `approver`, `admin`).
+    pub role: String,
 }
 
 /// One workflow in both environments.
@@ -138,7 +151,7 @@ pub enum Dimension {
     Logic,
     /// Connector kinds and bindings.
     Connectors,
-    /// Protection, approvers, egress, token scopes.
+    /// Protection, approvers, egress, the roles of API tokens.
     Permissions,
     /// Shapes of trigger payloads and step outputs in recent runs.
     DataShapes,
@@ -433,7 +446,7 @@ pub fn compare(manifest: &Manifest, from: &str, to: &str, facts: &ParityFacts) -
         cx.workflow(workflow);
     }
     cx.connectors();
-    cx.permissions();
+    cx.permissions(&facts.tokens);
     cx.credentials(&facts.secrets);
     let mut findings = cx.findings;
     findings.sort_by_key(|f| f.dimension);
@@ -683,7 +696,7 @@ impl<'a> Compare<'a> {
 
     // ------------------------------------------------------------ permissions
 
-    fn permissions(&mut self) {
+    fn permissions(&mut self, tokens: &[TokenFact]) {
         let yes_no = |p: bool| if p { "protected" } else { "not protected" };
         let status = self.classify("protected", self.from.protected == self.to.protected);
         self.push(Finding {
@@ -707,9 +720,81 @@ impl<'a> Compare<'a> {
                 ..self.row(Dimension::Permissions, what, list(&sf), list(&st), status)
             });
         }
+        self.token_roles(tokens);
+    }
+
+    /// Who may act through the API in each environment: the roles its live tokens hold.
+    /// Tokens are each environment's own identities (made where the store is, one role in
+    /// one environment), so different roles are reported, not drift that blocks a
+    /// promotion: staging's CI runner needs no twin in production, nor production's
+    /// approvers one in staging.
+    fn token_roles(&mut self, tokens: &[TokenFact]) {
+        let (a, b) = self.names();
+        let roles = |env: &str| {
+            let mut counts: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+            for token in tokens.iter().filter(|t| t.environment == env) {
+                // Listed in the roles' own order (viewer … admin), an unknown one last.
+                let rank = crate::authz::Role::ALL
+                    .iter()
+                    .position(|r| r.as_str() == token.role)
+                    .unwrap_or(usize::MAX);
+                *counts.entry((rank, token.role.as_str())).or_default() += 1;
+            }
+            counts
+        };
+        let (in_from, in_to) = (roles(a), roles(b));
+        let shown = |counts: &BTreeMap<(usize, &str), usize>| {
+            if counts.is_empty() {
+                "(none)".to_owned()
+            } else {
+                counts
+                    .iter()
+                    .map(|((_, role), n)| format!("{role} ×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let only = |these: &BTreeMap<(usize, &str), usize>,
+                    those: &BTreeMap<(usize, &str), usize>| {
+            these
+                .keys()
+                .filter(|k| !those.contains_key(*k))
+                .map(|(_, role)| (*role).to_owned())
+                .collect::<Vec<String>>()
+        };
+        let (only_from, only_to) = (only(&in_from, &in_to), only(&in_to, &in_from));
+        let (status, detail) = if only_from.is_empty() && only_to.is_empty() {
+            let detail = if in_from.is_empty() {
+                "no live API token in either environment (`airlock token create`)".to_owned()
+            } else {
+                "the same roles in both (counted from the live tokens, never shown)".to_owned()
+            };
+            (Status::Same, detail)
+        } else {
+            let mut parts = Vec::new();
+            if !only_from.is_empty() {
+                parts.push(format!("only `{a}` has {}", only_from.join(", ")));
+            }
+            if !only_to.is_empty() {
+                parts.push(format!("only `{b}` has {}", only_to.join(", ")));
+            }
+            (
+                Status::Note,
+                format!(
+                    "{}: each environment's tokens are its own identities (`airlock token list`), so this is reported, not drift",
+                    parts.join("; ")
+                ),
+            )
+        };
         self.push(Finding {
-            detail: Some("API tokens and their scopes do not exist yet (they come with the server): not compared".into()),
-            ..self.row(Dimension::Permissions, "token scopes", "—", "—", Status::Note)
+            detail: Some(detail),
+            ..self.row(
+                Dimension::Permissions,
+                "API tokens (roles)",
+                shown(&in_from),
+                shown(&in_to),
+                status,
+            )
         });
     }
 

@@ -65,6 +65,19 @@ pub struct Facts {
     pub approvals: Vec<String>,
     /// Now, in milliseconds since the epoch (for freeze windows).
     pub now_ms: i64,
+    /// The exception the request's author stated for promoting inside a freeze window,
+    /// if any: with one, a freeze no longer refuses the promotion; the approvers still
+    /// decide, and see it in the verdict.
+    pub freeze_exception: Option<FreezeException>,
+}
+
+/// Why a promotion goes ahead inside a freeze window, and who said so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeException {
+    /// The request's author, who stated it.
+    pub by: String,
+    /// Their reason, as written.
+    pub reason: String,
 }
 
 /// One requirement, what it asks, what was found, and whether it holds.
@@ -180,16 +193,28 @@ pub fn verdict(rule: &PromotionRule, risk: Risk, facts: &Facts) -> Verdict {
         });
     }
     if let Some(window) = frozen(&rule.freeze, facts.now_ms) {
-        checks.push(Check {
-            requirement: "freeze".into(),
-            required: "outside freeze windows".into(),
-            actual: format!(
-                "frozen from {} to {} ({})",
-                weekly(window.from),
-                weekly(window.to),
-                window.timezone
-            ),
-            met: false,
+        let window = format!(
+            "frozen from {} to {} ({})",
+            weekly(window.from),
+            weekly(window.to),
+            window.timezone
+        );
+        checks.push(match &facts.freeze_exception {
+            Some(exception) => Check {
+                requirement: "freeze".into(),
+                required: "outside freeze windows, or a stated exception".into(),
+                actual: format!(
+                    "{window}; exception by {}: {}",
+                    exception.by, exception.reason
+                ),
+                met: true,
+            },
+            None => Check {
+                requirement: "freeze".into(),
+                required: "outside freeze windows, or a stated exception".into(),
+                actual: window,
+                met: false,
+            },
         });
     }
     Verdict { risk, checks }
@@ -291,6 +316,7 @@ mod tests {
             approvals: vec!["ops-lead".into()],
             // Wednesday 2026-11-25 12:00 UTC
             now_ms: 1_795_608_000_000,
+            freeze_exception: None,
         }
     }
 
@@ -399,5 +425,58 @@ mod tests {
             );
             assert_eq!(unmet(&v).contains(&"freeze"), is_frozen, "at {now}");
         }
+    }
+
+    #[test]
+    fn a_stated_exception_lets_a_promotion_through_a_freeze_and_says_so() {
+        let saturday = 1_795_860_000_000;
+        let exception = FreezeException {
+            by: "dev".into(),
+            reason: "the fix for INC-42".into(),
+        };
+        let v = verdict(
+            &rule(),
+            Risk::Customer,
+            &Facts {
+                now_ms: saturday,
+                freeze_exception: Some(exception.clone()),
+                ..good()
+            },
+        );
+        assert!(v.passed(), "{v:?}");
+        let freeze = v
+            .checks
+            .iter()
+            .find(|c| c.requirement == "freeze")
+            .expect("the freeze is still shown");
+        assert!(freeze.met);
+        assert!(
+            freeze
+                .actual
+                .ends_with("; exception by dev: the fix for INC-42"),
+            "{}",
+            freeze.actual
+        );
+        // Outside a window an exception changes nothing and shows nothing.
+        let v = verdict(
+            &rule(),
+            Risk::Customer,
+            &Facts {
+                now_ms: 1_796_025_600_000,
+                freeze_exception: Some(exception),
+                ..good()
+            },
+        );
+        assert!(v.checks.iter().all(|c| c.requirement != "freeze"));
+        // Without one, the approvals that are all that is missing do not open the way.
+        let v = verdict(
+            &rule(),
+            Risk::Customer,
+            &Facts {
+                now_ms: saturday,
+                ..good()
+            },
+        );
+        assert!(!v.ready_for_approval());
     }
 }

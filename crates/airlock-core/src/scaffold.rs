@@ -50,6 +50,12 @@ pub const FILES: &[(&str, &str)] = &[
         "examples/small-order.json",
         include_str!("../scaffold/examples/small-order.json"),
     ),
+    // Large and unpaid: what `credit-review` finds overdue, so that its run reaches the
+    // approval step (the README's tour runs it before `run credit-review`).
+    (
+        "examples/overdue-order.json",
+        include_str!("../scaffold/examples/overdue-order.json"),
+    ),
 ];
 
 /// The `.gitignore` written beside the project: local state never goes into git.
@@ -81,6 +87,38 @@ mod tests {
                 crate::model::BindingMode::Record,
                 "staging's {connector} works offline"
             );
+        }
+    }
+
+    /// The README's tour runs `order-intake` with this order and then `credit-review`, whose
+    /// run must reach its approval step: the order must be one its query finds overdue.
+    #[test]
+    fn the_overdue_example_is_an_order_credit_review_finds_overdue() {
+        let loaded = crate::project::load(files());
+        let review = loaded.project.workflow("credit-review").unwrap();
+        let threshold = review
+            .workflow
+            .steps
+            .iter()
+            .find_map(|step| match &step.kind {
+                crate::model::StepKind::Call {
+                    with: Some(with), ..
+                } if step.id.value == "find_overdue" => with.to_json()["params"][0].as_f64(),
+                _ => None,
+            })
+            .expect("find_overdue's threshold");
+        let example = |path: &str| -> serde_json::Value {
+            let (_, text) = FILES.iter().find(|(p, _)| *p == path).unwrap();
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let overdue = example("examples/overdue-order.json");
+        assert!(
+            overdue["amount"].as_f64().unwrap() > threshold,
+            "{overdue} is not above {threshold}"
+        );
+        for (path, _) in FILES.iter().filter(|(p, _)| p.starts_with("examples/")) {
+            let order = example(path);
+            assert!(order["id"].is_number(), "{path}: an order has an id");
         }
     }
 }

@@ -180,6 +180,32 @@ impl Engine {
         }
     }
 
+    /// Claims the run `run_id`, and it alone, if it is due ([`Store::claim_run`]), and
+    /// processes it until it finishes or is released (sleeping, waiting for a person).
+    /// Answers whether it was claimed: not when it is not due, or another process holds
+    /// it. What a command that runs one workflow uses (`airlock run`, `approve-step`, `runs
+    /// retry`): [`Engine::process_due`] would claim whatever else is due in the store too
+    /// (another environment's waiting runs, say) and execute it in a process that is
+    /// about to exit.
+    pub async fn process_run(&self, run_id: &str) -> Result<bool, EngineError> {
+        let claim = self
+            .store
+            .claim_run(
+                run_id,
+                &self.options.worker,
+                self.clock.now(),
+                self.options.lease_ms,
+            )
+            .await?;
+        match claim {
+            Some(claim) => {
+                self.process(claim).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Works until `shutdown` turns true: keeps up to `concurrency` runs in flight,
     /// claiming more as slots free up. When nothing is due it waits for the store to
     /// signal work ([`Store::wait_for_work`]), `poll` at most.

@@ -529,6 +529,20 @@ impl Store for FaultStore {
         }
         Ok(claims)
     }
+    async fn claim_run(
+        &self,
+        run: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> airlock_store::Result<Option<Claim>> {
+        self.alive()?;
+        let claim = self.inner.claim_run(run, worker, now, lease_ms).await?;
+        if let Some(claim) = &claim {
+            self.world.claimed(&claim.run.id, worker);
+        }
+        Ok(claim)
+    }
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> airlock_store::Result<()> {
         self.alive()?;
         let intent = commit

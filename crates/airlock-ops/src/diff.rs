@@ -5,7 +5,7 @@ use super::{OpsError, environment};
 use airlock_core::canonical;
 use airlock_core::parity::{
     self, Counts, Origin, ParityFacts, ParityReport, RunSample, Running, SecretFact, Side,
-    WorkflowFacts,
+    TokenFact, WorkflowFacts,
 };
 use airlock_core::project::Project;
 use airlock_store::{ReleaseKind, RunFilter, StepStatus, Store};
@@ -114,7 +114,27 @@ pub async fn facts(
             }
         }
     }
-    Ok(ParityFacts { workflows, secrets })
+    let mut tokens = Vec::new();
+    for name in [from, to] {
+        // Only where each live token acts and its role leave the store here: never its
+        // secret's hash, id or name.
+        tokens.extend(
+            store
+                .tokens(Some(name))
+                .await?
+                .into_iter()
+                .filter(|t| t.revoked_at.is_none())
+                .map(|t| TokenFact {
+                    environment: t.token.environment,
+                    role: t.token.role,
+                }),
+        );
+    }
+    Ok(ParityFacts {
+        workflows,
+        secrets,
+        tokens,
+    })
 }
 
 /// What one environment runs of one workflow, and samples of its recent runs.

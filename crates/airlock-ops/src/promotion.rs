@@ -5,18 +5,29 @@
 //! evidence) and opens a request; an approver of the target, never the author, approves
 //! it; when every requirement holds it becomes a release (`Store::release`, a
 //! compare-and-set on the current release). A rollback is a release of an earlier version.
+//!
+//! Inside one of the policy's freeze windows a promotion is refused unless its author
+//! states an exception (`promote --freeze-exception REASON`). The exception is kept with
+//! the request (as evidence on its version, `freeze_exception`, naming the request), so
+//! that every later judgement of that request (each approval) sees it; it is in the
+//! verdict the approvers are shown and in the audit log. It lifts the freeze alone: every
+//! other requirement, the approvals included, still holds.
 
 use super::{OpsError, audit, audit_policy_change, environment, new_id, workflow as find_workflow};
-use airlock_core::policy::{self, Facts, Verdict};
+use airlock_core::policy::{self, Facts, FreezeException, Verdict};
 use airlock_core::project::Project;
 use airlock_store::{
-    Approval, NewPromotionRequest, NewRelease, OutcomeQuery, PromotionRequest, Release,
-    ReleaseKind, RequestStatus, Store,
+    Approval, NewEvidence, NewPromotionRequest, NewRelease, OutcomeQuery, PromotionRequest,
+    Release, ReleaseKind, RequestStatus, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// The evidence kind a request's freeze exception is kept under.
+pub const FREEZE_EXCEPTION_KIND: &str = "freeze_exception";
+
 /// Facts about `version` of `workflow` on its way from `from` to `to`.
+#[allow(clippy::too_many_arguments)]
 async fn facts(
     store: &dyn Store,
     project: &Project,
@@ -24,6 +35,7 @@ async fn facts(
     version: &str,
     (from, to): (&str, &str),
     approvals: Vec<String>,
+    freeze_exception: Option<FreezeException>,
     now: i64,
 ) -> Result<Facts, OpsError> {
     let evidence = store.evidence(workflow, Some(version)).await?;
@@ -50,7 +62,28 @@ async fn facts(
         source_failures: saturating_u32(outcomes.failed),
         approvals,
         now_ms: now,
+        freeze_exception,
     })
+}
+
+/// The freeze exception stated when `request` was opened, if one was.
+async fn freeze_exception_of(
+    store: &dyn Store,
+    request: &PromotionRequest,
+) -> Result<Option<FreezeException>, OpsError> {
+    let r = &request.request;
+    let evidence = store.evidence(&r.workflow, Some(&r.version)).await?;
+    Ok(evidence
+        .into_iter()
+        .filter(|e| e.evidence.kind == FREEZE_EXCEPTION_KIND)
+        .find(|e| e.evidence.summary["request"] == r.id.as_str())
+        .and_then(|e| {
+            let summary = &e.evidence.summary;
+            Some(FreezeException {
+                by: summary["by"].as_str()?.to_owned(),
+                reason: summary["reason"].as_str()?.to_owned(),
+            })
+        }))
 }
 
 fn verdict_of(
@@ -93,7 +126,11 @@ pub struct Promotion {
 
 /// Opens a promotion request for the exact version `from` runs into `to`, judged by the
 /// policy. A request the gate refuses is not opened (`opened: false`) and the refusal is
-/// audited; one that needs no approval is released at once.
+/// audited; one that needs no approval is released at once. `freeze_exception` is the
+/// author's reason for going ahead inside a freeze window (see the module's
+/// documentation); it is kept with the request whether a window covers now or not, so
+/// that a freeze that begins before the last approval does not strand the request.
+#[allow(clippy::too_many_arguments)]
 pub async fn promote(
     store: &dyn Store,
     project: &Project,
@@ -101,8 +138,22 @@ pub async fn promote(
     from: &str,
     to: &str,
     author: &str,
+    freeze_exception: Option<&str>,
     now: i64,
 ) -> Result<Promotion, OpsError> {
+    let freeze_exception = match freeze_exception.map(str::trim) {
+        Some("") => {
+            return Err(OpsError::bad_request(
+                "a freeze exception says why: its reason is empty",
+                Some("e.g. --freeze-exception \"the fix for INC-42 cannot wait\"".into()),
+            ));
+        }
+        Some(reason) => Some(FreezeException {
+            by: author.to_owned(),
+            reason: reason.to_owned(),
+        }),
+        None => None,
+    };
     find_workflow(project, workflow)?;
     environment(&project.manifest, from)?;
     environment(&project.manifest, to)?;
@@ -124,6 +175,7 @@ pub async fn promote(
         &version,
         (from, to),
         Vec::new(),
+        freeze_exception.clone(),
         now,
     )
     .await?;
@@ -163,6 +215,22 @@ pub async fn promote(
             created_at: now,
         })
         .await?;
+    if let Some(exception) = &freeze_exception {
+        store
+            .add_evidence(&NewEvidence {
+                workflow: workflow.to_owned(),
+                version: version.clone(),
+                kind: FREEZE_EXCEPTION_KIND.into(),
+                passed: true,
+                summary: json!({
+                    "request": request.request.id,
+                    "by": exception.by,
+                    "reason": exception.reason,
+                }),
+                at: now,
+            })
+            .await?;
+    }
     audit(
         store,
         now,
@@ -170,7 +238,12 @@ pub async fn promote(
         "promotion.request",
         Some(to),
         workflow,
-        json!({ "request": request.request.id, "version": version, "verdict": promotion.verdict }),
+        json!({
+            "request": request.request.id,
+            "version": version,
+            "verdict": promotion.verdict,
+            "freeze_exception": freeze_exception,
+        }),
     )
     .await?;
     if promotion.verdict.passed() {
@@ -193,6 +266,11 @@ async fn release(
     let r = &request.request;
     let current = store.releases(&r.to_environment, &r.workflow).await?;
     let evidence = store.evidence(&r.workflow, Some(&r.version)).await?;
+    // The newest scenario result: what the release was tested with (a freeze exception is
+    // in the verdict already).
+    let tested = evidence
+        .iter()
+        .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND);
     let release = store
         .release(&NewRelease {
             id: new_id("rel"),
@@ -203,7 +281,7 @@ async fn release(
             request: Some(r.id.clone()),
             author: r.author.clone(),
             approvers,
-            evidence: json!({ "verdict": verdict, "evidence": evidence.first() }),
+            evidence: json!({ "verdict": verdict, "evidence": tested }),
             expected_current: current.first().map(|c| c.release.id.clone()),
             at: now,
         })
@@ -381,6 +459,7 @@ pub async fn decide(
         &r.version,
         (&r.from_environment, &r.to_environment),
         approvers.clone(),
+        freeze_exception_of(store, &request).await?,
         now,
     )
     .await?;

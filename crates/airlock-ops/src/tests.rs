@@ -81,6 +81,21 @@ async fn record_evidence(store: &dyn Store, project: &Project, now: i64) {
         .expect("evidence recorded");
 }
 
+/// `dev` promotes `greet` of `project` from staging to production, with no freeze exception.
+async fn promote_greet(store: &dyn Store, project: &Project, at: i64) -> promotion::Promotion {
+    promotion::promote(
+        store,
+        project,
+        "greet",
+        "staging",
+        "production",
+        "dev",
+        None,
+        at,
+    )
+    .await
+    .unwrap()
+}
 #[tokio::test]
 async fn every_result_reads_back_as_it_was_written() {
     let temp = tempfile::tempdir().unwrap();
@@ -108,9 +123,22 @@ async fn every_result_reads_back_as_it_was_written() {
     round_trip(&diff);
     round_trip(&readiness::readiness(store, &v1, None, 1_200).await.unwrap());
 
-    let opened = promotion::promote(store, &v1, "greet", "staging", "production", "dev", 1_300)
-        .await
-        .unwrap();
+    let unexplained = promotion::promote(
+        store,
+        &v1,
+        "greet",
+        "staging",
+        "production",
+        "dev",
+        Some("  "),
+        1_250,
+    )
+    .await;
+    assert!(
+        matches!(unexplained, Err(OpsError::BadRequest { .. })),
+        "a freeze exception says why: {unexplained:?}"
+    );
+    let opened = promote_greet(store, &v1, 1_300).await;
     assert!(opened.opened && opened.release.is_none(), "{opened:?}");
     round_trip(&opened);
     let request = opened.request.as_ref().unwrap().request.id.clone();
@@ -128,9 +156,7 @@ async fn every_result_reads_back_as_it_was_written() {
         .unwrap();
     assert_eq!(deployed.changes[0].change, deploy::ChangeKind::Changed);
     round_trip(&deployed);
-    let opened = promotion::promote(store, &v2, "greet", "staging", "production", "dev", 2_200)
-        .await
-        .unwrap();
+    let opened = promote_greet(store, &v2, 2_200).await;
     let request = opened.request.unwrap().request.id;
     let rejected = promotion::decide(
         store,
@@ -144,9 +170,7 @@ async fn every_result_reads_back_as_it_was_written() {
     .await
     .unwrap();
     round_trip(&rejected);
-    let opened = promotion::promote(store, &v2, "greet", "staging", "production", "dev", 2_400)
-        .await
-        .unwrap();
+    let opened = promote_greet(store, &v2, 2_400).await;
     let request = opened.request.unwrap().request.id;
     promotion::decide(store, &v2, &request, "cfo", true, None, 2_500)
         .await
@@ -167,9 +191,7 @@ async fn every_result_reads_back_as_it_was_written() {
     deploy::deploy(store, &v3, "staging", None, "dev", 3_000)
         .await
         .unwrap();
-    let refused = promotion::promote(store, &v3, "greet", "staging", "production", "dev", 3_100)
-        .await
-        .unwrap();
+    let refused = promote_greet(store, &v3, 3_100).await;
     assert!(!refused.opened, "{refused:?}");
     round_trip(&refused);
 

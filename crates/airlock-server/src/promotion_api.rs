@@ -116,6 +116,10 @@ pub(crate) struct PromotionBody {
     from: String,
     /// The target environment (e.g. `production`).
     to: String,
+    /// Why the promotion goes ahead inside a freeze window, if it must: the caller's
+    /// stated exception, kept with the request, shown to its approvers and audited.
+    #[serde(default)]
+    freeze_exception: Option<String>,
 }
 
 /// Opens a promotion request for the exact version `from` runs, judged by the policy.
@@ -154,6 +158,7 @@ pub(crate) async fn promote(
         &body.from,
         &body.to,
         &caller.name,
+        body.freeze_exception.as_deref(),
         app.clock.now(),
     )
     .await?;

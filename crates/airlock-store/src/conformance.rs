@@ -34,6 +34,7 @@ pub const PROPERTIES: &[&str] = &[
     "claim_takes_due_runs_only",
     "claim_respects_limit_oldest_first",
     "claim_leases_and_raises_the_token",
+    "claim_run_takes_that_run_alone_when_due",
     "lease_excludes_until_it_expires",
     "lease_extension_is_honoured",
     "stale_token_is_fenced_and_writes_nothing",
@@ -78,6 +79,7 @@ where
     claim_takes_due_runs_only(make().await).await;
     claim_respects_limit_oldest_first(make().await).await;
     claim_leases_and_raises_the_token(make().await).await;
+    claim_run_takes_that_run_alone_when_due(make().await).await;
     lease_excludes_until_it_expires(make().await).await;
     lease_extension_is_honoured(make().await).await;
     stale_token_is_fenced_and_writes_nothing(make().await).await;
@@ -637,6 +639,158 @@ pub async fn claim_leases_and_raises_the_token<S: Store>(store: S) {
         &get_run(&store, "r1").await,
         run,
         "the claim returns the run as stored"
+    );
+}
+
+/// `claim_run` claims the run it names, as `claim` would (lease, token, claim count), only
+/// when it is due, and never touches another run, however much older or more due.
+pub async fn claim_run_takes_that_run_alone_when_due<S: Store>(store: S) {
+    enqueue(&store, new_run("older", "production", "hello", 50)).await;
+    enqueue(&store, new_run("mine", "staging", "hello", 100)).await;
+    enqueue(&store, new_run("later", "staging", "hello", 2_000)).await;
+    assert!(
+        matches!(
+            store.claim_run("nobody", "w1", 1_000, 10_000).await,
+            Err(Error::NotFound(_))
+        ),
+        "an unknown run is not found"
+    );
+    assert_eq!(
+        store
+            .claim_run("later", "w1", 1_000, 10_000)
+            .await
+            .expect("claim_run"),
+        None,
+        "a run accepted after `now` is not due yet"
+    );
+    let claim = store
+        .claim_run("mine", "w1", 1_000, 10_000)
+        .await
+        .expect("claim_run")
+        .expect("a queued run is due");
+    assert_eq!(claim.run.id, "mine");
+    assert_eq!(claim.token, 1, "the first claim's token is 1");
+    assert_eq!(claim.run.status, RunStatus::Running);
+    assert_eq!(claim.run.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(claim.run.lease_expires_at, Some(11_000));
+    assert_eq!(claim.run.claims, 1);
+    assert_eq!(claim.run.started_at, Some(1_000));
+    assert_eq!(&get_run(&store, "mine").await, &claim.run, "as stored");
+    for other in ["older", "later"] {
+        let run = get_run(&store, other).await;
+        assert_eq!(
+            (run.status, run.claims, run.lease_owner),
+            (RunStatus::Queued, 0, None),
+            "{other} is untouched by a claim of another run"
+        );
+    }
+
+    assert_eq!(
+        store
+            .claim_run("mine", "w2", 10_999, 10_000)
+            .await
+            .expect("claim_run"),
+        None,
+        "a live lease excludes"
+    );
+    assert_eq!(
+        get_run(&store, "mine").await.lease_owner.as_deref(),
+        Some("w1")
+    );
+    store
+        .commit(
+            "mine",
+            claim.token,
+            commit_of(vec![], Some(Settlement::Sleep { wake_at: 20_000 })),
+        )
+        .await
+        .expect("sleep");
+    assert_eq!(
+        store
+            .claim_run("mine", "w1", 19_999, 10_000)
+            .await
+            .expect("claim_run"),
+        None,
+        "a sleeping run is not due early"
+    );
+    let woken = store
+        .claim_run("mine", "w1", 20_000, 10_000)
+        .await
+        .expect("claim_run")
+        .expect("a sleeping run is due at its wake time");
+    assert_eq!(woken.token, 2, "each claim raises the token");
+    store
+        .commit(
+            "mine",
+            woken.token,
+            commit_of(vec![], Some(Settlement::Wait { deadline: None })),
+        )
+        .await
+        .expect("wait");
+    assert_eq!(
+        store
+            .claim_run("mine", "w1", 1_000_000_000, 10_000)
+            .await
+            .expect("claim_run"),
+        None,
+        "a run waiting for a person without a deadline is never due"
+    );
+
+    // An expired lease makes it due again; the old holder is fenced.
+    enqueue(&store, new_run("held", "staging", "hello", 100)).await;
+    let first = store
+        .claim_run("held", "w1", 1_000, 1_000)
+        .await
+        .expect("claim_run")
+        .expect("due");
+    let taken = store
+        .claim_run("held", "w2", 2_000, 1_000)
+        .await
+        .expect("claim_run")
+        .expect("an expired lease makes the run due");
+    assert!(taken.token > first.token);
+    assert!(
+        matches!(
+            store
+                .commit("held", first.token, commit_of(vec![], None))
+                .await,
+            Err(Error::Fenced { .. })
+        ),
+        "the first holder is fenced"
+    );
+    store
+        .commit(
+            "held",
+            taken.token,
+            commit_of(vec![], Some(finish(RunStatus::Succeeded, 2_001))),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        store
+            .claim_run("held", "w1", 1_000_000_000, 1_000)
+            .await
+            .expect("claim_run"),
+        None,
+        "a finished run is never due"
+    );
+
+    // Two claimers of one run at once: one gets it.
+    enqueue(&store, new_run("raced", "staging", "hello", 100)).await;
+    let (a, b) = tokio::join!(
+        store.claim_run("raced", "w1", 1_000, 10_000),
+        store.claim_run("raced", "w2", 1_000, 10_000)
+    );
+    let won = [a.expect("w1"), b.expect("w2")]
+        .into_iter()
+        .flatten()
+        .count();
+    assert_eq!(won, 1, "exactly one of two racing claimers gets the run");
+
+    assert_eq!(
+        claimed_ids(&store, 1_000, 10).await,
+        vec!["older"],
+        "the runs claim_run did not name are still there for `claim`"
     );
 }
 

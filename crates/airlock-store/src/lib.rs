@@ -119,6 +119,22 @@ pub trait Store: Send + Sync + 'static {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<Claim>>;
+    /// Claims the one run `run` for `worker`, as [`Store::claim`] would if it came up: only
+    /// when it is due at `now` (queued or waiting with its wake time come, or running with
+    /// its lease expired), raising its fencing token and leasing it until `now + lease_ms`.
+    /// `None`, writing nothing, when it is not due: finished, sleeping, waiting for a
+    /// person, or held under a live lease (by another process, say). [`Error::NotFound`]
+    /// for an unknown id.
+    ///
+    /// What a process that drives one run uses (`airlock run`, `approve-step`, `runs
+    /// retry`): it must never claim, and so never execute, anyone else's run.
+    async fn claim_run(
+        &self,
+        run: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>>;
     /// Writes journal entries for a claimed run, and optionally extends its lease or
     /// settles it, in one transaction. Fails with [`Error::Fenced`] when `token` is no
     /// longer the run's current token; nothing is written then.

@@ -136,6 +136,7 @@ conformance! {
     claim_takes_due_runs_only,
     claim_respects_limit_oldest_first,
     claim_leases_and_raises_the_token,
+    claim_run_takes_that_run_alone_when_due,
     lease_excludes_until_it_expires,
     lease_extension_is_honoured,
     stale_token_is_fenced_and_writes_nothing,
@@ -593,6 +594,7 @@ async fn waiting_workers_wake_when_work_is_queued() {
             "r1",
             claim.token,
             Commit {
+                entries: vec![entry("approve", StepStatus::Waiting, 30)],
                 settle: Some(Settlement::Wait {
                     deadline: Some(10_000),
                 }),

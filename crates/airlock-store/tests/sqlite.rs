@@ -43,6 +43,7 @@ conformance! {
     claim_takes_due_runs_only,
     claim_respects_limit_oldest_first,
     claim_leases_and_raises_the_token,
+    claim_run_takes_that_run_alone_when_due,
     lease_excludes_until_it_expires,
     lease_extension_is_honoured,
     stale_token_is_fenced_and_writes_nothing,

@@ -30,7 +30,7 @@ pub fn run(
         if global.json {
             crate::output::json(&answer);
         } else {
-            println!(
+            outln!(
                 "{} step {step} of run {run_id}; the server continues the run",
                 if reject { "rejected" } else { "approved" }
             );
@@ -61,7 +61,7 @@ pub fn run(
         .await
         .map_err(crate::commands::ops_error)?;
         if !global.json {
-            println!(
+            outln!(
                 "{} `{step}` of run {run_id} as {approver}",
                 if reject { "rejected" } else { "approved" }
             );

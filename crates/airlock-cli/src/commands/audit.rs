@@ -60,7 +60,7 @@ pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             truncate(&e.detail.to_string(), 100),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -84,8 +84,8 @@ pub fn verify(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError>
         );
     } else {
         match result {
-            Ok(()) => println!("audit chain intact: {} events", events.len()),
-            Err(seq) => println!(
+            Ok(()) => outln!("audit chain intact: {} events", events.len()),
+            Err(seq) => outln!(
                 "audit chain BROKEN at event {seq}: it was changed, removed or inserted after the fact"
             ),
         }

@@ -45,9 +45,9 @@ fn print(global: &Global, report: &CheckReport) {
         crate::output::json(&serde_json::to_value(report).unwrap_or_default());
         return;
     }
-    println!("check of `{}`:", report.environment);
+    outln!("check of `{}`:", report.environment);
     for row in &report.bindings {
-        println!(
+        outln!(
             "  {:<4} {:<12} {:<13} {}",
             if row.ok { "OK" } else { "FAIL" },
             row.connector,
@@ -57,7 +57,7 @@ fn print(global: &Global, report: &CheckReport) {
     }
     let failed = report.failed();
     if failed > 0 {
-        println!(
+        outln!(
             "{failed} binding{} failed",
             if failed == 1 { "" } else { "s" }
         );

@@ -62,7 +62,7 @@ fn print(global: &Global, deployed: &Deployed) {
         crate::output::json(&serde_json::to_value(deployed).unwrap_or_default());
         return;
     }
-    println!("deployed to `{}`:", deployed.environment);
+    outln!("deployed to `{}`:", deployed.environment);
     for change in &deployed.changes {
         let short = |v: &Option<String>| {
             v.as_deref()
@@ -71,18 +71,18 @@ fn print(global: &Global, deployed: &Deployed) {
         };
         let workflow = change.workflow.as_str();
         match change.change {
-            ChangeKind::Added => println!("  + {workflow:<20} {}", short(&change.to)),
-            ChangeKind::Changed => println!(
+            ChangeKind::Added => outln!("  + {workflow:<20} {}", short(&change.to)),
+            ChangeKind::Changed => outln!(
                 "  ~ {workflow:<20} {} → {}",
                 short(&change.from),
                 short(&change.to)
             ),
-            ChangeKind::Removed => println!(
+            ChangeKind::Removed => outln!(
                 "  - {workflow:<20} {} (no longer in the project; its runs stop being started)",
                 short(&change.from)
             ),
             ChangeKind::Unchanged => {
-                println!("    {workflow:<20} {} (unchanged)", short(&change.to))
+                outln!("    {workflow:<20} {} (unchanged)", short(&change.to))
             }
         }
     }

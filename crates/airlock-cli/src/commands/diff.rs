@@ -79,7 +79,7 @@ fn print(report: &ParityReport) {
         if rows.is_empty() {
             continue;
         }
-        println!("{}", dimension.title());
+        outln!("{}", dimension.title());
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
         // Wrapped to a terminal's width; one line per row when piped, so `grep` finds rows.
@@ -94,14 +94,14 @@ fn print(report: &ParityReport) {
                 status_cell(row, &mut cited),
             ]);
         }
-        println!("{table}\n");
+        outln!("{table}\n");
     }
     for note in &report.notes {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     let counts = report.counts();
     let drift: Vec<&str> = report.drift().map(|f| f.what.as_str()).collect();
-    println!(
+    outln!(
         "{} → {}: {} same, {} documented, {} drift, {} pending promotion, {} notes",
         report.from,
         report.to,
@@ -112,13 +112,13 @@ fn print(report: &ParityReport) {
         counts.notes
     );
     if drift.is_empty() {
-        println!("clean: every difference is documented");
+        outln!("clean: every difference is documented");
         return;
     }
-    println!("DRIFT: {}", drift.join(", "));
+    outln!("DRIFT: {}", drift.join(", "));
     let documentable: Vec<&str> = report.drift().filter_map(|f| f.path.as_deref()).collect();
     if !documentable.is_empty() {
-        println!(
+        outln!(
             "document each intended difference under `differences:` in airlock.yaml (`- {{ path: {}, reason: … }}`), or remove it",
             documentable[0]
         );
@@ -129,7 +129,7 @@ fn print(report: &ParityReport) {
         .map(|f| f.what.as_str())
         .collect();
     if !fixable.is_empty() {
-        println!(
+        outln!(
             "{} cannot be documented away: give each environment its own credential, run the versions through promotion, and let staging see data like production's",
             fixable.join(", ")
         );

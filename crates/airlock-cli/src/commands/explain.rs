@@ -21,7 +21,7 @@ pub fn run(global: &Global, code: &str) -> Result<ExitCode, CliError> {
             "explanation": code.explanation(),
         }));
     } else {
-        println!(
+        outln!(
             "{}: {}\n\n{}",
             code.as_str(),
             code.title(),

@@ -34,7 +34,7 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
         crate::output::json(&rows);
     } else {
         for w in &selected {
-            println!("{}  {}", version_id(&w.workflow), w.workflow.name.value);
+            outln!("{}  {}", version_id(&w.workflow), w.workflow.name.value);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -28,11 +28,11 @@ pub fn run(global: &Global, dir: &Path) -> Result<ExitCode, CliError> {
             "files": scaffold::FILES.iter().map(|(p, _)| p).collect::<Vec<_>>(),
         }));
     } else {
-        println!("Created an Airlock project in {}", dir.display());
+        outln!("Created an Airlock project in {}", dir.display());
         for (path, _) in scaffold::FILES {
-            println!("  {path}");
+            outln!("  {path}");
         }
-        println!("\nNext: cd {} && airlock validate", dir.display());
+        outln!("\nNext: cd {} && airlock validate", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

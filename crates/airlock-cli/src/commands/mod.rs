@@ -106,7 +106,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 limit: *limit,
             },
         ),
-        Command::Resume { lease, patience } => resume::run(global, *lease, *patience),
+        Command::Resume {
+            run,
+            lease,
+            patience,
+        } => resume::run(global, run.as_deref(), *lease, *patience),
         Command::ApproveStep {
             run,
             step,
@@ -129,7 +133,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             from,
             to,
             author,
-        } => promote::promote(global, workflow, from, to, author.as_deref()),
+            freeze_exception,
+        } => promote::promote(
+            global,
+            promote::Ask {
+                workflow,
+                from,
+                to,
+                author: author.as_deref(),
+                freeze_exception: freeze_exception.as_deref(),
+            },
+        ),
         Command::Approve { request, approver } => {
             promote::decide(global, request, approver.as_deref(), true, None)
         }

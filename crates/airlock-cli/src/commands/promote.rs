@@ -22,7 +22,7 @@ pub(crate) fn ops_error(error: OpsError) -> CliError {
 }
 
 fn print_verdict(verdict: &Verdict) {
-    println!(
+    outln!(
         "risk class: {}",
         serde_json::to_value(verdict.risk)
             .ok()
@@ -30,7 +30,7 @@ fn print_verdict(verdict: &Verdict) {
             .unwrap_or_default()
     );
     for check in &verdict.checks {
-        println!(
+        outln!(
             "  {} {:<13} {} — {}",
             if check.met { "✓" } else { "✗" },
             check.requirement,
@@ -50,19 +50,31 @@ fn local_identity<'a>(name: Option<&'a str>, who: &str) -> Result<&'a str, CliEr
     })
 }
 
-pub fn promote(
-    global: &Global,
-    workflow: &str,
-    from: &str,
-    to: &str,
-    author: Option<&str>,
-) -> Result<ExitCode, CliError> {
+/// What `promote` is asked.
+pub struct Ask<'a> {
+    pub workflow: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    /// `--as` (locally; against a server the token's name asks).
+    pub author: Option<&'a str>,
+    /// `--freeze-exception REASON`.
+    pub freeze_exception: Option<&'a str>,
+}
+
+pub fn promote(global: &Global, ask: Ask<'_>) -> Result<ExitCode, CliError> {
+    let Ask {
+        workflow,
+        from,
+        to,
+        author,
+        freeze_exception,
+    } = ask;
     let promotion: Promotion = match Remote::from_global(global)? {
         Some(remote) => {
             remote.confirm_as(author)?;
             let answer = remote.post_answer(
                 &format!("/api/v1/workflows/{}/promotions", segment(workflow)),
-                json!({ "from": from, "to": to }),
+                json!({ "from": from, "to": to, "freeze_exception": freeze_exception }),
                 // The gate's refusal is a result (409 with the verdict), printed as locally.
                 |status, answer| {
                     status == reqwest::StatusCode::CONFLICT
@@ -83,15 +95,20 @@ pub fn promote(
                     from,
                     to,
                     author,
+                    freeze_exception,
                     workspace::now(),
                 ))
                 .map_err(ops_error)?
         }
     };
-    Ok(print_promotion(global, &promotion))
+    Ok(print_promotion(
+        global,
+        &promotion,
+        freeze_exception.is_some(),
+    ))
 }
 
-fn print_promotion(global: &Global, promotion: &Promotion) -> ExitCode {
+fn print_promotion(global: &Global, promotion: &Promotion, excepted: bool) -> ExitCode {
     let Promotion {
         workflow,
         from,
@@ -106,8 +123,18 @@ fn print_promotion(global: &Global, promotion: &Promotion) -> ExitCode {
                 &json!({ "workflow": workflow, "version": promotion.version, "opened": false, "verdict": promotion.verdict }),
             );
         } else {
-            println!("promotion of {workflow}@{version} from {from} to {to} refused:");
+            outln!("promotion of {workflow}@{version} from {from} to {to} refused:");
             print_verdict(&promotion.verdict);
+            if promotion
+                .verdict
+                .checks
+                .iter()
+                .any(|c| c.requirement == "freeze" && !c.met)
+            {
+                outln!(
+                    "inside a freeze, a promotion that cannot wait states why: `airlock promote {workflow} --freeze-exception \"REASON\"` (its approvers see it; the audit log keeps it)"
+                );
+            }
         }
         return ExitCode::from(EXIT_CHECK_FAILED);
     };
@@ -116,14 +143,25 @@ fn print_promotion(global: &Global, promotion: &Promotion) -> ExitCode {
             &json!({ "request": request, "verdict": promotion.verdict, "release": promotion.release }),
         );
     } else {
-        println!(
+        outln!(
             "promotion request {} · {workflow}@{version} · {from} → {to} · by {author}",
             request.request.id
         );
         print_verdict(&promotion.verdict);
+        if excepted
+            && !promotion
+                .verdict
+                .checks
+                .iter()
+                .any(|c| c.requirement == "freeze")
+        {
+            outln!(
+                "no freeze window covers now; the freeze exception stays with the request in case one begins before it is released"
+            );
+        }
         match &promotion.release {
-            Some(r) => println!("released as {}: new {to} runs use {version}", r.release.id),
-            None => println!(
+            Some(r) => outln!("released as {}: new {to} runs use {version}", r.release.id),
+            None => outln!(
                 "waiting for approval: `airlock approve {} --as NAME` (an approver of {to}, not {author})",
                 request.request.id
             ),
@@ -178,7 +216,7 @@ fn print_decision(global: &Global, decision: &Decision, approve: bool) {
         if global.json {
             crate::output::json(&json!({ "request": id, "status": "rejected" }));
         } else {
-            println!(
+            outln!(
                 "rejected {id} by {approver}: {}",
                 decision.reason.as_deref().unwrap_or_default()
             );
@@ -190,18 +228,18 @@ fn print_decision(global: &Global, decision: &Decision, approve: bool) {
             &json!({ "request": id, "verdict": decision.verdict, "release": decision.release }),
         );
     } else {
-        println!("approved {id} by {approver}");
+        outln!("approved {id} by {approver}");
         if let Some(verdict) = &decision.verdict {
             print_verdict(verdict);
         }
         match &decision.release {
-            Some(rel) => println!(
+            Some(rel) => outln!(
                 "released as {}: new {} runs use {}",
                 rel.release.id,
                 decision.to,
                 short(&decision.version)
             ),
-            None => println!("not released yet: requirements above still unmet"),
+            None => outln!("not released yet: requirements above still unmet"),
         }
     }
 }
@@ -244,7 +282,7 @@ pub fn rollback(
         crate::output::json(&rollback.release);
     } else {
         let target = &rollback.restored.release;
-        println!(
+        outln!(
             "rolled back `{workflow}` in `{environment}` to {} ({}): new runs use {}; runs in flight finish on the version they started with",
             target.id,
             short(&target.version),
@@ -286,7 +324,7 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("`{workflow}` was never released in `{environment}`");
+        outln!("`{workflow}` was never released in `{environment}`");
         return Ok(ExitCode::SUCCESS);
     }
     let rate = |runs: usize, failed: usize| {
@@ -327,6 +365,6 @@ pub fn releases(global: &Global, workflow: &str, environment: &str) -> Result<Ex
             rate(row.runs_after, row.failed_after),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }

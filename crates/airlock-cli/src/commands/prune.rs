@@ -46,7 +46,7 @@ pub fn run(
             || "in every environment".to_owned(),
             |name| format!("in `{name}`"),
         );
-        println!(
+        outln!(
             "pruned {pruned} run{} {scope} accepted and finished before {}",
             if pruned == 1 { "" } else { "s" },
             workspace::time(before)

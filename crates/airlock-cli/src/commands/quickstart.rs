@@ -35,8 +35,8 @@ pub fn run(
     let project = &loaded.project;
     if !global.json {
         let verb = if created { "Created" } else { "Using" };
-        println!("{verb} the Airlock project in {}", dir.display());
-        println!(
+        outln!("{verb} the Airlock project in {}", dir.display());
+        outln!(
             "Valid: {} workflows, {} environments, {} connectors, {} scenarios",
             project.workflows.len(),
             project.manifest.environments.len(),
@@ -44,13 +44,13 @@ pub fn run(
             project.scenarios.len()
         );
         for w in &project.workflows {
-            println!(
+            outln!(
                 "  {}  {}",
                 version_id(&w.workflow).short(),
                 w.workflow.name.value
             );
         }
-        println!(
+        outln!(
             "\nRunning order-intake in staging (offline: record-mode bindings, a local SQLite file):"
         );
     }
@@ -69,14 +69,12 @@ pub fn run(
     }
     if !global.json {
         let d = dir.display();
-        println!("\nNext:");
-        println!(
-            "  airlock runs -C {d}                       # the run, attributed to its version"
-        );
-        println!(
+        outln!("\nNext:");
+        outln!("  airlock runs -C {d}                       # the run, attributed to its version");
+        outln!(
             "  airlock records --env staging -C {d}      # what staging's record-mode bindings received"
         );
-        println!("  airlock validate -C {d}                   # every error, with file:line:col");
+        outln!("  airlock validate -C {d}                   # every error, with file:line:col");
     }
     Ok(outcome)
 }
@@ -96,7 +94,7 @@ fn serve_staging(
         store: global.store.clone(),
         server: None,
     };
-    println!("\nDeploying the working copy to staging:");
+    outln!("\nDeploying the working copy to staging:");
     // The quickstart serves this folder itself: its deploy is local even when
     // AIRLOCK_SERVER names another server.
     let local = Global {
@@ -118,7 +116,7 @@ fn serve_staging(
     if stored.is_none() {
         let secret = airlock_ops::tokens::mint_token().hash;
         super::secrets::set_value(&quiet, &workspace, HOOK_SECRET, "staging", &secret)?;
-        println!("Generated the staging secret {HOOK_SECRET} (the order webhook's signing key)");
+        outln!("Generated the staging secret {HOOK_SECRET} (the order webhook's signing key)");
     }
     let secret = crate::workspace::runtime()?
         .block_on(async {
@@ -150,13 +148,13 @@ fn serve_staging(
     super::serve::init_logging(LogFormat::Text);
     let d = dir.display();
     super::serve::serve(&workspace, &args, |address| {
-        println!("\nTrigger the order webhook in staging (signed with {HOOK_SECRET}):");
-        println!(
+        outln!("\nTrigger the order webhook in staging (signed with {HOOK_SECRET}):");
+        outln!(
             "  curl -sS -X POST http://{address}/hooks/staging/orders -H 'Content-Type: application/json' -H 'X-Hub-Signature-256: {signature}' --data-binary @{}",
             order_path.display()
         );
-        println!("Then see the run and its journal:");
-        println!("  airlock runs -C {d}");
-        println!("Ctrl-C stops the server; unfinished runs resume on the next start.");
+        outln!("Then see the run and its journal:");
+        outln!("  airlock runs -C {d}");
+        outln!("Ctrl-C stops the server; unfinished runs resume on the next start.");
     })
 }

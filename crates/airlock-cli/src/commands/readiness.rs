@@ -56,14 +56,14 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
 
 fn print(answers: &[Readiness], path: Option<&(String, String)>) {
     if let Some((from, to)) = path {
-        println!("readiness of {from} → {to}\n");
+        outln!("readiness of {from} → {to}\n");
     }
     for readiness in answers {
         let risk = serde_json::to_value(readiness.risk)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{} ({risk} risk): {}",
             readiness.workflow,
             if readiness.ready {
@@ -73,19 +73,19 @@ fn print(answers: &[Readiness], path: Option<&(String, String)>) {
             }
         );
         for (i, answer) in readiness.answers.iter().enumerate() {
-            println!(
+            outln!(
                 "  {} {}. {}",
                 if answer.clear { "✓" } else { "✗" },
                 i + 1,
                 answer.asks
             );
-            println!(
+            outln!(
                 "       {}{}",
                 if answer.clear { "" } else { "unclear: " },
                 answer.answer
             );
         }
-        println!();
+        outln!();
     }
     let not_ready: Vec<&str> = answers
         .iter()
@@ -93,8 +93,8 @@ fn print(answers: &[Readiness], path: Option<&(String, String)>) {
         .map(|r| r.workflow.as_str())
         .collect();
     if not_ready.is_empty() {
-        println!("every workflow is ready");
+        outln!("every workflow is ready");
     } else {
-        println!("not ready: {}", not_ready.join(", "));
+        outln!("not ready: {}", not_ready.join(", "));
     }
 }

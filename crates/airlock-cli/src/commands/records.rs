@@ -28,7 +28,7 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if records.is_empty() {
-        println!("no test records in `{environment}`");
+        outln!("no test records in `{environment}`");
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -54,7 +54,7 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
             r.idempotency_key.clone().unwrap_or_default(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,4 @@
-//! `airlock resume`: finish the runs a stopped process left behind.
+//! `airlock resume [RUN]`: finish the runs a stopped process left behind, or one of them.
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -8,21 +8,35 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn run(global: &Global, lease: Duration, patience: Duration) -> Result<ExitCode, CliError> {
+pub fn run(
+    global: &Global,
+    run: Option<&str>,
+    lease: Duration,
+    patience: Duration,
+) -> Result<ExitCode, CliError> {
     let workspace = Workspace::open(global)?;
-    let engine = Arc::new(workspace.engine(EngineOptions {
+    let engine = workspace.engine(EngineOptions {
         lease_ms: lease.as_millis() as i64,
         ..EngineOptions::default()
-    }));
+    });
+    let rt = workspace::runtime()?;
+    if let Some(id) = run {
+        // One run: it alone is claimed (once its holder's lease expires) and followed, as
+        // `airlock run` follows the run it starts.
+        return rt.block_on(async {
+            super::runs::stored_run(&workspace, id).await?;
+            super::run::follow(&workspace, engine, id, global.json).await
+        });
+    }
     // Runs held by a stopped process become due when their lease expires: wait for that
     // (and for short sleeps) up to `patience`, not longer.
-    let processed = workspace::runtime()?
-        .block_on(engine.drain(patience))
+    let processed = rt
+        .block_on(Arc::new(engine).drain(patience))
         .map_err(|e| CliError::usage(e.to_string(), None))?;
     if global.json {
         crate::output::json(&serde_json::json!({ "processed": processed }));
     } else {
-        println!(
+        outln!(
             "resumed {processed} run{}",
             if processed == 1 { "" } else { "s" }
         );

@@ -55,7 +55,7 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
         .map_err(super::ops_error)?;
         let working = airlock_core::canonical::version_id(&workflow.workflow).0;
         if started.version != working && !global.json {
-            eprintln!(
+            errln!(
                 "note: `{}` runs the deployed version {}; the working copy ({}) differs{}",
                 environment.name.value,
                 ops::short(&started.version),
@@ -84,8 +84,12 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
     })
 }
 
-/// Drives the store's due work until `run_id` finishes or waits for a person, printing
+/// Drives `run_id`, and no other run, until it finishes or waits for a person, printing
 /// its journal; then prints the outcome. Used by `run`, `approve-step` and `runs retry`.
+///
+/// Only this run is claimed ([`Engine::process_run`]): a command the user started for one
+/// run must not take another process's work (a production run waiting out a backoff, say)
+/// and execute it here. While another process holds the run, this one waits for it.
 pub async fn follow(
     workspace: &Workspace,
     engine: Engine,
@@ -93,16 +97,16 @@ pub async fn follow(
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let engine = if json {
-        Arc::new(engine)
+        engine
     } else {
-        Arc::new(engine.with_observer(Arc::new(Printer {
+        engine.with_observer(Arc::new(Printer {
             run: run_id.to_owned(),
-        })))
+        }))
     };
     let started = Instant::now();
     let run = loop {
         engine
-            .process_due()
+            .process_run(run_id)
             .await
             .map_err(|e| CliError::usage(e.to_string(), None))?;
         let run = workspace
@@ -188,7 +192,7 @@ fn follow_on_server(remote: &Remote, run_id: &str, json: bool) -> Result<ExitCod
         if run.status == RunStatus::Queued && due_in <= 0 {
             let since = *unclaimed_since.get_or_insert_with(Instant::now);
             if !noted && since.elapsed() >= UNCLAIMED_NOTE_AFTER {
-                eprintln!(
+                errln!(
                     "note: run {run_id} is due but no process of the server has taken it: does one execute runs (not `serve --no-execute` alone)? Ctrl-C stops following; the run stays queued there"
                 );
                 noted = true;
@@ -216,7 +220,7 @@ struct StartedRun {
 
 /// The first line of a run: its id, workflow, short version and environment.
 fn print_header(id: &str, workflow: &str, version: &str, environment: &str) {
-    println!(
+    outln!(
         "run {id} · {workflow}@{} · {environment}",
         airlock_ops::short(version)
     );
@@ -224,7 +228,7 @@ fn print_header(id: &str, workflow: &str, version: &str, environment: &str) {
 
 /// One journal entry as a run prints it while it goes.
 fn print_entry(entry: &NewJournalEntry) {
-    println!("  {}", journal_line(entry));
+    outln!("  {}", journal_line(entry));
 }
 
 /// The end of a followed run, local or on a server: the run and its journal as JSON, or
@@ -243,17 +247,17 @@ fn conclude(run: &Run, journal: &[JournalEntry], elapsed: Duration, json: bool) 
 
 fn print_outcome(run: &Run, elapsed: Duration) {
     match run.status {
-        RunStatus::Waiting => println!(
+        RunStatus::Waiting => outln!(
             "waiting for approval · continue with `airlock approve-step {} STEP --as NAME`",
             run.id
         ),
         status => {
-            println!("{} in {}ms", status.as_str(), elapsed.as_millis());
+            outln!("{} in {}ms", status.as_str(), elapsed.as_millis());
             if let Some(error) = &run.error {
-                println!("error: {error}");
+                outln!("error: {error}");
             }
             if status == RunStatus::Dead {
-                println!("dead-lettered · retry with `airlock runs retry {}`", run.id);
+                outln!("dead-lettered · retry with `airlock runs retry {}`", run.id);
             }
         }
     }

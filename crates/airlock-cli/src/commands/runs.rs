@@ -67,7 +67,7 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -97,7 +97,7 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
             took,
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -116,19 +116,19 @@ pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
         crate::output::json(&json!({ "run": run, "journal": journal }));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("run         {}", run.id);
-    println!("workflow    {} (version {})", run.workflow, run.version);
-    println!("environment {}", run.environment);
-    println!("status      {}", run.status.as_str());
-    println!("created     {}", workspace::time(run.created_at));
+    outln!("run         {}", run.id);
+    outln!("workflow    {} (version {})", run.workflow, run.version);
+    outln!("environment {}", run.environment);
+    outln!("status      {}", run.status.as_str());
+    outln!("created     {}", workspace::time(run.created_at));
     if let Some(started) = run.started_at {
-        println!("started     {}", workspace::time(started));
+        outln!("started     {}", workspace::time(started));
     }
     if let Some(finished) = run.finished_at {
-        println!("finished    {}", workspace::time(finished));
+        outln!("finished    {}", workspace::time(finished));
     }
     if let Some(error) = &run.error {
-        println!("error       {error}");
+        outln!("error       {error}");
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
@@ -162,9 +162,9 @@ pub fn show(global: &Global, id: &str) -> Result<ExitCode, CliError> {
             detail,
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     if let Some(output) = &run.output {
-        println!("output      {}", truncate(&output.to_string(), 400));
+        outln!("output      {}", truncate(&output.to_string(), 400));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -177,7 +177,7 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
         if global.json {
             crate::output::json(&answer);
         } else {
-            println!("run {id} queued again on the server; `airlock runs show {id}` follows it");
+            outln!("run {id} queued again on the server; `airlock runs show {id}` follows it");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -190,6 +190,21 @@ pub fn retry(global: &Global, id: &str) -> Result<ExitCode, CliError> {
         let engine = workspace.engine(EngineOptions::default());
         super::run::follow(&workspace, engine, id, global.json).await
     })
+}
+
+/// Run `id` of the local store, or the refusal that names it and says where runs are listed.
+pub(super) async fn stored_run(workspace: &Workspace, id: &str) -> Result<Run, CliError> {
+    workspace
+        .store
+        .run(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            CliError::usage(
+                format!("no run `{id}`"),
+                Some("list runs with `airlock runs`".into()),
+            )
+        })
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -25,7 +25,7 @@ pub fn set(global: &Global, name: &str, environment: &str) -> Result<ExitCode, C
         if global.json {
             crate::output::json(&json!({ "environment": environment, "name": name, "set": true }));
         } else {
-            println!("set `{name}` in `{environment}`");
+            outln!("set `{name}` in `{environment}`");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -97,16 +97,16 @@ pub fn set_value(
         crate::output::json(&set);
     } else {
         if created_key {
-            println!(
+            outln!(
                 "created the key for `{environment}` in .airlock/keys/{environment}.key (keep it; without it the secrets of `{environment}` cannot be read)"
             );
         }
         if created_fingerprint_key {
-            println!(
+            outln!(
                 "created the fingerprint key in .airlock/keys/fingerprint.key (it tells whether two environments share a credential; keep it apart from the environments' keys)"
             );
         }
-        println!("set `{name}` in `{environment}`");
+        outln!("set `{name}` in `{environment}`");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,7 +150,7 @@ pub fn list(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             row.updated_at.unwrap_or_default(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,7 @@ use crate::error::CliError;
 use crate::workspace::{self, Workspace};
 use airlock_connectors::secrets::Fingerprinter;
 use airlock_core::project::{self, Loaded};
-use airlock_engine::{EngineOptions, SystemClock};
+use airlock_engine::EngineOptions;
 use airlock_server::{Context, ProjectSource, Server, ServerOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,7 +71,7 @@ pub fn serve(
         keyring: workspace.keyring.clone(),
         fingerprinter,
         engine,
-        clock: Arc::new(SystemClock),
+        clock: Arc::new(crate::workspace::CliClock),
         project: Arc::new(ProjectFolder {
             root: workspace.root.clone(),
         }),
@@ -95,13 +95,13 @@ pub fn serve(
         let address = server
             .local_addr()
             .map_err(|e| CliError::usage(e.to_string(), None))?;
-        println!("listening on http://{address}");
+        outln!("listening on http://{address}");
         ready(address);
         server
             .run(airlock_server::shutdown_signal())
             .await
             .map_err(|e| CliError::usage(e.to_string(), None))?;
-        println!("stopped");
+        outln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -125,6 +125,6 @@ pub fn openapi() -> Result<ExitCode, CliError> {
     let document = airlock_server::openapi_document();
     let text = serde_json::to_string_pretty(&document)
         .map_err(|e| CliError::usage(format!("cannot render the OpenAPI document: {e}"), None))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(ExitCode::SUCCESS)
 }

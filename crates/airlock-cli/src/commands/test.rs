@@ -96,44 +96,44 @@ fn short(version: &str) -> &str {
 
 fn print_report(report: &WorkflowReport, files: &HashMap<(&str, &str), &str>) {
     let count = report.results.len();
-    println!(
+    outln!(
         "{}@{}  {count} scenario{}",
         report.workflow,
         short(&report.version),
         plural(count)
     );
     if count == 0 {
-        println!(
+        outln!(
             "  no scenarios under tests/{}/: nothing was tested",
             report.workflow
         );
     }
     for result in &report.results {
         if result.passed {
-            println!("  ✓ {}", result.name);
+            outln!("  ✓ {}", result.name);
             continue;
         }
         match files.get(&(result.workflow.as_str(), result.name.as_str())) {
-            Some(path) => println!("  ✗ {} ({path})", result.name),
-            None => println!("  ✗ {}", result.name),
+            Some(path) => outln!("  ✗ {} ({path})", result.name),
+            None => outln!("  ✗ {}", result.name),
         }
         for failure in &result.failures {
-            println!("      {failure}");
+            outln!("      {failure}");
         }
     }
     print_coverage(&report.coverage);
-    println!(
+    outln!(
         "  evidence: {} for {}@{}",
         if report.passed { "passed" } else { "failed" },
         report.workflow,
         short(&report.version)
     );
-    println!();
+    outln!();
 }
 
 fn print_coverage(coverage: &Coverage) {
     if coverage.items.is_empty() {
-        println!("  coverage: nothing to cover (no branches, failure paths or calls)");
+        outln!("  coverage: nothing to cover (no branches, failure paths or calls)");
         return;
     }
     let mut table = Table::new();
@@ -151,7 +151,7 @@ fn print_coverage(coverage: &Coverage) {
         ]);
     }
     for line in table.to_string().lines() {
-        println!("  {line}");
+        outln!("  {line}");
     }
     let tallies: Vec<String> = Category::ALL
         .iter()
@@ -166,10 +166,10 @@ fn print_coverage(coverage: &Coverage) {
             )
         })
         .collect();
-    println!("  coverage: {}", tallies.join(" · "));
+    outln!("  coverage: {}", tallies.join(" · "));
     let uncovered: Vec<&str> = coverage.uncovered().map(|e| e.label.as_str()).collect();
     if !uncovered.is_empty() {
-        println!("  uncovered: {}", uncovered.join(", "));
+        outln!("  uncovered: {}", uncovered.join(", "));
     }
 }
 
@@ -180,7 +180,7 @@ fn print_summary(reports: &[WorkflowReport], elapsed: Duration, total: usize) {
         .filter(|r| r.results.is_empty())
         .map(|r| r.workflow.as_str())
         .collect();
-    println!(
+    outln!(
         "{total} scenario{} in {} workflow{}: {} passed, {failed} failed ({} ms)",
         plural(total),
         reports.len(),
@@ -189,9 +189,9 @@ fn print_summary(reports: &[WorkflowReport], elapsed: Duration, total: usize) {
         elapsed.as_millis()
     );
     if !untested.is_empty() {
-        println!("without scenarios: {}", untested.join(", "));
+        outln!("without scenarios: {}", untested.join(", "));
     }
-    println!(
+    outln!(
         "evidence recorded for {} version{}",
         reports.len(),
         plural(reports.len())

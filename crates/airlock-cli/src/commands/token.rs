@@ -47,8 +47,8 @@ async fn create(
     if global.json {
         crate::output::json(&created);
     } else {
-        println!("{}", created.token);
-        eprintln!(
+        outln!("{}", created.token);
+        errln!(
             "token {} · {} · {} in {} — shown once; the store keeps only its hash",
             created.id, created.name, created.role, created.environment
         );
@@ -65,7 +65,7 @@ async fn list(global: &Global, workspace: &Workspace) -> Result<ExitCode, CliErr
         return Ok(ExitCode::SUCCESS);
     }
     if tokens.is_empty() {
-        println!("no tokens: `airlock token create --env ENV --role ROLE --name NAME`");
+        outln!("no tokens: `airlock token create --env ENV --role ROLE --name NAME`");
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -80,7 +80,7 @@ async fn list(global: &Global, workspace: &Workspace) -> Result<ExitCode, CliErr
             format!("{} by {}", t.created_at, t.created_by),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -96,7 +96,7 @@ async fn revoke(
     if global.json {
         crate::output::json(&json!({ "revoked": id }));
     } else {
-        println!("revoked {id}");
+        outln!("revoked {id}");
     }
     Ok(ExitCode::SUCCESS)
 }

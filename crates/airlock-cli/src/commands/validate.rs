@@ -35,7 +35,7 @@ fn report(global: &Global, loaded: &Loaded) {
     }
     let style = super::diagnostic_style(global.color);
     for diagnostic in &loaded.diagnostics {
-        eprintln!("{}", render::render(diagnostic, files, style));
+        errln!("{}", render::render(diagnostic, files, style));
     }
     let file_count = {
         let mut ids: Vec<_> = loaded.diagnostics.iter().map(|d| d.file).collect();
@@ -46,7 +46,7 @@ fn report(global: &Global, loaded: &Loaded) {
 }
 
 fn print_count(n: usize, file_count: usize) {
-    eprintln!(
+    errln!(
         "error: {n} problem{} in {file_count} file{}",
         if n == 1 { "" } else { "s" },
         if file_count == 1 { "" } else { "s" }
@@ -62,16 +62,19 @@ fn report_remote(global: &Global, errors: &[Problem]) {
     }
     for problem in errors {
         match &problem.path {
-            Some(path) => eprintln!(
+            Some(path) => errln!(
                 "  x {path}:{}:{}: {} [{}]",
-                problem.line, problem.column, problem.message, problem.code
+                problem.line,
+                problem.column,
+                problem.message,
+                problem.code
             ),
-            None => eprintln!("  x {} [{}]", problem.message, problem.code),
+            None => errln!("  x {} [{}]", problem.message, problem.code),
         }
         if let Some(help) = &problem.help {
-            eprintln!("  help: {help}");
+            errln!("  help: {help}");
         }
-        eprintln!();
+        errln!();
     }
     let file_count = {
         let mut paths: Vec<_> = errors.iter().map(|p| p.path.as_deref()).collect();
@@ -106,7 +109,7 @@ pub fn run(global: &Global) -> Result<ExitCode, CliError> {
         }));
     } else {
         let count = |n: usize, what: &str| format!("{n} {what}{}", plural(n));
-        println!(
+        outln!(
             "ok: {}, {} ({}), {}, {}",
             count(validation.workflows.len(), "workflow"),
             count(validation.environments.len(), "environment"),

@@ -31,7 +31,7 @@ pub fn run(
             let engine = engine.clone();
             async move { engine.work(stop_rx, Duration::from_millis(100)).await }
         });
-        println!("worker ready (concurrency {concurrency})");
+        outln!("worker ready (concurrency {concurrency})");
         airlock_server::shutdown_signal().await;
         tracing::info!(?grace, "stopping: letting running runs finish");
         let _ = stop_tx.send(true);
@@ -42,7 +42,7 @@ pub fn run(
             Err(_) => tracing::warn!("grace period over; unfinished runs stay resumable"),
         }
     });
-    println!("stopped");
+    outln!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -72,9 +72,9 @@ pub fn migrate(global: &Global) -> Result<ExitCode, CliError> {
     if global.json {
         crate::output::json(&json!({ "store": store, "applied": applied }));
     } else if applied.is_empty() {
-        println!("{store}: schema up to date");
+        outln!("{store}: schema up to date");
     } else {
-        println!("{store}: applied schema versions {applied:?}");
+        outln!("{store}: applied schema versions {applied:?}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -98,12 +98,12 @@ pub fn store(global: &Global, command: &StoreCommand) -> Result<ExitCode, CliErr
         }));
     } else {
         for table in &report.tables {
-            println!("{:<24} {:>8} rows", table.table, table.rows);
+            outln!("{:<24} {:>8} rows", table.table, table.rows);
         }
         match report.audit_chain {
-            Ok(()) => println!("audit chain verified in {}", redact_url(to)),
+            Ok(()) => outln!("audit chain verified in {}", redact_url(to)),
             Err(seq) => {
-                println!("audit chain broken at event {seq} (it was broken in the source too)")
+                outln!("audit chain broken at event {seq} (it was broken in the source too)")
             }
         }
     }

@@ -131,6 +131,12 @@ pub fn airlock_with_stdin(dir: &Path, args: &[&str], input: &str, vars: &[(&str,
     child.wait_with_output().expect("the airlock binary runs")
 }
 
+/// The binary in `dir`, ready to spawn with whatever stdio a test needs (a pipe it closes
+/// early, say); it inherits no project, key, store or server.
+pub fn airlock_command(dir: &Path, args: &[&str]) -> Command {
+    isolated(dir, args, &[])
+}
+
 /// The binary in `dir` with `vars`, inheriting no project, key, store or server.
 fn isolated(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));

@@ -104,6 +104,7 @@ fn one(name: &str, from: Side, to: Side) -> ParityFacts {
             target_came_through_source: Some(true),
         }],
         secrets: Vec::new(),
+        tokens: Vec::new(),
     }
 }
 
@@ -278,15 +279,73 @@ fn drift_on_a_connector_blocks_only_the_workflows_that_call_it() {
 // ---------------------------------------------------------------- permission model
 
 #[test]
+fn the_permission_model_counts_the_live_tokens_by_role_and_shows_none_of_them() {
+    let token = |env: &str, role: &str| TokenFact {
+        environment: env.into(),
+        role: role.into(),
+    };
+    let facts = ParityFacts {
+        tokens: vec![
+            token("staging", "runner"),
+            token("staging", "runner"),
+            token("staging", "viewer"),
+            token("production", "approver"),
+            token("production", "viewer"),
+            token("production", "admin"),
+        ],
+        ..ParityFacts::default()
+    };
+    let r = report(MANIFEST, &facts);
+    let tokens = row(&r, "API tokens (roles)");
+    assert_eq!(tokens.dimension, Dimension::Permissions);
+    assert_eq!(
+        tokens.from, "viewer ×1, runner ×2",
+        "in the roles' own order"
+    );
+    assert_eq!(tokens.to, "viewer ×1, approver ×1, admin ×1");
+    assert_eq!(tokens.status, Status::Note, "reported, never drift");
+    assert_eq!(
+        tokens
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .split(':')
+            .next(),
+        Some("only `staging` has runner; only `production` has approver, admin")
+    );
+    assert!(r.clean(), "{:#?}", r.drift().collect::<Vec<_>>());
+
+    let same = ParityFacts {
+        tokens: vec![
+            token("staging", "viewer"),
+            token("production", "viewer"),
+            token("production", "viewer"),
+        ],
+        ..ParityFacts::default()
+    };
+    let r = report(MANIFEST, &same);
+    let tokens = row(&r, "API tokens (roles)");
+    assert_eq!(
+        tokens.status,
+        Status::Same,
+        "the same roles, whatever the counts"
+    );
+    assert_eq!(
+        (tokens.from.as_str(), tokens.to.as_str()),
+        ("viewer ×1", "viewer ×2")
+    );
+}
+
+#[test]
 fn protection_approvers_and_egress_are_documented_or_drift() {
     let r = report(MANIFEST, &ParityFacts::default());
     for what in ["protected", "approvers", "egress"] {
         assert!(is_documented(row(&r, what), what), "{what}");
     }
     assert_eq!(
-        row(&r, "token scopes").status,
-        Status::Note,
-        "scopes do not exist yet, and the report says so"
+        row(&r, "API tokens (roles)").status,
+        Status::Same,
+        "no token in either"
     );
 
     let undocumented = edited(
@@ -325,6 +384,7 @@ fn a_shared_credential_is_drift_whatever_the_documentation() {
             secret("production", "CRM_TOKEN", Some("bb")),
             secret("production", "CHAT_URL", Some("cc")),
         ],
+        tokens: Vec::new(),
     };
     let r = report(MANIFEST, &facts);
     assert!(is_documented(row(&r, "secrets (names)"), "secrets"));

@@ -288,6 +288,14 @@ const CLAIM: &str = "WITH due AS (
     FROM due WHERE runs.id = due.due_id
     RETURNING due.due_time, ";
 
+/// Claims run `$1` for `$2` until `$3` when it is due at `$4`, as `CLAIM` would take it.
+const CLAIM_ONE: &str =
+    "UPDATE runs SET status = 'running', lease_owner = $2, lease_expires_at = $3,
+        fencing_token = fencing_token + 1, claims = claims + 1,
+        started_at = coalesce(started_at, $4)
+    WHERE id = $1 AND due_at <= $4
+    RETURNING ";
+
 /// Pushes the conditions of a run filter onto a listing or a count.
 fn push_run_filter(query: &mut QueryBuilder<Postgres>, filter: &RunFilter) {
     let mut separator = " WHERE ";
@@ -568,6 +576,41 @@ impl Store for PostgresStore {
                 run,
             })
             .collect())
+    }
+
+    async fn claim_run(
+        &self,
+        run: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>> {
+        // One statement: a claimer racing for the same row waits for its lock, then finds
+        // it no longer due (its lease runs from now) and takes nothing.
+        let claimed = sqlx::query(AssertSqlSafe(format!("{CLAIM_ONE}{}", rows::RUN_COLUMNS)))
+            .bind(run)
+            .bind(worker)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        if let Some(row) = claimed {
+            let run = rows::run(&row)?;
+            return Ok(Some(Claim {
+                token: run.fencing_token,
+                run,
+            }));
+        }
+        let exists = sqlx::query("SELECT 1 FROM runs WHERE id = $1")
+            .bind(run)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        match exists {
+            Some(_) => Ok(None),
+            None => Err(run_not_found(run)),
+        }
     }
 
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {

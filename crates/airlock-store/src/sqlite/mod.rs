@@ -370,6 +370,19 @@ fn insert_run(
 const CLAIM_DUE: &str = "SELECT id FROM runs INDEXED BY runs_due
      WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2";
 
+/// Claims run `?1` for `?2` until `?3`, at `?4`, when `also` (more conditions) holds: the
+/// one write both `claim` and `claim_run` make.
+fn take_sql(also: &str) -> String {
+    format!(
+        "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3,
+             fencing_token = fencing_token + 1, claims = claims + 1,
+             started_at = coalesce(started_at, ?4)
+         WHERE id = ?1{also}
+         RETURNING {}",
+        rows::RUN_COLUMNS
+    )
+}
+
 /// Whether any run is due at `?1`: the first entry of the same range of `runs_due`.
 const ANY_DUE: &str = "SELECT 1 FROM runs INDEXED BY runs_due WHERE due_at <= ?1 LIMIT 1";
 
@@ -715,16 +728,7 @@ impl Store for SqliteStore {
                 .db()?
                 .collect::<Result<_, _>>()
                 .db()?;
-            let mut take = conn
-                .prepare_cached(&format!(
-                    "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3,
-                         fencing_token = fencing_token + 1, claims = claims + 1,
-                         started_at = coalesce(started_at, ?4)
-                     WHERE id = ?1
-                     RETURNING {}",
-                    rows::RUN_COLUMNS
-                ))
-                .db()?;
+            let mut take = conn.prepare_cached(&take_sql("")).db()?;
             let mut claims = Vec::with_capacity(due.len());
             for id in due {
                 let run = take
@@ -736,6 +740,46 @@ impl Store for SqliteStore {
                 });
             }
             Ok(claims)
+        })
+        .await
+    }
+
+    async fn claim_run(
+        &self,
+        run: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>> {
+        let run = run.to_owned();
+        let worker = worker.to_owned();
+        let lease_until = now.saturating_add(lease_ms);
+        self.write(move |conn| {
+            // Due exactly as `claim` judges it (`due_at`), so that the two never disagree.
+            let claimed = conn
+                .prepare_cached(&take_sql(" AND due_at <= ?4"))
+                .db()?
+                .query_row(params![run, worker, lease_until, now], rows::run)
+                .optional()
+                .db()?;
+            match claimed {
+                Some(run) => Ok(Some(Claim {
+                    token: run.fencing_token,
+                    run,
+                })),
+                None => {
+                    let exists = conn
+                        .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+                        .db()?
+                        .exists([&run])
+                        .db()?;
+                    if exists {
+                        Ok(None)
+                    } else {
+                        Err(Error::NotFound(format!("run {run}")))
+                    }
+                }
+            }
         })
         .await
     }
