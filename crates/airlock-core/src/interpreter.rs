@@ -169,6 +169,21 @@ impl StepState<'_> {
     }
 }
 
+/// What `{{ run.* }}` reads. Times are RFC 3339 (`2026-11-30T07:00:00.000Z`), as a
+/// person reads them in a subject line; `*_ms` carry the same instants as milliseconds
+/// since the epoch for arithmetic.
+fn run_scope(run: &Run, now: Timestamp) -> Arc<Value> {
+    let started_at = run.started_at.unwrap_or(now);
+    Arc::new(json!({
+        "id": run.id,
+        "environment": run.environment,
+        "created_at": crate::time::rfc3339(run.created_at),
+        "created_at_ms": run.created_at,
+        "started_at": crate::time::rfc3339(started_at),
+        "started_at_ms": started_at,
+    }))
+}
+
 fn final_marker(entry: &NewJournalEntry) -> Option<RunStatus> {
     let status = entry.output.as_ref()?.get("final")?.as_str()?;
     RunStatus::parse(status)
@@ -202,12 +217,7 @@ impl<'a> Walker<'a> {
         let scope = Scope {
             trigger: Arc::new(run.trigger.clone()),
             steps: BTreeMap::new(),
-            run: Arc::new(json!({
-                "id": run.id,
-                "environment": run.environment,
-                "created_at": run.created_at,
-                "started_at": run.started_at.unwrap_or(input.now),
-            })),
+            run: run_scope(run, input.now),
             env: Arc::new(json!({ "name": run.environment })),
             workflow: Arc::new(json!({ "name": run.workflow, "version": input.version })),
             error: None,

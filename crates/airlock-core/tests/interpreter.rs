@@ -483,3 +483,36 @@ fn a_retried_dead_run_runs_the_failed_step_and_its_handler_again_and_nothing_bef
         "a succeeded run has nothing to retry"
     );
 }
+
+#[test]
+fn run_started_at_renders_as_rfc3339_in_templates() {
+    let mut sim = Sim::new(scaffold("credit-review"), json!({}));
+    // 2026-12-07T07:00:00Z, the run's start.
+    sim.run.started_at = Some(1_796_626_800_000);
+    let next = sim.drive(|plan| {
+        if plan.action == "query" {
+            ok(json!({"rows": [{"id": 7, "customer": "acme", "total": 900}]}))
+        } else {
+            ok(json!({}))
+        }
+    });
+    let Next::Wait { step, .. } = next else {
+        panic!("expected the approval, got {next:?}")
+    };
+    sim.decisions.insert(
+        step.clone(),
+        StepDecision {
+            run: "run_1".into(),
+            step,
+            approver: "ops-lead".into(),
+            approved: true,
+            decided_at: sim.now,
+        },
+    );
+    sim.drive(|_| ok(json!({})));
+    let mail = sim.calls.iter().find(|c| c.action == "send").unwrap();
+    assert_eq!(
+        mail.args["subject"], "Payment reminders for 2026-12-07T07:00:00.000Z",
+        "a person reads the subject line, not epoch milliseconds"
+    );
+}

@@ -13,7 +13,7 @@ use crate::routes::Route;
 use airlock_core::expr::render::{self, Scope};
 use airlock_core::model::workflow::{RateLimit, RateUnit, Respond, Trigger, WebhookSignature};
 use airlock_core::webhook::{self, Scheme, Verifier};
-use airlock_store::{NewRun, RunStatus};
+use airlock_store::{Enqueued, NewRun, RunStatus};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -249,14 +249,39 @@ async fn accept(
         },
     );
     if !sync {
-        return Ok(queued(&enqueued.run, !enqueued.created));
+        return Ok(accepted(app, &enqueued).await);
     }
     let waiter = if enqueued.created { waiter } else { None };
     let finished = wait_finished(app, &enqueued.run, waiter, Duration::from_millis(*wait_ms)).await;
     Ok(match finished {
         Some(outcome) => finished_answer(&outcome),
-        None => queued(&enqueued.run, !enqueued.created),
+        None => accepted(app, &enqueued).await,
     })
+}
+
+/// The 202 answer. A new run is queued; a duplicate delivery names the first run and
+/// where it is now, which may be long finished (one read, off the new-run path).
+async fn accepted(app: &App, enqueued: &Enqueued) -> Response {
+    let status = if enqueued.created {
+        RunStatus::Queued
+    } else {
+        match app.store.run(&enqueued.run).await {
+            Ok(Some(stored)) => stored.status,
+            // The delivery was accepted before; not knowing where its run is now is no
+            // reason to refuse it again.
+            _ => RunStatus::Queued,
+        }
+    };
+    (
+        StatusCode::ACCEPTED,
+        [("airlock-run", enqueued.run.clone())],
+        axum::Json(json!({
+            "run": enqueued.run,
+            "status": status.as_str(),
+            "duplicate": !enqueued.created,
+        })),
+    )
+        .into_response()
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<bytes::Bytes, Refusal> {
@@ -426,15 +451,6 @@ async fn wait_finished(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn queued(run: &str, duplicate: bool) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        [("airlock-run", run.to_owned())],
-        axum::Json(json!({ "run": run, "status": "queued", "duplicate": duplicate })),
-    )
-        .into_response()
 }
 
 fn finished_answer(outcome: &Outcome) -> Response {

@@ -2437,6 +2437,27 @@ async fn a_duplicate_webhook_delivery_answers_the_first_runs_id_and_starts_nothi
 }
 
 #[tokio::test]
+async fn duplicate_delivery_answers_the_runs_current_status() {
+    let served = executing_with_hook().await;
+    let body = r#"{"id": 1002, "amount": 250, "customer": "acme"}"#;
+    let first = served
+        .deliver("staging", "orders", body, Some(HOOK_SECRET))
+        .await;
+    assert_eq!(first.body["status"], "queued", "{first:?}");
+    let run = first.body["run"].as_str().unwrap().to_owned();
+    let stored = finished(&served, &run).await;
+    assert_eq!(stored.status, RunStatus::Succeeded, "{stored:?}");
+    let again = served
+        .deliver("staging", "orders", body, Some(HOOK_SECRET))
+        .await;
+    assert_eq!(again.body["duplicate"], true, "{again:?}");
+    assert_eq!(
+        again.body["status"], "succeeded",
+        "a sender retrying a delivery learns its run already succeeded: {again:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_webhook_delivery_with_a_bad_or_missing_signature_is_401_and_queues_nothing() {
     let served = executing_with_hook().await;
     let body = r#"{"id": 1001, "amount": 250, "customer": "acme"}"#;
