@@ -549,7 +549,8 @@ impl Bench {
                 },
                 "headers": {},
                 "query": {},
-            }),
+            })
+            .into(),
             dedupe_key: None,
             created_at: SystemClock.now(),
         }

@@ -138,17 +138,20 @@ fn enqueue_elsewhere(project: &Path, runs: &[(&str, &str)]) {
         .version
         .clone();
     for (id, environment) in runs {
-        let created = block_on(store.enqueue(&NewRun {
-            id: (*id).to_owned(),
-            environment: (*environment).to_owned(),
-            workflow: "order-intake".into(),
-            version: version.clone(),
-            trigger: serde_json::json!({
-                "body": { "id": 7, "amount": 5, "customer": "x" }, "headers": {}, "query": {}
+        let created = block_on(
+            store.enqueue(&NewRun {
+                id: (*id).to_owned(),
+                environment: (*environment).to_owned(),
+                workflow: "order-intake".into(),
+                version: version.clone(),
+                trigger: serde_json::json!({
+                    "body": { "id": 7, "amount": 5, "customer": "x" }, "headers": {}, "query": {}
+                })
+                .into(),
+                dedupe_key: None,
+                created_at: 1,
             }),
-            dedupe_key: None,
-            created_at: 1,
-        }))
+        )
         .expect("enqueue");
         assert!(created.created);
     }

@@ -215,7 +215,7 @@ impl<'a> Walker<'a> {
         }
         let run = input.run;
         let scope = Scope {
-            trigger: Arc::new(run.trigger.clone()),
+            trigger: Arc::clone(&run.trigger),
             steps: BTreeMap::new(),
             run: run_scope(run, input.now),
             env: Arc::new(json!({ "name": run.environment })),

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch. The store never reads a clock: callers pass `now`.
 pub type Timestamp = i64;
@@ -74,8 +75,9 @@ pub struct NewRun {
     pub workflow: String,
     /// The exact version it runs, to the end, whatever is deployed meanwhile.
     pub version: String,
-    /// The trigger payload (`body`, `headers`, `query`, or a schedule tick).
-    pub trigger: Value,
+    /// The trigger payload (`body`, `headers`, `query`, or a schedule tick), shared: it
+    /// goes from the request into the run and every decision without being copied.
+    pub trigger: Arc<Value>,
     /// A delivery's idempotency key: a second run with the same key in the same
     /// environment is not created.
     pub dedupe_key: Option<String>,
@@ -122,8 +124,8 @@ pub struct Run {
     pub version: String,
     /// Where it is.
     pub status: RunStatus,
-    /// The trigger payload.
-    pub trigger: Value,
+    /// The trigger payload, shared by every decision about the run.
+    pub trigger: Arc<Value>,
     /// The delivery's idempotency key.
     pub dedupe_key: Option<String>,
     /// The output, once succeeded.

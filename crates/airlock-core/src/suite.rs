@@ -442,7 +442,7 @@ impl<'a> Prepared<'a> {
             workflow: self.workflow.name.value.clone(),
             version: self.version.clone(),
             status: RunStatus::Running,
-            trigger,
+            trigger: trigger.into(),
             dedupe_key: None,
             output: None,
             error: None,

@@ -24,7 +24,7 @@ fn run(trigger: Value) -> Run {
         workflow: "w".into(),
         version: "v1".into(),
         status: RunStatus::Running,
-        trigger,
+        trigger: trigger.into(),
         dedupe_key: None,
         output: None,
         error: None,

@@ -321,18 +321,17 @@ impl Engine {
     /// Returns the store's answer and, when the run was created and claimed here, the run
     /// ready to go on with [`Engine::go_on`]. A duplicate delivery writes nothing.
     ///
+    /// `workflow` is the decoded `run.version`, which the caller (a webhook route) already
+    /// holds: the hot path looks nothing up twice.
+    ///
     /// The run is claimed from the moment the write is sent: a caller that is cancelled
     /// before it goes on leaves the run to wait for its lease to expire. Callers that may
     /// be cancelled (a request handler whose client can hang up) use [`Engine::admit`].
-    pub async fn accept(&self, run: &NewRun) -> Result<(Enqueued, Option<Accepted>), EngineError> {
-        let workflow = self
-            .runtime
-            .workflow(&run.version)
-            .await
-            .map_err(|reason| EngineError::Version {
-                run: run.id.clone(),
-                reason,
-            })?;
+    pub async fn accept(
+        &self,
+        run: &NewRun,
+        workflow: Arc<Workflow>,
+    ) -> Result<(Enqueued, Option<Accepted>), EngineError> {
         let lease_until = run.created_at.saturating_add(self.options.lease_ms);
         // The run as the claim will store it; the interpreter reads its id, environment
         // and trigger, which the write does not change.
@@ -390,6 +389,17 @@ impl Engine {
         ))
     }
 
+    /// The decoded workflow of `version`, which `run` runs (cached by the runtime).
+    pub async fn workflow(&self, run: &str, version: &str) -> Result<Arc<Workflow>, EngineError> {
+        self.runtime
+            .workflow(version)
+            .await
+            .map_err(|reason| EngineError::Version {
+                run: run.to_owned(),
+                reason,
+            })
+    }
+
     /// Goes on with a run accepted by [`Engine::accept`]: performs the call whose intent
     /// was journaled with it, then drives it like any claimed run.
     pub async fn go_on(&self, accepted: Accepted) -> Result<(), EngineError> {
@@ -412,13 +422,14 @@ impl Engine {
     pub fn admit<H: Send + 'static>(
         self: &Arc<Self>,
         run: NewRun,
+        workflow: Arc<Workflow>,
         hold: H,
     ) -> impl Future<Output = Result<Enqueued, EngineError>> + Send + 'static {
         let engine = Arc::clone(self);
         let (answer, answered) = tokio::sync::oneshot::channel();
         let run_id = run.id.clone();
         tokio::spawn(async move {
-            match engine.accept(&run).await {
+            match engine.accept(&run, workflow).await {
                 Err(e) => {
                     let _ = answer.send(Err(e));
                 }
@@ -445,14 +456,7 @@ impl Engine {
 
     /// Drives one claimed run until it finishes or is released.
     pub async fn process(&self, claim: Claim) -> Result<(), EngineError> {
-        let workflow = self
-            .runtime
-            .workflow(&claim.run.version)
-            .await
-            .map_err(|reason| EngineError::Version {
-                run: claim.run.id.clone(),
-                reason,
-            })?;
+        let workflow = self.workflow(&claim.run.id, &claim.run.version).await?;
         // A run claimed for the first time has an empty journal: skip the read.
         let journal: Vec<NewJournalEntry> = if claim.run.claims <= 1 {
             Vec::new()

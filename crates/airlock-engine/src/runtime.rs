@@ -28,6 +28,9 @@ pub trait Runtime: Send + Sync {
     fn redactor(&self, environment: &str) -> Redactor;
 }
 
+/// One connector of one environment, built on first use.
+type ConnectorCell = tokio::sync::OnceCell<Arc<dyn Connector>>;
+
 /// The runtime of a project folder: its manifest's bindings, its keys, one store.
 pub struct ProjectRuntime {
     store: Arc<dyn Store>,
@@ -36,7 +39,10 @@ pub struct ProjectRuntime {
     keyring: Keyring,
     clock: Arc<dyn Clock>,
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
-    connectors: tokio::sync::Mutex<HashMap<(String, String), Arc<dyn Connector>>>,
+    /// environment → connector name → the connector, built once. The lock is held only to
+    /// find the cell: building (which reads secrets from the store) happens outside it,
+    /// and only callers of the same connector wait for one build.
+    connectors: Mutex<HashMap<String, HashMap<String, Arc<ConnectorCell>>>>,
     redactors: Mutex<HashMap<String, Redactor>>,
 }
 
@@ -56,7 +62,7 @@ impl ProjectRuntime {
             keyring,
             clock,
             workflows: Mutex::new(HashMap::new()),
-            connectors: tokio::sync::Mutex::new(HashMap::new()),
+            connectors: Mutex::new(HashMap::new()),
             redactors: Mutex::new(HashMap::new()),
         }
     }
@@ -156,14 +162,24 @@ impl Runtime for ProjectRuntime {
         environment: &str,
         name: &str,
     ) -> Result<Arc<dyn Connector>, CallError> {
-        let key = (environment.to_owned(), name.to_owned());
-        let mut connectors = self.connectors.lock().await;
-        if let Some(found) = connectors.get(&key) {
-            return Ok(found.clone());
-        }
-        let built = self.build(environment, name).await?;
-        connectors.insert(key, built.clone());
-        Ok(built)
+        let cell = {
+            let mut connectors = self
+                .connectors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let environment = match connectors.get_mut(environment) {
+                Some(found) => found,
+                None => connectors.entry(environment.to_owned()).or_default(),
+            };
+            match environment.get(name) {
+                Some(cell) => Arc::clone(cell),
+                None => Arc::clone(environment.entry(name.to_owned()).or_default()),
+            }
+        };
+        // A build that fails is not kept: the next call tries again (a secret set since).
+        cell.get_or_try_init(|| self.build(environment, name))
+            .await
+            .cloned()
     }
 
     fn redactor(&self, environment: &str) -> Redactor {

@@ -187,7 +187,7 @@ async fn start_run(h: &Harness, environment: &str, id: &str) {
             environment: environment.into(),
             workflow: "sync".into(),
             version: "v1".into(),
-            trigger: json!({ "body": { "id": 42 } }),
+            trigger: json!({ "body": { "id": 42 } }).into(),
             dedupe_key: None,
             created_at: 0,
         })
@@ -349,7 +349,7 @@ async fn a_call_longer_than_the_lease_keeps_its_run_by_heartbeat() {
             environment: "staging".into(),
             workflow: "sync".into(),
             version: "v1".into(),
-            trigger: json!({ "body": { "id": 1 } }),
+            trigger: json!({ "body": { "id": 1 } }).into(),
             dedupe_key: None,
             created_at: 0,
         })
@@ -386,7 +386,7 @@ fn delivery(id: &str, dedupe_key: Option<&str>) -> NewRun {
         environment: "staging".into(),
         workflow: "sync".into(),
         version: "v1".into(),
-        trigger: json!({ "body": { "id": 7 } }),
+        trigger: json!({ "body": { "id": 7 } }).into(),
         dedupe_key: dedupe_key.map(str::to_owned),
         created_at: now_ms(),
     }
@@ -409,7 +409,10 @@ async fn an_accepted_run_journals_its_first_calls_intent_with_the_acceptance() {
     set_secret(&h, "staging", "tok-staging-123456").await;
     let (enqueued, accepted) = h
         .engine
-        .accept(&delivery("run_a", Some("delivery-1")))
+        .accept(
+            &delivery("run_a", Some("delivery-1")),
+            h.engine.workflow("run_a", "v1").await.unwrap(),
+        )
         .await
         .unwrap();
     assert!(enqueued.created);
@@ -442,7 +445,10 @@ async fn an_accepted_run_journals_its_first_calls_intent_with_the_acceptance() {
 
     let (again, claim) = h
         .engine
-        .accept(&delivery("run_b", Some("delivery-1")))
+        .accept(
+            &delivery("run_b", Some("delivery-1")),
+            h.engine.workflow("run_b", "v1").await.unwrap(),
+        )
         .await
         .unwrap();
     assert!(!again.created && again.run == "run_a" && claim.is_none());
@@ -463,7 +469,14 @@ async fn a_run_whose_acceptor_died_is_finished_by_another_worker_with_the_same_k
     let port = start_sink(sink.clone()).await;
     let h = harness_with(port, &["staging"], 100).await;
     set_secret(&h, "staging", "tok-staging-123456").await;
-    let (_, accepted) = h.engine.accept(&delivery("run_c", None)).await.unwrap();
+    let (_, accepted) = h
+        .engine
+        .accept(
+            &delivery("run_c", None),
+            h.engine.workflow("run_c", "v1").await.unwrap(),
+        )
+        .await
+        .unwrap();
     let key = h.store.journal("run_c").await.unwrap()[0]
         .entry
         .idempotency_key

@@ -1101,12 +1101,16 @@ impl Sim {
             environment: ENVIRONMENT.into(),
             workflow: name,
             version,
-            trigger: trigger.clone(),
+            trigger: trigger.clone().into(),
             dedupe_key: dedupe_key.clone(),
             created_at: self.world.clock.now(),
         };
         let answered = if webhook {
-            match engine.accept(&run).await {
+            let accepted = match engine.workflow(&run.id, &run.version).await {
+                Ok(workflow) => engine.accept(&run, workflow).await,
+                Err(e) => Err(e),
+            };
+            match accepted {
                 Ok((enqueued, accepted)) => {
                     self.answered(&run, &enqueued)?;
                     if let Some(accepted) = accepted
@@ -1216,8 +1220,13 @@ impl Sim {
             return Err(format!("run {first} runs an unknown workflow"));
         };
         let webhook = self.world.dice.chance(0.5);
-        self.deliver(workflow, Some(key), run.trigger, webhook)
-            .await
+        self.deliver(
+            workflow,
+            Some(key),
+            Arc::unwrap_or_clone(run.trigger),
+            webhook,
+        )
+        .await
     }
 
     /// A person decides the approvals that wait (each with probability `p`), approving

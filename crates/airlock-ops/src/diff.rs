@@ -188,7 +188,7 @@ async fn side(
         samples.push(RunSample {
             run: run.id,
             version: run.version,
-            trigger: run.trigger,
+            trigger: std::sync::Arc::unwrap_or_clone(run.trigger),
             outputs,
         });
     }

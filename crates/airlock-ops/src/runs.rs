@@ -74,7 +74,7 @@ pub async fn start(
             environment: start.environment.to_owned(),
             workflow: start.workflow.to_owned(),
             version: version.clone(),
-            trigger,
+            trigger: trigger.into(),
             dedupe_key: None,
             created_at: start.now,
         })

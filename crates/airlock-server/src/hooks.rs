@@ -194,12 +194,13 @@ async fn accept(
         })?
     };
     let now = app.clock.now();
-    let trigger = json!({
+    // Built once and shared, never copied: by the idempotency key, the run, every decision.
+    let trigger = Arc::new(json!({
         "body": body,
         "headers": public_headers(&parts.headers),
         "query": query_map(query),
         "time": rfc3339(now),
-    });
+    }));
     let dedupe_key = dedupe_key(&route, idempotency_key.as_deref(), &trigger, &parts.headers)?;
     let run_id = airlock_engine::new_run_id();
     let sync = *respond == Respond::Sync;
@@ -224,7 +225,10 @@ async fn accept(
     });
     let enqueued = match slot {
         // The run goes on whether or not this request is still there to hear of it.
-        Some((engine, permit)) => engine.admit(run, permit).await.map_err(ApiError::from),
+        Some((engine, permit)) => engine
+            .admit(run, Arc::clone(&route.definition), permit)
+            .await
+            .map_err(ApiError::from),
         None => app.store.enqueue(&run).await.map_err(ApiError::from),
     };
     let enqueued = match enqueued {
@@ -377,13 +381,13 @@ async fn opened(app: &App, environment: &str, name: &str) -> Result<Option<Strin
 fn dedupe_key(
     route: &Route,
     template: Option<&str>,
-    trigger: &Value,
+    trigger: &Arc<Value>,
     headers: &HeaderMap,
 ) -> Result<Option<String>, Refusal> {
     let key = match template {
         Some(template) => {
             let scope = Scope {
-                trigger: std::sync::Arc::new(trigger.clone()),
+                trigger: Arc::clone(trigger),
                 ..Scope::default()
             };
             let key = render::string(template, &scope).map_err(|e| {

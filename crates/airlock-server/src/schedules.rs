@@ -81,7 +81,8 @@ pub(crate) async fn fire_due(app: &App, route: &Route) -> Result<usize, String> 
                     "query": {},
                     "time": time,
                     "schedule": { "tick": time, "expression": expression, "timezone": timezone },
-                }),
+                })
+                .into(),
                 dedupe_key: Some(format!("cron:{}:{tick_ms}", route.workflow)),
                 created_at: now_ms,
             })

@@ -140,7 +140,8 @@ async fn once(args: &Args, dir: &std::path::Path, repeat: usize) -> Result<Figur
                     workflow: "webhook".to_owned(),
                     version: "3f9a0c1e".to_owned(),
                     trigger: json!({"body": {"order": n, "amount": 99.5, "customer": "c-42"},
-                                    "headers": {"content-type": "application/json"}, "query": {}}),
+                                    "headers": {"content-type": "application/json"}, "query": {}})
+                    .into(),
                     dedupe_key: Some(format!("delivery-{:016x}", scatter(n as u64))),
                     created_at: n as i64,
                 };

@@ -118,7 +118,7 @@ pub fn new_run(id: &str, env: &str, workflow: &str, created_at: Timestamp) -> Ne
         environment: env.to_owned(),
         workflow: workflow.to_owned(),
         version: format!("v-{workflow}"),
-        trigger: json!({"body": {"id": id}, "headers": {}, "query": {}}),
+        trigger: json!({"body": {"id": id}, "headers": {}, "query": {}}).into(),
         dedupe_key: None,
         created_at,
     }
@@ -410,12 +410,12 @@ pub async fn json_values_round_trip<S: Store>(store: S) {
         "nested": {"list": [1, "two", null, true, {"deep": []}], "empty": {}},
     });
     let run = NewRun {
-        trigger: value.clone(),
+        trigger: value.clone().into(),
         ..new_run("r1", "staging", "hello", 1)
     };
     enqueue(&store, run).await;
     assert_eq!(
-        get_run(&store, "r1").await.trigger,
+        *get_run(&store, "r1").await.trigger,
         value,
         "trigger round-trips"
     );

@@ -784,7 +784,7 @@ async fn fill<S: Store>(store: &S) {
     for (i, id) in ["done", "sleeping", "queued"].iter().enumerate() {
         let run = airlock_store::NewRun {
             dedupe_key: Some(format!("key-{id}")),
-            trigger: json!({"body": {"n": i, "text": "\u{0000}"}}),
+            trigger: json!({"body": {"n": i, "text": "\u{0000}"}}).into(),
             ..new_run(id, "production", "hello", 10 + i as i64)
         };
         store.enqueue(&run).await.expect("enqueue");

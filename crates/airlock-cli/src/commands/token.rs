@@ -50,7 +50,10 @@ async fn create(
         outln!("{}", created.token);
         errln!(
             "token {} · {} · {} in {} — shown once; the store keeps only its hash",
-            created.id, created.name, created.role, created.environment
+            created.id,
+            created.name,
+            created.role,
+            created.environment
         );
     }
     Ok(ExitCode::SUCCESS)

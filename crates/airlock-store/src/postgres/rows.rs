@@ -86,7 +86,7 @@ pub(super) fn run(row: &PgRow) -> Result<Run> {
         workflow: get(row, "workflow")?,
         version: get(row, "version")?,
         status: run_status(get(row, "status")?)?,
-        trigger: get_json(row, "trigger_payload")?,
+        trigger: get_json(row, "trigger_payload")?.into(),
         dedupe_key: get(row, "dedupe_key")?,
         output: get_json_opt(row, "output")?,
         error: get(row, "error")?,

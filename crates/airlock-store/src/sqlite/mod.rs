@@ -1515,7 +1515,7 @@ mod tests {
             environment: "staging".into(),
             workflow: "w".into(),
             version: "v".into(),
-            trigger: serde_json::json!({}),
+            trigger: serde_json::json!({}).into(),
             dedupe_key: None,
             created_at: 1,
         };

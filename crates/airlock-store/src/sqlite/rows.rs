@@ -102,7 +102,7 @@ pub(super) fn run(row: &Row<'_>) -> rusqlite::Result<Run> {
         workflow: row.get(2)?,
         version: row.get(3)?,
         status: row.get::<_, Status>(4)?.0,
-        trigger: row.get::<_, Json>(5)?.0,
+        trigger: row.get::<_, Json>(5)?.0.into(),
         dedupe_key: row.get(6)?,
         output: row.get::<_, Option<Json>>(7)?.map(|j| j.0),
         error: row.get(8)?,
