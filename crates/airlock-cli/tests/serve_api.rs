@@ -428,3 +428,91 @@ fn a_broken_working_copy_is_reported_and_never_deployed() {
         "nothing was deployed from the broken files"
     );
 }
+
+/// A step approval is one rule, in `airlock_ops::runs::decide_step` and the store: the CLI
+/// and the API refuse alike a decision on a step the run does not wait on (here a later
+/// step of the same workflow), with the same reason, and decide nothing.
+#[test]
+fn cli_and_api_refuse_alike_a_step_approval_for_a_step_the_run_does_not_wait_on() {
+    let (_temp, project) = support::init_project();
+    support::test_and_deploy_starter(&project);
+    ok(
+        &airlock(
+            &project,
+            &[
+                "run",
+                "order-intake",
+                "--env",
+                "staging",
+                "--input",
+                "examples/overdue-order.json",
+            ],
+        ),
+        "run order-intake",
+    );
+    // Waits at `approve_reminders`; `send_reminders` comes after it.
+    let _ = airlock(&project, &["run", "credit-review", "--env", "staging"]);
+    let waiting = airlock(
+        &project,
+        &[
+            "runs",
+            "--workflow",
+            "credit-review",
+            "--status",
+            "waiting",
+            "--json",
+        ],
+    );
+    ok(&waiting, "runs");
+    let run = stdout_json(&waiting)[0]["id"]
+        .as_str()
+        .expect("a credit review waits at its approval")
+        .to_owned();
+
+    let by_cli = airlock(
+        &project,
+        &[
+            "approve-step",
+            &run,
+            "send_reminders",
+            "--as",
+            "staging-lead",
+            "--json",
+        ],
+    );
+    assert!(!by_cli.status.success(), "{}", support::shown(&by_cli));
+    let cli_says = support::shown(&by_cli);
+
+    let token = support::create_token(&project, "staging", "approver", "staging-lead");
+    let served = Served::start(&project, &[]);
+    let answer = Client::new()
+        .post(format!(
+            "{}/api/v1/runs/{run}/steps/send_reminders/approve",
+            served.url
+        ))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .expect("the server answers");
+    assert_eq!(answer.status(), StatusCode::CONFLICT);
+    let api_says: Value = answer.json().unwrap();
+    let reason = api_says["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("approve_reminders"),
+        "the API names the step the run waits on: {api_says}"
+    );
+    assert!(
+        cli_says.contains(&reason),
+        "the CLI gives the API's reason ({reason}):\n{cli_says}"
+    );
+    drop(served);
+
+    let audit = audit_actions(&project);
+    assert!(
+        !audit.iter().any(|a| a == "step.approve"),
+        "nothing was approved: {audit:?}"
+    );
+    let shown = airlock(&project, &["runs", "show", &run, "--json"]);
+    ok(&shown, "runs show");
+    assert_eq!(stdout_json(&shown)["run"]["status"], "waiting");
+}

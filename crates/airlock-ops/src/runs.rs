@@ -7,7 +7,7 @@
 use crate::{Decides, OpsError, audit, environment, nothing_deployed, require_approver};
 use airlock_core::model::Manifest;
 use airlock_core::project::{Project, WorkflowFile};
-use airlock_store::{JournalEntry, NewRun, Run, RunStatus, StepDecision, Store};
+use airlock_store::{JournalEntry, NewRun, Run, RunFilter, RunStatus, StepDecision, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -84,6 +84,27 @@ pub async fn start(
         status: RunStatus::Queued.as_str().to_owned(),
         version,
     })
+}
+
+/// Runs listed when no limit is asked for.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// The most runs one listing returns, whatever is asked.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// Runs matching `filter`, newest first, never more than [`MAX_LIST_LIMIT`]
+/// ([`DEFAULT_LIST_LIMIT`] when the filter asks for no limit): `airlock runs` and
+/// `GET …/runs` list through here.
+pub async fn list(store: &dyn Store, filter: RunFilter) -> Result<Vec<Run>, OpsError> {
+    let limit = filter
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .min(MAX_LIST_LIMIT);
+    Ok(store
+        .runs(&RunFilter {
+            limit: Some(limit),
+            ..filter
+        })
+        .await?)
 }
 
 /// A run, or a 404.

@@ -192,15 +192,16 @@ async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     auth::require(&app, &headers, &environment, Action::Read, "runs").await?;
     let status = query.status.as_deref().map(parse_status).transpose()?;
-    let runs = app
-        .store
-        .runs(&RunFilter {
+    let runs = airlock_ops::runs::list(
+        &*app.store,
+        RunFilter {
             environment: Some(environment),
             workflow: query.workflow,
             status,
-            limit: Some(query.limit.unwrap_or(100).min(10_000)),
-        })
-        .await?;
+            limit: query.limit,
+        },
+    )
+    .await?;
     Ok(Json(json!({ "runs": runs })))
 }
 

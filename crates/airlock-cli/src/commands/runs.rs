@@ -58,8 +58,8 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
         None => {
             let workspace = Workspace::open(global)?;
             workspace::runtime()?
-                .block_on(workspace.store.runs(&filter))
-                .map_err(store_error)?
+                .block_on(airlock_ops::runs::list(&*workspace.store, filter))
+                .map_err(super::promote::ops_error)?
         }
     };
     if global.json {
