@@ -9,12 +9,15 @@
 //! Idempotency comes from a unique key: `insert` is `INSERT … ON CONFLICT DO NOTHING`, so
 //! a repeat after a crash answers `{"inserted": 0}` instead of failing or duplicating.
 //!
-//! SQLite: one connection (WAL) owned by a writer thread that commits concurrent calls in
-//! groups: one transaction per batch, each call in its own savepoint (a call that fails is
-//! rolled back alone), one `COMMIT` and so one fsync per batch, and every caller answered
-//! only after that commit, so a success is durable when it is returned. Statements SQLite
-//! refuses inside a transaction (`PRAGMA`, `VACUUM`, `ATTACH`, transaction control) run
-//! alone in autocommit mode. A call that runs past its timeout is interrupted. PostgreSQL: a small pool of `tokio-postgres`
+//! SQLite: one connection (WAL) owned by the store's group-commit writer
+//! (`airlock_store::sqlite::writer`), which commits concurrent calls in groups: one
+//! transaction per batch, each call in its own savepoint (a call that fails is rolled back
+//! alone), one `COMMIT` and so one fsync per batch, and every caller answered only after
+//! that commit, so a success is durable when it is returned; if the batch's transaction
+//! fails, every call of it hears a retryable `Connection` ("nothing was written"). Statements
+//! SQLite refuses inside a transaction (`PRAGMA`, `VACUUM`, `ATTACH`, transaction control)
+//! run alone in autocommit mode. A call that runs past its timeout is interrupted (skipped,
+//! if it had not started). PostgreSQL: a small pool of `tokio-postgres`
 //! connections, each opened to an address the environment's egress allowlist checked
 //! (the host is resolved once per connection and never looked up again). Parameters go to
 //! PostgreSQL as untyped text, so the server reads each one as the type it infers from
@@ -37,11 +40,11 @@
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
+use airlock_store::sqlite::writer::{Fault, Job, Writer, WriterError, WriterOptions};
 use async_trait::async_trait;
 use serde_json::{Map, Number, Value, json};
 use std::net::SocketAddr;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -649,24 +652,15 @@ fn dollar_tag(chars: &[char], i: usize) -> Option<usize> {
 // SQLite
 // ---------------------------------------------------------------------------------------
 
+/// A SQLite file, written through the store's group-commit writer
+/// ([`airlock_store::sqlite::writer`]), started on the first call.
 struct SqliteDb {
     path: PathBuf,
     /// A SQL file applied when the connection opens (`CREATE TABLE IF NOT EXISTS …`).
     schema: Option<PathBuf>,
     display: String,
-    /// The writer thread's queue, started on the first call.
-    writer: Mutex<Option<std::sync::mpsc::Sender<Box<dyn SqliteRequest>>>>,
-    /// Interrupts the statement running on the writer's connection (set once it is open).
-    interrupt: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
-}
-
-/// Where one SQLite job is, so a timeout interrupts that job and no other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JobState {
-    Queued,
-    Running,
-    Cancelled,
-    Done,
+    /// The writer, started on the first call (nothing is opened before).
+    writer: Mutex<Option<Arc<Writer<CallError>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -676,315 +670,72 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Jobs a writer runs in one transaction at most.
 const SQLITE_MAX_BATCH: usize = 256;
 
-/// A job waiting for the writer thread.
-trait SqliteRequest: Send {
-    /// Runs outside any transaction, alone (statements SQLite refuses inside one).
-    fn solo(&self) -> bool;
-    /// How long the caller waits (SQLite's busy timeout while the job runs).
-    fn timeout(&self) -> Duration;
-    /// Marks the job running; false when its caller already gave up (then it is skipped).
-    fn start(&self) -> bool;
-    /// Runs the job on the connection.
-    fn run(self: Box<Self>, conn: &rusqlite::Connection) -> Box<dyn SqlitePending>;
-    /// Answers without running it.
-    fn fail(self: Box<Self>, error: CallError);
-}
-
-/// A job that ran, waiting for its transaction to commit.
-trait SqlitePending: Send {
-    /// Whether its work succeeded (and so is kept).
-    fn succeeded(&self) -> bool;
-    /// Sends the answer: its own result, or the failure of its transaction.
-    fn finish(self: Box<Self>, failure: Option<&CallError>);
-}
-
-struct SqliteJob<T, F> {
-    work: F,
-    solo: bool,
-    timeout: Duration,
-    state: Arc<Mutex<JobState>>,
-    reply: tokio::sync::oneshot::Sender<Result<T, CallError>>,
-}
-
-impl<T, F> SqliteRequest for SqliteJob<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce(&rusqlite::Connection) -> Result<T, CallError> + Send + 'static,
-{
-    fn solo(&self) -> bool {
-        self.solo
+/// The writer's own failures, as the `sql` connector reports them.
+impl WriterError for CallError {
+    fn sqlite(_context: &str, error: rusqlite::Error, timeout: Option<Duration>) -> Self {
+        sqlite_error(error, timeout.unwrap_or_default())
     }
 
-    fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn start(&self) -> bool {
-        let mut state = lock(&self.state);
-        if *state == JobState::Cancelled {
-            return false;
-        }
-        *state = JobState::Running;
-        true
-    }
-
-    fn run(self: Box<Self>, conn: &rusqlite::Connection) -> Box<dyn SqlitePending> {
-        let SqliteJob {
-            work, state, reply, ..
-        } = *self;
-        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
-            .unwrap_or_else(|_| Err(CallError::Failed("the SQLite job panicked".into())));
-        // Under the job's lock: a timeout that saw `Running` has interrupted this job,
-        // not the next statement.
-        *lock(&state) = JobState::Done;
-        Box::new(SqliteDone { result, reply })
-    }
-
-    fn fail(self: Box<Self>, error: CallError) {
-        let _ = self.reply.send(Err(error));
-    }
-}
-
-struct SqliteDone<T> {
-    result: Result<T, CallError>,
-    reply: tokio::sync::oneshot::Sender<Result<T, CallError>>,
-}
-
-impl<T: Send + 'static> SqlitePending for SqliteDone<T> {
-    fn succeeded(&self) -> bool {
-        self.result.is_ok()
-    }
-
-    fn finish(self: Box<Self>, failure: Option<&CallError>) {
-        let result = match (failure, self.result) {
-            // A job's own failure wrote nothing, whatever became of the others.
-            (_, Err(e)) => Err(e),
-            (Some(failure), Ok(_)) => Err(copy_call_error(failure)),
-            (None, ok) => ok,
-        };
-        let _ = self.reply.send(result);
-    }
-}
-
-fn copy_call_error(error: &CallError) -> CallError {
-    match error {
-        CallError::Connection(m) => CallError::Connection(m.clone()),
-        CallError::Timeout(t) => CallError::Timeout(*t),
-        CallError::Invalid(m) => CallError::Invalid(m.clone()),
-        other => CallError::Failed(other.to_string()),
-    }
-}
-
-/// What the writer thread owns: the connection, opened on the first batch (and again after
-/// an open failed).
-struct SqliteWriter {
-    db: SqliteOpener,
-    conn: Option<rusqlite::Connection>,
-    busy_timeout: Option<Duration>,
-}
-
-/// What opening the file needs (the writer thread's copy).
-struct SqliteOpener {
-    path: PathBuf,
-    schema: Option<PathBuf>,
-    interrupt: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
-}
-
-impl SqliteOpener {
-    fn open(&self) -> Result<rusqlite::Connection, CallError> {
-        use rusqlite::OpenFlags;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = rusqlite::Connection::open_with_flags(&self.path, flags).map_err(|e| {
-            CallError::Connection(format!(
-                "cannot open SQLite database `{}`: {e}",
-                self.path.display()
-            ))
-        })?;
-        let setup = |conn: &rusqlite::Connection| -> rusqlite::Result<()> {
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| {
-                row.get::<_, String>(0)
-            })?;
-            conn.pragma_update(None, "foreign_keys", true)?;
-            Ok(())
-        };
-        setup(&conn).map_err(|e| {
-            CallError::Connection(format!(
-                "cannot open SQLite database `{}`: {e}",
-                self.path.display()
-            ))
-        })?;
-        if let Some(schema) = &self.schema {
-            let sql = std::fs::read_to_string(schema).map_err(|e| {
-                CallError::Invalid(format!("cannot read schema `{}`: {e}", schema.display()))
-            })?;
-            conn.execute_batch(&sql).map_err(|e| {
-                CallError::Invalid(format!("schema `{}` failed: {e}", schema.display()))
-            })?;
-        }
-        Ok(conn)
-    }
-}
-
-impl SqliteWriter {
-    /// The connection, opened if needed.
-    fn conn(&mut self) -> Result<&rusqlite::Connection, CallError> {
-        if self.conn.is_none() {
-            let opened = self.db.open()?;
-            *lock(&self.db.interrupt) = Some(opened.get_interrupt_handle());
-            self.conn = Some(opened);
-            self.busy_timeout = None;
-        }
-        self.conn
-            .as_ref()
-            .ok_or_else(|| CallError::Connection("SQLite database is not open".into()))
-    }
-
-    /// Waiting for a lock held by another process counts against the timeout too.
-    fn set_busy_timeout(&mut self, timeout: Duration) {
-        if self.busy_timeout != Some(timeout)
-            && let Some(conn) = &self.conn
-            && conn.busy_timeout(timeout).is_ok()
-        {
-            self.busy_timeout = Some(timeout);
-        }
-    }
-
-    fn serve(mut self, receiver: std::sync::mpsc::Receiver<Box<dyn SqliteRequest>>) {
-        let mut waiting: Option<Box<dyn SqliteRequest>> = None;
-        loop {
-            let first = match waiting.take() {
-                Some(job) => job,
-                None => match receiver.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
-            if first.solo() {
-                self.run_solo(first);
-                continue;
+    fn fault(fault: Fault) -> Self {
+        match fault {
+            Fault::Start(e) => {
+                CallError::Connection(format!("cannot start the SQLite writer: {e}"))
             }
-            let mut batch = vec![first];
-            while batch.len() < SQLITE_MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(job) if job.solo() => {
-                        waiting = Some(job);
-                        break;
-                    }
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.run_batch(batch);
-        }
-    }
-
-    /// A statement SQLite runs only outside a transaction: alone, in autocommit mode.
-    fn run_solo(&mut self, job: Box<dyn SqliteRequest>) {
-        if let Err(e) = self.conn() {
-            job.fail(e);
-            return;
-        }
-        self.set_busy_timeout(job.timeout());
-        let Some(conn) = &self.conn else { return };
-        if !job.start() {
-            job.fail(CallError::Timeout(Duration::ZERO));
-            return;
-        }
-        let done = job.run(conn);
-        if conn.is_autocommit() {
-            done.finish(None);
-        } else {
-            let _ = conn.execute_batch("ROLLBACK");
-            done.finish(Some(&CallError::Invalid(
+            Fault::Stopped => CallError::Connection("the SQLite writer has stopped".into()),
+            Fault::Dropped => CallError::Failed("the SQLite writer dropped the call".into()),
+            Fault::Panicked => CallError::Failed("the SQLite job panicked".into()),
+            Fault::LeftOpen => CallError::Invalid(
                 "`query` may not leave a transaction open; it was rolled back".into(),
-            )));
+            ),
+            other => CallError::Connection(format!("SQLite: {other}")),
         }
     }
 
-    /// Runs jobs in one transaction, each in its own savepoint, and answers them after the
-    /// one `COMMIT` (one fsync). A job that fails is rolled back alone. If SQLite abandons
-    /// the transaction midway (an interrupt, an I/O error), the jobs run so far fail with a
-    /// `Connection` error (nothing of theirs was written) and the rest go on in a new one.
-    fn run_batch(&mut self, jobs: Vec<Box<dyn SqliteRequest>>) {
-        if let Err(e) = self.conn() {
-            for job in jobs {
-                job.fail(copy_call_error(&e));
-            }
-            return;
-        }
-        let timeout = jobs.iter().map(|j| j.timeout()).max().unwrap_or_default();
-        self.set_busy_timeout(timeout);
-        let Some(conn) = &self.conn else { return };
-        let err = |e| sqlite_error(e, timeout);
-        let mut jobs = jobs.into_iter().peekable();
-        let mut pending: Vec<Box<dyn SqlitePending>> = Vec::new();
-        while jobs.peek().is_some() {
-            if let Err(e) = sqlite_exec(conn, "BEGIN IMMEDIATE") {
-                let failure = err(e);
-                for job in jobs {
-                    job.fail(copy_call_error(&failure));
-                }
-                return;
-            }
-            let mut failure: Option<CallError> = None;
-            for job in jobs.by_ref() {
-                if let Err(e) = sqlite_exec(conn, "SAVEPOINT airlock_call") {
-                    let e = err(e);
-                    job.fail(copy_call_error(&e));
-                    failure = Some(e);
-                    break;
-                }
-                if !job.start() {
-                    job.fail(CallError::Timeout(Duration::ZERO));
-                    if let Err(e) = sqlite_exec(conn, "RELEASE airlock_call") {
-                        failure = Some(err(e));
-                        break;
-                    }
-                    continue;
-                }
-                let done = job.run(conn);
-                if conn.is_autocommit() {
-                    pending.push(done);
-                    failure = Some(CallError::Connection(
-                        "SQLite rolled the transaction back (nothing was written)".into(),
-                    ));
-                    break;
-                }
-                let closed = if done.succeeded() {
-                    sqlite_exec(conn, "RELEASE airlock_call")
-                } else {
-                    sqlite_exec(conn, "ROLLBACK TO airlock_call")
-                        .and_then(|()| sqlite_exec(conn, "RELEASE airlock_call"))
-                };
-                pending.push(done);
-                if let Err(e) = closed {
-                    failure = Some(err(e));
-                    break;
-                }
-            }
-            let failure = match failure {
-                None => sqlite_exec(conn, "COMMIT").err().map(err),
-                some => some,
-            };
-            if failure.is_some() && !conn.is_autocommit() {
-                let _ = sqlite_exec(conn, "ROLLBACK");
-            }
-            // Nothing of a failed transaction was written: the caller may retry.
-            let failure = failure.map(|f| match f {
-                CallError::Connection(m) => CallError::Connection(m),
-                other => CallError::Connection(format!("nothing was written: {other}")),
-            });
-            for done in pending.drain(..) {
-                done.finish(failure.as_ref());
-            }
+    fn timeout(after: Duration) -> Self {
+        CallError::Timeout(after)
+    }
+
+    fn duplicate(&self) -> Self {
+        self.clone()
+    }
+
+    /// Nothing of a failed transaction was written: the caller may retry.
+    fn batch_failure(&self) -> Self {
+        match self {
+            CallError::Connection(m) => CallError::Connection(m.clone()),
+            other => CallError::Connection(format!("nothing was written: {other}")),
         }
     }
 }
 
-fn sqlite_exec(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+/// Opens the file on the writer's thread: WAL, foreign keys, then the binding's schema.
+fn sqlite_open(path: &Path, schema: Option<&Path>) -> Result<rusqlite::Connection, CallError> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let cannot_open = |e: rusqlite::Error| {
+        CallError::Connection(format!(
+            "cannot open SQLite database `{}`: {e}",
+            path.display()
+        ))
+    };
+    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(cannot_open)?;
+    let setup = |conn: &rusqlite::Connection| -> rusqlite::Result<()> {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        Ok(())
+    };
+    setup(&conn).map_err(cannot_open)?;
+    if let Some(schema) = schema {
+        let sql = std::fs::read_to_string(schema).map_err(|e| {
+            CallError::Invalid(format!("cannot read schema `{}`: {e}", schema.display()))
+        })?;
+        conn.execute_batch(&sql).map_err(|e| {
+            CallError::Invalid(format!("schema `{}` failed: {e}", schema.display()))
+        })?;
+    }
+    Ok(conn)
 }
 
 impl SqliteDb {
@@ -995,76 +746,42 @@ impl SqliteDb {
             schema,
             display,
             writer: Mutex::new(None),
-            interrupt: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// The writer thread's queue, starting the thread on first use.
-    fn sender(&self) -> Result<std::sync::mpsc::Sender<Box<dyn SqliteRequest>>, CallError> {
+    /// The writer, started on first use; it opens the file on its first batch (and again
+    /// after an open failed).
+    fn writer(&self) -> Result<Arc<Writer<CallError>>, CallError> {
         let mut writer = lock(&self.writer);
-        if let Some(sender) = writer.as_ref() {
-            return Ok(sender.clone());
+        if let Some(writer) = writer.as_ref() {
+            return Ok(Arc::clone(writer));
         }
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let thread = SqliteWriter {
-            db: SqliteOpener {
-                path: self.path.clone(),
-                schema: self.schema.clone(),
-                interrupt: Arc::clone(&self.interrupt),
+        let path = self.path.clone();
+        let schema = self.schema.clone();
+        let started = Arc::new(Writer::start_lazy(
+            move || sqlite_open(&path, schema.as_deref()),
+            WriterOptions {
+                max_batch: SQLITE_MAX_BATCH,
+                thread_name: "airlock-sql-writer".into(),
             },
-            conn: None,
-            busy_timeout: None,
-        };
-        std::thread::Builder::new()
-            .name("airlock-sql-writer".into())
-            .spawn(move || thread.serve(receiver))
-            .map_err(|e| CallError::Connection(format!("cannot start the SQLite writer: {e}")))?;
-        *writer = Some(sender.clone());
-        Ok(sender)
+        )?);
+        *writer = Some(Arc::clone(&started));
+        Ok(started)
     }
 
     /// Runs `job` on the writer's connection within `timeout`. Concurrent calls share one
     /// transaction (each in its own savepoint) and one fsync; each caller is answered once
     /// that transaction is committed, so a success is on disk when it is returned. `solo`
     /// runs the job alone outside a transaction (statements SQLite refuses inside one).
+    /// A caller that gives up (timeout, or its future dropped) has its job skipped while
+    /// queued and interrupted while running.
     async fn run<T, F>(&self, timeout: Duration, solo: bool, job: F) -> Result<T, CallError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, CallError> + Send + 'static,
     {
-        let state = Arc::new(Mutex::new(JobState::Queued));
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = Box::new(SqliteJob {
-            work: job,
-            solo,
-            timeout,
-            state: Arc::clone(&state),
-            reply,
-        });
-        self.sender()?
-            .send(request)
-            .map_err(|_| CallError::Connection("the SQLite writer has stopped".into()))?;
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(CallError::Failed(
-                "the SQLite writer dropped the call".into(),
-            )),
-            Err(_) => {
-                let mut st = lock(&state);
-                match *st {
-                    JobState::Queued => *st = JobState::Cancelled,
-                    JobState::Running => {
-                        // Held under the job's lock: the job cannot finish and let another
-                        // start in between, so the interrupt reaches this job only.
-                        if let Some(handle) = lock(&self.interrupt).as_ref() {
-                            handle.interrupt();
-                        }
-                    }
-                    JobState::Cancelled | JobState::Done => {}
-                }
-                Err(CallError::Timeout(timeout))
-            }
-        }
+        let writer = self.writer()?;
+        writer.run(Job::new(job).solo(solo).timeout(timeout)).await
     }
 }
 

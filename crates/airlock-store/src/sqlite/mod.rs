@@ -1,7 +1,8 @@
 //! SQLite: the embedded default, one file (`<project>/.airlock/airlock.db`).
 //!
 //! - **Writes** go to one thread that owns the write connection and commits them in groups
-//!   (see `writer`): each request in its own savepoint, one `COMMIT` and one fsync per batch.
+//!   (see [`writer`], which the `sql` connector's SQLite files use too): each request in its
+//!   own savepoint, one `COMMIT` and one fsync per batch.
 //! - **Reads** run on a few read-only connections on tokio's blocking threads, never on the
 //!   writer, and see every write whose call has returned (WAL snapshots).
 //! - **Schema**: built-in migrations tracked by `PRAGMA user_version` (see `schema`).
@@ -14,7 +15,7 @@ mod promotion;
 mod rows;
 mod schema;
 mod tokens;
-mod writer;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -89,7 +90,7 @@ struct Inner {
     /// Signalled by the writes that may make a run due (see [`Store::wait_for_work`]).
     work: tokio::sync::Notify,
     readers: ReadPool,
-    writer: writer::Writer,
+    writer: writer::Writer<Error>,
     path: PathBuf,
 }
 
@@ -135,7 +136,13 @@ impl SqliteStore {
         tune(&conn)?;
         schema::migrate(&mut conn)?;
         conn.set_prepared_statement_cache_capacity(128);
-        let writer = writer::Writer::start(conn, options.max_batch)?;
+        let writer = writer::Writer::start(
+            conn,
+            writer::WriterOptions {
+                max_batch: options.max_batch,
+                thread_name: "airlock-store-writer".to_owned(),
+            },
+        )?;
         let readers = ReadPool {
             path: path.to_owned(),
             busy_timeout: options.busy_timeout,
@@ -198,13 +205,42 @@ impl SqliteStore {
         self.inner.work.notify_one();
     }
 
-    /// Runs `work` in the writer's next batch, in its own savepoint.
+    /// Runs `work` in the writer's next batch, in its own savepoint. Detached: a write
+    /// whose caller stops waiting still happens.
     async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.run(work).await
+        self.inner
+            .writer
+            .run(writer::Job::new(work).detached())
+            .await
+    }
+}
+
+/// The writer's own failures, as the store reports them: backend errors.
+impl writer::WriterError for Error {
+    fn sqlite(context: &str, error: rusqlite::Error, _timeout: Option<Duration>) -> Self {
+        Error::Backend(format!("{context}: {error}"))
+    }
+
+    fn fault(fault: writer::Fault) -> Self {
+        Error::Backend(format!("the store's writer: {fault}"))
+    }
+
+    fn timeout(after: Duration) -> Self {
+        // The store gives its writes no timeout; this is for completeness.
+        Error::Backend(format!(
+            "the store's writer did not answer within {after:?}"
+        ))
+    }
+
+    fn duplicate(&self) -> Self {
+        match self {
+            Error::Backend(message) => Error::Backend(message.clone()),
+            other => Error::Backend(other.to_string()),
+        }
     }
 }
 
