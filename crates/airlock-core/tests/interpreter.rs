@@ -100,6 +100,20 @@ impl Sim {
         panic!("the run did not settle in 1000 decisions")
     }
 
+    /// The ops lead decides the approval step the run waits on.
+    fn decide(&mut self, step: String, approved: bool) {
+        self.decisions.insert(
+            step.clone(),
+            StepDecision {
+                run: "run_1".into(),
+                step,
+                approver: "ops-lead".into(),
+                approved,
+                decided_at: self.now,
+            },
+        );
+    }
+
     fn path(&self) -> Vec<String> {
         let mut path: Vec<String> = Vec::new();
         for entry in &self.journal {
@@ -382,16 +396,7 @@ fn an_approval_waits_then_continues_or_fails_on_rejection() {
         };
         assert_eq!(step, "approve_reminders");
         assert_eq!(deadline, Some(sim.now + 8 * 3_600_000));
-        sim.decisions.insert(
-            step.clone(),
-            StepDecision {
-                run: "run_1".into(),
-                step,
-                approver: "ops-lead".into(),
-                approved,
-                decided_at: sim.now,
-            },
-        );
+        sim.decide(step, approved);
         let next = sim.drive(|_| ok(json!({"accepted": true})));
         let Next::Finish { status, .. } = next else {
             panic!()
@@ -499,16 +504,7 @@ fn run_started_at_renders_as_rfc3339_in_templates() {
     let Next::Wait { step, .. } = next else {
         panic!("expected the approval, got {next:?}")
     };
-    sim.decisions.insert(
-        step.clone(),
-        StepDecision {
-            run: "run_1".into(),
-            step,
-            approver: "ops-lead".into(),
-            approved: true,
-            decided_at: sim.now,
-        },
-    );
+    sim.decide(step, true);
     sim.drive(|_| ok(json!({})));
     let mail = sim.calls.iter().find(|c| c.action == "send").unwrap();
     assert_eq!(
