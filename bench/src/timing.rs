@@ -267,6 +267,12 @@ impl Store for TimedStore {
             .advance_schedule(environment, workflow, expected, to)
             .await
     }
+    async fn probe_write(&self) -> Result<()> {
+        self.inner.probe_write().await
+    }
+    fn local_file(&self) -> Option<&std::path::Path> {
+        self.inner.local_file()
+    }
 }
 
 /// A runtime whose connectors time their calls.

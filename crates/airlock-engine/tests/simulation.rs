@@ -748,6 +748,10 @@ impl Store for FaultStore {
             .advance_schedule(environment, workflow, expected, to)
             .await
     }
+    async fn probe_write(&self) -> airlock_store::Result<()> {
+        self.alive()?;
+        self.inner.probe_write().await
+    }
 }
 
 // ---------------------------------------------------------------- the target

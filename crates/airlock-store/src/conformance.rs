@@ -62,6 +62,7 @@ pub const PROPERTIES: &[&str] = &[
     "token_names_are_unique_among_live_tokens",
     "schedule_cursor_is_a_compare_and_set",
     "concurrent_schedule_advances_one_wins",
+    "write_probe_succeeds_and_changes_nothing",
 ];
 
 /// Runs every property, each on a fresh store made by `make`.
@@ -107,6 +108,7 @@ where
     token_names_are_unique_among_live_tokens(make().await).await;
     schedule_cursor_is_a_compare_and_set(make().await).await;
     concurrent_schedule_advances_one_wins(make().await).await;
+    write_probe_succeeds_and_changes_nothing(make().await).await;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -2916,4 +2918,64 @@ pub async fn enqueue_claimed_is_a_claim_or_a_queued_run<S: Store>(store: S) {
         store.journal("r2").await.expect("journal").is_empty(),
         "nor under its own id"
     );
+}
+
+/// A write probe (what readiness asks) succeeds on a healthy store, each time it is asked,
+/// and leaves nothing a caller reads changed: the queue, the journal, the deployments,
+/// the audit chain and the schedule cursors are as they were.
+pub async fn write_probe_succeeds_and_changes_nothing<S: Store>(store: S) {
+    store
+        .probe_write()
+        .await
+        .expect("a fresh store takes a write");
+    store
+        .enqueue(&new_run("r1", "staging", "orders", 1_000))
+        .await
+        .expect("enqueue");
+    store
+        .audit(&NewAuditEvent {
+            at: 1_000,
+            actor: "dev".into(),
+            action: "deploy".into(),
+            environment: Some("staging".into()),
+            subject: "orders".into(),
+            detail: json!({}),
+        })
+        .await
+        .expect("audit");
+    let runs = store.runs(&RunFilter::default()).await.expect("runs");
+    let audit = store.audit_log().await.expect("audit log");
+    for _ in 0..3 {
+        store
+            .probe_write()
+            .await
+            .expect("a store with data takes a write");
+    }
+    assert_eq!(
+        store.runs(&RunFilter::default()).await.expect("runs"),
+        runs,
+        "a probe changes no run"
+    );
+    assert!(store.journal("r1").await.expect("journal").is_empty());
+    assert_eq!(
+        store.audit_log().await.expect("audit log"),
+        audit,
+        "a probe is not audited"
+    );
+    assert!(
+        store
+            .deployments(None)
+            .await
+            .expect("deployments")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .schedule_cursor("staging", "orders")
+            .await
+            .expect("cursor"),
+        None
+    );
+    let claims = store.claim("w", 2_000, 30_000, 10).await.expect("claim");
+    assert_eq!(claims.len(), 1, "the queued run is still due, once");
 }

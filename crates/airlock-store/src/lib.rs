@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod copy;
 mod model;
 pub mod postgres;
+pub mod private_files;
 pub mod sqlite;
 
 pub use model::*;
@@ -297,6 +298,23 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<Timestamp>,
         to: Timestamp,
     ) -> Result<bool>;
+
+    // ---- health ----
+
+    /// Proves that the store takes a write now, as a delivery's would be taken: one tiny
+    /// write through the same path as every other (SQLite: the writer thread, committed
+    /// and synced with its batch; PostgreSQL: a committed transaction), which changes
+    /// nothing anyone reads. Fails too when the schema is not the one this build writes
+    /// (another process migrated it further), since this process's writes would then be
+    /// refused or wrong. What readiness asks before it says a process can accept work:
+    /// a full disk or a lost database fails it.
+    async fn probe_write(&self) -> Result<()>;
+
+    /// The file this store keeps on this machine, when it is one (the embedded SQLite
+    /// store); `None` for a database elsewhere. `check` reports who may read it.
+    fn local_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The one rule for deciding an approval step, applied by every backend inside the

@@ -164,6 +164,7 @@ conformance! {
     token_names_are_unique_among_live_tokens,
     schedule_cursor_is_a_compare_and_set,
     concurrent_schedule_advances_one_wins,
+    write_probe_succeeds_and_changes_nothing,
 }
 
 #[test]
@@ -502,17 +503,22 @@ async fn migrate_is_idempotent() {
         "four processes migrating at once apply each version once"
     );
 
-    let mut conn = PgConnection::connect(&racing.url).await.expect("connect");
+    pretend_a_newer_airlock_migrated(&racing.url).await;
+    match PostgresStore::connect(&racing.url).await {
+        Err(Error::Backend(message)) => assert!(message.contains("newer"), "{message}"),
+        other => panic!("a newer schema must be refused, got {other:?}"),
+    }
+}
+
+/// Records a schema version past this build's, as a newer Airlock's migration would.
+async fn pretend_a_newer_airlock_migrated(url: &str) {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
     sqlx::query("INSERT INTO airlock_schema_version (version) VALUES ($1)")
         .bind(SCHEMA_VERSION as i32 + 1)
         .execute(&mut conn)
         .await
         .expect("pretend a newer Airlock migrated");
     let _ = conn.close().await;
-    match PostgresStore::connect(&racing.url).await {
-        Err(Error::Backend(message)) => assert!(message.contains("newer"), "{message}"),
-        other => panic!("a newer schema must be refused, got {other:?}"),
-    }
 }
 
 /// An idle worker waiting for work wakes when another process makes a run due (an enqueue,
@@ -1010,4 +1016,76 @@ async fn snapshot<S: Store>(store: &S) -> String {
     );
     out += &format!("{:?}\n", store.audit_log().await.expect("audit_log"));
     out
+}
+
+/// Regression (a store that cannot be reached is reported slowly): opening a store on a
+/// port nothing listens on waited out the pool's 30 s acquire timeout, then said "pool
+/// timed out". It says "connection refused" now, naming where, at the first attempt
+/// (10 s is a generous bound for one refused TCP connect on loopback).
+#[tokio::test]
+async fn opening_an_unreachable_postgres_says_connection_refused_at_once() {
+    let started = Instant::now();
+    let refused = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test").await;
+    let elapsed = started.elapsed();
+    match refused {
+        Err(Error::Backend(message)) => {
+            assert!(message.contains("connection refused"), "{message}");
+            assert!(message.contains("127.0.0.1:1"), "{message}");
+            assert!(!message.contains("pool timed out"), "{message}");
+        }
+        other => panic!("nothing listens on port 1, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    match PostgresStore::migrate("postgres://postgres@127.0.0.1:1/test").await {
+        Err(Error::Backend(message)) => {
+            assert!(message.contains("connection refused"), "{message}")
+        }
+        other => panic!("migrate must say the same, got {other:?}"),
+    }
+}
+
+/// A serving process rides out a database that is not up yet for `connect_retry`, then
+/// says why as plainly; a failure that does not pass (a bad password, no such database)
+/// is not retried.
+#[tokio::test]
+async fn a_serving_process_retries_a_refused_connection_within_its_bound_only() {
+    let options = airlock_store::PostgresOptions {
+        connect_retry: Duration::from_millis(700),
+        ..airlock_store::PostgresOptions::default()
+    };
+    let started = Instant::now();
+    match PostgresStore::connect_with("postgres://postgres@127.0.0.1:1/test", options.clone()).await
+    {
+        Err(Error::Backend(message)) => {
+            assert!(message.contains("connection refused"), "{message}")
+        }
+        other => panic!("nothing listens on port 1, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it tried again: {:?}",
+        started.elapsed()
+    );
+    let missing = with_database(&admin_url(), "airlock_no_such_database");
+    match PostgresStore::connect_with(&missing, options).await {
+        Err(Error::Backend(message)) => assert!(message.contains("does not exist"), "{message}"),
+        other => panic!("a missing database is refused, got {other:?}"),
+    }
+}
+
+/// Readiness asks the store for a write: a database another process migrated past this
+/// build's schema fails the probe, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_probe_fails_when_the_schema_is_not_this_builds() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    store
+        .probe_write()
+        .await
+        .expect("a fresh store takes a write");
+    pretend_a_newer_airlock_migrated(&database.url).await;
+    match store.probe_write().await {
+        Err(Error::Backend(message)) => assert!(message.contains("schema version"), "{message}"),
+        other => panic!("the probe must fail on a newer schema, got {other:?}"),
+    }
 }

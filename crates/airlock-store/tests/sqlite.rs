@@ -71,6 +71,7 @@ conformance! {
     token_names_are_unique_among_live_tokens,
     schedule_cursor_is_a_compare_and_set,
     concurrent_schedule_advances_one_wins,
+    write_probe_succeeds_and_changes_nothing,
 }
 
 #[test]
@@ -550,5 +551,65 @@ async fn a_missing_directory_is_a_clear_error() {
     match SqliteStore::open(Path::new(&path)) {
         Err(Error::Backend(message)) => assert!(message.contains("cannot open"), "{message}"),
         other => panic!("opening in a missing directory must fail, got {other:?}"),
+    }
+}
+
+/// Regression (files readable by others): the store's file was created with the umask's
+/// mode (0644 by default), and SQLite gives its `-wal` and `-shm` the same, so anyone on
+/// the machine could read every run's payload. Created 0600 now, whatever the umask; the
+/// WAL and shared-memory files follow it.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_store_file_and_its_wal_and_shm_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = fresh();
+    store
+        .enqueue(&new_run("r1", "staging", "hello", 1))
+        .await
+        .expect("a write, so the WAL exists");
+    for name in ["airlock.db", "airlock.db-wal", "airlock.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    assert_eq!(
+        store.local_file(),
+        Some(dir.path().join("airlock.db").as_path())
+    );
+}
+
+/// An existing file keeps its mode: opening does not quietly change what an operator set
+/// (`check` reports one others can read).
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_store_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("airlock.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    drop(SqliteStore::open(&path).expect("reopen"));
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+/// Readiness asks the store for a write: a file another process migrated past this
+/// build's schema fails the probe (this process's writes would be wrong there), by name.
+#[tokio::test]
+async fn a_write_probe_fails_when_the_schema_is_not_this_builds() {
+    let (dir, store) = fresh();
+    store
+        .probe_write()
+        .await
+        .expect("a fresh store takes a write");
+    let raw = rusqlite::Connection::open(dir.path().join("airlock.db")).expect("raw open");
+    raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("another Airlock migrated it further");
+    drop(raw);
+    match store.probe_write().await {
+        Err(Error::Backend(message)) => assert!(message.contains("schema version"), "{message}"),
+        other => panic!("the probe must fail on a newer schema, got {other:?}"),
     }
 }

@@ -56,6 +56,11 @@ pub struct PostgresOptions {
     pub max_connections: u32,
     /// How long a call waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// How long opening the store keeps trying while the database cannot be reached for a
+    /// reason that passes (refused, reset, timed out, starting up, too many connections):
+    /// what a serving process rides out while its database restarts. Zero (the default)
+    /// tries once, so a command run by hand says at once what is wrong.
+    pub connect_retry: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -63,9 +68,14 @@ impl Default for PostgresOptions {
         PostgresOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(30),
+            connect_retry: Duration::ZERO,
         }
     }
 }
+
+/// How long one connection attempt may take (TCP, TLS, authentication) before it counts
+/// as timed out: a host that drops packets answers nothing at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL store.
 ///
@@ -99,6 +109,94 @@ fn cannot_connect(error: sqlx::Error) -> Error {
     Error::Backend(format!("cannot connect to PostgreSQL: {error}"))
 }
 
+/// Why one connection attempt failed, and whether trying again may help.
+struct Unreached {
+    reason: String,
+    transient: bool,
+}
+
+/// One connection attempt, opened and closed at once, its failure said in a person's
+/// words. A pool connects on first use and retries an I/O error until its acquire timeout,
+/// so an unreachable database would otherwise be reported 30 s later as "pool timed out".
+async fn reach(connect: &PgConnectOptions) -> Result<(), Unreached> {
+    use sqlx::ConnectOptions;
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect.connect()).await;
+    let error = match attempt {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            return Ok(());
+        }
+        Ok(Err(error)) => error,
+        Err(_) => {
+            return Err(Unreached {
+                reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                transient: true,
+            });
+        }
+    };
+    Err(match &error {
+        sqlx::Error::Io(io) => {
+            use std::io::ErrorKind::*;
+            let (reason, transient) = match io.kind() {
+                ConnectionRefused => ("connection refused".to_owned(), true),
+                ConnectionReset | ConnectionAborted => ("connection reset".to_owned(), true),
+                TimedOut => ("connection timed out".to_owned(), true),
+                _ => (io.to_string(), false),
+            };
+            Unreached { reason, transient }
+        }
+        sqlx::Error::Database(db) => Unreached {
+            reason: db.message().to_owned(),
+            // 57P03: the database system is starting up; 53300: too many connections.
+            transient: matches!(db.code().as_deref(), Some("57P03" | "53300")),
+        },
+        other => Unreached {
+            reason: other.to_string(),
+            transient: false,
+        },
+    })
+}
+
+/// A pool on a database that answered just now: one attempt first (repeated within
+/// `retry` only for a failure that passes), so that "connection refused" is said at once
+/// rather than as a pool timeout, then the pool. Never names the URL (it may carry a
+/// password): the host and port only.
+async fn open_pool(
+    connect: &PgConnectOptions,
+    pool: PgPoolOptions,
+    retry: Duration,
+) -> Result<PgPool> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match reach(connect).await {
+            Ok(()) => break,
+            Err(unreached) if unreached.transient && started.elapsed() + pause <= retry => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(unreached) => {
+                let place = match connect.get_socket() {
+                    Some(socket) => socket.display().to_string(),
+                    None => format!("{}:{}", connect.get_host(), connect.get_port()),
+                };
+                let waited = if retry.is_zero() {
+                    String::new()
+                } else {
+                    format!(" (still after {}s)", started.elapsed().as_secs())
+                };
+                return Err(Error::Backend(format!(
+                    "cannot connect to PostgreSQL at {place}: {}{waited}",
+                    unreached.reason
+                )));
+            }
+        }
+    }
+    pool.connect_with(connect.clone())
+        .await
+        .map_err(cannot_connect)
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user@host:port/database`), creating
     /// or upgrading its schema, with the default options.
@@ -109,12 +207,14 @@ impl PostgresStore {
     /// Connects with `options`.
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
         let connect = parse_url(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
-            .await
-            .map_err(cannot_connect)?;
+        let pool = open_pool(
+            &connect,
+            PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout),
+            options.connect_retry,
+        )
+        .await?;
         schema::migrate(&pool).await?;
         Ok(PostgresStore {
             inner: Arc::new(Inner {
@@ -128,11 +228,12 @@ impl PostgresStore {
     /// applied (empty when it was up to date): what `airlock migrate` runs. Safe to run
     /// from several processes at once; one migrates, the others find nothing to do.
     pub async fn migrate(url: &str) -> Result<Vec<u32>> {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(parse_url(url)?)
-            .await
-            .map_err(cannot_connect)?;
+        let pool = open_pool(
+            &parse_url(url)?,
+            PgPoolOptions::new().max_connections(1),
+            Duration::ZERO,
+        )
+        .await?;
         let applied = schema::migrate(&pool).await;
         pool.close().await;
         applied
@@ -1246,5 +1347,34 @@ impl Store for PostgresStore {
     ) -> Result<bool> {
         let mut conn = self.inner.pool.acquire().await.map_err(db)?;
         promotion::advance_schedule(&mut conn, environment, workflow, expected, to).await
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let probed = async {
+            let version: Option<i32> =
+                sqlx::query_scalar("SELECT max(version) FROM airlock_schema_version")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            let version = version.unwrap_or(0);
+            if version != SCHEMA_VERSION as i32 {
+                return Err(Error::Backend(format!(
+                    "the database has schema version {version}, not this Airlock's ({SCHEMA_VERSION})"
+                )));
+            }
+            // A row rewritten with its own values: a new row version, a WAL record and a
+            // commit, as any write makes, and nothing anyone reads changes.
+            sqlx::query(
+                "UPDATE airlock_schema_version SET applied_at = applied_at WHERE version = $1",
+            )
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            Ok(())
+        }
+        .await;
+        end_transaction(tx, probed).await
     }
 }

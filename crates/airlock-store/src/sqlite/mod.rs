@@ -111,6 +111,10 @@ impl SqliteStore {
 
     /// Opens the database at `path` with `options`.
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        // Created here, private, rather than by SQLite with the umask's mode (0644 by
+        // default): the file holds every run's payload and journal.
+        crate::private_files::create_file(path)
+            .map_err(|e| Error::Backend(format!("cannot open {}: {e}", path.display())))?;
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -1499,6 +1503,27 @@ impl Store for SqliteStore {
             tokens::advance_schedule(conn, &environment, &workflow, expected, to)
         })
         .await
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        // Through the writer, in a batch like any delivery's: rewriting the schema version
+        // with its own value dirties the file's first page, so the batch's commit appends
+        // to the WAL and syncs it, which is what a full disk or a lost file refuses.
+        self.write(|conn| {
+            let version = schema::version(conn)?;
+            if version != SCHEMA_VERSION {
+                return Err(Error::Backend(format!(
+                    "the database has schema version {version}, not this Airlock's ({SCHEMA_VERSION})"
+                )));
+            }
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .db()
+        })
+        .await
+    }
+
+    fn local_file(&self) -> Option<&Path> {
+        Some(&self.inner.path)
     }
 }
 
