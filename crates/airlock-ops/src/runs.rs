@@ -109,12 +109,16 @@ pub async fn list(store: &dyn Store, filter: RunFilter) -> Result<Vec<Run>, OpsE
 
 /// A run, or a 404.
 pub async fn run(store: &dyn Store, id: &str) -> Result<Run, OpsError> {
-    store.run(id).await?.ok_or_else(|| {
-        OpsError::not_found(
-            format!("no run `{id}`"),
-            Some("list runs with `airlock runs`".into()),
-        )
-    })
+    store.run(id).await?.ok_or_else(|| no_such_run(id))
+}
+
+/// The refusal of a run id nothing answers to: what an unknown id gets, and what the API
+/// answers for a run its caller may not see, so that the two cannot be told apart.
+pub fn no_such_run(id: &str) -> OpsError {
+    OpsError::not_found(
+        format!("no run `{id}`"),
+        Some("list runs with `airlock runs`".into()),
+    )
 }
 
 /// A run and its journal, as `runs show` prints it and `GET /runs/{id}` answers.

@@ -99,6 +99,12 @@ pub(crate) fn router(app: Arc<App>) -> axum::Router {
     let (router, document) = openapi_router().split_for_parts();
     let document = Arc::new(document);
     router
+        // The API's routes only (a layer wraps the routes added before it): webhooks
+        // answer their own signature failures.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::limit_failed_authentications,
+        ))
         .route(
             "/hooks/{environment}/{*path}",
             axum::routing::post(crate::hooks::deliver),
@@ -120,18 +126,27 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: serving, and the store answers.
+/// Readiness: whether a delivery sent now would be accepted (see `ready`).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready to accept deliveries"),
-        (status = 503, description = "Starting, stopping, or the store does not answer")))]
+        (status = 200, description = "Ready to accept deliveries: serving, not stopping, and the store takes writes with this build's schema"),
+        (status = 503, description = "Starting, stopping, or the store refuses writes")))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if !app.ready.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or stopping",
+        )
+            .into_response();
     }
-    match app.store.deployments(None).await {
-        Ok(_) => "ready".into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer").into_response(),
+    if app.write_probe.takes_writes(&*app.store).await {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store does not take writes",
+        )
+            .into_response()
     }
 }
 
@@ -213,8 +228,16 @@ async fn authorised_run(
     action: Action,
 ) -> Result<(airlock_store::Run, Caller), ApiError> {
     // Authenticate first, so an unknown token learns nothing about which runs exist.
-    auth::caller(app, headers).await?;
+    let caller = auth::caller(app, headers).await?;
     let run = airlock_ops::runs::run(&*app.store, id).await?;
+    // A run of an environment the token cannot even read is answered as a run that does
+    // not exist, with the same answer and without an audit write (whose cost would tell
+    // the two apart as well): else a staging token could learn which production run ids
+    // are real. Within its own environment a token may read every run, so a refusal
+    // there (a role without the action) tells nothing and is answered 403 and audited.
+    if airlock_core::authz::permits(&caller.grant, &run.environment, Action::Read).is_err() {
+        return Err(airlock_ops::runs::no_such_run(id).into());
+    }
     let caller = auth::require(app, headers, &run.environment, action, id).await?;
     Ok((run, caller))
 }

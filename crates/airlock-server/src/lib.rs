@@ -21,6 +21,7 @@ mod error;
 mod hooks;
 mod metrics;
 mod promotion_api;
+mod ready;
 mod retention;
 mod routes;
 mod schedules;
@@ -122,10 +123,13 @@ pub(crate) struct App {
     pub root: PathBuf,
     pub routes: routes::RouteTable,
     pub limiters: hooks::Limiters,
+    pub failed_authentications: auth::FailedAuthentications,
     pub secrets: auth::SecretCache,
     pub completions: Arc<completions::Completions>,
     pub metrics: Metrics,
+    /// Serving and not stopping (false before serving and from the stop signal on).
     pub ready: std::sync::atomic::AtomicBool,
+    pub write_probe: ready::WriteProbe,
     /// When this process executes: the engine, and the slots for runs a webhook accepts
     /// and claims in one write, executed at once in this process (no queue round trip).
     pub inline: Option<(Arc<Engine>, Arc<tokio::sync::Semaphore>)>,
@@ -174,10 +178,12 @@ fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, Serv
         root: context.root,
         routes: routes::RouteTable::default(),
         limiters: hooks::Limiters::default(),
+        failed_authentications: auth::FailedAuthentications::default(),
         secrets: auth::SecretCache::default(),
         completions,
         metrics,
         ready: std::sync::atomic::AtomicBool::new(false),
+        write_probe: ready::WriteProbe::default(),
         inline,
     });
     let router = api::router(app.clone());
@@ -199,11 +205,34 @@ fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, Serv
 /// and executed in the request's process, as `airlock serve` does with a free slot; runs
 /// queued otherwise wait for an engine the caller drives. `listen` is not used.
 pub async fn router(context: Context, options: ServerOptions) -> Result<axum::Router, ServerError> {
+    Ok(router_with_stop(context, options).await?.0)
+}
+
+/// [`router`], with the handle that tells its application the process is stopping.
+pub async fn router_with_stop(
+    context: Context,
+    options: ServerOptions,
+) -> Result<(axum::Router, StopHandle), ServerError> {
     let Assembled { app, router, .. } = assemble(context, &options)?;
     app.routes.refresh(&app).await?;
     // Serving from now on: whoever holds the router answers with it.
     app.ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    Ok(router)
+    Ok((router, StopHandle(app)))
+}
+
+/// Tells a router's application that its process is stopping, as SIGTERM tells
+/// `airlock serve`'s: from then on `/readyz` answers 503, so a load balancer sends its
+/// work elsewhere while what was accepted finishes.
+#[derive(Clone)]
+pub struct StopHandle(Arc<App>);
+
+impl StopHandle {
+    /// The process is stopping.
+    pub fn stopping(&self) {
+        self.0
+            .ready
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Server {
@@ -290,8 +319,13 @@ impl Server {
         app.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
         let stop_for_http = stop_tx.clone();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        // With each connection's peer address: failed authentications count per address.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let stopping = StopHandle(app.clone());
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             shutdown.await;
+            // Not ready from the signal on, not once the connections have drained.
+            stopping.stopping();
             let _ = stop_for_http.send(true);
         });
         let served = serve.await;

@@ -94,6 +94,8 @@ struct Served {
     /// A worker over the same store and project: runs queued through the API execute
     /// when a test drives it, as they would in any `airlock serve` process.
     worker: Arc<Engine>,
+    /// Tells the application its process is stopping, as SIGTERM does.
+    stop: airlock_server::StopHandle,
 }
 
 fn starter_files() -> Vec<SourceFile> {
@@ -113,6 +115,14 @@ impl Served {
     }
 
     async fn with(options: ServerOptions) -> Self {
+        Self::on_store(options, |store| store).await
+    }
+
+    /// The starter served over the store `wrap` makes of its SQLite store.
+    async fn on_store(
+        options: ServerOptions,
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path().join("project");
         // On disk too: bindings resolve their relative paths (the staging SQLite file,
@@ -123,8 +133,9 @@ impl Served {
             std::fs::write(file, text).unwrap();
         }
         std::fs::create_dir_all(root.join(".airlock")).unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&root.join(".airlock/airlock.db")).unwrap());
+        let store: Arc<dyn Store> = wrap(Arc::new(
+            SqliteStore::open(&root.join(".airlock/airlock.db")).unwrap(),
+        ));
         let loaded = project::load(starter_files());
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let manifest = loaded.project.manifest.clone();
@@ -161,7 +172,9 @@ impl Served {
             project: files.clone(),
             root: root.clone(),
         };
-        let router = airlock_server::router(context, options).await.unwrap();
+        let (router, stop) = airlock_server::router_with_stop(context, options)
+            .await
+            .unwrap();
         let worker = Arc::new(engine("test-worker"));
         Served {
             _temp: temp,
@@ -172,6 +185,7 @@ impl Served {
             router,
             tokens: Mutex::default(),
             worker,
+            stop,
         }
     }
 
@@ -230,7 +244,23 @@ impl Served {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
+        self.call_from(None, method, uri, token, body).await
+    }
+
+    /// [`Served::call`] from the client address `peer`, as a server's listener tells it
+    /// (`ConnectInfo`); none: the router's fallback, one key for every such request.
+    async fn call_from(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = Request::builder().method(method).uri(uri);
+        if let Some(peer) = peer {
+            request = request.extension(axum::extract::ConnectInfo(peer));
+        }
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -499,19 +529,95 @@ const API_ROUTES: &[(&str, &str)] = &[
 #[tokio::test]
 async fn every_api_route_refuses_a_request_without_a_token_or_with_an_unknown_one_with_401() {
     let served = Served::starter().await;
-    for (method, uri) in API_ROUTES {
+    for (n, (method, uri)) in API_ROUTES.iter().enumerate() {
         let method: Method = method.parse().unwrap();
         let body =
             (method != Method::GET).then(|| json!({ "from": "staging", "to": "production" }));
-        let anonymous = served.call(method.clone(), uri, None, body.clone()).await;
+        // Each route from an address of its own, so that failed authentications do not
+        // add up to the limit that slows them (tested on its own below).
+        let peer = Some(std::net::SocketAddr::from(([10, 0, 0, n as u8], 40_000)));
+        let anonymous = served
+            .call_from(peer, method.clone(), uri, None, body.clone())
+            .await;
         assert_refused(&anonymous, StatusCode::UNAUTHORIZED);
         let unknown = served
-            .call(method.clone(), uri, Some("alk_not-a-token"), body)
+            .call_from(peer, method.clone(), uri, Some("alk_not-a-token"), body)
             .await;
         assert_refused(&unknown, StatusCode::UNAUTHORIZED);
     }
     // Nothing was done on behalf of nobody.
     assert!(served.store.audit_log().await.unwrap().is_empty());
+}
+
+/// Regression (token guessing is not slowed): 200 wrong bearer tokens in a row from one
+/// address were all answered 401 at full speed. Past the limit they are answered 429 with
+/// `Retry-After`, the burst audited once (not per failure); a valid token from that very
+/// address is still answered at once (the token is checked first, and only failures
+/// count), and another address is not affected.
+#[tokio::test]
+async fn wrong_tokens_from_one_address_are_slowed_with_429_but_a_valid_token_is_not() {
+    let served = Served::starter().await;
+    let guesser = Some(std::net::SocketAddr::from(([203, 0, 113, 7], 50_000)));
+    let elsewhere = Some(std::net::SocketAddr::from(([198, 51, 100, 9], 50_000)));
+    let viewer = served.token("staging", "viewer", "watcher").await;
+    let mut statuses = Vec::new();
+    for n in 0..200 {
+        let guess = format!("alk_guess-{n}");
+        let answer = served
+            .call_from(guesser, Method::GET, "/api/v1/whoami", Some(&guess), None)
+            .await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after: u64 = answer.headers[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry_after >= 1, "{answer:?}");
+            assert_refused(&answer, StatusCode::TOO_MANY_REQUESTS);
+        } else {
+            assert_refused(&answer, StatusCode::UNAUTHORIZED);
+        }
+        statuses.push(answer.status);
+    }
+    // The first ten fail as they are; then the limit refills one every 6 s, so a test
+    // that took minutes would see a few more 401s, never a run of them.
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    let slowed = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(slowed >= 180, "{slowed} of 200 slowed: {statuses:?}");
+
+    // A valid token from the same address, while it is over its limit: answered at once.
+    let valid = served
+        .call_from(guesser, Method::GET, "/api/v1/whoami", Some(&viewer), None)
+        .await;
+    assert_eq!(valid.status, StatusCode::OK, "{valid:?}");
+    assert_eq!(valid.body["name"], "watcher");
+    // Another address fails as it is, with a 401 that says why.
+    let other = served
+        .call_from(
+            elsewhere,
+            Method::GET,
+            "/api/v1/whoami",
+            Some("alk_typo"),
+            None,
+        )
+        .await;
+    assert_refused(&other, StatusCode::UNAUTHORIZED);
+
+    // One audit event for the burst, naming the address; none per failure.
+    let throttled = served.audited("api.auth_throttled").await;
+    assert_eq!(throttled.len(), 1, "{throttled:?}");
+    assert_eq!(throttled[0].event.subject, "203.0.113.7");
+    assert_eq!(throttled[0].event.actor, "anonymous");
+    assert_eq!(served.store.audit_log().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -643,6 +749,67 @@ async fn readyz_answers_ready_once_serving_and_the_store_answers() {
     let answer = served.get("/readyz", None).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "ready");
+}
+
+/// Regression (`/readyz` says ready while the store cannot write): on a full disk every
+/// delivery was answered 503 while readiness answered 200, because it only read. It asks
+/// the store for a write now, and answers 503 as the deliveries are; a burst of readiness
+/// checks costs one probe, not a write each.
+#[tokio::test]
+async fn readyz_is_not_ready_while_the_store_refuses_writes() {
+    let disk = std::sync::OnceLock::<Arc<FullDisk>>::new();
+    let served = Served::on_store(
+        ServerOptions {
+            execute: false,
+            schedules: false,
+            ..ServerOptions::default()
+        },
+        |store| {
+            let wrapped = Arc::new(FullDisk {
+                inner: store,
+                full: std::sync::atomic::AtomicBool::new(false),
+                probes: std::sync::atomic::AtomicUsize::new(0),
+            });
+            let _ = disk.set(wrapped.clone());
+            wrapped
+        },
+    )
+    .await;
+    let disk = disk.get().expect("the store was wrapped");
+    served.deploy_staging().await;
+    let runner = served.token("staging", "runner", "shop").await;
+    disk.full.store(true, Ordering::SeqCst);
+
+    let started = served
+        .post(
+            "/api/v1/environments/staging/workflows/order-intake/runs",
+            &runner,
+            json!({ "id": 1, "amount": 10 }),
+        )
+        .await;
+    assert_refused(&started, StatusCode::SERVICE_UNAVAILABLE);
+    for _ in 0..20 {
+        let answer = served.get("/readyz", None).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+        assert_eq!(answer.body, "not ready: the store does not take writes");
+    }
+    let probes = disk.probes.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&probes),
+        "20 readiness checks in a row cost {probes} probes"
+    );
+}
+
+/// Readiness says not ready from the moment the process is told to stop, so a load
+/// balancer sends new work elsewhere while what was accepted finishes.
+#[tokio::test]
+async fn readyz_is_not_ready_once_the_process_is_stopping() {
+    let served = Served::starter().await;
+    assert_eq!(served.get("/readyz", None).await.status, StatusCode::OK);
+    served.stop.stopping();
+    let answer = served.get("/readyz", None).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.body, "not ready: starting or stopping");
 }
 
 #[tokio::test]
@@ -809,19 +976,64 @@ async fn show_run_of_an_unknown_run_is_404() {
     assert_refused(&answer, StatusCode::NOT_FOUND);
 }
 
+/// Regression (existence leaks across environments): a staging token asking for a real
+/// production run id was answered 403 (and audited), a guessed one 404, so the answer
+/// told which production ids are real. Both are the same 404 now, on every route that
+/// names a run, and neither writes anything.
 #[tokio::test]
-async fn show_run_refuses_a_token_of_another_environment_with_403_and_audits_it() {
+async fn a_run_of_another_environment_is_answered_like_a_run_that_does_not_exist() {
     let served = Served::starter().await;
-    served.deploy_staging().await;
-    let run = served.order(1001, 250).await;
-    let production = served.token("production", "admin", "prod-admin").await;
-    let answer = served
-        .get(&format!("/api/v1/runs/{run}"), Some(&production))
-        .await;
-    assert_refused(&answer, StatusCode::FORBIDDEN);
+    let real = "run_production_real";
     served
-        .assert_denial_audited("prod-admin", "staging", &run)
-        .await;
+        .store
+        .enqueue(&airlock_store::conformance::new_run(
+            real,
+            "production",
+            "order-intake",
+            WEDNESDAY_MORNING,
+        ))
+        .await
+        .unwrap();
+    let guessed = "run_production_guessed";
+    // An admin, so that no role stands in the way: only the environment differs.
+    let staging = served.token("staging", "admin", "stage-admin").await;
+    let audit_before = served.store.audit_log().await.unwrap();
+    for (method, route) in [
+        (Method::GET, "/api/v1/runs/{id}"),
+        (Method::POST, "/api/v1/runs/{id}/retry"),
+        (
+            Method::POST,
+            "/api/v1/runs/{id}/steps/approve_reminders/approve",
+        ),
+    ] {
+        let body = (method == Method::POST).then(|| json!({}));
+        let (real_uri, guessed_uri) = (route.replace("{id}", real), route.replace("{id}", guessed));
+        let for_real = served
+            .call(method.clone(), &real_uri, Some(&staging), body.clone())
+            .await;
+        let for_guessed = served
+            .call(method.clone(), &guessed_uri, Some(&staging), body)
+            .await;
+        assert_refused(&for_real, StatusCode::NOT_FOUND);
+        assert_eq!(
+            (for_real.status, for_real.body.to_string()),
+            (
+                for_guessed.status,
+                for_guessed.body.to_string().replace(guessed, real)
+            ),
+            "{method} {route}: a real production run and a guessed id are answered alike"
+        );
+    }
+    assert_eq!(
+        served.store.audit_log().await.unwrap(),
+        audit_before,
+        "neither is audited: an audit write for the real one would tell them apart too"
+    );
+    assert_eq!(
+        served.run(real).await.status,
+        RunStatus::Queued,
+        "and nothing was done to it"
+    );
 }
 
 #[tokio::test]
@@ -2540,4 +2752,225 @@ async fn a_webhook_delivery_larger_than_the_hooks_limit_is_413() {
             .unwrap()
             .is_empty()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A store on a full disk: every write refused, every read answered.
+
+/// The starter's SQLite store, with every write refused while `full` is set (as a full
+/// disk refuses them: "database or disk is full"), and the write probes counted.
+struct FullDisk {
+    inner: Arc<dyn Store>,
+    full: std::sync::atomic::AtomicBool,
+    probes: std::sync::atomic::AtomicUsize,
+}
+
+impl FullDisk {
+    fn write(&self) -> airlock_store::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(airlock_store::Error::Backend(
+                "database or disk is full".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod full_disk {
+    use super::FullDisk;
+    use airlock_store::*;
+    use std::time::Duration;
+
+    #[async_trait::async_trait]
+    impl Store for FullDisk {
+        async fn put_version(&self, version: &WorkflowVersion) -> Result<()> {
+            self.write()?;
+            self.inner.put_version(version).await
+        }
+        async fn version(&self, id: &str) -> Result<Option<WorkflowVersion>> {
+            self.inner.version(id).await
+        }
+        async fn set_deployment(&self, deployment: &Deployment) -> Result<Option<String>> {
+            self.write()?;
+            self.inner.set_deployment(deployment).await
+        }
+        async fn deployment(
+            &self,
+            environment: &str,
+            workflow: &str,
+        ) -> Result<Option<Deployment>> {
+            self.inner.deployment(environment, workflow).await
+        }
+        async fn deployments(&self, environment: Option<&str>) -> Result<Vec<Deployment>> {
+            self.inner.deployments(environment).await
+        }
+        async fn enqueue(&self, run: &NewRun) -> Result<Enqueued> {
+            self.write()?;
+            self.inner.enqueue(run).await
+        }
+        async fn claim(
+            &self,
+            worker: &str,
+            now: Timestamp,
+            lease_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<Claim>> {
+            self.write()?;
+            self.inner.claim(worker, now, lease_ms, limit).await
+        }
+        async fn claim_run(
+            &self,
+            run: &str,
+            worker: &str,
+            now: Timestamp,
+            lease_ms: i64,
+        ) -> Result<Option<Claim>> {
+            self.write()?;
+            self.inner.claim_run(run, worker, now, lease_ms).await
+        }
+        async fn wait_for_work(&self, max: Duration) {
+            self.inner.wait_for_work(max).await
+        }
+        async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
+            self.write()?;
+            self.inner.commit(run, token, commit).await
+        }
+        async fn run(&self, id: &str) -> Result<Option<Run>> {
+            self.inner.run(id).await
+        }
+        async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+            self.inner.runs(filter).await
+        }
+        async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+            self.inner.count_runs(filter).await
+        }
+        async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
+            self.inner.run_outcomes(query).await
+        }
+        async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>> {
+            self.inner.journal(run).await
+        }
+        async fn prune_runs(
+            &self,
+            before: Timestamp,
+            environment: Option<&str>,
+            limit: usize,
+        ) -> Result<u64> {
+            self.write()?;
+            self.inner.prune_runs(before, environment, limit).await
+        }
+        async fn retry_run(
+            &self,
+            run: &str,
+            now: Timestamp,
+            marks: &[NewJournalEntry],
+        ) -> Result<()> {
+            self.write()?;
+            self.inner.retry_run(run, now, marks).await
+        }
+        async fn decide_step(&self, decision: &StepDecision) -> Result<()> {
+            self.write()?;
+            self.inner.decide_step(decision).await
+        }
+        async fn step_decision(&self, run: &str, step: &str) -> Result<Option<StepDecision>> {
+            self.inner.step_decision(run, step).await
+        }
+        async fn put_secret(&self, secret: &SealedSecret) -> Result<()> {
+            self.write()?;
+            self.inner.put_secret(secret).await
+        }
+        async fn secret(&self, environment: &str, name: &str) -> Result<Option<SealedSecret>> {
+            self.inner.secret(environment, name).await
+        }
+        async fn secret_names(&self) -> Result<Vec<SecretName>> {
+            self.inner.secret_names().await
+        }
+        async fn add_record(&self, record: &NewTestRecord) -> Result<()> {
+            self.write()?;
+            self.inner.add_record(record).await
+        }
+        async fn records(&self, environment: &str) -> Result<Vec<TestRecord>> {
+            self.inner.records(environment).await
+        }
+        async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence> {
+            self.write()?;
+            self.inner.add_evidence(evidence).await
+        }
+        async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>> {
+            self.inner.evidence(workflow, version).await
+        }
+        async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest> {
+            self.write()?;
+            self.inner.open_request(request).await
+        }
+        async fn request(&self, id: &str) -> Result<Option<PromotionRequest>> {
+            self.inner.request(id).await
+        }
+        async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
+            self.inner.requests(workflow).await
+        }
+        async fn decide_request(&self, approval: &Approval) -> Result<()> {
+            self.write()?;
+            self.inner.decide_request(approval).await
+        }
+        async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
+            self.inner.approvals(request).await
+        }
+        async fn release(&self, release: &NewRelease) -> Result<Release> {
+            self.write()?;
+            self.inner.release(release).await
+        }
+        async fn release_by_id(&self, id: &str) -> Result<Option<Release>> {
+            self.inner.release_by_id(id).await
+        }
+        async fn releases(&self, environment: &str, workflow: &str) -> Result<Vec<Release>> {
+            self.inner.releases(environment, workflow).await
+        }
+        async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
+            self.write()?;
+            self.inner.audit(event).await
+        }
+        async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
+            self.inner.audit_log().await
+        }
+        async fn create_token(&self, token: &NewApiToken) -> Result<ApiToken> {
+            self.write()?;
+            self.inner.create_token(token).await
+        }
+        async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+            self.inner.token_by_hash(hash).await
+        }
+        async fn tokens(&self, environment: Option<&str>) -> Result<Vec<ApiToken>> {
+            self.inner.tokens(environment).await
+        }
+        async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
+            self.write()?;
+            self.inner.revoke_token(id, at).await
+        }
+        async fn schedule_cursor(
+            &self,
+            environment: &str,
+            workflow: &str,
+        ) -> Result<Option<Timestamp>> {
+            self.inner.schedule_cursor(environment, workflow).await
+        }
+        async fn advance_schedule(
+            &self,
+            environment: &str,
+            workflow: &str,
+            expected: Option<Timestamp>,
+            to: Timestamp,
+        ) -> Result<bool> {
+            self.write()?;
+            self.inner
+                .advance_schedule(environment, workflow, expected, to)
+                .await
+        }
+        async fn probe_write(&self) -> Result<()> {
+            self.probes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.write()?;
+            self.inner.probe_write().await
+        }
+    }
 }
