@@ -59,9 +59,13 @@ pub enum Color {
 pub enum Command {
     /// Create a working project: two environments, two workflows, scenarios.
     Init {
-        /// Where to create it (created if absent; must be empty otherwise).
+        /// Where to create it (created if absent; must be empty otherwise, unless --force).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Write the starter into a folder that is not empty, beside what is there; a file
+        /// of the starter's that exists already is never overwritten (nothing is written then).
+        #[arg(long)]
+        force: bool,
     },
     /// Create the starter project if absent, check it, and show what to do next.
     Quickstart {

@@ -11,11 +11,23 @@ use airlock_store::Store;
 use airlock_store::sqlite::SqliteStore;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The project's local state folder.
 pub const STATE_DIR: &str = ".airlock";
 /// The embedded store's file inside it.
 pub const STORE_FILE: &str = "airlock.db";
+
+/// Creates the project's state folder, private (0700): it holds the store and the
+/// environments' keys. An existing folder is left as it is (`check` reports the store).
+/// How long a serving process keeps trying a PostgreSQL store that cannot be reached for
+/// a reason that passes: long enough for a database restart, short enough that a wrong
+/// port is reported within seconds.
+pub const SERVING_CONNECT_RETRY: Duration = Duration::from_secs(10);
+
+pub fn create_state_dir(state: &std::path::Path) -> Result<(), CliError> {
+    airlock_store::private_files::create_dir(state).map_err(|e| CliError::io("create", state, e))
+}
 
 pub struct Workspace {
     pub root: PathBuf,
@@ -30,11 +42,26 @@ impl Workspace {
     /// Loads the project (printing its problems, if any, as `validate` does: then
     /// [`CliError::Reported`]), opens its store and its environments' keys.
     pub fn open(global: &Global) -> Result<Self, CliError> {
+        Self::open_with(global, Duration::ZERO)
+    }
+
+    /// [`Workspace::open`] for a process that serves (`serve`, `worker`): a PostgreSQL
+    /// store that refuses connections for a while (restarting, not up yet) is tried again
+    /// for [`SERVING_CONNECT_RETRY`] before the process gives up, saying why.
+    pub fn open_serving(global: &Global) -> Result<Self, CliError> {
+        Self::open_with(global, SERVING_CONNECT_RETRY)
+    }
+
+    fn open_with(global: &Global, connect_retry: Duration) -> Result<Self, CliError> {
         let loaded = crate::commands::validate::load_or_report(global)?;
         let root = ProjectDir::locate(global.project.as_deref())?.root;
         let state = root.join(STATE_DIR);
-        std::fs::create_dir_all(&state).map_err(|e| CliError::io("create", &state, e))?;
-        let store = open_store(global.store.as_deref(), &state.join(STORE_FILE))?;
+        create_state_dir(&state)?;
+        let store = open_store(
+            global.store.as_deref(),
+            &state.join(STORE_FILE),
+            connect_retry,
+        )?;
         let environments: Vec<&str> = loaded
             .project
             .manifest
@@ -215,9 +242,11 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime, CliError> {
 
 /// The store a command works on: PostgreSQL when `--store` (or `AIRLOCK_STORE`) names a
 /// `postgres://` URL, a SQLite file for `sqlite:PATH`, and the project's embedded file otherwise.
+/// `connect_retry`: how long an unreachable PostgreSQL is tried again (zero: once).
 pub fn open_store(
     location: Option<&str>,
     embedded: &std::path::Path,
+    connect_retry: Duration,
 ) -> Result<Arc<dyn Store>, CliError> {
     let cannot = |what: &str, e: airlock_store::Error| {
         CliError::usage(format!("cannot open the store {what}: {e}"), None)
@@ -225,7 +254,13 @@ pub fn open_store(
     match location {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = runtime()?
-                .block_on(airlock_store::postgres::PostgresStore::connect(url))
+                .block_on(airlock_store::postgres::PostgresStore::connect_with(
+                    url,
+                    airlock_store::PostgresOptions {
+                        connect_retry,
+                        ..airlock_store::PostgresOptions::default()
+                    },
+                ))
                 .map_err(|e| cannot(&redact_url(url), e))?;
             Ok(Arc::new(store))
         }

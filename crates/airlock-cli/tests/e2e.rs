@@ -49,6 +49,81 @@ fn init_never_overwrites_a_project() {
     );
 }
 
+/// Regression (`init` writes into a folder that is not empty, though its help says it
+/// must be empty): refused, naming the folder and what is in it, and nothing written;
+/// `--force` adds the starter beside what is there, never overwriting a file.
+#[test]
+fn init_refuses_a_folder_that_is_not_empty_and_force_never_overwrites() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("notes");
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    std::fs::write(dir.join("todo.txt"), "buy milk\n").unwrap();
+    std::fs::write(dir.join(".gitignore"), "mine\n").unwrap();
+
+    let out = airlock(temp.path(), &["init", "notes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`notes` is not empty: it holds .gitignore, examples, todo.txt"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(!dir.join("airlock.yaml").exists(), "nothing was written");
+    assert!(!dir.join(".airlock").exists(), "nothing was written");
+
+    let out = airlock(temp.path(), &["init", "--force", "notes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(dir.join("airlock.yaml").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("todo.txt")).unwrap(),
+        "buy milk\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
+        "mine\n",
+        "an existing file is never overwritten"
+    );
+    let out = airlock(&dir, &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // Forced over a starter file that exists: refused before anything is written.
+    let other = temp.path().join("other");
+    std::fs::create_dir_all(other.join("workflows")).unwrap();
+    std::fs::write(other.join("workflows/order-intake.yaml"), "mine\n").unwrap();
+    let out = airlock(temp.path(), &["init", "--force", "other"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(other.join("workflows/order-intake.yaml")).unwrap(),
+        "mine\n"
+    );
+    assert!(!other.join("airlock.yaml").exists());
+}
+
+/// Regression (files readable by others): `.airlock/` was created 0755 and its store
+/// 0644; they are 0700 and 0600 now, as the keys are.
+#[cfg(unix)]
+#[test]
+fn init_and_the_first_store_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_temp, project) = init_project();
+    let out = airlock(&project, &["runs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mode = |path: &str| {
+        std::fs::metadata(project.join(path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".airlock"), 0o700);
+    assert_eq!(mode(".airlock/airlock.db"), 0o600);
+}
+
 /// Each corruption of the starter project: file, text to replace, replacement, the
 /// `path:line:col` that must be reported, and the code.
 const CORRUPTIONS: &[(&str, &str, &str, &str, &str)] = &[

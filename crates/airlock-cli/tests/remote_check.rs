@@ -90,7 +90,7 @@ fn check_through_a_server_prints_what_check_prints_beside_it() {
         } else {
             let stdout = text(&remote.stdout);
             let lines: Vec<&str> = stdout.lines().collect();
-            assert_eq!(lines.len(), 4, "{stdout}");
+            assert_eq!(lines.len(), 5, "{stdout}");
             assert_eq!(lines[0], "check of `staging`:");
             assert!(
                 lines[1].starts_with("  OK   api          http (live)   GET /health → 200"),
@@ -102,7 +102,13 @@ fn check_through_a_server_prints_what_check_prints_beside_it() {
                 ),
                 "{stdout}"
             );
-            assert_eq!(lines[3], "1 binding failed");
+            // The server's store is the project's file: the same row from either side.
+            assert!(
+                lines[3].starts_with("store: ")
+                    && lines[3].ends_with(".airlock/airlock.db (file 0600, folder 0700): private"),
+                "{stdout}"
+            );
+            assert_eq!(lines[4], "1 binding failed");
         }
     }
     // The server did reach the sink, with the token it holds.

@@ -22,6 +22,7 @@ const REDACTIONS: &[(&str, &str)] = &[
     (r#""deadline":\d+"#, r#""deadline":[time]"#),
     // The project's temporary folder, wherever it is.
     (r"sqlite://\S*/\.airlock/", "sqlite://[project]/.airlock/"),
+    (r"store: \S*/\.airlock/", "store: [project]/.airlock/"),
 ];
 
 /// A table with a redacted or varying cell (an id, a time, a duration) is laid out for

@@ -143,7 +143,8 @@ impl Keyring {
             reason: format!("cannot write {}: {e}", path.display()),
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(error)?;
+            // Private: the folder may be `.airlock/` itself, which holds the store too.
+            airlock_store::private_files::create_dir(parent).map_err(error)?;
         }
         write_private(&path, format!("{}\n", hex::encode(key)).as_bytes()).map_err(error)?;
         Ok(true)
@@ -483,7 +484,8 @@ impl Fingerprinter {
             SecretError::FingerprintKey(format!("cannot write {}: {e}", path.display()))
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(error)?;
+            // Private: the folder may be `.airlock/` itself, which holds the store too.
+            airlock_store::private_files::create_dir(parent).map_err(error)?;
         }
         match write_private(&path, format!("{}\n", hex::encode(key)).as_bytes()) {
             Ok(()) => Ok((Self { key }, true)),

@@ -9,10 +9,12 @@
 
 use super::{OpsError, environment};
 use airlock_connectors::{CheckContext, CheckOutcome};
-use airlock_core::model::{BindingMode, Manifest, StepKind};
+use airlock_core::model::{BindingMode, Manifest, StepKind, Trigger};
 use airlock_core::project::WorkflowFile;
 use airlock_engine::Runtime;
+use airlock_store::Store;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// How an environment's bindings answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -23,6 +25,27 @@ pub struct CheckReport {
     pub ok: bool,
     /// One row per binding, in the manifest's order.
     pub bindings: Vec<BindingCheck>,
+    /// What is wrong in the environment though no binding failed (they do not fail the
+    /// check): a webhook signing secret nobody set, a store file others can read.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The store's file on the machine that checked, and who may read it; absent for a
+    /// database elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreFile>,
+}
+
+/// The embedded store's file and its permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreFile {
+    /// Where it is.
+    pub path: String,
+    /// Its permission bits, in octal (`0600`).
+    pub mode: String,
+    /// Its folder's permission bits, in octal (`0700`).
+    pub folder_mode: String,
+    /// Whether only its owner may read it and its `-wal` and `-shm` files.
+    pub private: bool,
 }
 
 /// One binding's answer. Deserialize too: the CLI reads the API's rows back and prints
@@ -48,10 +71,15 @@ impl CheckReport {
     }
 }
 
+/// What a record-mode binding's row says: its check reaches nothing.
+pub const NOT_REACHED: &str = "record mode: not reached (answers from the configured responses)";
+
 /// Reaches each binding of `environment_name` (an environment of `manifest`, or a 404
 /// with a did-you-mean) through `runtime`'s connectors. `workflows` say which tables a SQL
-/// binding must have (those they insert or upsert into).
+/// binding must have (those they insert or upsert into), and which webhook signing
+/// secrets must be set in `store`.
 pub async fn check(
+    store: &dyn Store,
     runtime: &dyn Runtime,
     manifest: &Manifest,
     workflows: &[WorkflowFile],
@@ -64,7 +92,11 @@ pub async fn check(
         let context = CheckContext {
             tables: tables_written(workflows, name),
         };
+        let record = binding.mode.value == BindingMode::Record;
+        // A record-mode binding is still built (a bad setup fails here), but nothing is
+        // reached, so its row does not claim it was.
         let outcome = match runtime.connector(environment_name, name).await {
+            Ok(_) if record => CheckOutcome::ok(NOT_REACHED),
             Ok(connector) => connector.check(&context).await,
             Err(e) => CheckOutcome::failed(e.to_string()),
         };
@@ -72,11 +104,7 @@ pub async fn check(
             .connector(name)
             .and_then(|c| c.kind)
             .map_or("?", |k| k.name());
-        let mode = if binding.mode.value == BindingMode::Record {
-            "record"
-        } else {
-            "live"
-        };
+        let mode = if record { "record" } else { "live" };
         bindings.push(BindingCheck {
             connector: name.clone(),
             kind: kind.to_owned(),
@@ -85,11 +113,90 @@ pub async fn check(
             detail: outcome.detail,
         });
     }
+    let mut warnings = unset_signing_secrets(store, workflows, environment_name).await?;
+    let store = store.local_file().and_then(store_file);
+    if let Some(file) = store.as_ref().filter(|f| !f.private) {
+        warnings.push(format!(
+            "the store `{}` can be read by group or others ({}): `chmod 600` it and its -wal and -shm files",
+            file.path, file.mode
+        ));
+    }
     Ok(CheckReport {
         environment: env.name.value.clone(),
         ok: bindings.iter().all(|b| b.ok),
         bindings,
+        warnings,
+        store,
     })
+}
+
+/// A warning per webhook whose signing secret is not set in `environment`: every
+/// delivery to it there is refused (401) until it is.
+async fn unset_signing_secrets(
+    store: &dyn Store,
+    workflows: &[WorkflowFile],
+    environment: &str,
+) -> Result<Vec<String>, OpsError> {
+    let mut warnings = Vec::new();
+    for workflow in workflows {
+        if let Some(Trigger::Webhook {
+            path,
+            signature: Some(signature),
+            ..
+        }) = &workflow.workflow.trigger
+            && store
+                .secret(environment, &signature.secret)
+                .await?
+                .is_none()
+        {
+            warnings.push(format!(
+                "the webhook signing secret `{}` of `{}` is not set in `{environment}`: every delivery to /hooks/{environment}/{path} is refused; `airlock secrets set {} --env {environment}`",
+                signature.secret, workflow.workflow.name.value, signature.secret
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// The store's file and who may read it (`None` where permissions cannot be read).
+#[cfg(unix)]
+fn store_file(path: &Path) -> Option<StoreFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    };
+    let file = mode(path)?;
+    let folder = path.parent().and_then(mode).unwrap_or(0);
+    // SQLite gives the WAL and shared-memory files the database's mode, but an operator's
+    // chmod of the database alone leaves them as they were.
+    let readable_by_others = [
+        path.to_owned(),
+        suffixed(path, "-wal"),
+        suffixed(path, "-shm"),
+    ]
+    .iter()
+    .filter_map(|p| mode(p))
+    .any(|m| m & 0o044 != 0);
+    Some(StoreFile {
+        path: path.display().to_string(),
+        mode: format!("{file:04o}"),
+        folder_mode: format!("{folder:04o}"),
+        private: !readable_by_others,
+    })
+}
+
+#[cfg(not(unix))]
+fn store_file(_path: &Path) -> Option<StoreFile> {
+    None
+}
+
+#[cfg(unix)]
+fn suffixed(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// The tables `workflows` insert into or upsert into through `connector` (literal table
@@ -154,13 +261,15 @@ environments:
         assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
         let manifest = loaded.project.manifest;
         let runtime = ProjectRuntime::new(
-            store,
+            store.clone(),
             manifest.clone(),
             temp.path().to_owned(),
             Keyring::load(temp.path(), &[]).unwrap(),
             Arc::new(SystemClock),
         );
-        let report = check(&runtime, &manifest, &[], "staging").await.unwrap();
+        let report = check(&*store, &runtime, &manifest, &[], "staging")
+            .await
+            .unwrap();
         assert!(!report.ok);
         assert_eq!(report.failed(), 1);
         let rows: Vec<(&str, &str, &str, bool)> = report
@@ -180,10 +289,138 @@ environments:
             "{:?}",
             report.bindings[1]
         );
-        let missing = check(&runtime, &manifest, &[], "stagign")
+        assert_eq!(report.bindings[0].detail, NOT_REACHED);
+        let missing = check(&*store, &runtime, &manifest, &[], "stagign")
             .await
             .unwrap_err();
         assert!(matches!(missing, OpsError::NotFound { .. }), "{missing:?}");
         assert_eq!(missing.help(), Some("did you mean `staging`?"));
+    }
+
+    const HOOK_MANIFEST: &str = r#"project: hooks
+connectors:
+  crm: { kind: http, description: "Recorded" }
+environments:
+  staging:
+    secrets: [HOOK_SECRET]
+    bindings:
+      crm:
+        mode: record
+        responses:
+          request: { status: 201 }
+"#;
+
+    const HOOK_WORKFLOW: &str = r#"name: intake
+trigger:
+  webhook:
+    path: orders
+    signature: { scheme: github, secret: HOOK_SECRET }
+steps:
+  - id: save
+    call: crm.request
+    with: { method: POST, path: /orders }
+"#;
+
+    /// The checked project: a webhook signed with `HOOK_SECRET`, one record binding, and
+    /// its store in `.airlock/` below `temp`.
+    fn hooked(
+        temp: &Path,
+    ) -> (
+        Arc<SqliteStore>,
+        ProjectRuntime,
+        Manifest,
+        Vec<WorkflowFile>,
+    ) {
+        let loaded = load(vec![
+            SourceFile::new("airlock.yaml", HOOK_MANIFEST),
+            SourceFile::new("workflows/intake.yaml", HOOK_WORKFLOW),
+        ]);
+        assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+        let state = temp.join(".airlock");
+        airlock_store::private_files::create_dir(&state).unwrap();
+        let store = Arc::new(SqliteStore::open(&state.join("airlock.db")).unwrap());
+        let runtime = ProjectRuntime::new(
+            store.clone(),
+            loaded.project.manifest.clone(),
+            temp.to_owned(),
+            Keyring::load(temp, &[]).unwrap(),
+            Arc::new(SystemClock),
+        );
+        (
+            store,
+            runtime,
+            loaded.project.manifest,
+            loaded.project.workflows,
+        )
+    }
+
+    /// Regression (`check` reports record-mode bindings as OK though nothing was reached,
+    /// and says nothing of an unset webhook signing secret): the row says it was not
+    /// reached, and the secret, until it is set, is a warning naming it and the hook.
+    #[tokio::test]
+    async fn check_says_a_record_binding_was_not_reached_and_flags_an_unset_signing_secret() {
+        let temp = tempfile::tempdir().unwrap();
+        let (store, runtime, manifest, workflows) = hooked(temp.path());
+        let report = check(&*store, &runtime, &manifest, &workflows, "staging")
+            .await
+            .unwrap();
+        assert!(report.ok, "a warning does not fail the check: {report:?}");
+        assert_eq!(report.bindings[0].detail, NOT_REACHED);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].contains("`HOOK_SECRET` of `intake` is not set in `staging`")
+                && report.warnings[0].contains("/hooks/staging/orders"),
+            "{:?}",
+            report.warnings
+        );
+        store
+            .put_secret(&airlock_store::SealedSecret {
+                environment: "staging".into(),
+                name: "HOOK_SECRET".into(),
+                sealed: vec![1, 2, 3],
+                fingerprint: None,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+        let report = check(&*store, &runtime, &manifest, &workflows, "staging")
+            .await
+            .unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    }
+
+    /// Regression (files readable by others): `check` reports the store's permissions,
+    /// private when created, and warns about an existing file others can read.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn check_reports_the_stores_permissions_and_warns_when_others_can_read_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let (store, runtime, manifest, _) = hooked(temp.path());
+        let report = check(&*store, &runtime, &manifest, &[], "staging")
+            .await
+            .unwrap();
+        let file = report.store.clone().expect("a SQLite store is a file");
+        assert_eq!(
+            (file.mode.as_str(), file.folder_mode.as_str(), file.private),
+            ("0600", "0700", true),
+            "{file:?}"
+        );
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+        let path = temp.path().join(".airlock/airlock.db");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let report = check(&*store, &runtime, &manifest, &[], "staging")
+            .await
+            .unwrap();
+        let file = report.store.clone().expect("a SQLite store is a file");
+        assert_eq!((file.mode.as_str(), file.private), ("0644", false));
+        assert!(report.ok, "a warning does not fail the check");
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].contains("can be read by group or others (0644)"),
+            "{:?}",
+            report.warnings
+        );
     }
 }

@@ -449,9 +449,14 @@ async fn check_bindings(
         app.keyring.clone(),
         app.clock.clone(),
     );
-    let report =
-        airlock_ops::check::check(&runtime, &app.manifest, &project.workflows, &environment)
-            .await?;
+    let report = airlock_ops::check::check(
+        &*app.store,
+        &runtime,
+        &app.manifest,
+        &project.workflows,
+        &environment,
+    )
+    .await?;
     Ok(Json(report))
 }
 

@@ -23,6 +23,7 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
             let project = workspace.project();
             workspace::runtime()?
                 .block_on(airlock_ops::check::check(
+                    &*workspace.store,
                     &workspace.connectors(),
                     &project.manifest,
                     &project.workflows,
@@ -47,13 +48,36 @@ fn print(global: &Global, report: &CheckReport) {
     }
     outln!("check of `{}`:", report.environment);
     for row in &report.bindings {
+        // A record-mode binding passes without being reached: not "OK", which would say
+        // it answered.
+        let status = match (row.ok, row.mode.as_str()) {
+            (true, "record") => "SKIP",
+            (true, _) => "OK",
+            (false, _) => "FAIL",
+        };
         outln!(
             "  {:<4} {:<12} {:<13} {}",
-            if row.ok { "OK" } else { "FAIL" },
+            status,
             row.connector,
             format!("{} ({})", row.kind, row.mode),
             row.detail
         );
+    }
+    if let Some(store) = &report.store {
+        outln!(
+            "store: {} (file {}, folder {}){}",
+            store.path,
+            store.mode,
+            store.folder_mode,
+            if store.private {
+                ": private"
+            } else {
+                ": readable by others"
+            }
+        );
+    }
+    for warning in &report.warnings {
+        outln!("warning: {warning}");
     }
     let failed = report.failed();
     if failed > 0 {

@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         refuse_remote(&cli.command)?;
     }
     match &cli.command {
-        Command::Init { dir } => init::run(global, dir),
+        Command::Init { dir, force } => init::run(global, dir, *force),
         Command::Quickstart {
             dir,
             no_serve,

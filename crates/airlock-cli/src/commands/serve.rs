@@ -38,7 +38,7 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
         ));
     }
     init_logging(args.log_format);
-    let workspace = Workspace::open(global)?;
+    let workspace = Workspace::open_serving(global)?;
     serve(&workspace, args, |_| {})
 }
 

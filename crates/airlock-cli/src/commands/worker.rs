@@ -18,7 +18,7 @@ pub fn run(
     log_format: LogFormat,
 ) -> Result<ExitCode, CliError> {
     super::serve::init_logging(log_format);
-    let workspace = Workspace::open(global)?;
+    let workspace = Workspace::open_serving(global)?;
     let engine = Arc::new(workspace.engine(EngineOptions {
         lease_ms: lease.as_millis() as i64,
         concurrency,
@@ -62,7 +62,7 @@ pub fn migrate(global: &Global) -> Result<ExitCode, CliError> {
             let root = crate::project_dir::ProjectDir::locate(global.project.as_deref())?.root;
             let embedded = root.join(workspace::STATE_DIR).join(workspace::STORE_FILE);
             // Opening a SQLite store applies its migrations.
-            workspace::open_store(location, &embedded)?;
+            workspace::open_store(location, &embedded, Duration::ZERO)?;
             (
                 location.map_or_else(|| embedded.display().to_string(), str::to_owned),
                 Vec::new(),

@@ -172,6 +172,14 @@ async fn open_pool(
         match reach(connect).await {
             Ok(()) => break,
             Err(unreached) if unreached.transient && started.elapsed() + pause <= retry => {
+                // Said at once, though the process waits on: the reason is what matters.
+                tracing::warn!(
+                    host = connect.get_host(),
+                    port = connect.get_port(),
+                    reason = %unreached.reason,
+                    retry_in = ?pause,
+                    "PostgreSQL cannot be reached; trying again"
+                );
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
