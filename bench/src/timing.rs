@@ -207,6 +207,14 @@ impl Store for TimedStore {
     async fn approvals(&self, request: &str) -> Result<Vec<airlock_store::Approval>> {
         self.inner.approvals(request).await
     }
+    async fn close_request(
+        &self,
+        id: &str,
+        status: airlock_store::RequestStatus,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.inner.close_request(id, status, at).await
+    }
     async fn release(&self, release: &airlock_store::NewRelease) -> Result<airlock_store::Release> {
         self.inner.release(release).await
     }

@@ -226,7 +226,7 @@ fn plural(n: u32) -> &'static str {
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-fn weekly((day, minute): (u8, u16)) -> String {
+pub(crate) fn weekly((day, minute): (u8, u16)) -> String {
     format!(
         "{} {:02}:{:02}",
         DAYS[usize::from(day % 7)],

@@ -688,6 +688,15 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.approvals(request).await
     }
+    async fn close_request(
+        &self,
+        id: &str,
+        status: airlock_store::RequestStatus,
+        at: i64,
+    ) -> airlock_store::Result<()> {
+        self.alive()?;
+        self.inner.close_request(id, status, at).await
+    }
     async fn release(&self, release: &NewRelease) -> airlock_store::Result<Release> {
         self.alive()?;
         self.inner.release(release).await

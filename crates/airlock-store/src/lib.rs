@@ -231,6 +231,9 @@ pub trait Store: Send + Sync + 'static {
     async fn decide_request(&self, approval: &Approval) -> Result<()>;
     /// The decisions on a request, in order.
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>>;
+    /// Closes an open request as `withdrawn` or `expired` (a request no longer open is a
+    /// `Conflict`, an unknown one `NotFound`).
+    async fn close_request(&self, id: &str, status: RequestStatus, at: Timestamp) -> Result<()>;
     /// Records a release and makes it current, in one transaction: checks that the
     /// current release is `expected_current` ([`Error::Conflict`] otherwise: another
     /// release won), links it to the previous one, points the environment's deployment

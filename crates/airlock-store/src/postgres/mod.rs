@@ -1076,6 +1076,12 @@ impl Store for PostgresStore {
         end_transaction(tx, result).await
     }
 
+    async fn close_request(&self, id: &str, status: crate::RequestStatus, at: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let result = promotion::close_request(&mut tx, id, status, at).await;
+        end_transaction(tx, result).await
+    }
+
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM approvals WHERE request = $1 ORDER BY at, approver",

@@ -1314,6 +1314,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn close_request(
+        &self,
+        id: &str,
+        status: crate::RequestStatus,
+        at: Timestamp,
+    ) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |conn| promotion::close_request(conn, &id, status, at))
+            .await
+    }
+
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
         let request = request.to_owned();
         self.read(move |conn| {
