@@ -220,8 +220,14 @@ pub enum Command {
     ///
     /// Locally `--as` says who asks; against a server (`--server`) the token's name does.
     Promote {
-        /// The workflow.
-        workflow: String,
+        /// The workflow (none with `--config`).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        workflow: Option<String>,
+        /// Promote the working copy's configuration of the target instead (its bindings,
+        /// egress, approvers, declared secrets, and the differences and rules about it):
+        /// `airlock promote --config --to production`.
+        #[arg(long)]
+        config: bool,
         /// The source environment.
         #[arg(long, default_value = "staging")]
         from: String,
@@ -260,8 +266,13 @@ pub enum Command {
     },
     /// Make the previous (or a named) release current again, at once.
     Rollback {
-        /// The workflow.
-        workflow: String,
+        /// The workflow (none with `--config`). Rolling back a first release takes the
+        /// workflow out of the environment (as `disable`).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        workflow: Option<String>,
+        /// Roll back the environment's configuration instead.
+        #[arg(long)]
+        config: bool,
         /// The environment.
         #[arg(long = "env", value_name = "ENV", default_value = "production")]
         environment: String,
@@ -274,11 +285,57 @@ pub enum Command {
     },
     /// Release history: who, when, which hash, and the failure rate before and after each.
     Releases {
+        /// The workflow (none with `--config`).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        workflow: Option<String>,
+        /// The environment's configuration releases instead.
+        #[arg(long)]
+        config: bool,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV", default_value = "production")]
+        environment: String,
+    },
+    /// The promotion requests, newest first, with each open one's verdict now: the
+    /// approvers' inbox.
+    Promotions {
+        /// Only requests of this status: open, released, rejected, withdrawn, expired.
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only requests into this environment (against a server: the token's, unless given).
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
+    },
+    /// Take back your own open promotion request.
+    Withdraw {
+        /// The request.
+        request: String,
+        /// Who withdraws (the request's author); against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        author: Option<String>,
+    },
+    /// Take a workflow out of an environment: its triggers stop, runs in flight finish.
+    /// Recorded as a release; `enable` brings it back.
+    Disable {
         /// The workflow.
         workflow: String,
         /// The environment.
         #[arg(long = "env", value_name = "ENV", default_value = "production")]
         environment: String,
+        /// Who disables it; against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
+    },
+    /// Bring a disabled workflow back on the version it ran: at once in an unprotected
+    /// environment, through the gate (a request its approvers decide) in a protected one.
+    Enable {
+        /// The workflow.
+        workflow: String,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV", default_value = "production")]
+        environment: String,
+        /// Who asks; against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
     },
     /// The audit log; `verify` checks its hash chain.
     Audit {

@@ -268,9 +268,16 @@ fn the_promotion_path_prints_the_same_through_a_server() {
     );
     assert!(stdout_json(&r)["release"]["id"].is_string());
 
-    // reject, human then JSON.
+    // reject, human then JSON, each of a version production does not run yet.
     for json in [false, true] {
         let flag: &[&str] = if json { &["--json"] } else { &[] };
+        s.edit(if json { "hey" } else { "howdy" }, true);
+        same(
+            &s.here(&["deploy", "--env", "staging", "--as", "dev"]),
+            &s.deploying(&s.dev, &["deploy", "--env", "staging"]),
+            false,
+            "deploy before reject",
+        );
         let l = s.here(&[&["promote", "greet", "--as", "releaser"][..], flag].concat());
         let r = s.through(&s.releaser, &[&["promote", "greet"][..], flag].concat());
         same(&l, &r, true, "promote before reject");
@@ -465,7 +472,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         &outsider,
     );
     assert!(
-        text(&out.stderr).contains("help: approvers of `production`: prod-approver, cfo"),
+        text(&out.stderr).contains("help: approvers of `production`: cfo, prod-approver"),
         "{}",
         shown(&out)
     );

@@ -323,6 +323,9 @@ fn rule(r: &PromotionRule) -> Value {
             Value::Array(r.freeze.iter().map(freeze).collect()),
         );
     }
+    if let Some(ms) = r.expires {
+        form.insert("expires".into(), json!(format!("{ms}ms")));
+    }
     Value::Object(form)
 }
 

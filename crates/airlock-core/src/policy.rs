@@ -69,6 +69,72 @@ pub struct Facts {
     /// if any: with one, a freeze no longer refuses the promotion; the approvers still
     /// decide, and see it in the verdict.
     pub freeze_exception: Option<FreezeException>,
+    /// The target's gate, which no policy lowers (see [`Gate`]).
+    pub gate: Gate,
+}
+
+/// What the target of a promotion is, for the floors no policy goes under and for
+/// whether the approval rule can be met at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Gate {
+    /// The target is protected: tests must pass for the exact hash and at least
+    /// [`PROTECTED_MIN_APPROVALS`] approval by someone other than the author is needed,
+    /// whatever `airlock.yaml` says.
+    pub protected: bool,
+    /// The target's approvers (as it runs them: its released configuration).
+    pub approvers: Vec<String>,
+    /// Who asked for the promotion (never one of its approvals).
+    pub author: String,
+}
+
+/// The fewest approvals a change into a protected environment needs, whatever the
+/// policy says.
+pub const PROTECTED_MIN_APPROVALS: u32 = 1;
+
+/// The requirements with a protected target's floors applied: tests pass for the exact
+/// hash, at least one approval. An unprotected target keeps what its rule says.
+pub fn with_floors(mut required: Requirements, protected: bool) -> Requirements {
+    if protected {
+        required.tests = Some(true);
+        required.approvals = Some(required.approvals.unwrap_or(0).max(PROTECTED_MIN_APPROVALS));
+    }
+    required
+}
+
+/// The check that fails when `required` approvals can never be given to a request by
+/// `author` into `environment`: the author cannot approve, so only the other approvers
+/// count. `None` when the rule can be met.
+pub fn unmeetable_approvals(
+    environment: &str,
+    required: u32,
+    approvers: &[String],
+    author: &str,
+) -> Option<Check> {
+    let eligible: Vec<&str> = approvers
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != author)
+        .collect();
+    if eligible.len() as u32 >= required {
+        return None;
+    }
+    Some(Check {
+        requirement: "approvable".into(),
+        required: format!(
+            "{required} approval{} possible from {environment}'s approvers other than the author ({author})",
+            plural(required)
+        ),
+        actual: if eligible.is_empty() {
+            "nobody but the author can approve: this request could never pass".to_owned()
+        } else {
+            format!(
+                "only {} ({}) can approve: this request could never pass",
+                eligible.len(),
+                eligible.join(", ")
+            )
+        },
+        met: false,
+    })
 }
 
 /// Why a promotion goes ahead inside a freeze window, and who said so.
@@ -120,8 +186,18 @@ impl Verdict {
 
 /// Judges a promotion.
 pub fn verdict(rule: &PromotionRule, risk: Risk, facts: &Facts) -> Verdict {
-    let required = requirements(rule, risk);
+    let required = with_floors(requirements(rule, risk), facts.gate.protected);
     let mut checks = Vec::new();
+    if required.approvals.unwrap_or(0) > 0
+        && let Some(check) = unmeetable_approvals(
+            &rule.to.value,
+            required.approvals.unwrap_or(0),
+            &facts.gate.approvers,
+            &facts.gate.author,
+        )
+    {
+        checks.push(check);
+    }
     if required.tests == Some(true) {
         checks.push(Check {
             requirement: "tests".into(),
@@ -304,6 +380,7 @@ mod tests {
                 to: (0, 8 * 60),
                 timezone: "UTC".into(),
             }],
+            expires: None,
         }
     }
 
@@ -317,7 +394,72 @@ mod tests {
             // Wednesday 2026-11-25 12:00 UTC
             now_ms: 1_795_608_000_000,
             freeze_exception: None,
+            gate: Gate {
+                protected: true,
+                approvers: vec!["ops-lead".into(), "cfo".into(), "sre".into()],
+                author: "dev".into(),
+            },
         }
+    }
+
+    #[test]
+    fn floors_hold_in_a_protected_target_whatever_the_file_says() {
+        let mut lowered = rule();
+        lowered.require = Requirements {
+            tests: Some(false),
+            parity: Some(false),
+            staging_runs: None,
+            approvals: Some(0),
+        };
+        lowered.by_risk.clear();
+        lowered.freeze.clear();
+        let untested = Facts {
+            tests_passed: None,
+            approvals: Vec::new(),
+            ..good()
+        };
+        let judged = verdict(&lowered, Risk::Finance, &untested);
+        assert_eq!(unmet(&judged), ["tests", "approvals"]);
+        // An unprotected target keeps what its rule says.
+        let unprotected = Facts {
+            gate: Gate {
+                protected: false,
+                ..good().gate
+            },
+            ..untested
+        };
+        assert!(verdict(&lowered, Risk::Finance, &unprotected).passed());
+    }
+
+    #[test]
+    fn an_approval_rule_that_cannot_be_met_for_the_author_says_so_with_the_names() {
+        let facts = Facts {
+            approvals: Vec::new(),
+            gate: Gate {
+                protected: true,
+                approvers: vec!["ops-lead".into(), "cfo".into()],
+                author: "ops-lead".into(),
+            },
+            ..good()
+        };
+        let judged = verdict(&rule(), Risk::Finance, &facts);
+        assert!(!judged.ready_for_approval());
+        let check = judged
+            .checks
+            .iter()
+            .find(|c| c.requirement == "approvable")
+            .expect("the unmeetable rule is a check");
+        assert!(check.actual.contains("only 1 (cfo)"), "{}", check.actual);
+        assert!(check.required.contains("ops-lead"), "{}", check.required);
+        // The same rule for an author who is not an approver can be met.
+        let by_dev = Facts {
+            gate: Gate {
+                author: "dev".into(),
+                ..facts.gate.clone()
+            },
+            ..facts
+        };
+        assert!(verdict(&rule(), Risk::Finance, &by_dev).ready_for_approval());
     }
 
     fn unmet(verdict: &Verdict) -> Vec<&str> {

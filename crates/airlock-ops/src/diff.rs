@@ -76,7 +76,9 @@ pub async fn facts(
         .collect();
     for environment in [from, to] {
         for deployed in store.deployments(Some(environment)).await? {
-            if !names.contains(&deployed.workflow) {
+            if !names.contains(&deployed.workflow)
+                && deployed.workflow != airlock_core::config::CONFIG_SUBJECT
+            {
                 names.push(deployed.workflow);
             }
         }

@@ -89,7 +89,7 @@ async fn promote_greet(store: &dyn Store, project: &Project, at: i64) -> promoti
         "greet",
         "staging",
         "production",
-        "dev",
+        Actor::local("dev"),
         None,
         at,
     )
@@ -129,7 +129,7 @@ async fn every_result_reads_back_as_it_was_written() {
         "greet",
         "staging",
         "production",
-        "dev",
+        Actor::local("dev"),
         Some("  "),
         1_250,
     )
@@ -142,9 +142,17 @@ async fn every_result_reads_back_as_it_was_written() {
     assert!(opened.opened && opened.release.is_none(), "{opened:?}");
     round_trip(&opened);
     let request = opened.request.as_ref().unwrap().request.id.clone();
-    let approved = promotion::decide(store, &v1, &request, "prod-approver", true, None, 1_400)
-        .await
-        .unwrap();
+    let approved = promotion::decide(
+        store,
+        &v1,
+        &request,
+        Actor::local("prod-approver"),
+        true,
+        None,
+        1_400,
+    )
+    .await
+    .unwrap();
     assert!(approved.release.is_some(), "{approved:?}");
     round_trip(&approved);
 
@@ -162,7 +170,7 @@ async fn every_result_reads_back_as_it_was_written() {
         store,
         &v2,
         &request,
-        "cfo",
+        Actor::local("cfo"),
         false,
         Some("not this week"),
         2_300,
@@ -172,12 +180,20 @@ async fn every_result_reads_back_as_it_was_written() {
     round_trip(&rejected);
     let opened = promote_greet(store, &v2, 2_400).await;
     let request = opened.request.unwrap().request.id;
-    promotion::decide(store, &v2, &request, "cfo", true, None, 2_500)
+    promotion::decide(store, &v2, &request, Actor::local("cfo"), true, None, 2_500)
         .await
         .unwrap();
-    let rolled = promotion::rollback(store, &v2, "greet", "production", None, "dev", 2_600)
-        .await
-        .unwrap();
+    let rolled = promotion::rollback(
+        store,
+        &v2,
+        "greet",
+        "production",
+        None,
+        Actor::local("dev"),
+        2_600,
+    )
+    .await
+    .unwrap();
     round_trip(&rolled);
     let rows = promotion::releases(store, "greet", "production")
         .await

@@ -88,6 +88,12 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(crate::promotion_api::diff))
         .routes(routes!(crate::promotion_api::evidence))
         .routes(routes!(crate::promotion_api::validate))
+        .routes(routes!(crate::promotion_api::disable))
+        .routes(routes!(crate::promotion_api::enable))
+        .routes(routes!(crate::promotion_api::promotions))
+        .routes(routes!(crate::promotion_api::withdraw))
+        .routes(routes!(crate::promotion_api::config_status))
+        .routes(routes!(crate::promotion_api::config_promote))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -328,6 +334,7 @@ async fn approve_step(
             run: &id,
             step: &step,
             approver: &caller.name,
+            via: airlock_ops::Via::Token,
             approved,
             comment: body.and_then(|b| b.comment),
             now: app.clock.now(),
@@ -348,7 +355,9 @@ async fn deployments(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     auth::require(&app, &headers, &environment, Action::Read, "deployments").await?;
-    let deployments = app.store.deployments(Some(&environment)).await?;
+    let mut deployments = app.store.deployments(Some(&environment)).await?;
+    // The released configuration is not a workflow: `GET …/config` shows it.
+    deployments.retain(|d| d.workflow != airlock_core::config::CONFIG_SUBJECT);
     Ok(Json(json!({ "deployments": deployments })))
 }
 
@@ -457,6 +466,7 @@ async fn set_secret(
             name: &name,
             value: &value,
             actor: &caller.name,
+            via: airlock_ops::Via::Token,
             now: app.clock.now(),
         },
     )

@@ -557,14 +557,20 @@ async fn openapi_json_lists_every_route_the_router_answers() {
         "/api/v1/diff",
         "/api/v1/workflows/{workflow}/evidence",
         "/api/v1/validate",
+        "/api/v1/environments/{environment}/workflows/{workflow}/disable",
+        "/api/v1/environments/{environment}/workflows/{workflow}/enable",
+        "/api/v1/promotions",
+        "/api/v1/promotions/{id}/withdraw",
+        "/api/v1/environments/{environment}/config",
+        "/api/v1/environments/{environment}/config/promote",
     ] {
         assert!(
             paths.contains(&expected),
             "{expected} is not documented: {paths:?}"
         );
     }
-    // 26 paths and no other: a route added without a test here is noticed.
-    assert_eq!(paths.len(), 26, "{paths:?}");
+    // 32 paths and no other: a route added without a test here is noticed.
+    assert_eq!(paths.len(), 32, "{paths:?}");
     assert!(
         answer.body["components"]["securitySchemes"]["token"].is_object(),
         "the bearer scheme is documented"
@@ -1941,10 +1947,12 @@ async fn approvals_by_both_production_approvers_release_the_version_to_productio
 }
 
 #[tokio::test]
-async fn approve_by_the_requests_author_is_403() {
+async fn a_finance_promotion_by_one_of_its_two_approvers_is_refused_as_unmeetable_naming_who_can_approve()
+ {
     let served = Served::starter().await;
     served.ready_to_promote().await;
-    // The ops lead, an admin of production, opens the request and cannot then approve it.
+    // Finance needs 2 approvals, production has exactly 2 approvers, and the author
+    // cannot approve: a request by the ops lead could never pass, and says so.
     let lead = served.token("production", "admin", "ops-lead").await;
     let opened = served
         .post(
@@ -1953,8 +1961,52 @@ async fn approve_by_the_requests_author_is_403() {
             json!({ "from": "staging", "to": "production" }),
         )
         .await;
-    assert_eq!(opened.status, StatusCode::CREATED, "{opened:?}");
-    let request = opened.body["request"]["id"].as_str().unwrap();
+    assert_eq!(opened.status, StatusCode::CONFLICT, "{opened:?}");
+    let unmet = opened.body["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["requirement"] == "approvable")
+        .expect("the unmeetable rule is a check")
+        .clone();
+    assert_eq!(unmet["met"], false);
+    assert!(
+        unmet["actual"].as_str().unwrap().contains("only 1 (cfo)"),
+        "{unmet}"
+    );
+    assert!(
+        unmet["required"].as_str().unwrap().contains("ops-lead"),
+        "{unmet}"
+    );
+    assert!(served.store.requests(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn approve_by_the_requests_author_is_403() {
+    let served = Served::starter().await;
+    served.ready_to_promote().await;
+    // A request the ops lead opened (when a rule let them) they cannot then approve.
+    let staged = served
+        .store
+        .deployment("staging", "order-intake")
+        .await
+        .unwrap()
+        .unwrap();
+    served
+        .store
+        .open_request(&airlock_store::NewPromotionRequest {
+            id: "req_by_lead".into(),
+            workflow: "order-intake".into(),
+            version: staged.version,
+            from_environment: "staging".into(),
+            to_environment: "production".into(),
+            author: "ops-lead".into(),
+            created_at: served.clock.now(),
+        })
+        .await
+        .unwrap();
+    let request = "req_by_lead";
+    let lead = served.token("production", "admin", "ops-lead").await;
     let answer = served
         .post(
             &format!("/api/v1/promotions/{request}/approve"),
@@ -2158,8 +2210,6 @@ async fn rollback_with_nothing_to_roll_back_to_is_409_and_to_an_unknown_release_
     assert_refused(&never, StatusCode::CONFLICT);
 
     served.release_to_production().await;
-    let first = served.post(uri, &deployer, json!({})).await;
-    assert_refused(&first, StatusCode::CONFLICT);
     let unknown = served
         .post(uri, &deployer, json!({ "to": "rel_nothing" }))
         .await;
@@ -2173,6 +2223,30 @@ async fn rollback_with_nothing_to_roll_back_to_is_409_and_to_an_unknown_release_
             .len(),
         1,
         "no rollback release was made"
+    );
+    // The rollback of a first release takes the workflow out of production.
+    let first = served.post(uri, &deployer, json!({})).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert_eq!(first.body["release"]["kind"], "disable");
+    assert!(first.body["restored"].is_null());
+    assert!(
+        served
+            .store
+            .deployment("production", "order-intake")
+            .await
+            .unwrap()
+            .is_none(),
+        "its triggers stop"
+    );
+    // A disabled workflow is brought back by `enable`, through the gate: not by a rollback.
+    let again = served.post(uri, &deployer, json!({})).await;
+    assert_refused(&again, StatusCode::CONFLICT);
+    assert!(
+        again.body["help"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("enable"),
+        "{again:?}"
     );
 }
 

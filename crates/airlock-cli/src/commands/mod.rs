@@ -129,15 +129,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             deploy::run(global, environment, actor.as_deref())
         }
         Command::Promote {
+            workflow: None,
+            config: true,
+            to,
+            author,
+            ..
+        } => promote::promote_config(global, to, author.as_deref()),
+        Command::Promote {
             workflow,
             from,
             to,
             author,
             freeze_exception,
+            ..
         } => promote::promote(
             global,
             promote::Ask {
-                workflow,
+                workflow: workflow.as_deref().unwrap_or_default(),
                 from,
                 to,
                 author: author.as_deref(),
@@ -154,20 +162,43 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => promote::decide(global, request, approver.as_deref(), false, Some(reason)),
         Command::Rollback {
             workflow,
+            config,
             environment,
             target,
             actor,
         } => promote::rollback(
             global,
-            workflow,
+            &promote::subject(workflow.as_deref(), *config),
             environment,
             target.as_deref(),
             actor.as_deref(),
         ),
         Command::Releases {
             workflow,
+            config,
             environment,
-        } => promote::releases(global, workflow, environment),
+        } => promote::releases(
+            global,
+            &promote::subject(workflow.as_deref(), *config),
+            environment,
+        ),
+        Command::Promotions {
+            status,
+            environment,
+        } => promote::promotions(global, status.as_deref(), environment.as_deref()),
+        Command::Withdraw { request, author } => {
+            promote::withdraw(global, request, author.as_deref())
+        }
+        Command::Disable {
+            workflow,
+            environment,
+            actor,
+        } => promote::disable(global, workflow, environment, actor.as_deref()),
+        Command::Enable {
+            workflow,
+            environment,
+            actor,
+        } => promote::enable(global, workflow, environment, actor.as_deref()),
         Command::Diff { from, to } => diff::run(global, from, to),
         Command::Readiness { workflow } => readiness::run(global, workflow.as_deref()),
         Command::Audit {
@@ -232,6 +263,10 @@ fn reach(command: &Command) -> Reach {
         | Command::Reject { .. }
         | Command::Rollback { .. }
         | Command::Releases { .. }
+        | Command::Promotions { .. }
+        | Command::Withdraw { .. }
+        | Command::Disable { .. }
+        | Command::Enable { .. }
         | Command::Diff { .. }
         | Command::Readiness { .. }
         | Command::Audit { action: None, .. } => Reach::Api,

@@ -331,7 +331,13 @@ pub struct PromotionRule {
     pub by_risk: Vec<(Risk, Requirements)>,
     /// Freeze windows.
     pub freeze: Vec<FreezeWindow>,
+    /// How long a request along this path stays open undecided (ms); `None`: the default,
+    /// [`DEFAULT_REQUEST_LIFETIME_MS`].
+    pub expires: Option<u64>,
 }
+
+/// How long a promotion request stays open when its rule declares no `expires`: a week.
+pub const DEFAULT_REQUEST_LIFETIME_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Decodes `airlock.yaml`.
 pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Manifest {
@@ -574,6 +580,10 @@ fn decode_rule(cx: &mut Cx<'_>, key: Located<String>, node: &Node) -> Option<Pro
             }
         }
     }
+    let expires = fields
+        .optional("expires")
+        .and_then(|n| cx.duration(n))
+        .map(|d| d.value);
     fields.finish(cx);
     Some(PromotionRule {
         from,
@@ -581,6 +591,7 @@ fn decode_rule(cx: &mut Cx<'_>, key: Located<String>, node: &Node) -> Option<Pro
         require,
         by_risk,
         freeze,
+        expires,
     })
 }
 
