@@ -356,11 +356,15 @@ pub enum Command {
         to: String,
     },
     /// The readiness checklist per workflow: what was tested, what differs, what is
-    /// documented, how it moves and who owns the release, how it rolls back. Exit 1 when
-    /// any workflow is not ready.
+    /// documented, how it moves and who owns the release, how it rolls back, and whether
+    /// the target can run it (its newest `check`, its secrets, a freeze, its configuration
+    /// as released). Exit 1 when any workflow is not ready.
     Readiness {
         /// Only this workflow.
         workflow: Option<String>,
+        /// Check the target's bindings now first (as `airlock check --env TARGET`).
+        #[arg(long)]
+        check: bool,
     },
     /// Explain an error code (for example AL0003).
     Explain {

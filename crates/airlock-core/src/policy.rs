@@ -302,7 +302,8 @@ fn plural(n: u32) -> &'static str {
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-pub(crate) fn weekly((day, minute): (u8, u16)) -> String {
+/// A weekly time as `Fri 15:00`.
+pub fn weekly((day, minute): (u8, u16)) -> String {
     format!(
         "{} {:02}:{:02}",
         DAYS[usize::from(day % 7)],

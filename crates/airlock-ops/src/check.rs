@@ -120,6 +120,53 @@ fn tables_written(workflows: &[WorkflowFile], connector: &str) -> Vec<String> {
     tables
 }
 
+/// The evidence subject a check of `environment` is recorded under: checks are bound to
+/// the configuration they reached (the version id), as test results are to a workflow's.
+pub fn recorded_subject(environment: &str) -> String {
+    format!("@check:{environment}")
+}
+
+/// Keeps a check's result, bound to the configuration `environment` runs (its released
+/// one when protected), so that `readiness` answers from the newest check of what runs.
+pub async fn record(
+    store: &dyn airlock_store::Store,
+    effective: &Manifest,
+    report: &CheckReport,
+    now: i64,
+) -> Result<(), OpsError> {
+    let Some(version) = airlock_core::config::of(effective, &report.environment).map(|(id, _)| id)
+    else {
+        return Ok(());
+    };
+    store
+        .add_evidence(&airlock_store::NewEvidence {
+            workflow: recorded_subject(&report.environment),
+            version,
+            kind: "check".into(),
+            passed: report.ok,
+            summary: serde_json::to_value(report).unwrap_or_default(),
+            at: now,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Checks `environment` as it runs (a protected one: its released configuration) and
+/// records the result: what `airlock check` and `GET …/check` do.
+pub async fn check_and_record(
+    store: &dyn airlock_store::Store,
+    runtime: &dyn Runtime,
+    project: &airlock_core::project::Project,
+    environment_name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<CheckReport, OpsError> {
+    let effective = super::config::effective_manifest(store, &project.manifest, actor, now).await?;
+    let report = check(runtime, &effective, &project.workflows, environment_name).await?;
+    record(store, &effective, &report, now).await?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,9 +75,12 @@ pub async fn effective_manifest(
         .map(|e| e.name.value.clone())
         .collect();
     for name in protected {
-        match released(store, &name).await? {
-            Some((_, released)) => manifest = form::overlay(&manifest, &name, &released),
-            None => adopt(store, working, &name, actor, now).await?,
+        if released(store, &name).await?.is_none() {
+            adopt(store, working, &name, actor, now).await?;
+        }
+        // What the store holds now: this process's adoption or another's.
+        if let Some((_, released)) = released(store, &name).await? {
+            manifest = form::overlay(&manifest, &name, &released);
         }
     }
     Ok(manifest)

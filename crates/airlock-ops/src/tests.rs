@@ -110,7 +110,7 @@ async fn every_result_reads_back_as_it_was_written() {
         .unwrap();
     assert_eq!(deployed.changes[0].change, deploy::ChangeKind::Added);
     round_trip(&deployed);
-    let diff = diff::diff(store, &v1, "staging", "production")
+    let diff = diff::diff(store, &v1, "staging", "production", 1_150)
         .await
         .unwrap();
     assert!(
@@ -121,7 +121,11 @@ async fn every_result_reads_back_as_it_was_written() {
         "a documented row is read back through the flattened status: {diff:?}"
     );
     round_trip(&diff);
-    round_trip(&readiness::readiness(store, &v1, None, 1_200).await.unwrap());
+    round_trip(
+        &readiness::readiness(store, &v1, None, None, 1_200)
+            .await
+            .unwrap(),
+    );
 
     let unexplained = promotion::promote(
         store,

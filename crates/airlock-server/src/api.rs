@@ -423,8 +423,11 @@ async fn check_bindings(
     headers: HeaderMap,
 ) -> Result<Json<airlock_ops::check::CheckReport>, ApiError> {
     // Deployer rather than runner: see `Action::Check`.
-    auth::require(&app, &headers, &environment, Action::Check, "check").await?;
-    let project = crate::promotion_api::project(&app).await?;
+    let caller_name = auth::require(&app, &headers, &environment, Action::Check, "check")
+        .await?
+        .name;
+    let mut project = crate::promotion_api::project(&app).await?;
+    project.manifest = (*app.manifest).clone();
     // Connectors of their own, built now: the check reads the secrets as they are now and
     // neither warms nor shares the engine's cached connectors. The bindings are those of
     // the manifest the server runs with.
@@ -435,9 +438,15 @@ async fn check_bindings(
         app.keyring.clone(),
         app.clock.clone(),
     );
-    let report =
-        airlock_ops::check::check(&runtime, &app.manifest, &project.workflows, &environment)
-            .await?;
+    let report = airlock_ops::check::check_and_record(
+        &*app.store,
+        &runtime,
+        &project,
+        &environment,
+        &caller_name,
+        app.clock.now(),
+    )
+    .await?;
     Ok(Json(report))
 }
 

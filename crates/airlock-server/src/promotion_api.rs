@@ -372,6 +372,10 @@ pub(crate) async fn releases(
 pub(crate) struct ReadinessQuery {
     /// Only this workflow.
     workflow: Option<String>,
+    /// Check the target's bindings now, from the server's side, first (needs `check`'s
+    /// role: deployer or admin).
+    #[serde(default)]
+    check: bool,
 }
 
 /// The readiness checklist per workflow, judged on the policy's promotion path: what was
@@ -392,10 +396,23 @@ pub(crate) async fn readiness(
     auth::require(&app, &headers, &environment, Action::Read, "readiness").await?;
     let project = project(&app).await?;
     ops::environment(&project.manifest, &environment)?;
+    let runtime = if query.check {
+        auth::require(&app, &headers, &environment, Action::Check, "check").await?;
+        Some(airlock_engine::ProjectRuntime::new(
+            app.store.clone(),
+            (*app.manifest).clone(),
+            app.root.clone(),
+            app.keyring.clone(),
+            app.clock.clone(),
+        ))
+    } else {
+        None
+    };
     let checklist = ops::readiness::readiness(
         &*app.store,
         &project,
         query.workflow.as_deref(),
+        runtime.as_ref().map(|r| r as &dyn airlock_engine::Runtime),
         app.clock.now(),
     )
     .await?;
@@ -433,7 +450,7 @@ pub(crate) async fn diff(
     // (shared credentials are flagged by keyed fingerprint).
     auth::require(&app, &headers, &to, Action::Read, "diff").await?;
     let project = project(&app).await?;
-    let diff = ops::diff::diff(&*app.store, &project, &from, &to).await?;
+    let diff = ops::diff::diff(&*app.store, &project, &from, &to, app.clock.now()).await?;
     Ok(Json(to_json(&diff)?))
 }
 

@@ -200,7 +200,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             actor,
         } => promote::enable(global, workflow, environment, actor.as_deref()),
         Command::Diff { from, to } => diff::run(global, from, to),
-        Command::Readiness { workflow } => readiness::run(global, workflow.as_deref()),
+        Command::Readiness { workflow, check } => {
+            readiness::run(global, workflow.as_deref(), *check)
+        }
         Command::Audit {
             action: None,
             environment,
