@@ -444,6 +444,47 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         .to_owned();
     let out = s.through(&s.approver, &["approve", &request, "--as", "cfo"]);
     refused(&out, "it is `prod-approver`, not `cfo`", &s.approver);
+    // On the served store's machine, a typed name proves nothing once tokens exist: a
+    // local approval (or any change to protected production) is refused, nothing written.
+    for args in [
+        &["approve", &request, "--as", "cfo"][..],
+        &["approve", &request, "--as", "prod-approver"],
+        &[
+            "rollback",
+            "greet",
+            "--env",
+            "production",
+            "--as",
+            "releaser",
+        ],
+        &[
+            "promote",
+            "--config",
+            "--to",
+            "production",
+            "--as",
+            "releaser",
+        ],
+    ] {
+        let local = s.beside(args);
+        assert_eq!(local.status.code(), Some(2), "{}", shown(&local));
+        assert!(
+            text(&local.stderr).contains("this store is served with API tokens")
+                && text(&local.stderr).contains("--server"),
+            "{}",
+            shown(&local)
+        );
+    }
+    let approvals = stdout_json(&s.beside(&["promotions", "--json"]));
+    assert!(
+        approvals
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["request"]["id"] == request.as_str())
+            .is_some_and(|r| r["approvals"].as_array().unwrap().is_empty()),
+        "{approvals}"
+    );
     let out = s.through(&s.releaser, &["approve", &request]);
     refused(&out, "may not", &s.releaser);
     let out = s.through(&s.approver, &["approve", &request, "--as", "prod-approver"]);

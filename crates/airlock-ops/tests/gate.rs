@@ -1,0 +1,370 @@
+//! The gate into a protected environment holds for its configuration too, on a real
+//! embedded store: a policy lowered in the file changes nothing until production's
+//! approvers release it, the floors hold whatever the file says, and readiness answers
+//! from production's recorded `check` (a real HTTP health endpoint on loopback).
+
+use airlock_connectors::secrets::Keyring;
+use airlock_core::project::{Project, load};
+use airlock_core::source::SourceFile;
+use airlock_engine::{ProjectRuntime, SystemClock};
+use airlock_ops::{Actor, config, deploy, evidence, promotion, readiness};
+use airlock_store::Store;
+use airlock_store::sqlite::SqliteStore;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn manifest(port: u16, require: &str) -> String {
+    format!(
+        r#"project: gate
+connectors:
+  sink: {{ kind: http, description: "Reached by check only" }}
+environments:
+  staging:
+    approvers: [lead]
+    egress: [127.0.0.1]
+    bindings:
+      sink: {{ base_url: "http://127.0.0.1:{port}", health: /health, timeout: 2s }}
+  production:
+    protected: true
+    approvers: [prod-approver, cfo]
+    egress: [127.0.0.1]
+    bindings:
+      sink: {{ base_url: "http://127.0.0.1:{port}", health: /health, timeout: 2s }}
+differences:
+  - {{ path: protected, reason: "production changes only by promotion and rollback" }}
+  - {{ path: approvers, reason: "production has its own approvers" }}
+promotion:
+  staging -> production:
+    require: {require}
+"#
+    )
+}
+
+const STRICT: &str = "{ tests: pass, parity: clean, approvals: 1 }";
+const LOWERED: &str = "{ tests: none, parity: none, approvals: 0 }";
+
+fn greet(greeting: &str) -> String {
+    format!(
+        "name: greet\ntrigger: {{ webhook: {{ path: greet }} }}\nsteps:\n  - id: hello\n    map: {{ greeting: \"{greeting} {{{{ trigger.body.name }}}}\" }}\n"
+    )
+}
+
+const SCENARIO: &str =
+    "trigger: { body: { name: ada } }\nexpect:\n  status: succeeded\n  path: [hello]\n";
+
+fn project(port: u16, require: &str, greeting: &str) -> Project {
+    let loaded = load(vec![
+        SourceFile::new("airlock.yaml", manifest(port, require)),
+        SourceFile::new("workflows/greet.yaml", greet(greeting)),
+        SourceFile::new("tests/greet/hello.yaml", SCENARIO),
+    ]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    loaded.project
+}
+
+async fn tested(store: &dyn Store, project: &Project, now: i64) {
+    let suites = airlock_core::suite::suites(project, None);
+    let reports = airlock_core::suite::run_suites(&suites, &|| {});
+    evidence::record(store, project, &reports, now)
+        .await
+        .expect("evidence");
+}
+
+/// A loopback HTTP server whose `/health` answers 200 when `healthy`, else 503.
+fn health_server() -> (u16, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let state = healthy.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let status = if state.load(Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (port, healthy)
+}
+
+#[tokio::test]
+async fn lowering_the_policy_needs_productions_approvers_and_the_floors_hold() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let strict = project(9, STRICT, "hello");
+    deploy::deploy(store, &strict, "staging", None, "dev", NOW)
+        .await
+        .unwrap();
+    // The store meets production: its configuration is adopted as the first release.
+    let adopted = config::status(store, &strict.manifest, "production")
+        .await
+        .unwrap();
+    assert!(adopted.released.is_none(), "a status reads, never adopts");
+    promotion::promote(
+        store,
+        &strict,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 1,
+    )
+    .await
+    .unwrap();
+    assert!(
+        config::status(store, &strict.manifest, "production")
+            .await
+            .unwrap()
+            .released
+            .is_some()
+    );
+
+    // The file lowers the policy: production still judges by the released one.
+    let lowered = project(9, LOWERED, "hello, untested");
+    deploy::deploy(store, &lowered, "staging", None, "dev", NOW + 2)
+        .await
+        .unwrap();
+    let refused = promotion::promote(
+        store,
+        &lowered,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 3,
+    )
+    .await
+    .unwrap();
+    assert!(!refused.opened, "{refused:?}");
+    let unmet: Vec<&str> = refused
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| !c.met && c.requirement != "approvals")
+        .map(|c| c.requirement.as_str())
+        .collect();
+    assert_eq!(unmet, ["tests"], "the released rule still asks for tests");
+
+    // Lowering it is a configuration change into production: production's approvers
+    // decide it, never its author, and a name the change itself would add counts for nothing.
+    let change = config::promote(store, &lowered, "production", Actor::local("dev"), NOW + 4)
+        .await
+        .unwrap();
+    assert!(change.opened, "{change:?}");
+    assert!(
+        change
+            .diff
+            .iter()
+            .any(|l| l.sign == '+' && l.text.contains("\"none\"")),
+        "{:?}",
+        change.diff
+    );
+    let request = change.request.unwrap().request.id;
+    let by_author = promotion::decide(
+        store,
+        &lowered,
+        &request,
+        Actor::local("dev"),
+        true,
+        None,
+        NOW + 5,
+    )
+    .await;
+    assert!(by_author.is_err(), "{by_author:?}");
+    let approved = promotion::decide(
+        store,
+        &lowered,
+        &request,
+        Actor::local("prod-approver"),
+        true,
+        None,
+        NOW + 6,
+    )
+    .await
+    .unwrap();
+    assert!(approved.release.is_some(), "{approved:?}");
+
+    // Released: `tests: none, approvals: 0` — and still the floors of a protected target.
+    let refused = promotion::promote(
+        store,
+        &lowered,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 7,
+    )
+    .await
+    .unwrap();
+    assert!(!refused.opened, "tests pass for the exact hash, always");
+    tested(store, &lowered, NOW + 8).await;
+    let opened = promotion::promote(
+        store,
+        &lowered,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 9,
+    )
+    .await
+    .unwrap();
+    assert!(opened.opened, "{opened:?}");
+    assert!(
+        opened.release.is_none(),
+        "at least one approval, whatever the file says: {:?}",
+        opened.verdict
+    );
+
+    // Promoting the same version again returns the open request, not a second one.
+    let again = promotion::promote(
+        store,
+        &lowered,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 10,
+    )
+    .await
+    .unwrap();
+    assert!(!again.opened);
+    assert_eq!(
+        again.request.as_ref().map(|r| &r.request.id),
+        opened.request.as_ref().map(|r| &r.request.id)
+    );
+    // The author withdraws it; the inbox lists it as withdrawn.
+    let id = opened.request.unwrap().request.id;
+    promotion::withdraw(store, &lowered, &id, Actor::local("dev"), NOW + 11)
+        .await
+        .unwrap();
+    let inbox = promotion::list(
+        store,
+        &lowered,
+        Some(airlock_store::RequestStatus::Withdrawn),
+        Some("production"),
+        NOW + 12,
+    )
+    .await
+    .unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].request.request.id, id);
+    let actions: Vec<String> = store
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action)
+        .collect();
+    for action in [
+        "config.adopt",
+        "config.request",
+        "config.release",
+        "withdraw",
+    ] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_is_not_ready_while_productions_check_fails_and_ready_when_every_answer_is_clear()
+{
+    let temp = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&temp.path().join("airlock.db")).unwrap());
+    let (port, healthy) = health_server();
+    let project = project(port, STRICT, "hello");
+    deploy::deploy(&*store, &project, "staging", None, "dev", NOW)
+        .await
+        .unwrap();
+    tested(&*store, &project, NOW + 1).await;
+    let opened = promotion::promote(
+        &*store,
+        &project,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 2,
+    )
+    .await
+    .unwrap();
+    let request = opened.request.unwrap().request.id;
+    promotion::decide(
+        &*store,
+        &project,
+        &request,
+        Actor::local("cfo"),
+        true,
+        None,
+        NOW + 3,
+    )
+    .await
+    .unwrap();
+    let runtime = ProjectRuntime::new(
+        store.clone(),
+        project.manifest.clone(),
+        temp.path().to_owned(),
+        Keyring::load(temp.path(), &[]).unwrap(),
+        Arc::new(SystemClock),
+    );
+
+    // Production's health endpoint fails: its check is recorded, and readiness says so.
+    let report = airlock_ops::check::check_and_record(
+        &*store,
+        &runtime,
+        &project,
+        "production",
+        "dev",
+        NOW + 4,
+    )
+    .await
+    .unwrap();
+    assert!(!report.ok, "{report:?}");
+    let checklist = readiness::readiness(&*store, &project, Some("greet"), None, NOW + 5)
+        .await
+        .unwrap();
+    assert!(!checklist.ready);
+    let target = checklist.workflows[0]
+        .answers
+        .iter()
+        .find(|a| a.question == airlock_core::readiness::Question::Target)
+        .unwrap();
+    assert!(!target.clear);
+    assert!(
+        target.answer.contains("`check` failed 1 of 1 bindings")
+            && target.answer.contains("sink: GET /health → 503"),
+        "{}",
+        target.answer
+    );
+
+    // Healthy again, and checked now (`readiness --check`): every answer is clear.
+    healthy.store(true, Ordering::SeqCst);
+    let checklist = readiness::readiness(&*store, &project, Some("greet"), Some(&runtime), NOW + 6)
+        .await
+        .unwrap();
+    let unclear: Vec<&str> = checklist.workflows[0]
+        .answers
+        .iter()
+        .filter(|a| !a.clear)
+        .map(|a| a.answer.as_str())
+        .collect();
+    assert!(checklist.ready, "{unclear:#?}");
+}
