@@ -368,3 +368,256 @@ async fn readiness_is_not_ready_while_productions_check_fails_and_ready_when_eve
         .collect();
     assert!(checklist.ready, "{unclear:#?}");
 }
+
+#[tokio::test]
+async fn a_disabled_workflow_comes_back_at_once_in_staging_and_through_the_gate_in_production() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let project = project(9, STRICT, "hello");
+    deploy::deploy(store, &project, "staging", None, "dev", NOW)
+        .await
+        .unwrap();
+    tested(store, &project, NOW + 1).await;
+
+    // Staging: out and back at once, each a release.
+    promotion::disable(
+        store,
+        &project,
+        "greet",
+        "staging",
+        Actor::local("dev"),
+        NOW + 2,
+    )
+    .await
+    .unwrap();
+    assert!(
+        store
+            .deployment("staging", "greet")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let back = promotion::enable(
+        store,
+        &project,
+        "greet",
+        "staging",
+        Actor::local("dev"),
+        NOW + 3,
+    )
+    .await
+    .unwrap();
+    assert!(back.release.is_some(), "{back:?}");
+    assert!(
+        store
+            .deployment("staging", "greet")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Production: released, then its first release rolled back, which disables it.
+    let opened = promotion::promote(
+        store,
+        &project,
+        "greet",
+        "staging",
+        "production",
+        Actor::local("dev"),
+        None,
+        NOW + 4,
+    )
+    .await
+    .unwrap();
+    let request = opened.request.unwrap().request.id;
+    promotion::decide(
+        store,
+        &project,
+        &request,
+        Actor::local("cfo"),
+        true,
+        None,
+        NOW + 5,
+    )
+    .await
+    .unwrap();
+    let rolled = promotion::rollback(
+        store,
+        &project,
+        "greet",
+        "production",
+        None,
+        Actor::local("oncall"),
+        NOW + 6,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rolled.release.release.kind,
+        airlock_store::ReleaseKind::Disable
+    );
+    assert!(rolled.restored.is_none());
+    assert!(
+        store
+            .deployment("production", "greet")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Enabling production again is a request its approvers decide, never its author.
+    let asked = promotion::enable(
+        store,
+        &project,
+        "greet",
+        "production",
+        Actor::local("dev"),
+        NOW + 7,
+    )
+    .await
+    .unwrap();
+    assert!(asked.release.is_none());
+    let request = asked.request.expect("a request").request.id;
+    assert!(
+        store
+            .deployment("production", "greet")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        promotion::decide(
+            store,
+            &project,
+            &request,
+            Actor::local("dev"),
+            true,
+            None,
+            NOW + 8
+        )
+        .await
+        .is_err()
+    );
+    // An approver may change their mind while it is open: a rejection closes it.
+    let decided = promotion::decide(
+        store,
+        &project,
+        &request,
+        Actor::local("cfo"),
+        false,
+        Some("not yet"),
+        NOW + 9,
+    )
+    .await
+    .unwrap();
+    assert_eq!(decided.status, promotion::DecisionStatus::Rejected);
+    let asked = promotion::enable(
+        store,
+        &project,
+        "greet",
+        "production",
+        Actor::local("dev"),
+        NOW + 10,
+    )
+    .await
+    .unwrap();
+    let request = asked.request.expect("a new request").request.id;
+    let released = promotion::decide(
+        store,
+        &project,
+        &request,
+        Actor::local("prod-approver"),
+        true,
+        None,
+        NOW + 11,
+    )
+    .await
+    .unwrap();
+    assert!(released.release.is_some(), "{released:?}");
+    assert!(
+        store
+            .deployment("production", "greet")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let kinds: Vec<&str> = promotion::releases(store, "greet", "production")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["promotion", "disable", "promotion"]);
+}
+
+#[tokio::test]
+async fn an_open_request_expires_after_its_rules_time_and_an_approver_may_change_their_decision() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let project = project(9, "{ tests: pass, approvals: 2 }\n    expires: 1h", "hello");
+    deploy::deploy(store, &project, "staging", None, "dev", NOW)
+        .await
+        .unwrap();
+    tested(store, &project, NOW + 1).await;
+    let open = |at| {
+        promotion::promote(
+            store,
+            &project,
+            "greet",
+            "staging",
+            "production",
+            Actor::local("dev"),
+            None,
+            at,
+        )
+    };
+    let first = open(NOW + 2).await.unwrap().request.unwrap().request.id;
+    let yes = promotion::decide(
+        store,
+        &project,
+        &first,
+        Actor::local("cfo"),
+        true,
+        None,
+        NOW + 3,
+    )
+    .await
+    .unwrap();
+    assert!(yes.release.is_none());
+    // cfo, having approved, changes their mind: the request is rejected, not stuck.
+    let no = promotion::decide(
+        store,
+        &project,
+        &first,
+        Actor::local("cfo"),
+        false,
+        Some("found a problem"),
+        NOW + 4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(no.changed_from, Some(promotion::DecisionStatus::Approved));
+    assert_eq!(
+        store.request(&first).await.unwrap().unwrap().status,
+        airlock_store::RequestStatus::Rejected
+    );
+    // A new request, left undecided past its hour, expires.
+    let second = open(NOW + 5).await.unwrap().request.unwrap().request.id;
+    let late = promotion::decide(
+        store,
+        &project,
+        &second,
+        Actor::local("cfo"),
+        true,
+        None,
+        NOW + 5 + 3_600_000,
+    )
+    .await;
+    assert!(late.is_err(), "{late:?}");
+    assert_eq!(
+        store.request(&second).await.unwrap().unwrap().status,
+        airlock_store::RequestStatus::Expired
+    );
+}
