@@ -10,8 +10,10 @@
 //! secrets, set or not; setting one), [`check`] (each binding of an environment reached for
 //! real), [`runs`] (start, show, retry, decide an approval step), [`retention`], [`tokens`],
 //! and [`audit`], the one way anything is written to the audit log: a failed audit write
-//! fails the operation, it is never skipped.
+//! fails the operation, it is never skipped; [`audit_chain`] is the chain's head, its
+//! verification against an anchor, and the anchor file.
 
+pub mod audit_chain;
 pub mod check;
 pub mod deploy;
 pub mod diff;
@@ -23,6 +25,8 @@ pub mod runs;
 pub mod secrets;
 pub mod tokens;
 pub mod validate;
+
+pub use audit_chain::{AuditHead, audit_head};
 
 use airlock_core::canonical;
 use airlock_core::diagnostic::suggestion;
