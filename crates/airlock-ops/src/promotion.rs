@@ -16,6 +16,7 @@
 use super::{OpsError, audit, audit_policy_change, environment, new_id, workflow as find_workflow};
 use airlock_core::policy::{self, Facts, FreezeException, Verdict};
 use airlock_core::project::Project;
+use airlock_core::suite::Category;
 use airlock_store::{
     Approval, NewEvidence, NewPromotionRequest, NewRelease, OutcomeQuery, PromotionRequest,
     Release, ReleaseKind, RequestStatus, Store,
@@ -39,10 +40,9 @@ async fn facts(
     now: i64,
 ) -> Result<Facts, OpsError> {
     let evidence = store.evidence(workflow, Some(version)).await?;
-    let tests_passed = evidence
-        .iter()
-        .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND)
-        .map(|e| e.evidence.passed);
+    let tested = super::evidence::newest_scenarios(&evidence);
+    let tests_passed = tested.map(|e| e.evidence.passed);
+    let coverage = |category| tested.and_then(|e| super::evidence::covered(e, category));
     let outcomes = store
         .run_outcomes(&OutcomeQuery {
             environment: from.to_owned(),
@@ -57,6 +57,8 @@ async fn facts(
     let parity_clean = report.clean_for(&find_workflow(project, workflow)?.workflow);
     Ok(Facts {
         tests_passed,
+        branches: coverage(Category::Branches),
+        failure_paths: coverage(Category::FailurePaths),
         parity_clean: Some(parity_clean),
         source_runs: saturating_u32(outcomes.finished),
         source_failures: saturating_u32(outcomes.failed),
@@ -268,9 +270,7 @@ async fn release(
     let evidence = store.evidence(&r.workflow, Some(&r.version)).await?;
     // The newest scenario result: what the release was tested with (a freeze exception is
     // in the verdict already).
-    let tested = evidence
-        .iter()
-        .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND);
+    let tested = super::evidence::newest_scenarios(&evidence);
     let release = store
         .release(&NewRelease {
             id: new_id("rel"),

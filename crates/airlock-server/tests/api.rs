@@ -1753,6 +1753,8 @@ async fn promote_opens_a_request_when_the_gate_is_met_and_waits_for_the_approval
         checks,
         [
             ("tests", true),
+            ("branches", true),
+            ("failure_paths", true),
             ("parity", true),
             ("staging_runs", true),
             ("approvals", false),
@@ -2334,7 +2336,7 @@ async fn validate_answers_ok_for_the_starter_and_each_problem_positioned_otherwi
         json!(["credit-review", "order-intake"])
     );
     assert_eq!(valid.body["environments"], json!(["staging", "production"]));
-    assert_eq!(valid.body["scenarios"], 7);
+    assert_eq!(valid.body["scenarios"], 8);
 
     served.files.replace(
         "workflows/order-intake.yaml",
