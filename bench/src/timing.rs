@@ -173,6 +173,9 @@ impl Store for TimedStore {
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
     }
+    async fn audit_head(&self) -> Result<Option<airlock_store::AuditHead>> {
+        self.inner.audit_head().await
+    }
     async fn add_evidence(
         &self,
         evidence: &airlock_store::NewEvidence,

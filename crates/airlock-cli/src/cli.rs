@@ -38,8 +38,8 @@ pub struct Global {
     #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Work against a running server instead of the local store (run, runs, records,
-    /// check, secrets set and list, audit, approve-step, deploy, promote, approve, reject,
-    /// rollback, releases, readiness, diff, validate); the API token comes from
+    /// check, secrets set and list, audit, audit head, approve-step, deploy, promote,
+    /// approve, reject, rollback, releases, readiness, diff, validate); the API token comes from
     /// AIRLOCK_TOKEN, and its name is who acts. Commands that act on the local store or
     /// process (resume, test, token, worker, serve, migrate, store copy, audit verify)
     /// refuse it; init, quickstart, hash, explain and openapi never touch a store and
@@ -426,8 +426,22 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Check the hash chain: exit 1 when any event was changed, removed or inserted.
-    Verify,
+    /// Check the hash chain: exit 1 when any event was changed, removed or inserted, or
+    /// when the chain no longer holds an anchor taken earlier (`--expect`).
+    Verify {
+        /// An anchor taken earlier, as `airlock audit head` printed it (`SEQ:HASH`): the
+        /// chain must still reach event SEQ, with that hash. Without one, events removed
+        /// from the chain's end cannot be told from events never written.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
+        expect: Option<airlock_ops::AuditHead>,
+    },
+    /// Print the newest event's sequence number and hash as `SEQ:HASH`: an anchor to keep
+    /// outside the store and give `audit verify --expect` later.
+    Head,
+}
+
+fn parse_anchor(text: &str) -> Result<airlock_ops::AuditHead, String> {
+    text.parse()
 }
 
 #[derive(Debug, Args)]
@@ -455,6 +469,15 @@ pub struct ServeArgs {
     /// forever when absent.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub retain: Option<std::time::Duration>,
+    /// Write the audit chain's head (`SEQ:HASH`, as `airlock audit head` prints it) to
+    /// this file at start, every `--audit-anchor-every` and on the way out, replacing it
+    /// whole each time: copied off the machine, it is what `audit verify --expect` checks
+    /// a chain against, so events removed from the chain's end are found.
+    #[arg(long, value_name = "PATH")]
+    pub audit_anchor_file: Option<PathBuf>,
+    /// How often the audit anchor file is written.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "audit_anchor_file")]
+    pub audit_anchor_every: std::time::Duration,
     /// Log lines as text or JSON (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -78,6 +78,10 @@ fn normalize(output: &str) -> String {
                 "\"decided_at\": ",
                 "\"updated_at\": ",
             ] {
+                // The audit head a release records is its own store's chain.
+                if let Some(at) = line.find("\"audit_head\": \"") {
+                    return format!("{}\"audit_head\": \"<head>\",", &line[..at]);
+                }
                 if let Some(at) = line.find(key) {
                     let value = &line[at + key.len()..];
                     if value.starts_with(|c: char| c.is_ascii_digit()) {

@@ -333,7 +333,22 @@ fn rule(r: &PromotionRule) -> Value {
 pub fn requirements(r: &Requirements) -> Value {
     let mut form = Map::new();
     if let Some(tests) = r.tests {
-        form.insert("tests".into(), json!(if tests { "pass" } else { "none" }));
+        // Coverage shares are part of the test requirement (`tests: { pass, branches,
+        // failure_paths }`): lowering one is a change of the configuration too.
+        let value = if r.branch_coverage.is_none() && r.failure_path_coverage.is_none() {
+            json!(if tests { "pass" } else { "none" })
+        } else {
+            let mut spelled = Map::new();
+            spelled.insert("pass".into(), json!(tests));
+            if let Some(share) = r.branch_coverage {
+                spelled.insert("branches".into(), json!(share));
+            }
+            if let Some(share) = r.failure_path_coverage {
+                spelled.insert("failure_paths".into(), json!(share));
+            }
+            Value::Object(spelled)
+        };
+        form.insert("tests".into(), value);
     }
     if let Some(parity) = r.parity {
         form.insert(
@@ -414,6 +429,8 @@ mod tests {
         assert_ne!(of(&rebound, "production").unwrap().0, base);
         let looser = edited("finance:  { approvals: 2 }", "finance:  { approvals: 1 }");
         assert_ne!(of(&looser, "production").unwrap().0, base);
+        let uncovered = edited("failure_paths: 1.0", "failure_paths: 0.5");
+        assert_ne!(of(&uncovered, "production").unwrap().0, base);
         let cheaper = edited("risk: finance", "risk: internal");
         assert_ne!(of(&cheaper, "production").unwrap().0, base);
     }

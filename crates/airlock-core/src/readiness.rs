@@ -431,8 +431,33 @@ fn release(manifest: &Manifest, facts: &Facts<'_>, risk: Risk) -> Answer {
     };
     let required = policy::requirements(rule, risk);
     let mut needs = Vec::new();
+    let coverage: Vec<String> = [
+        ("branch", "branches", required.branch_coverage),
+        (
+            "failure path",
+            "failure paths",
+            required.failure_path_coverage,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(one, items, share)| {
+        let share = share?;
+        Some(if share >= 1.0 {
+            format!("every {one}")
+        } else {
+            format!("≥{} of {items}", policy::percent(share))
+        })
+    })
+    .collect();
+    let covering = if coverage.is_empty() {
+        String::new()
+    } else {
+        format!(", covering {}", coverage.join(" and "))
+    };
     if required.tests == Some(true) {
-        needs.push("scenarios passed for the exact hash".to_owned());
+        needs.push(format!("scenarios passed for the exact hash{covering}"));
+    } else if !covering.is_empty() {
+        needs.push(format!("scenarios of the exact hash{covering}"));
     }
     if required.parity == Some(true) {
         needs.push("parity clean".to_owned());

@@ -721,6 +721,10 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.audit_log().await
     }
+    async fn audit_head(&self) -> airlock_store::Result<Option<airlock_store::AuditHead>> {
+        self.alive()?;
+        self.inner.audit_head().await
+    }
     async fn create_token(&self, token: &NewApiToken) -> airlock_store::Result<ApiToken> {
         self.alive()?;
         self.inner.create_token(token).await

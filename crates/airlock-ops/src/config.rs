@@ -127,7 +127,8 @@ async fn adopt(
             request: None,
             author: actor.to_owned(),
             approvers: Vec::new(),
-            evidence: json!({ "adopted_from": "airlock.yaml" }),
+            evidence: super::with_audit_head(store, json!({ "adopted_from": "airlock.yaml" }))
+                .await?,
             expected_current: None,
             at: now,
         })

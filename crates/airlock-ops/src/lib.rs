@@ -10,8 +10,10 @@
 //! secrets, set or not; setting one), [`check`] (each binding of an environment reached for
 //! real), [`runs`] (start, show, retry, decide an approval step), [`retention`], [`tokens`],
 //! and [`audit`], the one way anything is written to the audit log: a failed audit write
-//! fails the operation, it is never skipped.
+//! fails the operation, it is never skipped; [`audit_chain`] is the chain's head, its
+//! verification against an anchor, and the anchor file.
 
+pub mod audit_chain;
 pub mod check;
 pub mod config;
 pub mod deploy;
@@ -24,6 +26,8 @@ pub mod runs;
 pub mod secrets;
 pub mod tokens;
 pub mod validate;
+
+pub use audit_chain::{AuditHead, audit_head};
 
 use airlock_core::canonical;
 use airlock_core::diagnostic::suggestion;
@@ -436,6 +440,20 @@ pub async fn audit_policy_change(
         .await?;
     }
     Ok(())
+}
+
+/// A release's evidence with the audit chain's head at the time (`audit_head`: the newest
+/// event's `SEQ:HASH`), so that every release record anchors the chain before it: a later
+/// truncation of the log is caught against any release.
+pub(crate) async fn with_audit_head(
+    store: &dyn Store,
+    mut evidence: Value,
+) -> Result<Value, OpsError> {
+    let head = audit_head(store).await?.map(|h| h.to_string());
+    if let Value::Object(map) = &mut evidence {
+        map.insert("audit_head".into(), json!(head));
+    }
+    Ok(evidence)
 }
 
 /// A new id with a readable prefix (`req_…`, `rel_…`).

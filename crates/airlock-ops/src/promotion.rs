@@ -22,6 +22,7 @@ use airlock_core::model::Manifest;
 use airlock_core::model::manifest::DEFAULT_REQUEST_LIFETIME_MS;
 use airlock_core::policy::{self, Facts, FreezeException, Gate, Verdict};
 use airlock_core::project::Project;
+use airlock_core::suite::Category;
 use airlock_store::{
     Approval, NewEvidence, NewPromotionRequest, NewRelease, OutcomeQuery, PromotionRequest,
     Release, ReleaseKind, RequestStatus, Store,
@@ -46,10 +47,9 @@ async fn facts(
     now: i64,
 ) -> Result<Facts, OpsError> {
     let evidence = store.evidence(workflow, Some(version)).await?;
-    let tests_passed = evidence
-        .iter()
-        .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND)
-        .map(|e| e.evidence.passed);
+    let tested = super::evidence::newest_scenarios(&evidence);
+    let tests_passed = tested.map(|e| e.evidence.passed);
+    let coverage = |category| tested.and_then(|e| super::evidence::covered(e, category));
     let outcomes = store
         .run_outcomes(&OutcomeQuery {
             environment: from.to_owned(),
@@ -64,6 +64,8 @@ async fn facts(
     let parity_clean = report.clean_for(&find_workflow(project, workflow)?.workflow);
     Ok(Facts {
         tests_passed,
+        branches: coverage(Category::Branches),
+        failure_paths: coverage(Category::FailurePaths),
         parity_clean: Some(parity_clean),
         source_runs: saturating_u32(outcomes.finished),
         source_failures: saturating_u32(outcomes.failed),
@@ -506,9 +508,7 @@ async fn release(
     let evidence = store.evidence(&r.workflow, Some(&r.version)).await?;
     // The newest scenario result: what the release was tested with (a freeze exception is
     // in the verdict already).
-    let tested = evidence
-        .iter()
-        .find(|e| e.evidence.kind == super::evidence::EVIDENCE_KIND);
+    let tested = super::evidence::newest_scenarios(&evidence);
     let release = store
         .release(&NewRelease {
             id: new_id("rel"),
@@ -519,7 +519,11 @@ async fn release(
             request: Some(r.id.clone()),
             author: r.author.clone(),
             approvers,
-            evidence: json!({ "verdict": verdict, "evidence": tested }),
+            evidence: super::with_audit_head(
+                store,
+                json!({ "verdict": verdict, "evidence": tested }),
+            )
+            .await?,
             expected_current: current.first().map(|c| c.release.id.clone()),
             at: now,
         })
@@ -975,7 +979,7 @@ pub async fn rollback(
             request: None,
             author: author.to_owned(),
             approvers: Vec::new(),
-            evidence: json!({ "rollback_to": target.release.id, "from": current.release.id, "warning": warning }),
+            evidence: super::with_audit_head(store, json!({ "rollback_to": target.release.id, "from": current.release.id, "warning": warning })).await?,
             expected_current: Some(current.release.id.clone()),
             at: now,
         })
@@ -1069,7 +1073,7 @@ pub async fn disable(
             request: None,
             author: actor.name.to_owned(),
             approvers: Vec::new(),
-            evidence: json!({ "disabled": running.version }),
+            evidence: super::with_audit_head(store, json!({ "disabled": running.version })).await?,
             expected_current: current.first().map(|c| c.release.id.clone()),
             at: now,
         })
@@ -1151,7 +1155,8 @@ pub async fn enable(
                 request: None,
                 author: actor.name.to_owned(),
                 approvers: Vec::new(),
-                evidence: json!({ "enabled": disabled.release.id }),
+                evidence: super::with_audit_head(store, json!({ "enabled": disabled.release.id }))
+                    .await?,
                 expected_current: Some(disabled.release.id.clone()),
                 at: now,
             })

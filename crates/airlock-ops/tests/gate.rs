@@ -549,6 +549,17 @@ async fn a_disabled_workflow_comes_back_at_once_in_staging_and_through_the_gate_
         .map(|r| r.kind.as_str())
         .collect();
     assert_eq!(kinds, ["promotion", "disable", "promotion"]);
+    // Every release record carries the audit chain's head at its time.
+    for release in store.releases("production", "greet").await.unwrap() {
+        let head = release.release.evidence["audit_head"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{:?}", release.release.evidence));
+        let (seq, hash) = head.split_once(':').unwrap();
+        assert!(
+            seq.parse::<i64>().unwrap() > 0 && hash.len() == 64,
+            "{head}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -77,6 +77,7 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(set_secret))
         .routes(routes!(check_bindings))
         .routes(routes!(audit_log))
+        .routes(routes!(audit_head))
         .routes(routes!(whoami))
         .routes(routes!(crate::promotion_api::deploy))
         .routes(routes!(crate::promotion_api::promote))
@@ -502,4 +503,20 @@ async fn audit_log(
     auth::require(&app, &headers, &environment, Action::Read, "audit").await?;
     let events = airlock_ops::audit_events(&*app.store, &app.manifest, Some(&environment)).await?;
     Ok(Json(json!({ "events": events })))
+}
+
+/// The audit chain's head: the newest event's sequence number and hash, what `airlock audit
+/// head` prints and `airlock audit verify --expect SEQ:HASH` checks a chain against later.
+/// The chain is one for every environment, so any token that may read its own
+/// environment may read it (a viewer's).
+#[utoipa::path(get, path = "/api/v1/audit/head", tag = "api",
+    security(("token" = [])),
+    responses((status = 200, description = "The newest event, or null for an empty log",
+        body = airlock_ops::audit_chain::Head)))]
+async fn audit_head(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<airlock_ops::audit_chain::Head>, ApiError> {
+    auth::require_reader(&app, &headers, "audit").await?;
+    Ok(Json(airlock_ops::audit_chain::head(&*app.store).await?))
 }

@@ -474,15 +474,7 @@ pub(crate) async fn evidence(
     Query(query): Query<EvidenceQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = auth::caller(&app, &headers).await?;
-    auth::require(
-        &app,
-        &headers,
-        &caller.grant.environment,
-        Action::Read,
-        &workflow,
-    )
-    .await?;
+    auth::require_reader(&app, &headers, &workflow).await?;
     let list = ops::evidence::list(&*app.store, &workflow, query.version.as_deref()).await?;
     Ok(Json(to_json(&list)?))
 }

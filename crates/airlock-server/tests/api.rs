@@ -478,6 +478,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/api/v1/environments/staging/check"),
     ("GET", "/api/v1/environments/staging/audit"),
+    ("GET", "/api/v1/audit/head"),
     ("POST", "/api/v1/environments/staging/deploy"),
     ("POST", "/api/v1/workflows/order-intake/promotions"),
     ("POST", "/api/v1/promotions/req_0/approve"),
@@ -547,6 +548,7 @@ async fn openapi_json_lists_every_route_the_router_answers() {
         "/api/v1/environments/{environment}/secrets/{name}",
         "/api/v1/environments/{environment}/check",
         "/api/v1/environments/{environment}/audit",
+        "/api/v1/audit/head",
         "/api/v1/environments/{environment}/deploy",
         "/api/v1/workflows/{workflow}/promotions",
         "/api/v1/promotions/{id}/approve",
@@ -569,8 +571,8 @@ async fn openapi_json_lists_every_route_the_router_answers() {
             "{expected} is not documented: {paths:?}"
         );
     }
-    // 32 paths and no other: a route added without a test here is noticed.
-    assert_eq!(paths.len(), 32, "{paths:?}");
+    // 33 paths and no other: a route added without a test here is noticed.
+    assert_eq!(paths.len(), 33, "{paths:?}");
     assert!(
         answer.body["components"]["securitySchemes"]["token"].is_object(),
         "the bearer scheme is documented"
@@ -1757,6 +1759,8 @@ async fn promote_opens_a_request_when_the_gate_is_met_and_waits_for_the_approval
         checks,
         [
             ("tests", true),
+            ("branches", true),
+            ("failure_paths", true),
             ("parity", true),
             ("staging_runs", true),
             ("approvals", false),
@@ -2406,7 +2410,7 @@ async fn validate_answers_ok_for_the_starter_and_each_problem_positioned_otherwi
         json!(["credit-review", "order-intake"])
     );
     assert_eq!(valid.body["environments"], json!(["staging", "production"]));
-    assert_eq!(valid.body["scenarios"], 7);
+    assert_eq!(valid.body["scenarios"], 8);
 
     served.files.replace(
         "workflows/order-intake.yaml",
@@ -2614,4 +2618,25 @@ async fn a_webhook_delivery_larger_than_the_hooks_limit_is_413() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn audit_head_answers_the_newest_event_to_a_viewer_of_any_environment() {
+    let served = Served::starter().await;
+    let viewer = served.token("production", "viewer", "auditor").await;
+    served.deploy_staging().await;
+    let log = served.store.audit_log().await.unwrap();
+    let newest = log.last().expect("the deploy was audited");
+    let answer = served.get("/api/v1/audit/head", Some(&viewer)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({
+            "head": { "seq": newest.seq, "hash": newest.hash },
+            "anchor": format!("{}:{}", newest.seq, newest.hash),
+        })
+    );
+    // Reading the head is not an event: asking again answers the same.
+    let again = served.get("/api/v1/audit/head", Some(&viewer)).await;
+    assert_eq!(again.body, answer.body);
 }

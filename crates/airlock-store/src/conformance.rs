@@ -19,9 +19,9 @@ use serde_json::json;
 use crate::{ApiToken, NewApiToken};
 
 use crate::{
-    AuditEvent, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry, NewRun,
-    NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus, SealedSecret, Settlement,
-    StepDecision, StepStatus, Store, Timestamp, WorkflowVersion, verify_audit_chain,
+    AuditEvent, AuditHead, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry,
+    NewRun, NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus, SealedSecret,
+    Settlement, StepDecision, StepStatus, Store, Timestamp, WorkflowVersion, verify_audit_chain,
 };
 
 /// The name of every property, in the order [`run_all`] runs them.
@@ -51,6 +51,7 @@ pub const PROPERTIES: &[&str] = &[
     "secrets_are_scoped_to_their_environment",
     "test_records_per_environment",
     "audit_log_is_a_hash_chain",
+    "audit_head_is_the_newest_event",
     "concurrent_claims_are_exclusive",
     "concurrent_commits_keep_one_journal_order",
     "concurrent_audit_appends_form_one_chain",
@@ -98,6 +99,7 @@ where
     secrets_are_scoped_to_their_environment(make().await).await;
     test_records_per_environment(make().await).await;
     audit_log_is_a_hash_chain(make().await).await;
+    audit_head_is_the_newest_event(make().await).await;
     concurrent_claims_are_exclusive(make().await).await;
     concurrent_commits_keep_one_journal_order(make().await).await;
     concurrent_audit_appends_form_one_chain(make().await).await;
@@ -1956,6 +1958,37 @@ pub async fn audit_log_is_a_hash_chain<S: Store>(store: S) {
         verify_audit_chain(&forged),
         Err(3),
         "an edited event breaks the chain"
+    );
+}
+
+/// The head is the newest event's sequence number and hash after every append, and
+/// nothing before the first.
+pub async fn audit_head_is_the_newest_event<S: Store>(store: S) {
+    assert_eq!(
+        store.audit_head().await.expect("audit_head"),
+        None,
+        "an empty log has no head"
+    );
+    for n in 1..=3 {
+        let stored = store.audit(&audit_event("ana", n)).await.expect("audit");
+        assert_eq!(
+            store.audit_head().await.expect("audit_head"),
+            Some(AuditHead {
+                seq: stored.seq,
+                hash: stored.hash.clone(),
+            }),
+            "the head after event {n} is that event"
+        );
+    }
+    let log = store.audit_log().await.expect("audit_log");
+    let newest = log.last().expect("three events");
+    assert_eq!(
+        store.audit_head().await.expect("audit_head"),
+        Some(AuditHead {
+            seq: newest.seq,
+            hash: newest.hash.clone(),
+        }),
+        "the head is the log's last event"
     );
 }
 

@@ -153,6 +153,7 @@ conformance! {
     secrets_are_scoped_to_their_environment,
     test_records_per_environment,
     audit_log_is_a_hash_chain,
+    audit_head_is_the_newest_event,
     concurrent_claims_are_exclusive,
     concurrent_commits_keep_one_journal_order,
     concurrent_audit_appends_form_one_chain,

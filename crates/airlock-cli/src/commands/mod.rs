@@ -208,9 +208,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             environment,
         } => audit::list(global, environment.as_deref()),
         Command::Audit {
-            action: Some(AuditAction::Verify),
+            action: Some(AuditAction::Verify { expect }),
             environment,
-        } => audit::verify(global, environment.as_deref()),
+        } => audit::verify(global, environment.as_deref(), expect.as_ref()),
+        Command::Audit {
+            action: Some(AuditAction::Head),
+            environment,
+        } => audit::head(global, environment.as_deref()),
     }
 }
 
@@ -271,7 +275,11 @@ fn reach(command: &Command) -> Reach {
         | Command::Enable { .. }
         | Command::Diff { .. }
         | Command::Readiness { .. }
-        | Command::Audit { action: None, .. } => Reach::Api,
+        | Command::Audit { action: None, .. }
+        | Command::Audit {
+            action: Some(AuditAction::Head),
+            ..
+        } => Reach::Api,
         Command::Resume { .. } => Reach::Refused {
             command: "resume",
             reason: "it finishes in this process the runs left in the local store; a server resumes its own runs when their leases expire",
@@ -317,12 +325,12 @@ fn reach(command: &Command) -> Reach {
             hint: "name both with --from and --to, without --server",
         },
         Command::Audit {
-            action: Some(AuditAction::Verify),
+            action: Some(AuditAction::Verify { .. }),
             ..
         } => Reach::Refused {
             command: "audit verify",
             reason: "it checks the whole hash chain, which links every environment's events, and the API answers one environment's",
-            hint: "run `airlock audit verify` where the store is (its folder, or --store URL); `airlock audit --server URL` lists your environment's events",
+            hint: "run `airlock audit verify` where the store is (its folder, or --store URL); `airlock audit head --server URL` gives an anchor to check it against",
         },
     }
 }
@@ -408,7 +416,7 @@ mod tests {
 
     #[test]
     fn commands_that_call_the_api_or_touch_no_store_accept_a_server() {
-        let accepted: [&[&str]; 25] = [
+        let accepted: [&[&str]; 26] = [
             // Touch no store (AIRLOCK_SERVER set in a shell must not get in their way).
             &["init", "somewhere"],
             &["quickstart"],
@@ -436,6 +444,7 @@ mod tests {
             &["diff", "staging", "production"],
             &["readiness"],
             &["audit"],
+            &["audit", "head"],
         ];
         for args in accepted {
             assert!(refusal(args).is_none(), "{args:?} refused --server");

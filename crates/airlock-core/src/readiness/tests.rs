@@ -134,7 +134,7 @@ fn every_answer_clear_is_ready() {
             .contains(" documented, 0 drift")
     );
     let release = &get(&r, Question::Release).answer;
-    assert!(release.contains("finance risk requires scenarios passed for the exact hash, parity clean, ≥5 staging runs at ≤0% failures, 2 approvals from ops-lead, cfo (not the author)"), "{release}");
+    assert!(release.contains("finance risk requires scenarios passed for the exact hash, covering every branch and every failure path, parity clean, ≥5 staging runs at ≤0% failures, 2 approvals from ops-lead, cfo (not the author)"), "{release}");
     assert!(
         release.contains(
             "release owner: alice (released rel_2 30 h ago, promotion, approved by ops-lead)"
