@@ -173,6 +173,9 @@ impl Store for TimedStore {
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
     }
+    async fn audit_head(&self) -> Result<Option<airlock_store::AuditHead>> {
+        self.inner.audit_head().await
+    }
     async fn add_evidence(
         &self,
         evidence: &airlock_store::NewEvidence,
@@ -206,6 +209,14 @@ impl Store for TimedStore {
     }
     async fn approvals(&self, request: &str) -> Result<Vec<airlock_store::Approval>> {
         self.inner.approvals(request).await
+    }
+    async fn close_request(
+        &self,
+        id: &str,
+        status: airlock_store::RequestStatus,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.inner.close_request(id, status, at).await
     }
     async fn release(&self, release: &airlock_store::NewRelease) -> Result<airlock_store::Release> {
         self.inner.release(release).await

@@ -38,8 +38,8 @@ pub struct Global {
     #[arg(long, global = true, env = "AIRLOCK_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Work against a running server instead of the local store (run, runs, records,
-    /// check, secrets set and list, audit, approve-step, deploy, promote, approve, reject,
-    /// rollback, releases, readiness, diff, validate); the API token comes from
+    /// check, secrets set and list, audit, audit head, approve-step, deploy, promote,
+    /// approve, reject, rollback, releases, readiness, diff, validate); the API token comes from
     /// AIRLOCK_TOKEN, and its name is who acts. Commands that act on the local store or
     /// process (resume, test, token, worker, serve, migrate, store copy, audit verify)
     /// refuse it; init, quickstart, hash, explain and openapi never touch a store and
@@ -224,8 +224,14 @@ pub enum Command {
     ///
     /// Locally `--as` says who asks; against a server (`--server`) the token's name does.
     Promote {
-        /// The workflow.
-        workflow: String,
+        /// The workflow (none with `--config`).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        workflow: Option<String>,
+        /// Promote the working copy's configuration of the target instead (its bindings,
+        /// egress, approvers, declared secrets, and the differences and rules about it):
+        /// `airlock promote --config --to production`.
+        #[arg(long)]
+        config: bool,
         /// The source environment.
         #[arg(long, default_value = "staging")]
         from: String,
@@ -264,8 +270,13 @@ pub enum Command {
     },
     /// Make the previous (or a named) release current again, at once.
     Rollback {
-        /// The workflow.
-        workflow: String,
+        /// The workflow (none with `--config`). Rolling back a first release takes the
+        /// workflow out of the environment (as `disable`).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        workflow: Option<String>,
+        /// Roll back the environment's configuration instead.
+        #[arg(long)]
+        config: bool,
         /// The environment.
         #[arg(long = "env", value_name = "ENV", default_value = "production")]
         environment: String,
@@ -278,11 +289,57 @@ pub enum Command {
     },
     /// Release history: who, when, which hash, and the failure rate before and after each.
     Releases {
+        /// The workflow (none with `--config`).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        workflow: Option<String>,
+        /// The environment's configuration releases instead.
+        #[arg(long)]
+        config: bool,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV", default_value = "production")]
+        environment: String,
+    },
+    /// The promotion requests, newest first, with each open one's verdict now: the
+    /// approvers' inbox.
+    Promotions {
+        /// Only requests of this status: open, released, rejected, withdrawn, expired.
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only requests into this environment (against a server: the token's, unless given).
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
+    },
+    /// Take back your own open promotion request.
+    Withdraw {
+        /// The request.
+        request: String,
+        /// Who withdraws (the request's author); against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        author: Option<String>,
+    },
+    /// Take a workflow out of an environment: its triggers stop, runs in flight finish.
+    /// Recorded as a release; `enable` brings it back.
+    Disable {
         /// The workflow.
         workflow: String,
         /// The environment.
         #[arg(long = "env", value_name = "ENV", default_value = "production")]
         environment: String,
+        /// Who disables it; against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
+    },
+    /// Bring a disabled workflow back on the version it ran: at once in an unprotected
+    /// environment, through the gate (a request its approvers decide) in a protected one.
+    Enable {
+        /// The workflow.
+        workflow: String,
+        /// The environment.
+        #[arg(long = "env", value_name = "ENV", default_value = "production")]
+        environment: String,
+        /// Who asks; against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
     },
     /// The audit log; `verify` checks its hash chain.
     Audit {
@@ -303,11 +360,15 @@ pub enum Command {
         to: String,
     },
     /// The readiness checklist per workflow: what was tested, what differs, what is
-    /// documented, how it moves and who owns the release, how it rolls back. Exit 1 when
-    /// any workflow is not ready.
+    /// documented, how it moves and who owns the release, how it rolls back, and whether
+    /// the target can run it (its newest `check`, its secrets, a freeze, its configuration
+    /// as released). Exit 1 when any workflow is not ready.
     Readiness {
         /// Only this workflow.
         workflow: Option<String>,
+        /// Check the target's bindings now first (as `airlock check --env TARGET`).
+        #[arg(long)]
+        check: bool,
     },
     /// Explain an error code (for example AL0003).
     Explain {
@@ -369,8 +430,22 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Check the hash chain: exit 1 when any event was changed, removed or inserted.
-    Verify,
+    /// Check the hash chain: exit 1 when any event was changed, removed or inserted, or
+    /// when the chain no longer holds an anchor taken earlier (`--expect`).
+    Verify {
+        /// An anchor taken earlier, as `airlock audit head` printed it (`SEQ:HASH`): the
+        /// chain must still reach event SEQ, with that hash. Without one, events removed
+        /// from the chain's end cannot be told from events never written.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
+        expect: Option<airlock_ops::AuditHead>,
+    },
+    /// Print the newest event's sequence number and hash as `SEQ:HASH`: an anchor to keep
+    /// outside the store and give `audit verify --expect` later.
+    Head,
+}
+
+fn parse_anchor(text: &str) -> Result<airlock_ops::AuditHead, String> {
+    text.parse()
 }
 
 #[derive(Debug, Args)]
@@ -398,6 +473,15 @@ pub struct ServeArgs {
     /// forever when absent.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub retain: Option<std::time::Duration>,
+    /// Write the audit chain's head (`SEQ:HASH`, as `airlock audit head` prints it) to
+    /// this file at start, every `--audit-anchor-every` and on the way out, replacing it
+    /// whole each time: copied off the machine, it is what `audit verify --expect` checks
+    /// a chain against, so events removed from the chain's end are found.
+    #[arg(long, value_name = "PATH")]
+    pub audit_anchor_file: Option<PathBuf>,
+    /// How often the audit anchor file is written.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "audit_anchor_file")]
+    pub audit_anchor_every: std::time::Duration,
     /// Log lines as text or JSON (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -57,7 +57,7 @@ impl Workspace {
         let root = ProjectDir::locate(global.project.as_deref())?.root;
         let state = root.join(STATE_DIR);
         create_state_dir(&state)?;
-        let store = open_store(
+        let store = open_store_with(
             global.store.as_deref(),
             &state.join(STORE_FILE),
             connect_retry,
@@ -242,8 +242,15 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime, CliError> {
 
 /// The store a command works on: PostgreSQL when `--store` (or `AIRLOCK_STORE`) names a
 /// `postgres://` URL, a SQLite file for `sqlite:PATH`, and the project's embedded file otherwise.
-/// `connect_retry`: how long an unreachable PostgreSQL is tried again (zero: once).
 pub fn open_store(
+    location: Option<&str>,
+    embedded: &std::path::Path,
+) -> Result<Arc<dyn Store>, CliError> {
+    open_store_with(location, embedded, Duration::ZERO)
+}
+
+/// [`open_store`], trying an unreachable PostgreSQL again for `connect_retry` (zero: once).
+pub fn open_store_with(
     location: Option<&str>,
     embedded: &std::path::Path,
     connect_retry: Duration,

@@ -54,6 +54,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["AL0003", "AL0007", "AL0008", "AL0010"],
     ),
     ("38-idempotency-key-unknown-root", &["AL0014"]),
+    ("39-coverage-share-out-of-range", &["AL0020"]),
+    ("45-unmeetable-approvals", &["AL0026"]),
 ];
 
 /// Far above what any fixture needs (milliseconds); an alias bomb or a deep document

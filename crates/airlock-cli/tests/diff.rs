@@ -192,6 +192,11 @@ fn an_undocumented_difference_is_drift_until_documented() {
         "differences:                     # the documented ones; anything else is drift\n",
         "differences:                     # the documented ones; anything else is drift\n  - { path: bindings.billing.base_url, reason: \"staging bills against a local stub\" }\n",
     );
+    // The documentation is part of production's configuration: judged once released.
+    let (code, json) = diff_json(&project);
+    assert_eq!(code, Some(1), "not released yet: {:?}", drift(&json));
+    assert_eq!(json["configuration"][0]["environment"], "production");
+    release_configuration(&project);
     let (code, json) = diff_json(&project);
     assert_eq!(
         code,
@@ -203,7 +208,8 @@ fn an_undocumented_difference_is_drift_until_documented() {
     assert_eq!(documented["status"], "documented");
     assert_eq!(documented["reason"], "staging bills against a local stub");
 
-    // A change to a field that the entry does not cover is drift again.
+    // A change to a field that the entry does not cover is drift again, once production
+    // runs it; until then it is a pending change of production's configuration.
     replace_in(
         &project,
         "airlock.yaml",
@@ -212,9 +218,52 @@ fn an_undocumented_difference_is_drift_until_documented() {
     );
     let (code, json) = diff_json(&project);
     assert_eq!(
+        code,
+        Some(0),
+        "production still runs 5s: {:?}",
+        drift(&json)
+    );
+    assert!(
+        json["configuration"][0]["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["sign"] == "+" && l["text"].as_str().unwrap().contains("30s")),
+        "{}",
+        json["configuration"]
+    );
+    release_configuration(&project);
+    let (code, json) = diff_json(&project);
+    assert_eq!(
         (code, drift(&json)),
         (Some(1), vec!["bindings.billing.timeout".to_owned()])
     );
+}
+
+/// `promote --config --to production` as dev, approved by the starter's two production
+/// approvers: released.
+fn release_configuration(project: &Path) {
+    let opened = airlock(
+        project,
+        &[
+            "promote",
+            "--config",
+            "--to",
+            "production",
+            "--as",
+            "dev",
+            "--json",
+        ],
+    );
+    let opened: Value = serde_json::from_slice(&opened.stdout).unwrap();
+    let request = opened["request"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{opened}"))
+        .to_owned();
+    for approver in ["ops-lead", "cfo"] {
+        let out = airlock(project, &["approve", &request, "--as", approver]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
 }
 
 #[test]
@@ -327,7 +376,7 @@ fn diff_refuses_bad_names_with_exit_2() {
 }
 
 #[test]
-fn readiness_answers_the_five_questions_and_says_what_is_unclear() {
+fn readiness_answers_the_six_questions_and_says_what_is_unclear() {
     let (_temp, project) = init_project();
     let out = airlock(&project, &["readiness", "--json"]);
     assert_eq!(
@@ -362,7 +411,8 @@ fn readiness_answers_the_five_questions_and_says_what_is_unclear() {
                 ("differs", true),
                 ("documented", true),
                 ("release", true),
-                ("rollback", false)
+                ("rollback", true),
+                ("target", false)
             ],
             "{workflow:#}"
         );
@@ -381,7 +431,10 @@ fn readiness_answers_the_five_questions_and_says_what_is_unclear() {
         stdout.contains("order-intake (finance risk): NOT READY"),
         "{stdout}"
     );
-    assert!(stdout.contains("✗ 5. how do we roll back?"), "{stdout}");
+    assert!(
+        stdout.contains("✗ 6. can the target run it now?"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("credit-review"),
         "only the workflow asked for"

@@ -19,7 +19,7 @@ fn init_then_validate_is_clean() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).trim(),
-        "ok: 2 workflows, 2 environments (staging, production), 4 connectors, 7 scenarios"
+        "ok: 2 workflows, 2 environments (staging, production), 4 connectors, 8 scenarios"
     );
     let json: serde_json::Value =
         serde_json::from_slice(&airlock(&project, &["validate", "--json"]).stdout).unwrap();
@@ -245,6 +245,14 @@ const CORRUPTIONS: &[(&str, &str, &str, &str, &str)] = &[
         "",
         "airlock.yaml:36:3",
         "AL0018",
+    ),
+    // A coverage share is 0.0 to 1.0, not a percentage.
+    (
+        "airlock.yaml",
+        "failure_paths: 1.0 }",
+        "failure_paths: 100 }",
+        "airlock.yaml:83:58",
+        "AL0020",
     ),
     (
         "airlock.yaml",

@@ -180,5 +180,16 @@ fn the_tour_is_read_from_the_readme_as_written() {
         !commands.iter().any(|c| c.contains("retyr")),
         "{commands:#?}"
     );
-    assert!(steps.iter().all(|s| s.exit == 0), "{steps:#?}");
+    // Every step exits 0 but the one the README marks: readiness says NOT READY until
+    // production is checked and its secrets are set.
+    let marked: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.exit != 0)
+        .map(|s| s.command.as_str())
+        .collect();
+    assert_eq!(marked.len(), 1, "{steps:#?}");
+    assert!(
+        marked[0].starts_with("airlock readiness order-intake"),
+        "{marked:?}"
+    );
 }

@@ -78,6 +78,10 @@ fn normalize(output: &str) -> String {
                 "\"decided_at\": ",
                 "\"updated_at\": ",
             ] {
+                // The audit head a release records is its own store's chain.
+                if let Some(at) = line.find("\"audit_head\": \"") {
+                    return format!("{}\"audit_head\": \"<head>\",", &line[..at]);
+                }
                 if let Some(at) = line.find(key) {
                     let value = &line[at + key.len()..];
                     if value.starts_with(|c: char| c.is_ascii_digit()) {
@@ -268,9 +272,16 @@ fn the_promotion_path_prints_the_same_through_a_server() {
     );
     assert!(stdout_json(&r)["release"]["id"].is_string());
 
-    // reject, human then JSON.
+    // reject, human then JSON, each of a version production does not run yet.
     for json in [false, true] {
         let flag: &[&str] = if json { &["--json"] } else { &[] };
+        s.edit(if json { "hey" } else { "howdy" }, true);
+        same(
+            &s.here(&["deploy", "--env", "staging", "--as", "dev"]),
+            &s.deploying(&s.dev, &["deploy", "--env", "staging"]),
+            false,
+            "deploy before reject",
+        );
         let l = s.here(&[&["promote", "greet", "--as", "releaser"][..], flag].concat());
         let r = s.through(&s.releaser, &[&["promote", "greet"][..], flag].concat());
         same(&l, &r, true, "promote before reject");
@@ -437,6 +448,47 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         .to_owned();
     let out = s.through(&s.approver, &["approve", &request, "--as", "cfo"]);
     refused(&out, "it is `prod-approver`, not `cfo`", &s.approver);
+    // On the served store's machine, a typed name proves nothing once tokens exist: a
+    // local approval (or any change to protected production) is refused, nothing written.
+    for args in [
+        &["approve", &request, "--as", "cfo"][..],
+        &["approve", &request, "--as", "prod-approver"],
+        &[
+            "rollback",
+            "greet",
+            "--env",
+            "production",
+            "--as",
+            "releaser",
+        ],
+        &[
+            "promote",
+            "--config",
+            "--to",
+            "production",
+            "--as",
+            "releaser",
+        ],
+    ] {
+        let local = s.beside(args);
+        assert_eq!(local.status.code(), Some(2), "{}", shown(&local));
+        assert!(
+            text(&local.stderr).contains("this store is served with API tokens")
+                && text(&local.stderr).contains("--server"),
+            "{}",
+            shown(&local)
+        );
+    }
+    let approvals = stdout_json(&s.beside(&["promotions", "--json"]));
+    assert!(
+        approvals
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["request"]["id"] == request.as_str())
+            .is_some_and(|r| r["approvals"].as_array().unwrap().is_empty()),
+        "{approvals}"
+    );
     let out = s.through(&s.releaser, &["approve", &request]);
     refused(&out, "may not", &s.releaser);
     let out = s.through(&s.approver, &["approve", &request, "--as", "prod-approver"]);
@@ -465,7 +517,7 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
         &outsider,
     );
     assert!(
-        text(&out.stderr).contains("help: approvers of `production`: prod-approver, cfo"),
+        text(&out.stderr).contains("help: approvers of `production`: cfo, prod-approver"),
         "{}",
         shown(&out)
     );

@@ -246,3 +246,31 @@ fn runs_show_of_a_review_waiting_for_its_approval() {
     let out = airlock(&project, &["runs", "show", &started_run(&review)]);
     assert_report_with("runs-show-waiting", &out, 0, TABLE_PADDING);
 }
+
+#[test]
+fn a_configuration_promotion_shows_its_change_and_the_inbox_what_each_request_waits_on() {
+    let (_temp, project) = init_project();
+    ready_to_promote(&project);
+    // The store meets production (adopting its configuration), then production's CRM
+    // timeout changes in the file.
+    ok(
+        &airlock(&project, &["diff", "staging", "production"]),
+        "diff",
+    );
+    replace_in(&project, "airlock.yaml", "timeout: 10s", "timeout: 15s");
+    let opened = airlock(
+        &project,
+        &["promote", "--config", "--to", "production", "--as", "dev"],
+    );
+    assert_report("promote-config-opened", &opened, 0);
+    // A finance promotion by one of production's two approvers could never pass.
+    let unmeetable = airlock(&project, &["promote", "order-intake", "--as", "ops-lead"]);
+    assert_report("promote-unmeetable", &unmeetable, 1);
+    let workflow = airlock(&project, &["promote", "order-intake", "--as", "dev"]);
+    ok(&workflow, "promote order-intake");
+    let inbox = airlock(&project, &["promotions", "--status", "open"]);
+    assert_report_with("promotions-open", &inbox, 0, TABLE_PADDING);
+    let request = opened_request(&workflow);
+    let withdrawn = airlock(&project, &["withdraw", &request, "--as", "dev"]);
+    assert_report("withdraw", &withdrawn, 0);
+}

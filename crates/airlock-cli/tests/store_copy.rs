@@ -225,7 +225,8 @@ fn copy_to_postgres_keeps_runs_releases_evidence_and_the_audit_chain() {
             .unwrap()
     };
     assert_eq!(rows("runs"), 5);
-    assert_eq!(rows("releases"), 1);
+    // The workflow's release, and production's first configuration, adopted.
+    assert_eq!(rows("releases"), 2);
     assert_eq!(rows("audit"), events);
     assert_eq!(rows("evidence"), evidence.len() as u64);
     assert_eq!(rows("secrets"), 1);

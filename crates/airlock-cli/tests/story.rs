@@ -3,6 +3,10 @@
 //! promotion gated on approvals (the author's own refused) → release → production runs
 //! the new hash → v2 → a long production run in flight → rollback → new runs on v1 while
 //! the in-flight run finishes on v2 → the audit chain verifies, then detects tampering.
+//! Production's configuration travels the same gate: documenting a difference and moving
+//! production's ledger binding to a new server change nothing there until a configuration
+//! request is approved by production's approvers and released; rolling the configuration
+//! back sends the next run to the old server again.
 
 mod support;
 use support::*;
@@ -32,11 +36,22 @@ fn start_ledger() -> (u16, Arc<Mutex<Vec<String>>>) {
 }
 
 fn manifest(port: u16, documented_approvers: bool) -> String {
-    let approvers_difference = if documented_approvers {
+    manifest_with(port, port, documented_approvers)
+}
+
+/// The project with staging bound to `port` and production to `production_port`.
+fn manifest_with(port: u16, production_port: u16, documented_approvers: bool) -> String {
+    let mut approvers_difference = if documented_approvers {
         "  - { path: approvers, reason: \"production payouts are approved by the ops lead and the CFO\" }\n"
     } else {
         ""
-    };
+    }
+    .to_owned();
+    if production_port != port {
+        approvers_difference.push_str(
+            "  - { path: bindings.ledger.base_url, reason: \"production posts to the new ledger\" }\n",
+        );
+    }
     format!(
         r#"project: story
 connectors:
@@ -54,7 +69,7 @@ environments:
     egress: [127.0.0.1]
     secrets: [LEDGER_TOKEN]
     bindings:
-      ledger: {{ base_url: "http://127.0.0.1:{port}", token: "${{secret:LEDGER_TOKEN}}" }}
+      ledger: {{ base_url: "http://127.0.0.1:{production_port}", token: "${{secret:LEDGER_TOKEN}}" }}
 differences:
   - {{ path: bindings.ledger.mode, reason: "staging records ledger calls; production posts them" }}
   - {{ path: bindings.ledger.responses, reason: "the recorded answers staging gives in place of the ledger" }}
@@ -120,6 +135,38 @@ fn latest_run(dir: &Path, env: &str) -> serde_json::Value {
         &["runs", "--env", env, "--limit", "1", "--json"],
     ))[0]
         .clone()
+}
+
+/// Promotes the working copy's configuration into production as `dev`, and has both of
+/// production's approvers approve it (its strictest rule asks two): released.
+fn release_configuration(dir: &Path) {
+    let opened = json(&airlock(
+        dir,
+        &[
+            "promote",
+            "--config",
+            "--to",
+            "production",
+            "--as",
+            "dev",
+            "--json",
+        ],
+    ));
+    assert_eq!(opened["opened"], true, "{opened}");
+    assert!(!opened["diff"].as_array().unwrap().is_empty(), "{opened}");
+    let request = opened["request"]["id"].as_str().unwrap().to_owned();
+    let own = airlock(dir, &["approve", &request, "--as", "dev"]);
+    assert_eq!(own.status.code(), Some(2), "the author cannot approve");
+    let first = json(&airlock(
+        dir,
+        &["approve", &request, "--as", "ops-lead", "--json"],
+    ));
+    assert!(first["release"].is_null(), "two approvals: {first}");
+    let second = json(&airlock(
+        dir,
+        &["approve", &request, "--as", "cfo", "--json"],
+    ));
+    assert!(second["release"]["id"].is_string(), "{second}");
 }
 
 #[test]
@@ -189,6 +236,16 @@ fn from_staging_to_production_and_back() {
         text(&drift.stdout)
     );
     write(dir, "airlock.yaml", &manifest(port, true));
+    // The documentation is part of production's configuration: until it is released,
+    // production is judged on the one it runs, and `diff` shows what would change.
+    let pending = airlock(dir, &["diff", "staging", "production"]);
+    assert_eq!(pending.status.code(), Some(1), "{}", text(&pending.stdout));
+    assert!(
+        text(&pending.stdout).contains("configuration of production"),
+        "{}",
+        text(&pending.stdout)
+    );
+    release_configuration(dir);
     ok(
         &airlock(dir, &["diff", "staging", "production"]),
         "documented: clean",
@@ -244,7 +301,39 @@ fn from_staging_to_production_and_back() {
     assert_eq!(ledger.lock().unwrap().len(), 1);
     assert!(ledger.lock().unwrap()[0].contains("Bearer tok-production-0123456789"));
 
-    // v2 adds a confirmation step; it goes the same way.
+    // Production's ledger moves to a new server: a change of its binding, which does not
+    // take effect until it is released.
+    let (new_port, new_ledger) = start_ledger();
+    write(dir, "airlock.yaml", &manifest_with(port, new_port, true));
+    let noted = airlock(dir, &["validate"]);
+    ok(&noted, "validate with a configuration change");
+    assert!(
+        text(&noted.stderr).contains("keeps running its released configuration"),
+        "{}",
+        text(&noted.stderr)
+    );
+    ok(
+        &airlock(
+            dir,
+            &[
+                "run",
+                "payout",
+                "--env",
+                "production",
+                "--input",
+                "payout.json",
+            ],
+        ),
+        "production run before the configuration is released",
+    );
+    assert_eq!(
+        ledger.lock().unwrap().len(),
+        2,
+        "still the released binding"
+    );
+    assert!(new_ledger.lock().unwrap().is_empty());
+
+    // v2 adds a confirmation step; it goes the same way, and travels with the new binding.
     write(dir, "workflows/payout.yaml", PAYOUT_V2);
     write(dir, "tests/payout/pays.yaml", SCENARIO_V2);
     let v2 = hash(dir);
@@ -273,11 +362,15 @@ fn from_staging_to_production_and_back() {
             "staging confirm",
         );
     }
+    release_configuration(dir);
     let promoted = json(&airlock(
         dir,
         &["promote", "payout", "--as", "dev", "--json"],
     ));
-    let request = promoted["request"]["id"].as_str().unwrap().to_owned();
+    let request = promoted["request"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{promoted}"))
+        .to_owned();
     ok(
         &airlock(dir, &["approve", &request, "--as", "ops-lead"]),
         "approve v2",
@@ -334,6 +427,54 @@ fn from_staging_to_production_and_back() {
     ));
     assert_eq!(after["run"]["version"], v1.as_str());
     assert_eq!(after["run"]["status"], "succeeded");
+    assert_eq!(
+        new_ledger.lock().unwrap().len(),
+        1,
+        "the released configuration sends it to the new ledger"
+    );
+    // The configuration is rolled back too: the next run reaches the old ledger again.
+    ok(
+        &airlock(
+            dir,
+            &[
+                "rollback",
+                "--config",
+                "--env",
+                "production",
+                "--as",
+                "ops-lead",
+            ],
+        ),
+        "configuration rollback",
+    );
+    let before = ledger.lock().unwrap().len();
+    ok(
+        &airlock(
+            dir,
+            &[
+                "run",
+                "payout",
+                "--env",
+                "production",
+                "--input",
+                "payout.json",
+            ],
+        ),
+        "production run after the configuration rollback",
+    );
+    assert_eq!(ledger.lock().unwrap().len(), before + 1);
+    assert_eq!(new_ledger.lock().unwrap().len(), 1);
+    let configs = json(&airlock(
+        dir,
+        &["releases", "--config", "--env", "production", "--json"],
+    ));
+    let kinds: Vec<&str> = configs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rollback", "promotion", "promotion", "adopted"]);
     // The run in flight finishes on the version it started with.
     let finished = json(&airlock(
         dir,
@@ -391,6 +532,10 @@ fn from_staging_to_production_and_back() {
         "approve",
         "release",
         "rollback",
+        "config.adopt",
+        "config.request",
+        "config.release",
+        "config.rollback",
     ] {
         assert!(
             actions.contains(&action),

@@ -64,6 +64,7 @@ fn the_starter_suite_passes_and_records_evidence_for_each_workflow_hash() {
         "nothing-overdue",
         "reminders-approved",
         "reminders-rejected",
+        "reminders-mail-retried",
     ] {
         assert!(
             stdout.contains(&format!("✓ {name}\n")),
@@ -72,11 +73,14 @@ fn the_starter_suite_passes_and_records_evidence_for_each_workflow_hash() {
     }
     assert!(stdout.contains("big_order → else"), "{stdout}");
     assert!(
-        stdout.contains("uncovered: send_reminders: retry after a fault"),
+        stdout.contains(
+            "send_reminders: retry after a fault ┆ failure path ┆ ✓ reminders-mail-retried"
+        ),
         "{stdout}"
     );
+    assert!(!stdout.contains("uncovered:"), "{stdout}");
     assert!(
-        stdout.contains("7 scenarios in 2 workflows: 7 passed, 0 failed"),
+        stdout.contains("8 scenarios in 2 workflows: 8 passed, 0 failed"),
         "{stdout}"
     );
 
@@ -100,14 +104,22 @@ fn the_starter_suite_passes_and_records_evidence_for_each_workflow_hash() {
             summary["coverage"]["branches"]["percent"], 100.0,
             "{workflow}: {summary}"
         );
+        // What the policy's `tests: { branches, failure_paths }` shares are judged on.
+        for category in ["branches", "failure_paths"] {
+            let tally = &summary["coverage"][category];
+            assert_eq!(tally["ratio"], 1.0, "{workflow} {category}: {summary}");
+            assert_eq!(tally["covered"], tally["total"], "{workflow}: {summary}");
+        }
     }
     let order = rows.iter().find(|r| r.0 == "order-intake").unwrap();
     assert_eq!(order.4["scenarios"], 4);
     assert_eq!(order.4["uncovered"], serde_json::json!([]));
     let credit = rows.iter().find(|r| r.0 == "credit-review").unwrap();
+    assert_eq!(credit.4["scenarios"], 4);
+    assert_eq!(credit.4["uncovered"], serde_json::json!([]));
     assert_eq!(
-        credit.4["uncovered"][0]["item"],
-        "send_reminders: retry after a fault"
+        credit.4["coverage"]["failure_paths"],
+        serde_json::json!({ "covered": 1, "total": 1, "percent": 100.0, "ratio": 1.0 })
     );
 
     // One workflow only: one more row, for that hash.
@@ -141,7 +153,7 @@ fn a_broken_expectation_fails_names_the_scenario_and_records_failed_evidence() {
         "{stdout}"
     );
     assert!(stdout.contains("expected \"Big order 1001: 250 from ACME-42\", got \"Big order 1001: 250.0 from acme-42\""), "{stdout}");
-    assert!(stdout.contains("6 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("7 passed, 1 failed"), "{stdout}");
     let rows = evidence(&project);
     let order = rows.iter().find(|r| r.0 == "order-intake").unwrap();
     assert!(!order.3, "the order workflow's evidence says failed");
@@ -168,7 +180,7 @@ fn json_output_carries_results_coverage_and_evidence() {
     assert_eq!(json["ok"], false);
     assert_eq!(
         (json["scenarios"].as_u64(), json["failed"].as_u64()),
-        (Some(7), Some(1))
+        (Some(8), Some(1))
     );
     let order = json["workflows"]
         .as_array()

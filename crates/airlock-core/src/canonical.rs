@@ -172,6 +172,52 @@ fn retry(retry: &Retry) -> Value {
     })
 }
 
+/// JSON with object keys in byte order and no white space.
+pub fn sorted_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_sorted(value, &mut out);
+    out
+}
+
+/// JSON with object keys in byte order, indented by two spaces: for people to read and
+/// diff line by line.
+pub fn pretty_sorted_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_pretty(value, 0, &mut out);
+    out
+}
+
+fn write_pretty(value: &Value, depth: usize, out: &mut String) {
+    let indent = |out: &mut String, depth: usize| out.push_str(&"  ".repeat(depth));
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push_str("{\n");
+            for (i, key) in keys.iter().enumerate() {
+                indent(out, depth + 1);
+                out.push_str(&Value::String((*key).clone()).to_string());
+                out.push_str(": ");
+                write_pretty(&map[*key], depth + 1, out);
+                out.push_str(if i + 1 < keys.len() { ",\n" } else { "\n" });
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                indent(out, depth + 1);
+                write_pretty(item, depth + 1, out);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        other => write_sorted(other, out),
+    }
+}
+
 /// Writes JSON with object keys in byte order, whatever map type serde_json was built with.
 fn write_sorted(value: &Value, out: &mut String) {
     match value {

@@ -126,6 +126,8 @@ codes! {
         "A scenario names a workflow that does not exist; scenarios live in `tests/<workflow>/`.";
     ProjectLayout = "AL0025", "project layout",
         "The folder is not an Airlock project, or a file is where none is expected. A project has `airlock.yaml`, `workflows/*.yaml` and `tests/<workflow>/*.yaml`.";
+    UnmeetableApprovals = "AL0026", "approval rule that cannot be met",
+        "A promotion rule asks for more approvals than the target environment has approvers (a protected target asks for at least one, whatever the file says), so no request along it could ever pass. Add approvers to the target, or ask for fewer approvals. The author of a request never approves it, so a rule that asks for as many approvals as there are approvers cannot be met by a request one of them opens: `promote` says so for the author at hand.";
 }
 
 impl From<Code> for &'static str {

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod authz;
 pub mod canonical;
+pub mod config;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;

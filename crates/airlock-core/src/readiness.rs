@@ -8,7 +8,11 @@
 //! 3. Which of those are documented: documented against drift.
 //! 4. How a change moves and who owns the release: the promotion rule and its requirements
 //!    for the workflow's risk class, the approvers, the last release's author.
-//! 5. How it rolls back: the release a rollback would return to, if one exists.
+//! 5. How it rolls back: the release a rollback would return to (or, for a first
+//!    release, taking the workflow out), and whether that release failed more.
+//! 6. Whether the target can run it: the newest `check` of the configuration it runs,
+//!    its missing secrets, an unset webhook signing secret, a freeze now, and a working
+//!    copy of its configuration that differs from the release.
 //!
 //! Pure: the caller gathers the facts from the store and the project.
 
@@ -66,6 +70,38 @@ pub struct ReleaseFact {
     pub at_ms: i64,
     /// The release that was current before it.
     pub previous: Option<String>,
+    /// Runs accepted while it was current.
+    pub runs: u64,
+    /// How many of them failed.
+    pub failed: u64,
+}
+
+/// What is known of the target environment itself, whatever the workflow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TargetFacts {
+    /// The environment.
+    pub environment: String,
+    /// The newest `check` of the configuration it runs (`None`: never checked).
+    pub check: Option<CheckFact>,
+    /// Secrets its configuration declares that have no value.
+    pub missing_secrets: Vec<String>,
+    /// The signing secret this workflow's webhook names, when it has no value there.
+    pub webhook_secret_unset: Option<String>,
+    /// The freeze window that covers now, as text.
+    pub frozen: Option<String>,
+    /// The working copy's configuration differs from the released one (by this many lines).
+    pub config_changes: usize,
+}
+
+/// A recorded `check` of an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckFact {
+    /// When, in ms since the epoch.
+    pub at_ms: i64,
+    /// How many bindings were checked.
+    pub bindings: usize,
+    /// Those that failed, as `connector: why`.
+    pub failed: Vec<String>,
 }
 
 /// What is known about one workflow.
@@ -91,9 +127,11 @@ pub struct Facts<'a> {
     pub releases: Vec<ReleaseFact>,
     /// Now, in milliseconds since the epoch.
     pub now_ms: i64,
+    /// The target environment's own state (`None`: not gathered, which reads unclear).
+    pub target: Option<TargetFacts>,
 }
 
-/// The five questions.
+/// The six questions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Question {
@@ -107,6 +145,8 @@ pub enum Question {
     Release,
     /// How do we roll back?
     Rollback,
+    /// Can the target run it now?
+    Target,
 }
 
 impl Question {
@@ -118,6 +158,7 @@ impl Question {
             Question::Documented => "which differences are documented?",
             Question::Release => "how does a change move, and who owns the release?",
             Question::Rollback => "how do we roll back?",
+            Question::Target => "can the target run it now?",
         }
     }
 }
@@ -157,6 +198,7 @@ pub fn assess(manifest: &Manifest, facts: &Facts<'_>) -> Readiness {
         documented(facts),
         release(manifest, facts, risk),
         rollback(facts),
+        target(facts),
     ];
     Readiness {
         workflow: facts.workflow.name.value.clone(),
@@ -389,8 +431,33 @@ fn release(manifest: &Manifest, facts: &Facts<'_>, risk: Risk) -> Answer {
     };
     let required = policy::requirements(rule, risk);
     let mut needs = Vec::new();
+    let coverage: Vec<String> = [
+        ("branch", "branches", required.branch_coverage),
+        (
+            "failure path",
+            "failure paths",
+            required.failure_path_coverage,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(one, items, share)| {
+        let share = share?;
+        Some(if share >= 1.0 {
+            format!("every {one}")
+        } else {
+            format!("≥{} of {items}", policy::percent(share))
+        })
+    })
+    .collect();
+    let covering = if coverage.is_empty() {
+        String::new()
+    } else {
+        format!(", covering {}", coverage.join(" and "))
+    };
     if required.tests == Some(true) {
-        needs.push("scenarios passed for the exact hash".to_owned());
+        needs.push(format!("scenarios passed for the exact hash{covering}"));
+    } else if !covering.is_empty() {
+        needs.push(format!("scenarios of the exact hash{covering}"));
     }
     if required.parity == Some(true) {
         needs.push("parity clean".to_owned());
@@ -468,40 +535,145 @@ fn rollback(facts: &Facts<'_>) -> Answer {
     let Some((_, to)) = &facts.path else {
         return answer(q, false, NO_PATH);
     };
+    let disable = format!(
+        "`airlock rollback {name} --env {to}` takes it out of {to} (its triggers stop, runs in flight finish)"
+    );
     let Some(current) = facts.releases.first() else {
         return answer(
             q,
-            false,
-            format!(
-                "{name} was never released to {to}: its first release will have no earlier one to return to"
-            ),
+            true,
+            format!("{name} was never released to {to}; after its first release, {disable}"),
         );
     };
-    let Some(previous) = &current.previous else {
+    if current.kind == "disable" {
         return answer(
             q,
-            false,
+            true,
             format!(
-                "one release in {to} ({}): there is no earlier release to roll back to",
+                "{name} is disabled in {to} ({}): nothing runs to roll back; `airlock enable {name} --env {to}` brings it back through the gate",
                 current.id
             ),
         );
+    }
+    let Some(previous) = &current.previous else {
+        return answer(
+            q,
+            true,
+            format!("one release in {to} ({}): {disable}", current.id),
+        );
     };
-    let detail = match facts.releases.iter().find(|r| &r.id == previous) {
-        Some(p) => format!(
-            "{} ({}, released by {} {})",
-            p.id,
-            short(&p.version),
-            p.author,
-            age(facts.now_ms, p.at_ms)
-        ),
-        None => previous.clone(),
+    let Some(p) = facts.releases.iter().find(|r| &r.id == previous) else {
+        return answer(
+            q,
+            false,
+            format!("the release before {} ({previous}) is missing", current.id),
+        );
     };
+    if p.kind == "disable" {
+        return answer(
+            q,
+            true,
+            format!(
+                "the release before {} took {name} out of {to}: {disable}",
+                current.id
+            ),
+        );
+    }
+    let detail = format!(
+        "{} ({}, released by {} {})",
+        p.id,
+        short(&p.version),
+        p.author,
+        age(facts.now_ms, p.at_ms)
+    );
+    let rate = |r: &ReleaseFact| (r.runs > 0).then(|| r.failed as f64 / r.runs as f64);
+    if let Some(then) = rate(p) {
+        let now = rate(current).unwrap_or(0.0);
+        if then > now {
+            return answer(
+                q,
+                false,
+                format!(
+                    "`airlock rollback {name} --env {to}` would make {detail} current again, but {} failed {:.0}% of its {} runs against {:.0}% now: roll back to another release (`airlock releases {name} --env {to}`) or {disable}",
+                    p.id,
+                    then * 100.0,
+                    p.runs,
+                    now * 100.0
+                ),
+            );
+        }
+    }
     answer(
         q,
         true,
         format!("`airlock rollback {name} --env {to}` makes {detail} current again, at once"),
     )
+}
+
+fn target(facts: &Facts<'_>) -> Answer {
+    let q = Question::Target;
+    let Some((_, to)) = &facts.path else {
+        return answer(q, false, NO_PATH);
+    };
+    let Some(t) = &facts.target else {
+        return answer(q, false, format!("{to}'s state was not gathered"));
+    };
+    let mut problems = Vec::new();
+    match &t.check {
+        None => problems.push(format!(
+            "its configuration was never checked: `airlock check --env {to}`"
+        )),
+        Some(c) if !c.failed.is_empty() => problems.push(format!(
+            "`check` failed {} of {} bindings {}: {}",
+            c.failed.len(),
+            c.bindings,
+            age(facts.now_ms, c.at_ms),
+            first(&c.failed, 4)
+        )),
+        Some(_) => {}
+    }
+    if !t.missing_secrets.is_empty() {
+        problems.push(format!(
+            "secret{} not set: {} (`airlock secrets set NAME --env {to}`)",
+            plural(t.missing_secrets.len() as u32),
+            first(&t.missing_secrets, 5)
+        ));
+    }
+    if let Some(secret) = &t.webhook_secret_unset {
+        problems.push(format!(
+            "the webhook's signing secret {secret} is not set: every delivery would be refused"
+        ));
+    }
+    if let Some(window) = &t.frozen {
+        problems.push(format!("promotion is frozen now ({window})"));
+    }
+    if t.config_changes > 0 {
+        problems.push(format!(
+            "the working copy of its configuration differs from the released one ({} changed line{}): `airlock diff` shows it, `airlock promote --config --to {to}` asks for it",
+            t.config_changes,
+            plural(t.config_changes as u32)
+        ));
+    }
+    if problems.is_empty() {
+        let checked = t
+            .check
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "{} binding{} checked {}",
+                    c.bindings,
+                    plural(c.bindings as u32),
+                    age(facts.now_ms, c.at_ms)
+                )
+            })
+            .unwrap_or_default();
+        return answer(
+            q,
+            true,
+            format!("{to} is ready: {checked}, every secret set, its configuration as released"),
+        );
+    }
+    answer(q, false, format!("{to}: {}", problems.join("; ")))
 }
 
 fn plural(n: u32) -> &'static str {

@@ -72,6 +72,10 @@ pub enum RequestStatus {
     Released,
     /// An approver rejected it.
     Rejected,
+    /// Its author took it back.
+    Withdrawn,
+    /// Nobody decided it within the time the policy gives a request.
+    Expired,
 }
 
 impl RequestStatus {
@@ -81,6 +85,8 @@ impl RequestStatus {
             RequestStatus::Open => "open",
             RequestStatus::Released => "released",
             RequestStatus::Rejected => "rejected",
+            RequestStatus::Withdrawn => "withdrawn",
+            RequestStatus::Expired => "expired",
         }
     }
 
@@ -90,6 +96,8 @@ impl RequestStatus {
             "open" => RequestStatus::Open,
             "released" => RequestStatus::Released,
             "rejected" => RequestStatus::Rejected,
+            "withdrawn" => RequestStatus::Withdrawn,
+            "expired" => RequestStatus::Expired,
             _ => return None,
         })
     }
@@ -122,7 +130,7 @@ pub struct PromotionRequest {
     pub request: NewPromotionRequest,
     /// Where it stands.
     pub status: RequestStatus,
-    /// When it was released or rejected.
+    /// When it was released, rejected, withdrawn or expired.
     pub closed_at: Option<Timestamp>,
 }
 
@@ -149,6 +157,12 @@ pub enum ReleaseKind {
     Promotion,
     /// A return to an earlier release's version.
     Rollback,
+    /// A protected environment's first configuration, adopted from the files as the store
+    /// first met it: the trust root every later configuration change is judged against.
+    Adopted,
+    /// The workflow taken out of the environment: its triggers stop, runs in flight finish.
+    /// The release's `version` is the one that stopped running (what `enable` brings back).
+    Disable,
 }
 
 impl ReleaseKind {
@@ -157,7 +171,26 @@ impl ReleaseKind {
         match self {
             ReleaseKind::Promotion => "promotion",
             ReleaseKind::Rollback => "rollback",
+            ReleaseKind::Adopted => "adopted",
+            ReleaseKind::Disable => "disable",
         }
+    }
+
+    /// The kind stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "promotion" => ReleaseKind::Promotion,
+            "rollback" => ReleaseKind::Rollback,
+            "adopted" => ReleaseKind::Adopted,
+            "disable" => ReleaseKind::Disable,
+            _ => return None,
+        })
+    }
+
+    /// Whether the environment runs the release's version from then on (a disable is the
+    /// one release after which it runs none).
+    pub fn runs_version(self) -> bool {
+        self != ReleaseKind::Disable
     }
 }
 

@@ -41,6 +41,10 @@ pub const FILES: &[(&str, &str)] = &[
         "tests/credit-review/reminders-rejected.yaml",
         include_str!("../scaffold/tests/credit-review/reminders-rejected.yaml"),
     ),
+    (
+        "tests/credit-review/reminders-mail-retried.yaml",
+        include_str!("../scaffold/tests/credit-review/reminders-mail-retried.yaml"),
+    ),
     ("db/orders.sql", include_str!("../scaffold/db/orders.sql")),
     (
         "examples/order.json",
@@ -79,7 +83,7 @@ mod tests {
         let loaded = crate::project::load(files());
         assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
         assert_eq!(loaded.project.workflows.len(), 2);
-        assert_eq!(loaded.project.scenarios.len(), 7);
+        assert_eq!(loaded.project.scenarios.len(), 8);
         let staging = loaded.project.manifest.environment("staging").unwrap();
         for connector in ["crm", "chat", "mail"] {
             assert_eq!(
@@ -87,6 +91,40 @@ mod tests {
                 crate::model::BindingMode::Record,
                 "staging's {connector} works offline"
             );
+        }
+    }
+
+    /// The starter's policy asks for every branch arm and failure path covered: its own
+    /// workflows' scenarios must cover them, or its tour could not promote them.
+    #[test]
+    fn the_starters_scenarios_cover_what_its_policy_asks() {
+        use crate::suite::Category;
+        let loaded = crate::project::load(files());
+        let project = &loaded.project;
+        let rule = crate::policy::rule(&project.manifest, "staging", "production").unwrap();
+        let reports = crate::suite::run_suites(&crate::suite::suites(project, None), &|| {});
+        for report in &reports {
+            let workflow = &project.workflow(&report.workflow).unwrap().workflow;
+            let required = crate::policy::requirements(
+                rule,
+                crate::policy::workflow_risk(&project.manifest, workflow),
+            );
+            assert!(report.passed, "{}", report.workflow);
+            for (category, share) in [
+                (Category::Branches, required.branch_coverage),
+                (Category::FailurePaths, required.failure_path_coverage),
+            ] {
+                let share = share.expect("the starter asks for coverage");
+                let tally = report.coverage.tally(category);
+                assert!(
+                    tally.ratio >= share,
+                    "{} covers {} of {} {}",
+                    report.workflow,
+                    tally.covered,
+                    tally.total,
+                    category.as_str()
+                );
+            }
         }
     }
 

@@ -260,8 +260,11 @@ pub struct Tally {
     pub covered: usize,
     /// Items in all.
     pub total: usize,
-    /// covered / total in percent; 100 when there is nothing to cover.
+    /// covered / total in percent, to a tenth; 100 when there is nothing to cover.
     pub percent: f64,
+    /// covered / total, unrounded (0.0 to 1.0); 1.0 when there is nothing to cover: what
+    /// a policy's `tests: { branches, failure_paths }` shares are compared with.
+    pub ratio: f64,
 }
 
 /// A workflow's coverage by its scenarios.
@@ -284,15 +287,16 @@ impl Coverage {
             .collect();
         let covered = of.iter().filter(|e| e.covered).count();
         let total = of.len();
-        let percent = if total == 0 {
-            100.0
+        let ratio = if total == 0 {
+            1.0
         } else {
-            (covered as f64 * 1000.0 / total as f64).round() / 10.0
+            covered as f64 / total as f64
         };
         Tally {
             covered,
             total,
-            percent,
+            percent: (ratio * 1000.0).round() / 10.0,
+            ratio,
         }
     }
 

@@ -257,7 +257,69 @@ impl Checker<'_> {
                     "a promotion goes from one environment to another",
                 );
             }
+            if to_ok {
+                self.approvals_can_be_met(file, manifest, rule);
+            }
         }
+    }
+
+    /// A rule asking, at some risk, for more approvals than its target has approvers can
+    /// never pass, whoever asks.
+    fn approvals_can_be_met(
+        &mut self,
+        file: FileId,
+        manifest: &Manifest,
+        rule: &crate::model::PromotionRule,
+    ) {
+        let Some(target) = manifest.environment(&rule.to.value) else {
+            return;
+        };
+        let approvers: Vec<&str> = target.approvers.iter().map(|a| a.value.as_str()).collect();
+        // A protected target without approvers is reported as such already.
+        if target.protected && approvers.is_empty() {
+            return;
+        }
+        let mut unmeetable: Vec<(u32, &str)> = Vec::new();
+        for risk_name in crate::model::Risk::NAMES {
+            let Some(risk) = crate::model::Risk::parse(risk_name) else {
+                continue;
+            };
+            let required = crate::policy::with_floors(
+                crate::policy::requirements(rule, risk),
+                target.protected,
+            )
+            .approvals
+            .unwrap_or(0);
+            if required as usize > approvers.len() {
+                unmeetable.push((required, risk_name));
+            }
+        }
+        let Some(&(most, _)) = unmeetable.iter().max_by_key(|(n, _)| *n) else {
+            return;
+        };
+        let risks: Vec<&str> = unmeetable.iter().map(|(_, r)| *r).collect();
+        self.report(
+            file,
+            Code::UnmeetableApprovals,
+            rule.to.span,
+            format!(
+                "promotion into `{}` asks for up to {most} approvals ({} risk) but `{}` has {} approver{}{}: no request could ever pass",
+                rule.to.value,
+                risks.join(", "),
+                rule.to.value,
+                approvers.len(),
+                if approvers.len() == 1 { "" } else { "s" },
+                if approvers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", approvers.join(", "))
+                }
+            ),
+        )
+        .help = Some(format!(
+            "add approvers to `environments.{}.approvers`, or ask for fewer approvals",
+            rule.to.value
+        ));
     }
 
     fn workflows(&mut self) {

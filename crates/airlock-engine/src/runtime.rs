@@ -31,10 +31,32 @@ pub trait Runtime: Send + Sync {
 /// One connector of one environment, built on first use.
 type ConnectorCell = tokio::sync::OnceCell<Arc<dyn Connector>>;
 
+/// How long a protected environment's released configuration is trusted before the
+/// store is asked again whether a newer one was released (by any process).
+const CONFIGURATION_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The configuration one environment's connectors are built from.
+struct EnvironmentConfig {
+    /// When the store was last asked which configuration is released.
+    checked: std::time::Instant,
+    /// The released configuration's id (`None`: the working copy's, as nothing is released).
+    version: Option<String>,
+    /// The manifest to build from: the working copy with this environment's parts
+    /// taken from its release.
+    manifest: Arc<Manifest>,
+}
+
 /// The runtime of a project folder: its manifest's bindings, its keys, one store.
+///
+/// A protected environment's connectors are built from its *released* configuration
+/// (`airlock_core::config`), never from the working copy's: the runtime reads which one
+/// is released from the store, again at most every second, and builds that
+/// environment's connectors anew when it changed, so the next call after a configuration
+/// release (by any process) uses it.
 pub struct ProjectRuntime {
     store: Arc<dyn Store>,
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
+    configs: Mutex<HashMap<String, EnvironmentConfig>>,
     base_dir: PathBuf,
     keyring: Keyring,
     clock: Arc<dyn Clock>,
@@ -57,7 +79,8 @@ impl ProjectRuntime {
     ) -> Self {
         Self {
             store,
-            manifest,
+            manifest: Arc::new(manifest),
+            configs: Mutex::new(HashMap::new()),
             base_dir,
             keyring,
             clock,
@@ -72,9 +95,86 @@ impl ProjectRuntime {
         &self.manifest
     }
 
-    async fn build(&self, environment: &str, name: &str) -> Result<Arc<dyn Connector>, CallError> {
-        let env = self
+    /// The manifest `environment`'s connectors are built from now (see the type's
+    /// documentation). When the released configuration changed since the last look, the
+    /// environment's built connectors are dropped, so the next call builds them anew.
+    async fn manifest_for(&self, environment: &str) -> Result<Arc<Manifest>, CallError> {
+        let protected = self
             .manifest
+            .environment(environment)
+            .is_some_and(|e| e.protected);
+        if !protected {
+            return Ok(self.manifest.clone());
+        }
+        if let Some(known) = self
+            .configs
+            .lock()
+            .ok()
+            .and_then(|c| c.get(environment).map(|k| (k.checked, k.manifest.clone())))
+            && known.0.elapsed() < CONFIGURATION_RECHECK
+        {
+            return Ok(known.1);
+        }
+        let released = self
+            .store
+            .deployment(environment, airlock_core::config::CONFIG_SUBJECT)
+            .await
+            .map_err(|e| CallError::Connection(format!("the released configuration: {e}")))?
+            .map(|d| d.version);
+        let unchanged = self.configs.lock().ok().and_then(|mut c| {
+            let known = c.get_mut(environment)?;
+            (known.version == released).then(|| {
+                known.checked = std::time::Instant::now();
+                known.manifest.clone()
+            })
+        });
+        if let Some(manifest) = unchanged {
+            return Ok(manifest);
+        }
+        let manifest = match &released {
+            None => self.manifest.clone(),
+            Some(version) => {
+                let stored = self
+                    .store
+                    .version(version)
+                    .await
+                    .map_err(|e| CallError::Connection(format!("the released configuration: {e}")))?
+                    .ok_or_else(|| {
+                        CallError::Invalid(format!(
+                            "the released configuration {version} of `{environment}` is not in the store"
+                        ))
+                    })?;
+                let released =
+                    airlock_core::config::decode(&stored.source).map_err(CallError::Invalid)?;
+                Arc::new(airlock_core::config::overlay(
+                    &self.manifest,
+                    environment,
+                    &released,
+                ))
+            }
+        };
+        if let Ok(mut configs) = self.configs.lock() {
+            let changed = configs
+                .get(environment)
+                .is_some_and(|known| known.version != released);
+            configs.insert(
+                environment.to_owned(),
+                EnvironmentConfig {
+                    checked: std::time::Instant::now(),
+                    version: released,
+                    manifest: manifest.clone(),
+                },
+            );
+            if changed && let Ok(mut connectors) = self.connectors.lock() {
+                connectors.remove(environment);
+            }
+        }
+        Ok(manifest)
+    }
+
+    async fn build(&self, environment: &str, name: &str) -> Result<Arc<dyn Connector>, CallError> {
+        let manifest = self.manifest_for(environment).await?;
+        let env = manifest
             .environment(environment)
             .ok_or_else(|| CallError::Invalid(format!("unknown environment `{environment}`")))?;
         let binding = env.binding(name).ok_or_else(|| {
@@ -82,8 +182,7 @@ impl ProjectRuntime {
                 "connector `{name}` is not bound in environment `{environment}`"
             ))
         })?;
-        let kind = self
-            .manifest
+        let kind = manifest
             .connector(name)
             .and_then(|c| c.kind)
             .ok_or_else(|| CallError::Invalid(format!("unknown connector `{name}`")))?;
@@ -162,6 +261,9 @@ impl Runtime for ProjectRuntime {
         environment: &str,
         name: &str,
     ) -> Result<Arc<dyn Connector>, CallError> {
+        // First: a protected environment's configuration may have been released anew,
+        // which drops its built connectors.
+        self.manifest_for(environment).await?;
         let cell = {
             let mut connectors = self
                 .connectors

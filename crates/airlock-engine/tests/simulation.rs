@@ -688,6 +688,15 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.approvals(request).await
     }
+    async fn close_request(
+        &self,
+        id: &str,
+        status: airlock_store::RequestStatus,
+        at: i64,
+    ) -> airlock_store::Result<()> {
+        self.alive()?;
+        self.inner.close_request(id, status, at).await
+    }
     async fn release(&self, release: &NewRelease) -> airlock_store::Result<Release> {
         self.alive()?;
         self.inner.release(release).await
@@ -711,6 +720,10 @@ impl Store for FaultStore {
     async fn audit_log(&self) -> airlock_store::Result<Vec<AuditEvent>> {
         self.alive()?;
         self.inner.audit_log().await
+    }
+    async fn audit_head(&self) -> airlock_store::Result<Option<airlock_store::AuditHead>> {
+        self.alive()?;
+        self.inner.audit_head().await
     }
     async fn create_token(&self, token: &NewApiToken) -> airlock_store::Result<ApiToken> {
         self.alive()?;

@@ -76,10 +76,9 @@ pub const NOT_REACHED: &str = "record mode: not reached (answers from the config
 
 /// Reaches each binding of `environment_name` (an environment of `manifest`, or a 404
 /// with a did-you-mean) through `runtime`'s connectors. `workflows` say which tables a SQL
-/// binding must have (those they insert or upsert into), and which webhook signing
-/// secrets must be set in `store`.
+/// binding must have (those they insert or upsert into). The bindings only: what
+/// `airlock check` prints adds [`check_in`]'s warnings.
 pub async fn check(
-    store: &dyn Store,
     runtime: &dyn Runtime,
     manifest: &Manifest,
     workflows: &[WorkflowFile],
@@ -113,21 +112,36 @@ pub async fn check(
             detail: outcome.detail,
         });
     }
-    let mut warnings = unset_signing_secrets(store, workflows, environment_name).await?;
-    let store = store.local_file().and_then(store_file);
-    if let Some(file) = store.as_ref().filter(|f| !f.private) {
-        warnings.push(format!(
-            "the store `{}` can be read by group or others ({}): `chmod 600` it and its -wal and -shm files",
-            file.path, file.mode
-        ));
-    }
     Ok(CheckReport {
         environment: env.name.value.clone(),
         ok: bindings.iter().all(|b| b.ok),
         bindings,
-        warnings,
-        store,
+        warnings: Vec::new(),
+        store: None,
     })
+}
+
+/// [`check`], with what `store` tells beyond the bindings: the webhook signing secrets of
+/// `workflows` not set in the environment, and the store's file and who may read it.
+/// Warnings do not fail the check.
+pub async fn check_in(
+    store: &dyn Store,
+    runtime: &dyn Runtime,
+    manifest: &Manifest,
+    workflows: &[WorkflowFile],
+    environment_name: &str,
+) -> Result<CheckReport, OpsError> {
+    let mut report = check(runtime, manifest, workflows, environment_name).await?;
+    report.warnings = unset_signing_secrets(store, workflows, environment_name).await?;
+    report.store = store.local_file().and_then(store_file);
+    if let Some(file) = report.store.as_ref().filter(|f| !f.private) {
+        let warning = format!(
+            "the store `{}` can be read by group or others ({}): `chmod 600` it and its -wal and -shm files",
+            file.path, file.mode
+        );
+        report.warnings.push(warning);
+    }
+    Ok(report)
 }
 
 /// A warning per webhook whose signing secret is not set in `environment`: every
@@ -227,6 +241,60 @@ fn tables_written(workflows: &[WorkflowFile], connector: &str) -> Vec<String> {
     tables
 }
 
+/// The evidence subject a check of `environment` is recorded under: checks are bound to
+/// the configuration they reached (the version id), as test results are to a workflow's.
+pub fn recorded_subject(environment: &str) -> String {
+    format!("@check:{environment}")
+}
+
+/// Keeps a check's result, bound to the configuration `environment` runs (its released
+/// one when protected), so that `readiness` answers from the newest check of what runs.
+pub async fn record(
+    store: &dyn airlock_store::Store,
+    effective: &Manifest,
+    report: &CheckReport,
+    now: i64,
+) -> Result<(), OpsError> {
+    let Some(version) = airlock_core::config::of(effective, &report.environment).map(|(id, _)| id)
+    else {
+        return Ok(());
+    };
+    store
+        .add_evidence(&airlock_store::NewEvidence {
+            workflow: recorded_subject(&report.environment),
+            version,
+            kind: "check".into(),
+            passed: report.ok,
+            summary: serde_json::to_value(report).unwrap_or_default(),
+            at: now,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Checks `environment` as it runs (a protected one: its released configuration) and
+/// records the result: what `airlock check` and `GET …/check` do.
+pub async fn check_and_record(
+    store: &dyn airlock_store::Store,
+    runtime: &dyn Runtime,
+    project: &airlock_core::project::Project,
+    environment_name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<CheckReport, OpsError> {
+    let effective = super::config::effective_manifest(store, &project.manifest, actor, now).await?;
+    let report = check_in(
+        store,
+        runtime,
+        &effective,
+        &project.workflows,
+        environment_name,
+    )
+    .await?;
+    record(store, &effective, &report, now).await?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,9 +335,7 @@ environments:
             Keyring::load(temp.path(), &[]).unwrap(),
             Arc::new(SystemClock),
         );
-        let report = check(&*store, &runtime, &manifest, &[], "staging")
-            .await
-            .unwrap();
+        let report = check(&runtime, &manifest, &[], "staging").await.unwrap();
         assert!(!report.ok);
         assert_eq!(report.failed(), 1);
         let rows: Vec<(&str, &str, &str, bool)> = report
@@ -290,7 +356,7 @@ environments:
             report.bindings[1]
         );
         assert_eq!(report.bindings[0].detail, NOT_REACHED);
-        let missing = check(&*store, &runtime, &manifest, &[], "stagign")
+        let missing = check(&runtime, &manifest, &[], "stagign")
             .await
             .unwrap_err();
         assert!(matches!(missing, OpsError::NotFound { .. }), "{missing:?}");
@@ -361,7 +427,7 @@ steps:
     async fn check_says_a_record_binding_was_not_reached_and_flags_an_unset_signing_secret() {
         let temp = tempfile::tempdir().unwrap();
         let (store, runtime, manifest, workflows) = hooked(temp.path());
-        let report = check(&*store, &runtime, &manifest, &workflows, "staging")
+        let report = check_in(&*store, &runtime, &manifest, &workflows, "staging")
             .await
             .unwrap();
         assert!(report.ok, "a warning does not fail the check: {report:?}");
@@ -383,7 +449,7 @@ steps:
             })
             .await
             .unwrap();
-        let report = check(&*store, &runtime, &manifest, &workflows, "staging")
+        let report = check_in(&*store, &runtime, &manifest, &workflows, "staging")
             .await
             .unwrap();
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
@@ -397,7 +463,7 @@ steps:
         use std::os::unix::fs::PermissionsExt;
         let temp = tempfile::tempdir().unwrap();
         let (store, runtime, manifest, _) = hooked(temp.path());
-        let report = check(&*store, &runtime, &manifest, &[], "staging")
+        let report = check_in(&*store, &runtime, &manifest, &[], "staging")
             .await
             .unwrap();
         let file = report.store.clone().expect("a SQLite store is a file");
@@ -410,7 +476,7 @@ steps:
 
         let path = temp.path().join(".airlock/airlock.db");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let report = check(&*store, &runtime, &manifest, &[], "staging")
+        let report = check_in(&*store, &runtime, &manifest, &[], "staging")
             .await
             .unwrap();
         let file = report.store.clone().expect("a SQLite store is a file");

@@ -172,7 +172,9 @@ pub async fn deploy(
         });
     }
     for deployed in store.deployments(Some(environment_name)).await? {
-        if project.workflow(&deployed.workflow).is_none() {
+        if project.workflow(&deployed.workflow).is_none()
+            && deployed.workflow != airlock_core::config::CONFIG_SUBJECT
+        {
             changes.push(Change {
                 workflow: deployed.workflow,
                 change: ChangeKind::Removed,

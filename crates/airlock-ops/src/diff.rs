@@ -24,6 +24,10 @@ pub struct Diff {
     /// No drift anywhere.
     pub clean: bool,
     pub counts: Counts,
+    /// Each protected environment of the two: its released configuration against the
+    /// working copy's, with what a configuration promotion would change.
+    #[serde(default)]
+    pub configuration: Vec<super::config::ConfigStatus>,
 }
 
 /// The parity report between two different environments of the project.
@@ -32,6 +36,7 @@ pub async fn diff(
     project: &Project,
     from: &str,
     to: &str,
+    now: i64,
 ) -> Result<Diff, OpsError> {
     if from == to {
         return Err(OpsError::bad_request(
@@ -41,11 +46,21 @@ pub async fn diff(
     }
     environment(&project.manifest, from)?;
     environment(&project.manifest, to)?;
-    let report = report(store, project, from, to).await?;
+    let mut configuration = Vec::new();
+    for name in [from, to] {
+        if environment(&project.manifest, name)?.protected {
+            configuration.push(super::config::status(store, &project.manifest, name).await?);
+        }
+    }
+    // The parity report is between the environments as they run: a protected one by its
+    // released configuration.
+    let effective = super::config::effective(store, project, "airlock", now).await?;
+    let report = report(store, &effective, from, to).await?;
     Ok(Diff {
         clean: report.clean(),
         counts: report.counts(),
         report,
+        configuration,
     })
 }
 
@@ -76,7 +91,9 @@ pub async fn facts(
         .collect();
     for environment in [from, to] {
         for deployed in store.deployments(Some(environment)).await? {
-            if !names.contains(&deployed.workflow) {
+            if !names.contains(&deployed.workflow)
+                && deployed.workflow != airlock_core::config::CONFIG_SUBJECT
+            {
                 names.push(deployed.workflow);
             }
         }

@@ -2,8 +2,9 @@
 //! what the promotion gate and the readiness checklist read back.
 
 use super::{OpsError, store_working_version, workflow as find_workflow};
+use airlock_core::policy::Covered;
 use airlock_core::project::Project;
-use airlock_core::suite::WorkflowReport;
+use airlock_core::suite::{Category, WorkflowReport};
 use airlock_store::{Evidence, NewEvidence, Store};
 use serde::{Deserialize, Serialize};
 
@@ -63,5 +64,26 @@ pub async fn list(
     Ok(EvidenceList {
         workflow: workflow.to_owned(),
         evidence: store.evidence(workflow, version).await?,
+    })
+}
+
+/// The newest scenario-suite evidence among `evidence` (newest first, as the store lists
+/// it): what the gate judges a version's tests by.
+pub fn newest_scenarios(evidence: &[Evidence]) -> Option<&Evidence> {
+    evidence.iter().find(|e| e.evidence.kind == EVIDENCE_KIND)
+}
+
+/// What a suite's scenarios covered of one category, from the counts its evidence keeps
+/// (`coverage.{category}.{covered,total}`); `None` for evidence without them (recorded
+/// before coverage was), which a coverage requirement then does not take as met.
+pub fn covered(evidence: &Evidence, category: Category) -> Option<Covered> {
+    let tally = evidence
+        .evidence
+        .summary
+        .get("coverage")?
+        .get(category.as_str())?;
+    Some(Covered {
+        covered: tally.get("covered")?.as_u64()?,
+        total: tally.get("total")?.as_u64()?,
     })
 }

@@ -10,9 +10,12 @@
 //! secrets, set or not; setting one), [`check`] (each binding of an environment reached for
 //! real), [`runs`] (start, show, retry, decide an approval step), [`retention`], [`tokens`],
 //! and [`audit`], the one way anything is written to the audit log: a failed audit write
-//! fails the operation, it is never skipped.
+//! fails the operation, it is never skipped; [`audit_chain`] is the chain's head, its
+//! verification against an anchor, and the anchor file.
 
+pub mod audit_chain;
 pub mod check;
+pub mod config;
 pub mod deploy;
 pub mod diff;
 pub mod evidence;
@@ -24,11 +27,14 @@ pub mod secrets;
 pub mod tokens;
 pub mod validate;
 
+pub use audit_chain::{AuditHead, audit_head};
+
 use airlock_core::canonical;
 use airlock_core::diagnostic::suggestion;
 use airlock_core::model::{Environment, Manifest};
 use airlock_core::project::{Project, WorkflowFile};
 use airlock_store::Store;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Why an operation was refused, and how an HTTP client is answered.
@@ -151,6 +157,74 @@ pub fn nothing_deployed(environment: &Environment, workflow: &str) -> OpsError {
             )),
         )
     }
+}
+
+/// How the one acting reached the use case: on this machine, naming themselves (`--as`),
+/// or through the API, named by the token they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// The CLI on the store's machine: the name is whatever was typed.
+    Local,
+    /// The API: the name is the token's, which cannot be typed.
+    Token,
+}
+
+/// Who acts, and how they were identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub via: Via,
+}
+
+impl<'a> Actor<'a> {
+    /// Someone at this machine's shell, by the name they gave.
+    pub fn local(name: &'a str) -> Self {
+        Self {
+            name,
+            via: Via::Local,
+        }
+    }
+
+    /// The holder of an API token, by the token's name.
+    pub fn token(name: &'a str) -> Self {
+        Self {
+            name,
+            via: Via::Token,
+        }
+    }
+}
+
+/// Refuses (403) a local change to a protected environment once the store is served with
+/// API tokens: from then on identities are tokens, and a name typed after `--as` proves
+/// nothing. A store nobody created a token for is a single machine's (the lightweight
+/// staging of a small team), where `--as` is the identity.
+pub async fn require_server_when_served(
+    store: &dyn Store,
+    manifest: &Manifest,
+    environment_name: &str,
+    actor: Actor<'_>,
+) -> Result<(), OpsError> {
+    if actor.via == Via::Token || !environment(manifest, environment_name)?.protected {
+        return Ok(());
+    }
+    let served = store
+        .tokens(None)
+        .await?
+        .iter()
+        .any(|t| t.revoked_at.is_none());
+    if !served {
+        return Ok(());
+    }
+    Err(OpsError::forbidden(
+        format!(
+            "this store is served with API tokens: a change to protected `{environment_name}` is made through the server, with a token, not with a typed name"
+        ),
+        Some(
+            "add `--server URL` (or set AIRLOCK_SERVER) and put your own token in AIRLOCK_TOKEN"
+                .into(),
+        ),
+    ))
 }
 
 /// What an approver decides: the subject of [`require_approver`]'s audited refusal.
@@ -366,6 +440,20 @@ pub async fn audit_policy_change(
         .await?;
     }
     Ok(())
+}
+
+/// A release's evidence with the audit chain's head at the time (`audit_head`: the newest
+/// event's `SEQ:HASH`), so that every release record anchors the chain before it: a later
+/// truncation of the log is caught against any release.
+pub(crate) async fn with_audit_head(
+    store: &dyn Store,
+    mut evidence: Value,
+) -> Result<Value, OpsError> {
+    let head = audit_head(store).await?.map(|h| h.to_string());
+    if let Value::Object(map) = &mut evidence {
+        map.insert("audit_head".into(), json!(head));
+    }
+    Ok(evidence)
 }
 
 /// A new id with a readable prefix (`req_…`, `rel_…`).

@@ -32,19 +32,32 @@ pub struct PromotionPath {
     pub to: String,
 }
 
-/// The checklist for one workflow (`only`) or every workflow of the project.
+/// The checklist for one workflow (`only`) or every workflow of the project, judged on
+/// the target as it runs (its released configuration) and on the newest recorded `check`
+/// of it; with `check`, the target is checked now first (and the result recorded).
 pub async fn readiness(
     store: &dyn Store,
     project: &Project,
     only: Option<&str>,
+    check: Option<&dyn airlock_engine::Runtime>,
     now: i64,
 ) -> Result<Checklist, OpsError> {
+    let working = project;
+    let project = &super::config::effective(store, project, "airlock", now).await?;
     let workflows = match only {
         Some(name) => vec![&find_workflow(project, name)?.workflow],
         None => project.workflows.iter().map(|w| &w.workflow).collect(),
     };
     let manifest = &project.manifest;
     let path = promotion_path(manifest);
+    if let (Some(runtime), Some((_, to))) = (check, &path) {
+        let report = super::check::check(runtime, manifest, &project.workflows, to).await?;
+        super::check::record(store, manifest, &report, now).await?;
+    }
+    let target = match &path {
+        Some((_, to)) => Some(target_facts(store, working, manifest, to, now).await?),
+        None => None,
+    };
     let report = match &path {
         Some((from, to)) => Some(super::diff::report(store, project, from, to).await?),
         None => None,
@@ -63,6 +76,7 @@ pub async fn readiness(
             parity: report.as_ref(),
             releases: Vec::new(),
             now_ms: now,
+            target: None,
         };
         if let Some((from, to)) = &path {
             facts.source_version = source_version(store, project, from, name).await?;
@@ -89,20 +103,26 @@ pub async fn readiness(
                 facts.source_runs = saturating_u32(outcomes.finished);
                 facts.source_failures = saturating_u32(outcomes.failed);
             }
-            facts.releases = store
-                .releases(to, name)
+            facts.releases = super::promotion::releases(store, name, to)
                 .await?
                 .into_iter()
                 .map(|r| ReleaseFact {
-                    id: r.release.id,
-                    version: r.release.version,
-                    kind: r.release.kind.as_str().to_owned(),
-                    author: r.release.author,
-                    approvers: r.release.approvers,
-                    at_ms: r.release.at,
+                    id: r.release,
+                    version: r.version,
+                    kind: r.kind.as_str().to_owned(),
+                    author: r.author,
+                    approvers: r.approvers,
+                    at_ms: r.at,
                     previous: r.previous,
+                    runs: r.runs_after as u64,
+                    failed: r.failed_after as u64,
                 })
                 .collect();
+            facts.target = target.clone().map(|mut t| {
+                t.facts.webhook_secret_unset =
+                    webhook_secret(workflow).filter(|secret| t.unset_secrets.contains(secret));
+                t.facts
+            });
         }
         answers.push(readiness::assess(manifest, &facts));
     }
@@ -111,6 +131,108 @@ pub async fn readiness(
         path: path.map(|(from, to)| PromotionPath { from, to }),
         workflows: answers,
     })
+}
+
+/// The target's own state, and which of its secrets have no value (for the webhook's).
+#[derive(Clone)]
+struct Target {
+    facts: airlock_core::readiness::TargetFacts,
+    unset_secrets: Vec<String>,
+}
+
+async fn target_facts(
+    store: &dyn Store,
+    working: &Project,
+    effective: &Manifest,
+    to: &str,
+    now: i64,
+) -> Result<Target, OpsError> {
+    let version = airlock_core::config::of(effective, to).map(|(id, _)| id);
+    let check = match &version {
+        Some(version) => store
+            .evidence(&super::check::recorded_subject(to), Some(version))
+            .await?
+            .into_iter()
+            .find(|e| e.evidence.kind == "check")
+            .and_then(|e| {
+                let report: super::check::CheckReport =
+                    serde_json::from_value(e.evidence.summary.clone()).ok()?;
+                Some(airlock_core::readiness::CheckFact {
+                    at_ms: e.evidence.at,
+                    bindings: report.bindings.len(),
+                    failed: report
+                        .bindings
+                        .iter()
+                        .filter(|b| !b.ok)
+                        .map(|b| format!("{}: {}", b.connector, b.detail))
+                        .collect(),
+                })
+            }),
+        None => None,
+    };
+    // Every secret a webhook may name is checked, declared or not: an undeclared signing
+    // secret has no value either.
+    let stored = store.secret_names().await?;
+    let is_set = |name: &str| stored.iter().any(|s| s.environment == to && s.name == name);
+    let declared: Vec<String> = effective
+        .environment(to)
+        .map(|e| e.secrets.iter().map(|s| s.value.clone()).collect())
+        .unwrap_or_default();
+    let mut unset_secrets: Vec<String> = declared.iter().filter(|n| !is_set(n)).cloned().collect();
+    for workflow in &working.workflows {
+        if let Some(secret) = webhook_secret(&workflow.workflow)
+            && !is_set(&secret)
+            && !unset_secrets.contains(&secret)
+        {
+            unset_secrets.push(secret);
+        }
+    }
+    let frozen = effective
+        .promotion
+        .iter()
+        .filter(|r| r.to.value == to)
+        .find_map(|r| airlock_core::policy::frozen(&r.freeze, now))
+        .map(|w| {
+            format!(
+                "{} to {} ({})",
+                airlock_core::policy::weekly(w.from),
+                airlock_core::policy::weekly(w.to),
+                w.timezone
+            )
+        });
+    let protected = effective.environment(to).is_some_and(|e| e.protected);
+    let config_changes = if protected {
+        super::config::status(store, &working.manifest, to)
+            .await?
+            .diff
+            .iter()
+            .filter(|l| l.sign != ' ')
+            .count()
+    } else {
+        0
+    };
+    Ok(Target {
+        facts: airlock_core::readiness::TargetFacts {
+            environment: to.to_owned(),
+            check,
+            missing_secrets: declared.into_iter().filter(|n| !is_set(n)).collect(),
+            webhook_secret_unset: None,
+            frozen,
+            config_changes,
+        },
+        unset_secrets,
+    })
+}
+
+/// The signing secret a workflow's webhook names, if it has one.
+fn webhook_secret(workflow: &airlock_core::model::Workflow) -> Option<String> {
+    match &workflow.trigger {
+        Some(airlock_core::model::Trigger::Webhook {
+            signature: Some(signature),
+            ..
+        }) => Some(signature.secret.clone()),
+        _ => None,
+    }
 }
 
 /// The path readiness is judged on: the promotion rule into a protected environment (the

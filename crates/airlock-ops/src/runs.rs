@@ -204,6 +204,9 @@ pub struct DecideStep<'a> {
     pub step: &'a str,
     /// Who decides: one of the run's environment's approvers.
     pub approver: &'a str,
+    /// How they were identified (a typed name is refused in a protected environment of a
+    /// store served with tokens).
+    pub via: super::Via,
     /// Yes or no.
     pub approved: bool,
     /// Why, for the audit log.
@@ -233,6 +236,14 @@ pub async fn decide_step(
     decide: DecideStep<'_>,
 ) -> Result<StepDecided, OpsError> {
     let found = run(store, decide.run).await?;
+    let actor = super::Actor {
+        name: decide.approver,
+        via: decide.via,
+    };
+    super::require_server_when_served(store, manifest, &found.environment, actor).await?;
+    // The approvers a protected environment runs with are its released configuration's.
+    let manifest =
+        &super::config::effective_manifest(store, manifest, decide.approver, decide.now).await?;
     require_approver(
         store,
         manifest,

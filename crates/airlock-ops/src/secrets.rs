@@ -62,9 +62,25 @@ pub async fn set(
         name,
         value,
         actor,
+        via,
         now,
     } = secret;
-    require_declared(manifest, environment, name)?;
+    super::require_server_when_served(
+        store,
+        manifest,
+        environment,
+        super::Actor { name: actor, via },
+    )
+    .await?;
+    // A secret the working copy declares may be set before its configuration is released
+    // (so that the release finds it); one the release declares may be set as well.
+    if require_declared(manifest, environment, name).is_err() {
+        let released = super::config::released(store, environment).await?;
+        match released {
+            Some((_, released)) if require_declared(&released, environment, name).is_ok() => {}
+            _ => require_declared(manifest, environment, name)?,
+        }
+    }
     let value = value
         .strip_suffix('\n')
         .map(|v| v.strip_suffix('\r').unwrap_or(v))
@@ -118,6 +134,8 @@ pub struct SecretToSet<'a> {
     pub value: &'a str,
     /// Who sets it.
     pub actor: &'a str,
+    /// How they were identified.
+    pub via: super::Via,
     /// Now.
     pub now: i64,
 }

@@ -83,13 +83,24 @@ async fn record_evidence(store: &dyn Store, project: &Project, now: i64) {
 
 /// `dev` promotes `greet` of `project` from staging to production, with no freeze exception.
 async fn promote_greet(store: &dyn Store, project: &Project, at: i64) -> promotion::Promotion {
+    promote_as_dev(store, project, "greet", at).await
+}
+
+/// `dev` promotes `workflow` of `project` from staging to production, with no freeze
+/// exception.
+async fn promote_as_dev(
+    store: &dyn Store,
+    project: &Project,
+    workflow: &str,
+    at: i64,
+) -> promotion::Promotion {
     promotion::promote(
         store,
         project,
-        "greet",
+        workflow,
         "staging",
         "production",
-        "dev",
+        Actor::local("dev"),
         None,
         at,
     )
@@ -110,7 +121,7 @@ async fn every_result_reads_back_as_it_was_written() {
         .unwrap();
     assert_eq!(deployed.changes[0].change, deploy::ChangeKind::Added);
     round_trip(&deployed);
-    let diff = diff::diff(store, &v1, "staging", "production")
+    let diff = diff::diff(store, &v1, "staging", "production", 1_150)
         .await
         .unwrap();
     assert!(
@@ -121,7 +132,11 @@ async fn every_result_reads_back_as_it_was_written() {
         "a documented row is read back through the flattened status: {diff:?}"
     );
     round_trip(&diff);
-    round_trip(&readiness::readiness(store, &v1, None, 1_200).await.unwrap());
+    round_trip(
+        &readiness::readiness(store, &v1, None, None, 1_200)
+            .await
+            .unwrap(),
+    );
 
     let unexplained = promotion::promote(
         store,
@@ -129,7 +144,7 @@ async fn every_result_reads_back_as_it_was_written() {
         "greet",
         "staging",
         "production",
-        "dev",
+        Actor::local("dev"),
         Some("  "),
         1_250,
     )
@@ -142,9 +157,17 @@ async fn every_result_reads_back_as_it_was_written() {
     assert!(opened.opened && opened.release.is_none(), "{opened:?}");
     round_trip(&opened);
     let request = opened.request.as_ref().unwrap().request.id.clone();
-    let approved = promotion::decide(store, &v1, &request, "prod-approver", true, None, 1_400)
-        .await
-        .unwrap();
+    let approved = promotion::decide(
+        store,
+        &v1,
+        &request,
+        Actor::local("prod-approver"),
+        true,
+        None,
+        1_400,
+    )
+    .await
+    .unwrap();
     assert!(approved.release.is_some(), "{approved:?}");
     round_trip(&approved);
 
@@ -162,7 +185,7 @@ async fn every_result_reads_back_as_it_was_written() {
         store,
         &v2,
         &request,
-        "cfo",
+        Actor::local("cfo"),
         false,
         Some("not this week"),
         2_300,
@@ -172,12 +195,20 @@ async fn every_result_reads_back_as_it_was_written() {
     round_trip(&rejected);
     let opened = promote_greet(store, &v2, 2_400).await;
     let request = opened.request.unwrap().request.id;
-    promotion::decide(store, &v2, &request, "cfo", true, None, 2_500)
+    promotion::decide(store, &v2, &request, Actor::local("cfo"), true, None, 2_500)
         .await
         .unwrap();
-    let rolled = promotion::rollback(store, &v2, "greet", "production", None, "dev", 2_600)
-        .await
-        .unwrap();
+    let rolled = promotion::rollback(
+        store,
+        &v2,
+        "greet",
+        "production",
+        None,
+        Actor::local("dev"),
+        2_600,
+    )
+    .await
+    .unwrap();
     round_trip(&rolled);
     let rows = promotion::releases(store, "greet", "production")
         .await
@@ -318,4 +349,106 @@ async fn a_deploy_that_names_its_versions_deploys_exactly_those_or_nothing() {
     .await
     .expect("the versions match");
     assert_eq!(deployed.changes[0].to.as_deref(), Some(id.as_str()));
+}
+
+const NOTIFY: &str = r#"name: notify
+trigger: { webhook: { path: notify } }
+steps:
+  - id: post
+    call: sink.request
+    with: { method: POST, path: /notify, json: { name: "{{ trigger.body.name }}" } }
+    retry: { attempts: 3, backoff: 1s }
+"#;
+
+const NOTIFY_ANSWERED: &str = r#"trigger: { body: { name: ada } }
+stubs:
+  sink.request: { respond: { status: 200, body: {} } }
+expect:
+  status: succeeded
+  path: [post]
+"#;
+
+/// The one scenario that takes the retry: the first attempt times out.
+const NOTIFY_RETRIED: &str = r#"trigger: { body: { name: ada } }
+stubs:
+  sink.request:
+    - fail: timeout
+    - respond: { status: 200, body: {} }
+expect:
+  status: succeeded
+  path: [post]
+"#;
+
+/// Issue 12, point 8: a policy asking for every failure path covered let through a
+/// workflow whose scenarios covered 0 of its 1 (the verdict never read coverage).
+#[tokio::test]
+async fn a_workflow_with_0_of_1_failure_paths_covered_is_not_promoted() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let manifest = MANIFEST.replace(
+        "require: { tests: pass, parity: clean, approvals: 1 }",
+        "require: { tests: { pass: true, branches: 1.0, failure_paths: 1.0 }, parity: clean, approvals: 1 }",
+    );
+    let project_with = |scenarios: &[(&str, &str)]| {
+        let mut files = vec![
+            SourceFile::new("airlock.yaml", manifest.as_str()),
+            SourceFile::new("workflows/notify.yaml", NOTIFY),
+        ];
+        files.extend(
+            scenarios
+                .iter()
+                .map(|(name, text)| SourceFile::new(format!("tests/notify/{name}.yaml"), *text)),
+        );
+        let loaded = load(files);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded.project
+    };
+
+    let untested_retry = project_with(&[("answered", NOTIFY_ANSWERED)]);
+    record_evidence(store, &untested_retry, 1_000).await;
+    let recorded = evidence::list(store, "notify", None).await.unwrap();
+    let summary = &recorded.evidence[0].evidence.summary;
+    assert_eq!(
+        summary["coverage"]["failure_paths"],
+        serde_json::json!({ "covered": 0, "total": 1, "percent": 0.0, "ratio": 0.0 }),
+        "the evidence carries the counts and the ratio"
+    );
+    deploy::deploy(store, &untested_retry, "staging", None, "dev", 1_100)
+        .await
+        .unwrap();
+    let refused = promote_as_dev(store, &untested_retry, "notify", 1_200).await;
+    assert!(!refused.opened && refused.request.is_none(), "{refused:?}");
+    let unmet: Vec<(&str, &str)> = refused
+        .verdict
+        .checks
+        .iter()
+        // Approvals come after the request opens; everything else must hold first.
+        .filter(|c| !c.met && c.requirement != "approvals")
+        .map(|c| (c.requirement.as_str(), c.actual.as_str()))
+        .collect();
+    assert_eq!(
+        unmet,
+        [(
+            "failure_paths",
+            "failure paths covered 0 of 1 (0%), required 100%"
+        )]
+    );
+
+    // A scenario that takes the retry covers it: the same hash, tested again, goes ahead.
+    let covered = project_with(&[("answered", NOTIFY_ANSWERED), ("retried", NOTIFY_RETRIED)]);
+    record_evidence(store, &covered, 2_000).await;
+    let opened = promote_as_dev(store, &covered, "notify", 2_100).await;
+    assert!(opened.opened, "{:?}", opened.verdict);
+    assert!(
+        opened
+            .verdict
+            .checks
+            .iter()
+            .any(|c| c.requirement == "failure_paths"
+                && c.met
+                && c.actual == "failure paths covered 1 of 1 (100%), required 100%"),
+        "{:?}",
+        opened.verdict
+    );
 }

@@ -77,6 +77,7 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(set_secret))
         .routes(routes!(check_bindings))
         .routes(routes!(audit_log))
+        .routes(routes!(audit_head))
         .routes(routes!(whoami))
         .routes(routes!(crate::promotion_api::deploy))
         .routes(routes!(crate::promotion_api::promote))
@@ -88,6 +89,12 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(crate::promotion_api::diff))
         .routes(routes!(crate::promotion_api::evidence))
         .routes(routes!(crate::promotion_api::validate))
+        .routes(routes!(crate::promotion_api::disable))
+        .routes(routes!(crate::promotion_api::enable))
+        .routes(routes!(crate::promotion_api::promotions))
+        .routes(routes!(crate::promotion_api::withdraw))
+        .routes(routes!(crate::promotion_api::config_status))
+        .routes(routes!(crate::promotion_api::config_promote))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -351,6 +358,7 @@ async fn approve_step(
             run: &id,
             step: &step,
             approver: &caller.name,
+            via: airlock_ops::Via::Token,
             approved,
             comment: body.and_then(|b| b.comment),
             now: app.clock.now(),
@@ -371,7 +379,9 @@ async fn deployments(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     auth::require(&app, &headers, &environment, Action::Read, "deployments").await?;
-    let deployments = app.store.deployments(Some(&environment)).await?;
+    let mut deployments = app.store.deployments(Some(&environment)).await?;
+    // The released configuration is not a workflow: `GET …/config` shows it.
+    deployments.retain(|d| d.workflow != airlock_core::config::CONFIG_SUBJECT);
     Ok(Json(json!({ "deployments": deployments })))
 }
 
@@ -437,8 +447,11 @@ async fn check_bindings(
     headers: HeaderMap,
 ) -> Result<Json<airlock_ops::check::CheckReport>, ApiError> {
     // Deployer rather than runner: see `Action::Check`.
-    auth::require(&app, &headers, &environment, Action::Check, "check").await?;
-    let project = crate::promotion_api::project(&app).await?;
+    let caller_name = auth::require(&app, &headers, &environment, Action::Check, "check")
+        .await?
+        .name;
+    let mut project = crate::promotion_api::project(&app).await?;
+    project.manifest = (*app.manifest).clone();
     // Connectors of their own, built now: the check reads the secrets as they are now and
     // neither warms nor shares the engine's cached connectors. The bindings are those of
     // the manifest the server runs with.
@@ -449,12 +462,13 @@ async fn check_bindings(
         app.keyring.clone(),
         app.clock.clone(),
     );
-    let report = airlock_ops::check::check(
+    let report = airlock_ops::check::check_and_record(
         &*app.store,
         &runtime,
-        &app.manifest,
-        &project.workflows,
+        &project,
         &environment,
+        &caller_name,
+        app.clock.now(),
     )
     .await?;
     Ok(Json(report))
@@ -485,6 +499,7 @@ async fn set_secret(
             name: &name,
             value: &value,
             actor: &caller.name,
+            via: airlock_ops::Via::Token,
             now: app.clock.now(),
         },
     )
@@ -511,4 +526,20 @@ async fn audit_log(
     auth::require(&app, &headers, &environment, Action::Read, "audit").await?;
     let events = airlock_ops::audit_events(&*app.store, &app.manifest, Some(&environment)).await?;
     Ok(Json(json!({ "events": events })))
+}
+
+/// The audit chain's head: the newest event's sequence number and hash, what `airlock audit
+/// head` prints and `airlock audit verify --expect SEQ:HASH` checks a chain against later.
+/// The chain is one for every environment, so any token that may read its own
+/// environment may read it (a viewer's).
+#[utoipa::path(get, path = "/api/v1/audit/head", tag = "api",
+    security(("token" = [])),
+    responses((status = 200, description = "The newest event, or null for an empty log",
+        body = airlock_ops::audit_chain::Head)))]
+async fn audit_head(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<airlock_ops::audit_chain::Head>, ApiError> {
+    auth::require_reader(&app, &headers, "audit").await?;
+    Ok(Json(airlock_ops::audit_chain::head(&*app.store).await?))
 }

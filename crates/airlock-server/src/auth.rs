@@ -256,6 +256,24 @@ pub(crate) async fn limit_failed_authentications(
     slowed
 }
 
+/// Authenticates a caller that may read its own environment: for what belongs to no one
+/// environment (a workflow's evidence, the audit chain's head), which any reader may see.
+pub(crate) async fn require_reader(
+    app: &App,
+    headers: &HeaderMap,
+    subject: &str,
+) -> Result<Caller, ApiError> {
+    let caller = caller(app, headers).await?;
+    require(
+        app,
+        headers,
+        &caller.grant.environment,
+        Action::Read,
+        subject,
+    )
+    .await
+}
+
 /// How long an opened signing secret is kept in memory: a rotated secret takes effect
 /// within this time, and a burst of deliveries opens it once.
 const SECRET_TTL: Duration = Duration::from_secs(5);

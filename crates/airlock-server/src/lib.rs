@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod anchor;
 mod api;
 mod auth;
 mod completions;
@@ -64,6 +65,20 @@ pub struct ServerOptions {
     pub retain: Option<Duration>,
     /// How often retention runs.
     pub retention_every: Duration,
+    /// Where and how often the audit chain's head is written, as an anchor kept outside
+    /// the store (none when `None`; see `ops::audit_chain`).
+    pub audit_anchor: Option<AuditAnchor>,
+}
+
+/// `serve --audit-anchor-file PATH --audit-anchor-every D`: the audit chain's head written
+/// to `file` at start and then every `every`, so that a chain later cut short is detected
+/// (`airlock audit verify --expect "$(cat PATH)"`).
+#[derive(Debug, Clone)]
+pub struct AuditAnchor {
+    /// The file, replaced whole each time (temporary file and rename).
+    pub file: PathBuf,
+    /// How often.
+    pub every: Duration,
 }
 
 impl Default for ServerOptions {
@@ -78,6 +93,7 @@ impl Default for ServerOptions {
             schedule_tick: Duration::from_secs(1),
             retain: None,
             retention_every: Duration::from_secs(600),
+            audit_anchor: None,
         }
     }
 }
@@ -315,6 +331,11 @@ impl Server {
             let stop = stop_rx.clone();
             let every = options.retention_every;
             background.spawn(async move { retention::run(app, retain, every, stop).await });
+        }
+        if let Some(anchor) = options.audit_anchor.clone() {
+            let app = app.clone();
+            let stop = stop_rx.clone();
+            background.spawn(async move { anchor::run(app, anchor, stop).await });
         }
         app.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");

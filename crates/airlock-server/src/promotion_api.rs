@@ -157,12 +157,16 @@ pub(crate) async fn promote(
         &workflow,
         &body.from,
         &body.to,
-        &caller.name,
+        ops::Actor::token(&caller.name),
         body.freeze_exception.as_deref(),
         app.clock.now(),
     )
     .await?;
     let mut answer = to_json(&promotion)?;
+    // Nothing to do, or the request open already for this version: nothing new, 200.
+    if promotion.nothing_to_do || (!promotion.opened && promotion.request.is_some()) {
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
     if !promotion.opened {
         if let Value::Object(map) = &mut answer {
             let unmet: Vec<&str> = promotion
@@ -228,7 +232,7 @@ async fn decide(
         &*app.store,
         &project,
         id,
-        &caller.name,
+        ops::Actor::token(&caller.name),
         approve,
         reason.as_deref(),
         app.clock.now(),
@@ -334,7 +338,7 @@ pub(crate) async fn rollback(
         &workflow,
         &environment,
         to.as_deref(),
-        &caller.name,
+        ops::Actor::token(&caller.name),
         app.clock.now(),
     )
     .await?;
@@ -368,6 +372,10 @@ pub(crate) async fn releases(
 pub(crate) struct ReadinessQuery {
     /// Only this workflow.
     workflow: Option<String>,
+    /// Check the target's bindings now, from the server's side, first (needs `check`'s
+    /// role: deployer or admin).
+    #[serde(default)]
+    check: bool,
 }
 
 /// The readiness checklist per workflow, judged on the policy's promotion path: what was
@@ -388,10 +396,23 @@ pub(crate) async fn readiness(
     auth::require(&app, &headers, &environment, Action::Read, "readiness").await?;
     let project = project(&app).await?;
     ops::environment(&project.manifest, &environment)?;
+    let runtime = if query.check {
+        auth::require(&app, &headers, &environment, Action::Check, "check").await?;
+        Some(airlock_engine::ProjectRuntime::new(
+            app.store.clone(),
+            (*app.manifest).clone(),
+            app.root.clone(),
+            app.keyring.clone(),
+            app.clock.clone(),
+        ))
+    } else {
+        None
+    };
     let checklist = ops::readiness::readiness(
         &*app.store,
         &project,
         query.workflow.as_deref(),
+        runtime.as_ref().map(|r| r as &dyn airlock_engine::Runtime),
         app.clock.now(),
     )
     .await?;
@@ -429,7 +450,7 @@ pub(crate) async fn diff(
     // (shared credentials are flagged by keyed fingerprint).
     auth::require(&app, &headers, &to, Action::Read, "diff").await?;
     let project = project(&app).await?;
-    let diff = ops::diff::diff(&*app.store, &project, &from, &to).await?;
+    let diff = ops::diff::diff(&*app.store, &project, &from, &to, app.clock.now()).await?;
     Ok(Json(to_json(&diff)?))
 }
 
@@ -453,15 +474,7 @@ pub(crate) async fn evidence(
     Query(query): Query<EvidenceQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = auth::caller(&app, &headers).await?;
-    auth::require(
-        &app,
-        &headers,
-        &caller.grant.environment,
-        Action::Read,
-        &workflow,
-    )
-    .await?;
+    auth::require_reader(&app, &headers, &workflow).await?;
     let list = ops::evidence::list(&*app.store, &workflow, query.version.as_deref()).await?;
     Ok(Json(to_json(&list)?))
 }
@@ -487,4 +500,198 @@ pub(crate) async fn validate(
     let loaded = load(&app).await?;
     let validation = ops::validate::validate(&loaded);
     Ok(Json(to_json(&validation)?))
+}
+
+/// Takes a workflow out of the environment: its triggers stop, runs in flight finish;
+/// recorded as a release (`disable`).
+#[utoipa::path(post, path = "/api/v1/environments/{environment}/workflows/{workflow}/disable",
+    tag = "promotion", security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"),
+           ("workflow" = String, Path, description = "The workflow")),
+    responses((status = 200, description = "The disable release", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 409, description = "It does not run there", body = ErrorBody)))]
+pub(crate) async fn disable(
+    State(app): State<Arc<App>>,
+    Path((environment, workflow)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::Rollback, &workflow).await?;
+    let project = project(&app).await?;
+    let release = ops::promotion::disable(
+        &*app.store,
+        &project,
+        &workflow,
+        &environment,
+        ops::Actor::token(&caller.name),
+        app.clock.now(),
+    )
+    .await?;
+    app.routes.refresh(&app).await?;
+    Ok(Json(to_json(&release)?))
+}
+
+/// Brings a disabled workflow back: at once in an unprotected environment, through the
+/// gate (a request) in a protected one.
+#[utoipa::path(post, path = "/api/v1/environments/{environment}/workflows/{workflow}/enable",
+    tag = "promotion", security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment"),
+           ("workflow" = String, Path, description = "The workflow")),
+    responses((status = 200, description = "The release, or the request and its verdict", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 409, description = "It is not disabled", body = ErrorBody)))]
+pub(crate) async fn enable(
+    State(app): State<Arc<App>>,
+    Path((environment, workflow)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::Promote, &workflow).await?;
+    let project = project(&app).await?;
+    let enabling = ops::promotion::enable(
+        &*app.store,
+        &project,
+        &workflow,
+        &environment,
+        ops::Actor::token(&caller.name),
+        app.clock.now(),
+    )
+    .await?;
+    if enabling.release.is_some() {
+        app.routes.refresh(&app).await?;
+    }
+    Ok(Json(to_json(&enabling)?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct PromotionsQuery {
+    /// Only requests of this status: open, released, rejected, withdrawn, expired.
+    status: Option<String>,
+    /// Only requests into this environment (default: the token's).
+    env: Option<String>,
+}
+
+/// The promotion requests into an environment, newest first, with each open one's verdict
+/// now: the approvers' inbox.
+#[utoipa::path(get, path = "/api/v1/promotions", tag = "promotion", security(("token" = [])),
+    params(PromotionsQuery),
+    responses((status = 200, description = "Requests, newest first", body = Object),
+              (status = 400, description = "An unknown status", body = ErrorBody),
+              (status = 403, description = "Not allowed", body = ErrorBody)))]
+pub(crate) async fn promotions(
+    State(app): State<Arc<App>>,
+    Query(query): Query<PromotionsQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::caller(&app, &headers).await?;
+    let environment = query
+        .env
+        .unwrap_or_else(|| caller.grant.environment.clone());
+    auth::require(&app, &headers, &environment, Action::Read, "promotions").await?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(airlock_store::RequestStatus::parse(text).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown status `{text}`: open, released, rejected, withdrawn or expired"
+            ))
+        })?),
+    };
+    let project = project(&app).await?;
+    let rows = ops::promotion::list(
+        &*app.store,
+        &project,
+        status,
+        Some(&environment),
+        app.clock.now(),
+    )
+    .await?;
+    Ok(Json(
+        json!({ "environment": environment, "requests": to_json(&rows)? }),
+    ))
+}
+
+/// The author takes their open request back.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/withdraw", tag = "promotion",
+    security(("token" = [])),
+    params(("id" = String, Path, description = "The promotion request")),
+    responses((status = 200, description = "Withdrawn: the request", body = Object),
+              (status = 403, description = "Not the request's author", body = ErrorBody),
+              (status = 404, description = "No such request", body = ErrorBody),
+              (status = 409, description = "The request is not open", body = ErrorBody)))]
+pub(crate) async fn withdraw(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::caller(&app, &headers).await?;
+    let request = ops::promotion::request(&*app.store, &id).await?;
+    let caller = auth::require(
+        &app,
+        &headers,
+        &request.request.to_environment,
+        Action::Promote,
+        &id,
+    )
+    .await?;
+    let project = project(&app).await?;
+    let withdrawn = ops::promotion::withdraw(
+        &*app.store,
+        &project,
+        &id,
+        ops::Actor::token(&caller.name),
+        app.clock.now(),
+    )
+    .await?;
+    Ok(Json(to_json(&withdrawn)?))
+}
+
+/// The environment's configuration: released against the server's working copy, with
+/// what a configuration promotion would change.
+#[utoipa::path(get, path = "/api/v1/environments/{environment}/config", tag = "promotion",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The environment")),
+    responses((status = 200, description = "Released and working ids, and the diff", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody)))]
+pub(crate) async fn config_status(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::require(&app, &headers, &environment, Action::Read, "config").await?;
+    let project = project(&app).await?;
+    let status = ops::config::status(&*app.store, &project.manifest, &environment).await?;
+    Ok(Json(to_json(&status)?))
+}
+
+/// Opens a request to make a protected environment run the working copy's configuration
+/// (bindings, egress, approvers, secrets declared, differences and rules into it).
+#[utoipa::path(post, path = "/api/v1/environments/{environment}/config/promote", tag = "promotion",
+    security(("token" = [])),
+    params(("environment" = String, Path, description = "The protected environment")),
+    responses((status = 201, description = "Opened: the request, its verdict and the diff", body = Object),
+              (status = 200, description = "Nothing to do, or the request already open", body = Object),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 409, description = "The approval rule cannot be met (the verdict says why)", body = Object)))]
+pub(crate) async fn config_promote(
+    State(app): State<Arc<App>>,
+    Path(environment): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = auth::require(&app, &headers, &environment, Action::Promote, "config").await?;
+    let project = project(&app).await?;
+    let promotion = ops::config::promote(
+        &*app.store,
+        &project,
+        &environment,
+        ops::Actor::token(&caller.name),
+        app.clock.now(),
+    )
+    .await?;
+    let status = if promotion.opened {
+        StatusCode::CREATED
+    } else if promotion.nothing_to_do || promotion.request.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((status, Json(to_json(&promotion)?)).into_response())
 }

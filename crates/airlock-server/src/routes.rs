@@ -61,6 +61,9 @@ impl RouteTable {
         for environment in &app.manifest.environments {
             let environment = environment.name.value.as_str();
             for deployment in app.store.deployments(Some(environment)).await? {
+                if deployment.workflow == airlock_core::config::CONFIG_SUBJECT {
+                    continue;
+                }
                 let Some(definition) = self.definition(app, &deployment.version).await? else {
                     continue;
                 };

@@ -508,6 +508,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/api/v1/environments/staging/check"),
     ("GET", "/api/v1/environments/staging/audit"),
+    ("GET", "/api/v1/audit/head"),
     ("POST", "/api/v1/environments/staging/deploy"),
     ("POST", "/api/v1/workflows/order-intake/promotions"),
     ("POST", "/api/v1/promotions/req_0/approve"),
@@ -653,6 +654,7 @@ async fn openapi_json_lists_every_route_the_router_answers() {
         "/api/v1/environments/{environment}/secrets/{name}",
         "/api/v1/environments/{environment}/check",
         "/api/v1/environments/{environment}/audit",
+        "/api/v1/audit/head",
         "/api/v1/environments/{environment}/deploy",
         "/api/v1/workflows/{workflow}/promotions",
         "/api/v1/promotions/{id}/approve",
@@ -663,14 +665,20 @@ async fn openapi_json_lists_every_route_the_router_answers() {
         "/api/v1/diff",
         "/api/v1/workflows/{workflow}/evidence",
         "/api/v1/validate",
+        "/api/v1/environments/{environment}/workflows/{workflow}/disable",
+        "/api/v1/environments/{environment}/workflows/{workflow}/enable",
+        "/api/v1/promotions",
+        "/api/v1/promotions/{id}/withdraw",
+        "/api/v1/environments/{environment}/config",
+        "/api/v1/environments/{environment}/config/promote",
     ] {
         assert!(
             paths.contains(&expected),
             "{expected} is not documented: {paths:?}"
         );
     }
-    // 26 paths and no other: a route added without a test here is noticed.
-    assert_eq!(paths.len(), 26, "{paths:?}");
+    // 33 paths and no other: a route added without a test here is noticed.
+    assert_eq!(paths.len(), 33, "{paths:?}");
     assert!(
         answer.body["components"]["securitySchemes"]["token"].is_object(),
         "the bearer scheme is documented"
@@ -1963,6 +1971,8 @@ async fn promote_opens_a_request_when_the_gate_is_met_and_waits_for_the_approval
         checks,
         [
             ("tests", true),
+            ("branches", true),
+            ("failure_paths", true),
             ("parity", true),
             ("staging_runs", true),
             ("approvals", false),
@@ -2153,10 +2163,12 @@ async fn approvals_by_both_production_approvers_release_the_version_to_productio
 }
 
 #[tokio::test]
-async fn approve_by_the_requests_author_is_403() {
+async fn a_finance_promotion_by_one_of_its_two_approvers_is_refused_as_unmeetable_naming_who_can_approve()
+ {
     let served = Served::starter().await;
     served.ready_to_promote().await;
-    // The ops lead, an admin of production, opens the request and cannot then approve it.
+    // Finance needs 2 approvals, production has exactly 2 approvers, and the author
+    // cannot approve: a request by the ops lead could never pass, and says so.
     let lead = served.token("production", "admin", "ops-lead").await;
     let opened = served
         .post(
@@ -2165,8 +2177,52 @@ async fn approve_by_the_requests_author_is_403() {
             json!({ "from": "staging", "to": "production" }),
         )
         .await;
-    assert_eq!(opened.status, StatusCode::CREATED, "{opened:?}");
-    let request = opened.body["request"]["id"].as_str().unwrap();
+    assert_eq!(opened.status, StatusCode::CONFLICT, "{opened:?}");
+    let unmet = opened.body["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["requirement"] == "approvable")
+        .expect("the unmeetable rule is a check")
+        .clone();
+    assert_eq!(unmet["met"], false);
+    assert!(
+        unmet["actual"].as_str().unwrap().contains("only 1 (cfo)"),
+        "{unmet}"
+    );
+    assert!(
+        unmet["required"].as_str().unwrap().contains("ops-lead"),
+        "{unmet}"
+    );
+    assert!(served.store.requests(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn approve_by_the_requests_author_is_403() {
+    let served = Served::starter().await;
+    served.ready_to_promote().await;
+    // A request the ops lead opened (when a rule let them) they cannot then approve.
+    let staged = served
+        .store
+        .deployment("staging", "order-intake")
+        .await
+        .unwrap()
+        .unwrap();
+    served
+        .store
+        .open_request(&airlock_store::NewPromotionRequest {
+            id: "req_by_lead".into(),
+            workflow: "order-intake".into(),
+            version: staged.version,
+            from_environment: "staging".into(),
+            to_environment: "production".into(),
+            author: "ops-lead".into(),
+            created_at: served.clock.now(),
+        })
+        .await
+        .unwrap();
+    let request = "req_by_lead";
+    let lead = served.token("production", "admin", "ops-lead").await;
     let answer = served
         .post(
             &format!("/api/v1/promotions/{request}/approve"),
@@ -2370,8 +2426,6 @@ async fn rollback_with_nothing_to_roll_back_to_is_409_and_to_an_unknown_release_
     assert_refused(&never, StatusCode::CONFLICT);
 
     served.release_to_production().await;
-    let first = served.post(uri, &deployer, json!({})).await;
-    assert_refused(&first, StatusCode::CONFLICT);
     let unknown = served
         .post(uri, &deployer, json!({ "to": "rel_nothing" }))
         .await;
@@ -2385,6 +2439,30 @@ async fn rollback_with_nothing_to_roll_back_to_is_409_and_to_an_unknown_release_
             .len(),
         1,
         "no rollback release was made"
+    );
+    // The rollback of a first release takes the workflow out of production.
+    let first = served.post(uri, &deployer, json!({})).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert_eq!(first.body["release"]["kind"], "disable");
+    assert!(first.body["restored"].is_null());
+    assert!(
+        served
+            .store
+            .deployment("production", "order-intake")
+            .await
+            .unwrap()
+            .is_none(),
+        "its triggers stop"
+    );
+    // A disabled workflow is brought back by `enable`, through the gate: not by a rollback.
+    let again = served.post(uri, &deployer, json!({})).await;
+    assert_refused(&again, StatusCode::CONFLICT);
+    assert!(
+        again.body["help"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("enable"),
+        "{again:?}"
     );
 }
 
@@ -2544,7 +2622,7 @@ async fn validate_answers_ok_for_the_starter_and_each_problem_positioned_otherwi
         json!(["credit-review", "order-intake"])
     );
     assert_eq!(valid.body["environments"], json!(["staging", "production"]));
-    assert_eq!(valid.body["scenarios"], 7);
+    assert_eq!(valid.body["scenarios"], 8);
 
     served.files.replace(
         "workflows/order-intake.yaml",
@@ -2754,6 +2832,27 @@ async fn a_webhook_delivery_larger_than_the_hooks_limit_is_413() {
     );
 }
 
+#[tokio::test]
+async fn audit_head_answers_the_newest_event_to_a_viewer_of_any_environment() {
+    let served = Served::starter().await;
+    let viewer = served.token("production", "viewer", "auditor").await;
+    served.deploy_staging().await;
+    let log = served.store.audit_log().await.unwrap();
+    let newest = log.last().expect("the deploy was audited");
+    let answer = served.get("/api/v1/audit/head", Some(&viewer)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({
+            "head": { "seq": newest.seq, "hash": newest.hash },
+            "anchor": format!("{}:{}", newest.seq, newest.hash),
+        })
+    );
+    // Reading the head is not an event: asking again answers the same.
+    let again = served.get("/api/v1/audit/head", Some(&viewer)).await;
+    assert_eq!(again.body, answer.body);
+}
+
 // ---------------------------------------------------------------------------------------
 // A store on a full disk: every write refused, every read answered.
 
@@ -2916,6 +3015,15 @@ mod full_disk {
         async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
             self.inner.approvals(request).await
         }
+        async fn close_request(
+            &self,
+            id: &str,
+            status: RequestStatus,
+            at: Timestamp,
+        ) -> Result<()> {
+            self.write()?;
+            self.inner.close_request(id, status, at).await
+        }
         async fn release(&self, release: &NewRelease) -> Result<Release> {
             self.write()?;
             self.inner.release(release).await
@@ -2932,6 +3040,9 @@ mod full_disk {
         }
         async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
             self.inner.audit_log().await
+        }
+        async fn audit_head(&self) -> Result<Option<AuditHead>> {
+            self.inner.audit_head().await
         }
         async fn create_token(&self, token: &NewApiToken) -> Result<ApiToken> {
             self.write()?;

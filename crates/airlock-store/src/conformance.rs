@@ -19,9 +19,9 @@ use serde_json::json;
 use crate::{ApiToken, NewApiToken};
 
 use crate::{
-    AuditEvent, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry, NewRun,
-    NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus, SealedSecret, Settlement,
-    StepDecision, StepStatus, Store, Timestamp, WorkflowVersion, verify_audit_chain,
+    AuditEvent, AuditHead, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry,
+    NewRun, NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus, SealedSecret,
+    Settlement, StepDecision, StepStatus, Store, Timestamp, WorkflowVersion, verify_audit_chain,
 };
 
 /// The name of every property, in the order [`run_all`] runs them.
@@ -51,12 +51,15 @@ pub const PROPERTIES: &[&str] = &[
     "secrets_are_scoped_to_their_environment",
     "test_records_per_environment",
     "audit_log_is_a_hash_chain",
+    "audit_head_is_the_newest_event",
     "concurrent_claims_are_exclusive",
     "concurrent_commits_keep_one_journal_order",
     "concurrent_audit_appends_form_one_chain",
     "evidence_is_bound_to_a_version",
-    "a_request_is_decided_once_per_approver",
+    "each_approver_has_one_decision_they_may_change",
     "a_release_links_to_the_previous_and_deploys",
+    "an_open_request_is_withdrawn_or_expires_once",
+    "a_disable_release_takes_the_workflow_out",
     "concurrent_releases_one_wins",
     "tokens_are_found_by_hash_until_revoked",
     "token_names_are_unique_among_live_tokens",
@@ -97,12 +100,15 @@ where
     secrets_are_scoped_to_their_environment(make().await).await;
     test_records_per_environment(make().await).await;
     audit_log_is_a_hash_chain(make().await).await;
+    audit_head_is_the_newest_event(make().await).await;
     concurrent_claims_are_exclusive(make().await).await;
     concurrent_commits_keep_one_journal_order(make().await).await;
     concurrent_audit_appends_form_one_chain(make().await).await;
     evidence_is_bound_to_a_version(make().await).await;
-    a_request_is_decided_once_per_approver(make().await).await;
+    each_approver_has_one_decision_they_may_change(make().await).await;
     a_release_links_to_the_previous_and_deploys(make().await).await;
+    an_open_request_is_withdrawn_or_expires_once(make().await).await;
+    a_disable_release_takes_the_workflow_out(make().await).await;
     concurrent_releases_one_wins(make().await).await;
     tokens_are_found_by_hash_until_revoked(make().await).await;
     token_names_are_unique_among_live_tokens(make().await).await;
@@ -1957,6 +1963,37 @@ pub async fn audit_log_is_a_hash_chain<S: Store>(store: S) {
     );
 }
 
+/// The head is the newest event's sequence number and hash after every append, and
+/// nothing before the first.
+pub async fn audit_head_is_the_newest_event<S: Store>(store: S) {
+    assert_eq!(
+        store.audit_head().await.expect("audit_head"),
+        None,
+        "an empty log has no head"
+    );
+    for n in 1..=3 {
+        let stored = store.audit(&audit_event("ana", n)).await.expect("audit");
+        assert_eq!(
+            store.audit_head().await.expect("audit_head"),
+            Some(AuditHead {
+                seq: stored.seq,
+                hash: stored.hash.clone(),
+            }),
+            "the head after event {n} is that event"
+        );
+    }
+    let log = store.audit_log().await.expect("audit_log");
+    let newest = log.last().expect("three events");
+    assert_eq!(
+        store.audit_head().await.expect("audit_head"),
+        Some(AuditHead {
+            seq: newest.seq,
+            hash: newest.hash.clone(),
+        }),
+        "the head is the log's last event"
+    );
+}
+
 // ---------------------------------------------------------------- concurrency
 
 /// Eight workers claiming in a loop over 500 queued runs: each run is claimed exactly once.
@@ -2225,9 +2262,10 @@ pub async fn evidence_is_bound_to_a_version<S: Store>(store: S) {
     );
 }
 
-/// Each approver decides once; a rejection closes the request; a closed request takes
-/// no more decisions.
-pub async fn a_request_is_decided_once_per_approver<S: Store>(store: S) {
+/// Each approver has one decision per request, which they may change while it is open
+/// (the newest counts); a rejection closes the request; a closed request takes no more
+/// decisions.
+pub async fn each_approver_has_one_decision_they_may_change<S: Store>(store: S) {
     store
         .open_request(&request_of("req1", "v1", "dev"))
         .await
@@ -2250,11 +2288,13 @@ pub async fn a_request_is_decided_once_per_approver<S: Store>(store: S) {
         .decide_request(&yes("ops", 11))
         .await
         .expect("first approval");
-    assert!(
-        matches!(
-            store.decide_request(&yes("ops", 12)).await,
-            Err(Error::Conflict(_))
-        ),
+    store
+        .decide_request(&yes("ops", 12))
+        .await
+        .expect("the same approver again");
+    assert_eq!(
+        store.approvals("req1").await.expect("approvals").len(),
+        1,
         "one decision per approver"
     );
     store
@@ -2315,6 +2355,90 @@ pub async fn a_request_is_decided_once_per_approver<S: Store>(store: S) {
     ));
     let listed = store.requests(Some("order")).await.expect("list");
     assert_eq!(listed.len(), 2);
+}
+
+/// An open request closes once, as withdrawn or expired; a closed one is a conflict, an
+/// unknown one not found.
+pub async fn an_open_request_is_withdrawn_or_expires_once<S: Store>(store: S) {
+    for (id, status) in [
+        ("req1", crate::RequestStatus::Withdrawn),
+        ("req2", crate::RequestStatus::Expired),
+    ] {
+        store
+            .open_request(&request_of(id, "v1", "dev"))
+            .await
+            .expect("open");
+        store.close_request(id, status, 30).await.expect("close");
+        let closed = store.request(id).await.expect("read").expect("exists");
+        assert_eq!((closed.status, closed.closed_at), (status, Some(30)));
+        assert!(
+            matches!(
+                store.close_request(id, status, 31).await,
+                Err(Error::Conflict(_))
+            ),
+            "a closed request stays closed"
+        );
+        assert!(
+            matches!(
+                store
+                    .decide_request(&crate::Approval {
+                        request: id.into(),
+                        approver: "ops".into(),
+                        approved: true,
+                        reason: None,
+                        at: 32,
+                    })
+                    .await,
+                Err(Error::Conflict(_))
+            ),
+            "a closed request takes no decisions"
+        );
+    }
+    assert!(matches!(
+        store
+            .close_request("nope", crate::RequestStatus::Withdrawn, 30)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// A disable release takes the workflow out of the environment (no deployment) and is
+/// in its history; the next release brings it back.
+pub async fn a_disable_release_takes_the_workflow_out<S: Store>(store: S) {
+    store
+        .release(&release_of("rel1", "v1", None, None))
+        .await
+        .expect("first release");
+    let mut disable = release_of("rel2", "v1", None, Some("rel1"));
+    disable.kind = crate::ReleaseKind::Disable;
+    let disabled = store.release(&disable).await.expect("disable");
+    assert_eq!(disabled.previous.as_deref(), Some("rel1"));
+    assert!(
+        store
+            .deployment("production", "order")
+            .await
+            .expect("read")
+            .is_none(),
+        "a disabled workflow has no deployment"
+    );
+    let history = store
+        .releases("production", "order")
+        .await
+        .expect("history");
+    assert_eq!(history[0].release.kind, crate::ReleaseKind::Disable);
+    store
+        .release(&release_of("rel3", "v1", None, Some("rel2")))
+        .await
+        .expect("enable");
+    assert_eq!(
+        store
+            .deployment("production", "order")
+            .await
+            .expect("read")
+            .map(|d| d.version)
+            .as_deref(),
+        Some("v1")
+    );
 }
 
 /// A release becomes current: it links to the previous one, moves the deployment, and

@@ -25,7 +25,10 @@ pub mod sqlite;
 pub use model::*;
 // The model the store persists is the core's; it is re-exported so that a caller of the
 // trait names its arguments from one crate.
-pub use airlock_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent, verify_audit_chain};
+pub use airlock_core::audit::{
+    AnchorMismatch, AuditEvent, AuditHead, GENESIS_HASH, NewAuditEvent, check_anchor,
+    verify_audit_chain,
+};
 pub use airlock_core::release::{
     Approval, Deployment, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest,
     Release, ReleaseKind, RequestStatus, WorkflowVersion,
@@ -232,6 +235,9 @@ pub trait Store: Send + Sync + 'static {
     async fn decide_request(&self, approval: &Approval) -> Result<()>;
     /// The decisions on a request, in order.
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>>;
+    /// Closes an open request as `withdrawn` or `expired` (a request no longer open is a
+    /// `Conflict`, an unknown one `NotFound`).
+    async fn close_request(&self, id: &str, status: RequestStatus, at: Timestamp) -> Result<()>;
     /// Records a release and makes it current, in one transaction: checks that the
     /// current release is `expected_current` ([`Error::Conflict`] otherwise: another
     /// release won), links it to the previous one, points the environment's deployment
@@ -248,6 +254,10 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent>;
     /// The whole audit log, oldest first.
     async fn audit_log(&self) -> Result<Vec<AuditEvent>>;
+    /// The newest event's sequence number and hash (`None` for an empty log): one row
+    /// read by the primary key, whatever the log's length, so that a server can write
+    /// its anchor often and a release can carry it.
+    async fn audit_head(&self) -> Result<Option<AuditHead>>;
 
     // ---- API tokens ----
 

@@ -53,6 +53,7 @@ pub fn run(
                 run: run_id,
                 step,
                 approver,
+                via: ops::Via::Local,
                 approved: !reject,
                 comment: None,
                 now: workspace::now(),

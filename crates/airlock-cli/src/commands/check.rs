@@ -22,12 +22,13 @@ pub fn run(global: &Global, environment: &str) -> Result<ExitCode, CliError> {
             let workspace = Workspace::open(global)?;
             let project = workspace.project();
             workspace::runtime()?
-                .block_on(airlock_ops::check::check(
+                .block_on(airlock_ops::check::check_and_record(
                     &*workspace.store,
                     &workspace.connectors(),
-                    &project.manifest,
-                    &project.workflows,
+                    project,
                     environment,
+                    "cli",
+                    workspace::now(),
                 ))
                 .map_err(super::ops_error)?
         }

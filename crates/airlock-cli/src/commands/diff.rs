@@ -29,6 +29,7 @@ pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> 
                     workspace.project(),
                     from,
                     to,
+                    workspace::now(),
                 ))
                 .map_err(super::promote::ops_error)?
         }
@@ -37,6 +38,15 @@ pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> 
         crate::output::json(&serde_json::to_value(&diff).unwrap_or(Value::Null));
     } else {
         print(&diff.report);
+        for status in diff.configuration.iter().filter(|s| s.differs()) {
+            outln!(
+                "\nconfiguration of {}: it runs {} (released); the working copy is {}. A configuration promotion would change:",
+                status.environment,
+                ops::short(status.released.as_deref().unwrap_or_default()),
+                ops::short(&status.working)
+            );
+            super::promote::print_config_diff(&status.diff);
+        }
     }
     Ok(if diff.clean {
         ExitCode::SUCCESS

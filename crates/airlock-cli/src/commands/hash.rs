@@ -36,6 +36,15 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
         for w in &selected {
             outln!("{}  {}", version_id(&w.workflow), w.workflow.name.value);
         }
+        // Each environment's configuration is a version too (what `promote --config` moves).
+        if only.is_none() {
+            for env in &project.manifest.environments {
+                if let Some((id, _)) = airlock_core::config::of(&project.manifest, &env.name.value)
+                {
+                    outln!("{id}  configuration of {}", env.name.value);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -129,15 +129,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             deploy::run(global, environment, actor.as_deref())
         }
         Command::Promote {
+            workflow: None,
+            config: true,
+            to,
+            author,
+            ..
+        } => promote::promote_config(global, to, author.as_deref()),
+        Command::Promote {
             workflow,
             from,
             to,
             author,
             freeze_exception,
+            ..
         } => promote::promote(
             global,
             promote::Ask {
-                workflow,
+                workflow: workflow.as_deref().unwrap_or_default(),
                 from,
                 to,
                 author: author.as_deref(),
@@ -154,30 +162,59 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => promote::decide(global, request, approver.as_deref(), false, Some(reason)),
         Command::Rollback {
             workflow,
+            config,
             environment,
             target,
             actor,
         } => promote::rollback(
             global,
-            workflow,
+            &promote::subject(workflow.as_deref(), *config),
             environment,
             target.as_deref(),
             actor.as_deref(),
         ),
         Command::Releases {
             workflow,
+            config,
             environment,
-        } => promote::releases(global, workflow, environment),
+        } => promote::releases(
+            global,
+            &promote::subject(workflow.as_deref(), *config),
+            environment,
+        ),
+        Command::Promotions {
+            status,
+            environment,
+        } => promote::promotions(global, status.as_deref(), environment.as_deref()),
+        Command::Withdraw { request, author } => {
+            promote::withdraw(global, request, author.as_deref())
+        }
+        Command::Disable {
+            workflow,
+            environment,
+            actor,
+        } => promote::disable(global, workflow, environment, actor.as_deref()),
+        Command::Enable {
+            workflow,
+            environment,
+            actor,
+        } => promote::enable(global, workflow, environment, actor.as_deref()),
         Command::Diff { from, to } => diff::run(global, from, to),
-        Command::Readiness { workflow } => readiness::run(global, workflow.as_deref()),
+        Command::Readiness { workflow, check } => {
+            readiness::run(global, workflow.as_deref(), *check)
+        }
         Command::Audit {
             action: None,
             environment,
         } => audit::list(global, environment.as_deref()),
         Command::Audit {
-            action: Some(AuditAction::Verify),
+            action: Some(AuditAction::Verify { expect }),
             environment,
-        } => audit::verify(global, environment.as_deref()),
+        } => audit::verify(global, environment.as_deref(), expect.as_ref()),
+        Command::Audit {
+            action: Some(AuditAction::Head),
+            environment,
+        } => audit::head(global, environment.as_deref()),
     }
 }
 
@@ -232,9 +269,17 @@ fn reach(command: &Command) -> Reach {
         | Command::Reject { .. }
         | Command::Rollback { .. }
         | Command::Releases { .. }
+        | Command::Promotions { .. }
+        | Command::Withdraw { .. }
+        | Command::Disable { .. }
+        | Command::Enable { .. }
         | Command::Diff { .. }
         | Command::Readiness { .. }
-        | Command::Audit { action: None, .. } => Reach::Api,
+        | Command::Audit { action: None, .. }
+        | Command::Audit {
+            action: Some(AuditAction::Head),
+            ..
+        } => Reach::Api,
         Command::Resume { .. } => Reach::Refused {
             command: "resume",
             reason: "it finishes in this process the runs left in the local store; a server resumes its own runs when their leases expire",
@@ -280,12 +325,12 @@ fn reach(command: &Command) -> Reach {
             hint: "name both with --from and --to, without --server",
         },
         Command::Audit {
-            action: Some(AuditAction::Verify),
+            action: Some(AuditAction::Verify { .. }),
             ..
         } => Reach::Refused {
             command: "audit verify",
             reason: "it checks the whole hash chain, which links every environment's events, and the API answers one environment's",
-            hint: "run `airlock audit verify` where the store is (its folder, or --store URL); `airlock audit --server URL` lists your environment's events",
+            hint: "run `airlock audit verify` where the store is (its folder, or --store URL); `airlock audit head --server URL` gives an anchor to check it against",
         },
     }
 }
@@ -371,7 +416,7 @@ mod tests {
 
     #[test]
     fn commands_that_call_the_api_or_touch_no_store_accept_a_server() {
-        let accepted: [&[&str]; 25] = [
+        let accepted: [&[&str]; 26] = [
             // Touch no store (AIRLOCK_SERVER set in a shell must not get in their way).
             &["init", "somewhere"],
             &["quickstart"],
@@ -399,6 +444,7 @@ mod tests {
             &["diff", "staging", "production"],
             &["readiness"],
             &["audit"],
+            &["audit", "head"],
         ];
         for args in accepted {
             assert!(refusal(args).is_none(), "{args:?} refused --server");

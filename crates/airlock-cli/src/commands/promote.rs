@@ -9,8 +9,10 @@ use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
 use airlock_core::policy::Verdict;
-use airlock_ops::promotion::{Decision, Promotion, ReleaseRow, Rollback};
+use airlock_ops::config::ConfigPromotion;
+use airlock_ops::promotion::{Decision, Enabling, Promotion, ReleaseRow, RequestRow, Rollback};
 use airlock_ops::{self as ops, OpsError, short};
+use airlock_store::{PromotionRequest, Release};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -94,7 +96,7 @@ pub fn promote(global: &Global, ask: Ask<'_>) -> Result<ExitCode, CliError> {
                     workflow,
                     from,
                     to,
-                    author,
+                    ops::Actor::local(author),
                     freeze_exception,
                     workspace::now(),
                 ))
@@ -117,6 +119,16 @@ fn print_promotion(global: &Global, promotion: &Promotion, excepted: bool) -> Ex
         ..
     } = promotion;
     let version = short(&promotion.version);
+    if promotion.nothing_to_do {
+        if global.json {
+            crate::output::json(
+                &json!({ "workflow": workflow, "version": promotion.version, "nothing_to_do": true }),
+            );
+        } else {
+            outln!("nothing to do: {to} runs {workflow}@{version} already");
+        }
+        return ExitCode::SUCCESS;
+    }
     let Some(request) = &promotion.request else {
         if global.json {
             crate::output::json(
@@ -143,9 +155,16 @@ fn print_promotion(global: &Global, promotion: &Promotion, excepted: bool) -> Ex
             &json!({ "request": request, "verdict": promotion.verdict, "release": promotion.release }),
         );
     } else {
+        if !promotion.opened {
+            outln!(
+                "a request for {workflow}@{version} into {to} is open already (by {}):",
+                request.request.author
+            );
+        }
         outln!(
-            "promotion request {} · {workflow}@{version} · {from} → {to} · by {author}",
-            request.request.id
+            "promotion request {} · {workflow}@{version} · {from} → {to} · by {}",
+            request.request.id,
+            request.request.author
         );
         print_verdict(&promotion.verdict);
         if excepted
@@ -197,7 +216,7 @@ pub fn decide(
                     &*workspace.store,
                     workspace.project(),
                     request_id,
-                    approver,
+                    ops::Actor::local(approver),
                     approve,
                     reason,
                     workspace::now(),
@@ -212,6 +231,15 @@ pub fn decide(
 fn print_decision(global: &Global, decision: &Decision, approve: bool) {
     let id = &decision.request;
     let approver = &decision.approver;
+    if let (Some(earlier), false) = (decision.changed_from, global.json) {
+        outln!(
+            "{approver} changes their decision on {id} (was: {})",
+            match earlier {
+                ops::promotion::DecisionStatus::Approved => "approved",
+                ops::promotion::DecisionStatus::Rejected => "rejected",
+            }
+        );
+    }
     if !approve {
         if global.json {
             crate::output::json(&json!({ "request": id, "status": "rejected" }));
@@ -272,7 +300,7 @@ pub fn rollback(
                     workflow,
                     environment,
                     to,
-                    author.unwrap_or("cli"),
+                    ops::Actor::local(author.unwrap_or("cli")),
                     workspace::now(),
                 ))
                 .map_err(ops_error)?
@@ -280,16 +308,398 @@ pub fn rollback(
     };
     if global.json {
         crate::output::json(&rollback.release);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shown = shown_subject(workflow);
+    match &rollback.restored {
+        Some(restored) => {
+            let target = &restored.release;
+            outln!(
+                "rolled back {shown} in `{environment}` to {} ({}): new runs use {}; runs in flight finish on the version they started with",
+                target.id,
+                short(&target.version),
+                short(&target.version)
+            );
+        }
+        None => outln!(
+            "rolled back the first release of {shown} in `{environment}`: it is disabled there ({}); its triggers stop, runs in flight finish",
+            rollback.release.release.id
+        ),
+    }
+    if let Some(warning) = &rollback.warning {
+        outln!("warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The subject of `rollback` and `releases`: a workflow, or the configuration.
+pub fn subject(workflow: Option<&str>, config: bool) -> String {
+    if config {
+        airlock_core::config::CONFIG_SUBJECT.to_owned()
     } else {
-        let target = &rollback.restored.release;
+        workflow.unwrap_or_default().to_owned()
+    }
+}
+
+fn shown_subject(subject: &str) -> String {
+    if subject == airlock_core::config::CONFIG_SUBJECT {
+        "the configuration".to_owned()
+    } else {
+        format!("`{subject}`")
+    }
+}
+
+/// `promote --config --to ENV`.
+pub fn promote_config(
+    global: &Global,
+    environment: &str,
+    author: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let promotion: ConfigPromotion = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(author)?;
+            let answer = remote.post_answer(
+                &format!(
+                    "/api/v1/environments/{}/config/promote",
+                    segment(environment)
+                ),
+                json!({}),
+                |status, answer| {
+                    status == reqwest::StatusCode::CONFLICT && answer.get("verdict").is_some()
+                },
+            )?;
+            remote.decode(answer)?
+        }
+        None => {
+            let author = local_identity(author, "asks")?;
+            let workspace = Workspace::open(global)?;
+            workspace::runtime()?
+                .block_on(ops::config::promote(
+                    &*workspace.store,
+                    workspace.project(),
+                    environment,
+                    ops::Actor::local(author),
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
+    };
+    if global.json {
+        crate::output::json(&serde_json::to_value(&promotion).unwrap_or_default());
+        return Ok(if promotion.nothing_to_do || promotion.request.is_some() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_CHECK_FAILED)
+        });
+    }
+    let version = short(&promotion.version);
+    if promotion.nothing_to_do {
+        outln!("nothing to do: {environment} runs configuration {version} already");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_config_diff(&promotion.diff);
+    let code = match &promotion.request {
+        Some(request) => {
+            if !promotion.opened {
+                outln!("a request for this configuration is open already:");
+            }
+            outln!(
+                "configuration request {} · {environment} · {} → {version} · by {}",
+                request.request.id,
+                promotion.released.as_deref().map(short).unwrap_or("none"),
+                request.request.author
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            outln!("configuration promotion into {environment} refused:");
+            ExitCode::from(EXIT_CHECK_FAILED)
+        }
+    };
+    if let Some(verdict) = &promotion.verdict {
+        for check in &verdict.checks {
+            outln!(
+                "  {} {:<13} {} — {}",
+                if check.met { "✓" } else { "✗" },
+                check.requirement,
+                check.required,
+                check.actual
+            );
+        }
+    }
+    if let Some(request) = &promotion.request {
         outln!(
-            "rolled back `{workflow}` in `{environment}` to {} ({}): new runs use {}; runs in flight finish on the version they started with",
-            target.id,
-            short(&target.version),
-            short(&target.version)
+            "until it is released, {environment} keeps running configuration {}: `airlock approve {}` by an approver of {environment}, not {}",
+            promotion.released.as_deref().map(short).unwrap_or("none"),
+            request.request.id,
+            request.request.author
+        );
+    }
+    Ok(code)
+}
+
+/// A configuration diff, `-` what the environment runs, `+` the working copy.
+pub(crate) fn print_config_diff(diff: &[airlock_core::config::DiffLine]) {
+    for line in diff {
+        outln!("{}{}", line.sign, line.text);
+    }
+}
+
+/// `GET /api/v1/promotions`.
+#[derive(serde::Deserialize)]
+struct PromotionsPage {
+    requests: Vec<RequestRow>,
+}
+
+/// `promotions [--status S] [--env E]`.
+pub fn promotions(
+    global: &Global,
+    status: Option<&str>,
+    environment: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let parsed = match status {
+        None => None,
+        Some(text) => Some(airlock_store::RequestStatus::parse(text).ok_or_else(|| {
+            CliError::usage(
+                format!("unknown status `{text}`"),
+                Some("open, released, rejected, withdrawn or expired".into()),
+            )
+        })?),
+    };
+    let rows = match Remote::from_global(global)? {
+        Some(remote) => {
+            let environment = remote.listed_environment(environment, global.json, "requests")?;
+            let mut query = format!("/api/v1/promotions?env={}", segment(&environment));
+            if let Some(status) = status {
+                query.push_str(&format!("&status={}", segment(status)));
+            }
+            let page: PromotionsPage = remote.get(&query)?;
+            page.requests
+        }
+        None => {
+            let workspace = Workspace::open(global)?;
+            workspace::runtime()?
+                .block_on(ops::promotion::list(
+                    &*workspace.store,
+                    workspace.project(),
+                    parsed,
+                    environment,
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
+    };
+    if global.json {
+        crate::output::json(&serde_json::to_value(&rows).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        outln!(
+            "no promotion requests{}",
+            status.map(|s| format!(" {s}")).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "request",
+        "what",
+        "into",
+        "by",
+        "status",
+        "approvals",
+        "waits on",
+    ]);
+    for row in &rows {
+        let r = &row.request.request;
+        let what = if r.workflow == airlock_core::config::CONFIG_SUBJECT {
+            format!("configuration {}", short(&r.version))
+        } else {
+            format!("{}@{}", r.workflow, short(&r.version))
+        };
+        let approvals = row
+            .approvals
+            .iter()
+            .map(|a| format!("{} {}", if a.approved { "✓" } else { "✗" }, a.approver))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let waits = match &row.verdict {
+            Some(verdict) => verdict
+                .checks
+                .iter()
+                .filter(|c| !c.met)
+                .map(|c| format!("{}: {}", c.requirement, c.actual))
+                .collect::<Vec<_>>()
+                .join("; "),
+            None => String::new(),
+        };
+        table.add_row([
+            r.id.clone(),
+            what,
+            r.to_environment.clone(),
+            r.author.clone(),
+            match row.expires_at {
+                Some(at) => format!("open until {}", workspace::time(at)),
+                None => row.request.status.as_str().to_owned(),
+            },
+            approvals,
+            waits,
+        ]);
+    }
+    outln!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `withdraw REQUEST --as AUTHOR`.
+pub fn withdraw(
+    global: &Global,
+    request_id: &str,
+    author: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let request: PromotionRequest = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(author)?;
+            remote.post(
+                &format!("/api/v1/promotions/{}/withdraw", segment(request_id)),
+                json!({}),
+            )?
+        }
+        None => {
+            let author = local_identity(author, "withdraws")?;
+            let workspace = Workspace::open(global)?;
+            workspace::runtime()?
+                .block_on(ops::promotion::withdraw(
+                    &*workspace.store,
+                    workspace.project(),
+                    request_id,
+                    ops::Actor::local(author),
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
+    };
+    if global.json {
+        crate::output::json(&serde_json::to_value(&request).unwrap_or_default());
+    } else {
+        outln!(
+            "withdrew {} ({} into {}) by {}",
+            request.request.id,
+            shown_subject(&request.request.workflow),
+            request.request.to_environment,
+            request.request.author
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `disable W --env E`.
+pub fn disable(
+    global: &Global,
+    workflow: &str,
+    environment: &str,
+    actor: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let release: Release = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(actor)?;
+            remote.post(
+                &format!(
+                    "/api/v1/environments/{}/workflows/{}/disable",
+                    segment(environment),
+                    segment(workflow)
+                ),
+                json!({}),
+            )?
+        }
+        None => {
+            let actor = local_identity(actor, "disables it")?;
+            let workspace = Workspace::open(global)?;
+            workspace::runtime()?
+                .block_on(ops::promotion::disable(
+                    &*workspace.store,
+                    workspace.project(),
+                    workflow,
+                    environment,
+                    ops::Actor::local(actor),
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
+    };
+    if global.json {
+        crate::output::json(&serde_json::to_value(&release).unwrap_or_default());
+    } else {
+        outln!(
+            "disabled `{workflow}` in `{environment}` ({}): its triggers stop, runs in flight finish; `airlock enable {workflow} --env {environment}` brings {} back",
+            release.release.id,
+            short(&release.release.version)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `enable W --env E`.
+pub fn enable(
+    global: &Global,
+    workflow: &str,
+    environment: &str,
+    actor: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let enabling: Enabling = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(actor)?;
+            remote.post(
+                &format!(
+                    "/api/v1/environments/{}/workflows/{}/enable",
+                    segment(environment),
+                    segment(workflow)
+                ),
+                json!({}),
+            )?
+        }
+        None => {
+            let actor = local_identity(actor, "asks")?;
+            let workspace = Workspace::open(global)?;
+            workspace::runtime()?
+                .block_on(ops::promotion::enable(
+                    &*workspace.store,
+                    workspace.project(),
+                    workflow,
+                    environment,
+                    ops::Actor::local(actor),
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
+    };
+    if global.json {
+        crate::output::json(&serde_json::to_value(&enabling).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let version = short(&enabling.version);
+    if let Some(release) = &enabling.release {
+        outln!(
+            "enabled `{workflow}` in `{environment}` again ({}): new runs use {version}",
+            release.release.id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &enabling.request {
+        Some(request) => outln!(
+            "enable request {} · {workflow}@{version} · {environment} is protected: its approvers decide",
+            request.request.id
+        ),
+        None => outln!("enabling {workflow}@{version} in {environment} refused:"),
+    }
+    if let Some(verdict) = &enabling.verdict {
+        print_verdict(verdict);
+    }
+    Ok(if enabling.request.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
 }
 
 /// `GET /api/v1/environments/{environment}/workflows/{workflow}/releases`.

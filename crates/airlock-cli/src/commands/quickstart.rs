@@ -143,6 +143,8 @@ fn serve_staging(
         lease: Duration::from_secs(30),
         grace: Duration::from_secs(10),
         retain: None,
+        audit_anchor_file: None,
+        audit_anchor_every: Duration::from_secs(60),
         log_format: LogFormat::Text,
     };
     super::serve::init_logging(LogFormat::Text);

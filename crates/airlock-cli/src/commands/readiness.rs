@@ -1,4 +1,4 @@
-//! `airlock readiness [WORKFLOW]`: the five checklist answers per workflow (DESIGN.md §1),
+//! `airlock readiness [WORKFLOW]`: the six checklist answers per workflow (DESIGN.md §1),
 //! from the store and the project (`airlock_ops::readiness`, shared with the
 //! API); `airlock_core::readiness` answers them. Against a server, the server's
 //! checklist, read back as the same type and printed the same way.
@@ -12,15 +12,24 @@ use airlock_ops as ops;
 use airlock_ops::readiness::Checklist;
 use std::process::ExitCode;
 
-pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+pub fn run(global: &Global, only: Option<&str>, check: bool) -> Result<ExitCode, CliError> {
     let checklist: Checklist = match Remote::from_global(global)? {
         Some(remote) => {
             // The checklist is the project's, whatever the environment; the API asks for
             // one to authorise the read, and the token's own is the one it may read.
             let environment = remote.environment()?;
-            let query = only
-                .map(|w| format!("?workflow={}", segment(w)))
-                .unwrap_or_default();
+            let mut query: Vec<String> = only
+                .map(|w| format!("workflow={}", segment(w)))
+                .into_iter()
+                .collect();
+            if check {
+                query.push("check=true".into());
+            }
+            let query = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", query.join("&"))
+            };
             remote.get(&format!(
                 "/api/v1/environments/{}/readiness{query}",
                 segment(&environment)
@@ -28,11 +37,15 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
         }
         None => {
             let workspace = Workspace::open(global)?;
+            let connectors = check.then(|| workspace.connectors());
             workspace::runtime()?
                 .block_on(ops::readiness::readiness(
                     &*workspace.store,
                     workspace.project(),
                     only,
+                    connectors
+                        .as_ref()
+                        .map(|c| c as &dyn airlock_engine::Runtime),
                     workspace::now(),
                 ))
                 .map_err(super::promote::ops_error)?

@@ -53,6 +53,14 @@ pub fn run(global: &Global, options: Options<'_>) -> Result<ExitCode, CliError> 
         )
         .await
         .map_err(super::ops_error)?;
+        if environment.protected && !global.json {
+            super::validate::note_configuration(
+                &*workspace.store,
+                &workspace.project().manifest,
+                Some(&environment.name.value),
+            )
+            .await;
+        }
         let working = airlock_core::canonical::version_id(&workflow.workflow).0;
         if started.version != working && !global.json {
             errln!(

@@ -89,6 +89,7 @@ pub fn set_value(
                 name,
                 value,
                 actor: "cli",
+                via: ops::Via::Local,
                 now: workspace::now(),
             },
         ))

@@ -37,6 +37,12 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
             Some(retention::SHORTEST_WHY.into()),
         ));
     }
+    if args.audit_anchor_file.is_some() && args.audit_anchor_every.is_zero() {
+        return Err(CliError::usage(
+            "--audit-anchor-every must be more than 0s",
+            Some("say how often the anchor is written, e.g. `--audit-anchor-every 60s`".into()),
+        ));
+    }
     init_logging(args.log_format);
     let workspace = Workspace::open_serving(global)?;
     serve(&workspace, args, |_| {})
@@ -83,6 +89,14 @@ pub fn serve(
         schedules: !args.no_schedules,
         shutdown_grace: args.grace,
         retain: args.retain,
+        audit_anchor: args
+            .audit_anchor_file
+            .as_ref()
+            .map(|file| airlock_server::AuditAnchor {
+                // Relative to where the command was started, as any path argument is.
+                file: file.clone(),
+                every: args.audit_anchor_every,
+            }),
         lease_ms,
         concurrency: args.concurrency,
         ..ServerOptions::default()

@@ -96,6 +96,9 @@ pub fn run(global: &Global) -> Result<ExitCode, CliError> {
         }
         None => {
             let loaded = load_or_report(global)?;
+            if !global.json {
+                note_configuration_here(global, &loaded.project.manifest)?;
+            }
             check::validate(&loaded)
         }
     };
@@ -119,6 +122,50 @@ pub fn run(global: &Global) -> Result<ExitCode, CliError> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When the project's store exists (it is never created here), says on stderr which
+/// protected environments keep running a released configuration the working copy differs
+/// from.
+fn note_configuration_here(
+    global: &Global,
+    manifest: &airlock_core::model::Manifest,
+) -> Result<(), CliError> {
+    let root = ProjectDir::locate(global.project.as_deref())?.root;
+    let embedded = root
+        .join(crate::workspace::STATE_DIR)
+        .join(crate::workspace::STORE_FILE);
+    if global.store.is_none() && !embedded.exists() {
+        return Ok(());
+    }
+    let store = crate::workspace::open_store(global.store.as_deref(), &embedded)?;
+    crate::workspace::runtime()?.block_on(note_configuration(&*store, manifest, None));
+    Ok(())
+}
+
+/// Says on stderr, for each protected environment (or `only`), when the working copy's
+/// configuration differs from the one it runs.
+pub(crate) async fn note_configuration(
+    store: &dyn airlock_store::Store,
+    manifest: &airlock_core::model::Manifest,
+    only: Option<&str>,
+) {
+    let Ok(statuses) = airlock_ops::config::statuses(store, manifest).await else {
+        return;
+    };
+    for status in statuses
+        .iter()
+        .filter(|s| s.differs() && only.is_none_or(|o| o == s.environment))
+    {
+        let changed = status.diff.iter().filter(|l| l.sign != ' ').count();
+        errln!(
+            "note: `{env}` keeps running its released configuration {released} until the working copy's ({working}, {changed} changed line{s}) is released: `airlock diff` shows it, `airlock promote --config --to {env}` asks for it",
+            env = status.environment,
+            released = airlock_ops::short(status.released.as_deref().unwrap_or_default()),
+            working = airlock_ops::short(&status.working),
+            s = plural(changed),
+        );
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -62,7 +62,7 @@ pub fn migrate(global: &Global) -> Result<ExitCode, CliError> {
             let root = crate::project_dir::ProjectDir::locate(global.project.as_deref())?.root;
             let embedded = root.join(workspace::STATE_DIR).join(workspace::STORE_FILE);
             // Opening a SQLite store applies its migrations.
-            workspace::open_store(location, &embedded, Duration::ZERO)?;
+            workspace::open_store(location, &embedded)?;
             (
                 location.map_or_else(|| embedded.display().to_string(), str::to_owned),
                 Vec::new(),

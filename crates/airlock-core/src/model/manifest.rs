@@ -3,7 +3,7 @@
 
 use crate::decode::{Cx, Located};
 use crate::diagnostic::{Code, suggestion};
-use crate::yaml::Node;
+use crate::yaml::{Node, Value};
 use serde::{Deserialize, Serialize};
 
 /// The whole of `airlock.yaml`.
@@ -299,6 +299,18 @@ pub struct StagingRuns {
 pub struct Requirements {
     /// Scenario tests must pass for the exact hash.
     pub tests: Option<bool>,
+    /// The share (0.0 to 1.0) of the workflow's branch arms its scenarios must reach
+    /// (`tests: { branches: 1.0 }`). Set only with `tests`, and inherited with it: a
+    /// `by_risk` class that says `tests` says the whole test requirement.
+    // Absent from the policy's form when unset, so a policy without coverage hashes as
+    // it did before coverage could be required (no spurious `policy.change`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_coverage: Option<f64>,
+    /// The share (0.0 to 1.0) of the workflow's failure paths (retries after a fault,
+    /// `on_failure` handlers) its scenarios must exercise (`tests: { failure_paths: 1.0 }`);
+    /// set and inherited as [`Requirements::branch_coverage`] is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_path_coverage: Option<f64>,
     /// The parity report must show no drift.
     pub parity: Option<bool>,
     /// Staging runs of the exact hash.
@@ -331,7 +343,13 @@ pub struct PromotionRule {
     pub by_risk: Vec<(Risk, Requirements)>,
     /// Freeze windows.
     pub freeze: Vec<FreezeWindow>,
+    /// How long a request along this path stays open undecided (ms); `None`: the default,
+    /// [`DEFAULT_REQUEST_LIFETIME_MS`].
+    pub expires: Option<u64>,
 }
+
+/// How long a promotion request stays open when its rule declares no `expires`: a week.
+pub const DEFAULT_REQUEST_LIFETIME_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Decodes `airlock.yaml`.
 pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Manifest {
@@ -574,6 +592,10 @@ fn decode_rule(cx: &mut Cx<'_>, key: Located<String>, node: &Node) -> Option<Pro
             }
         }
     }
+    let expires = fields
+        .optional("expires")
+        .and_then(|n| cx.duration(n))
+        .map(|d| d.value);
     fields.finish(cx);
     Some(PromotionRule {
         from,
@@ -581,6 +603,7 @@ fn decode_rule(cx: &mut Cx<'_>, key: Located<String>, node: &Node) -> Option<Pro
         require,
         by_risk,
         freeze,
+        expires,
     })
 }
 
@@ -594,10 +617,9 @@ fn decode_requirements(cx: &mut Cx<'_>, node: &Node) -> Requirements {
     let Some(mut fields) = cx.fields(node, "requirements") else {
         return requirements;
     };
-    requirements.tests = fields
-        .optional("tests")
-        .and_then(|n| cx.one_of(n, &["pass", "none"]))
-        .map(|v| v.value == "pass");
+    if let Some(n) = fields.optional("tests") {
+        decode_tests(cx, n, &mut requirements);
+    }
     requirements.parity = fields
         .optional("parity")
         .and_then(|n| cx.one_of(n, &["clean", "none"]))
@@ -625,6 +647,59 @@ fn decode_requirements(cx: &mut Cx<'_>, node: &Node) -> Requirements {
     }
     fields.finish(cx);
     requirements
+}
+
+/// `tests: pass | none`, or `tests: { pass: true, branches: 1.0, failure_paths: 1.0 }`
+/// (`pass` is `true` unless said otherwise; a share is of the items `airlock test` counts).
+fn decode_tests(cx: &mut Cx<'_>, node: &Node, requirements: &mut Requirements) {
+    if !matches!(node.value, Value::Map(_)) {
+        requirements.tests = cx
+            .one_of(node, &["pass", "none"])
+            .map(|v| v.value == "pass");
+        return;
+    }
+    let Some(mut fields) = cx.fields(node, "tests") else {
+        return;
+    };
+    let pass = fields.optional("pass").and_then(|n| cx.bool(n));
+    requirements.branch_coverage = fields
+        .optional("branches")
+        .and_then(|n| coverage_share(cx, n));
+    requirements.failure_path_coverage = fields
+        .optional("failure_paths")
+        .and_then(|n| coverage_share(cx, n));
+    fields.finish(cx);
+    requirements.tests = Some(pass.unwrap_or(true));
+}
+
+/// A coverage share, 0.0 to 1.0 (an integer 0 or 1 too).
+fn coverage_share(cx: &mut Cx<'_>, node: &Node) -> Option<f64> {
+    let value = match node.value {
+        Value::Int(i) => i as f64,
+        Value::Float(f) => f,
+        _ => {
+            cx.report(
+                Code::WrongType,
+                node.span,
+                format!(
+                    "expected a share from 0.0 to 1.0, found {}",
+                    node.value.type_name()
+                ),
+            )
+            .help = Some("write 1.0 for every item covered, 0.8 for 80% of them".into());
+            return None;
+        }
+    };
+    if (0.0..=1.0).contains(&value) {
+        return Some(value);
+    }
+    cx.report(
+        Code::InvalidValue,
+        node.span,
+        format!("{value} is not a share of the items: expected 0.0 to 1.0"),
+    )
+    .help = Some("write 1.0 for every item covered, 0.8 for 80% of them".into());
+    None
 }
 
 const WEEKDAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -684,4 +759,106 @@ pub(crate) fn timezone(cx: &mut Cx<'_>, node: &Node) -> Option<String> {
     diagnostic.label = Some("not an IANA time zone".into());
     diagnostic.help = Some("use an IANA name such as `UTC` or `Europe/Paris`".into());
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    /// The manifest's promotion rule and the diagnostics, from `require` and `by_risk`
+    /// written as given.
+    fn rule(require: &str, by_risk: &str) -> (Option<PromotionRule>, Vec<(String, String)>) {
+        let manifest = format!(
+            "project: p\nconnectors: {{}}\nenvironments:\n  staging:\n    bindings: {{}}\n  production:\n    protected: true\n    approvers: [a]\n    bindings: {{}}\npromotion:\n  staging -> production:\n    require: {require}\n    by_risk: {by_risk}\n"
+        );
+        let loaded = crate::project::load(vec![SourceFile::new("airlock.yaml", &manifest)]);
+        let found = loaded
+            .diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    manifest[d.span.start..d.span.end].to_owned(),
+                    d.message.clone(),
+                )
+            })
+            .collect();
+        (loaded.project.manifest.promotion.into_iter().next(), found)
+    }
+
+    #[test]
+    fn tests_read_as_pass_or_none_or_a_mapping_with_coverage_shares() {
+        for (written, tests, branches, failure_paths) in [
+            ("{ tests: pass }", Some(true), None, None),
+            ("{ tests: none }", Some(false), None, None),
+            (
+                "{ tests: { pass: true, branches: 1.0, failure_paths: 1.0 } }",
+                Some(true),
+                Some(1.0),
+                Some(1.0),
+            ),
+            (
+                "{ tests: { failure_paths: 0.5 } }",
+                Some(true),
+                None,
+                Some(0.5),
+            ),
+            ("{ tests: { branches: 1 } }", Some(true), Some(1.0), None),
+            (
+                "{ tests: { pass: false, branches: 0 } }",
+                Some(false),
+                Some(0.0),
+                None,
+            ),
+        ] {
+            let (rule, found) = rule(written, "{}");
+            assert!(found.is_empty(), "{written}: {found:?}");
+            let require = rule.expect("a rule").require;
+            assert_eq!(
+                (
+                    require.tests,
+                    require.branch_coverage,
+                    require.failure_path_coverage
+                ),
+                (tests, branches, failure_paths),
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_coverage_share_outside_0_to_1_is_refused_at_its_value() {
+        let (_, found) = rule(
+            "{ tests: { pass: true, branches: 1.5, failure_paths: 100 } }",
+            "{ finance: { tests: { branches: -0.1, failure_paths: all } } }",
+        );
+        let at: Vec<&str> = found.iter().map(|(at, _)| at.as_str()).collect();
+        assert_eq!(at, ["1.5", "100", "-0.1", "all"], "{found:?}");
+        assert_eq!(
+            found[0].1,
+            "1.5 is not a share of the items: expected 0.0 to 1.0"
+        );
+        assert_eq!(
+            found[3].1,
+            "expected a share from 0.0 to 1.0, found a string"
+        );
+        let (_, found) = rule("{ tests: { pass: yes, connectors: 1.0 } }", "{}");
+        assert_eq!(
+            found.len(),
+            2,
+            "a wrong `pass` and an unknown key: {found:?}"
+        );
+    }
+
+    #[test]
+    fn a_policy_without_coverage_keeps_its_form() {
+        // The policy's form is hashed into `policy.change` events: a project that asks for
+        // no coverage must hash as it did before coverage could be asked for.
+        let (rule, _) = rule("{ tests: pass, approvals: 1 }", "{}");
+        let form = serde_json::to_value(rule.expect("a rule").require).expect("serializes");
+        assert_eq!(
+            form,
+            serde_json::json!({ "tests": true, "parity": null, "staging_runs": null, "approvals": 1 })
+        );
+    }
 }

@@ -53,6 +53,8 @@ fn released(id: &str, version: &str, previous: Option<&str>) -> ReleaseFact {
         approvers: vec!["ops-lead".into()],
         at_ms: NOW - 30 * HOUR,
         previous: previous.map(str::to_owned),
+        runs: 0,
+        failed: 0,
     }
 }
 
@@ -71,6 +73,15 @@ fn facts<'a>(workflow: &'a Workflow, report: &'a ParityReport) -> Facts<'a> {
             released("rel_1", "def456def456", None),
         ],
         now_ms: NOW,
+        target: Some(TargetFacts {
+            environment: "production".into(),
+            check: Some(CheckFact {
+                at_ms: NOW - HOUR,
+                bindings: 4,
+                failed: Vec::new(),
+            }),
+            ..TargetFacts::default()
+        }),
     }
 }
 
@@ -123,7 +134,7 @@ fn every_answer_clear_is_ready() {
             .contains(" documented, 0 drift")
     );
     let release = &get(&r, Question::Release).answer;
-    assert!(release.contains("finance risk requires scenarios passed for the exact hash, parity clean, ≥5 staging runs at ≤0% failures, 2 approvals from ops-lead, cfo (not the author)"), "{release}");
+    assert!(release.contains("finance risk requires scenarios passed for the exact hash, covering every branch and every failure path, parity clean, ≥5 staging runs at ≤0% failures, 2 approvals from ops-lead, cfo (not the author)"), "{release}");
     assert!(
         release.contains(
             "release owner: alice (released rel_2 30 h ago, promotion, approved by ops-lead)"
@@ -260,13 +271,119 @@ fn rollback_needs_an_earlier_release() {
         releases: Vec::new(),
         ..facts(w, &report)
     };
-    assert!(!rollback(&never).clear);
+    let a = rollback(&never);
+    assert!(
+        a.clear && a.answer.contains("takes it out of production"),
+        "{a:?}"
+    );
     let once = Facts {
         releases: vec![released("rel_1", "def456", None)],
         ..facts(w, &report)
     };
     let a = rollback(&once);
-    assert!(!a.clear && a.answer.contains("no earlier release"), "{a:?}");
+    assert!(
+        a.clear && a.answer.contains("takes it out of production"),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn rollback_never_offers_a_release_that_failed_more_without_saying_so() {
+    let project = starter();
+    let report = parity::compare(
+        &project.manifest,
+        "staging",
+        "production",
+        &ParityFacts::default(),
+    );
+    let w = order_intake(&project);
+    // After a rollback: the current release returned to a good version; the one before
+    // it (what a rollback would offer now) failed every run.
+    let mut current = released("rel_3", "def456def456", Some("rel_2"));
+    current.kind = "rollback".into();
+    (current.runs, current.failed) = (10, 0);
+    let mut bad = released("rel_2", "abc123abc123", Some("rel_1"));
+    (bad.runs, bad.failed) = (4, 4);
+    let after = Facts {
+        releases: vec![current, bad, released("rel_1", "def456def456", None)],
+        ..facts(w, &report)
+    };
+    let a = rollback(&after);
+    assert!(!a.clear, "{a:?}");
+    assert!(
+        a.answer
+            .contains("failed 100% of its 4 runs against 0% now"),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn the_target_is_unclear_when_its_check_fails_or_a_secret_is_missing() {
+    let project = starter();
+    let report = parity::compare(
+        &project.manifest,
+        "staging",
+        "production",
+        &ParityFacts::default(),
+    );
+    let w = order_intake(&project);
+    assert!(target(&facts(w, &report)).clear);
+    let with = |t: TargetFacts| Facts {
+        target: Some(t),
+        ..facts(w, &report)
+    };
+    let base = facts(w, &report).target.unwrap();
+    for (broken, says) in [
+        (
+            TargetFacts {
+                check: Some(CheckFact {
+                    at_ms: NOW - HOUR,
+                    bindings: 4,
+                    failed: vec!["crm: connection refused".into()],
+                }),
+                ..base.clone()
+            },
+            "`check` failed 1 of 4 bindings",
+        ),
+        (
+            TargetFacts {
+                check: None,
+                ..base.clone()
+            },
+            "never checked",
+        ),
+        (
+            TargetFacts {
+                missing_secrets: vec!["CRM_TOKEN".into()],
+                ..base.clone()
+            },
+            "CRM_TOKEN",
+        ),
+        (
+            TargetFacts {
+                webhook_secret_unset: Some("ORDER_HOOK_SECRET".into()),
+                ..base.clone()
+            },
+            "signing secret ORDER_HOOK_SECRET",
+        ),
+        (
+            TargetFacts {
+                frozen: Some("Fri 15:00 to Mon 08:00".into()),
+                ..base.clone()
+            },
+            "frozen",
+        ),
+        (
+            TargetFacts {
+                config_changes: 2,
+                ..base.clone()
+            },
+            "differs from the released one",
+        ),
+    ] {
+        let a = target(&with(broken));
+        assert!(!a.clear && a.answer.contains(says), "{says}: {a:?}");
+    }
 }
 
 #[test]

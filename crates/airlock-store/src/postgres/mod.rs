@@ -28,8 +28,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::{
-    ApiToken, Approval, AuditEvent, Claim, Commit, Deployment, Enqueued, Error, Evidence,
-    GENESIS_HASH, JournalEntry, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
+    ApiToken, Approval, AuditEvent, AuditHead, Claim, Commit, Deployment, Enqueued, Error,
+    Evidence, GENESIS_HASH, JournalEntry, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
     NewPromotionRequest, NewRelease, NewRun, NewTestRecord, OutcomeQuery, Outcomes,
     PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret, SecretName,
     Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
@@ -1185,6 +1185,12 @@ impl Store for PostgresStore {
         end_transaction(tx, result).await
     }
 
+    async fn close_request(&self, id: &str, status: crate::RequestStatus, at: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let result = promotion::close_request(&mut tx, id, status, at).await;
+        end_transaction(tx, result).await
+    }
+
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
         sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM approvals WHERE request = $1 ORDER BY at, approver",
@@ -1300,6 +1306,20 @@ impl Store for PostgresStore {
         .iter()
         .map(rows::audit_event)
         .collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .map(|row| {
+                Ok(AuditHead {
+                    seq: row.try_get("seq").map_err(db)?,
+                    hash: row.try_get("hash").map_err(db)?,
+                })
+            })
+            .transpose()
     }
 
     async fn create_token(&self, token: &NewApiToken) -> Result<ApiToken> {

@@ -56,6 +56,30 @@ async fn lock_request(conn: &mut PgConnection, id: &str) -> Result<RequestStatus
 }
 
 /// Records an approver's decision; a rejection closes the request.
+/// Closes an open request as withdrawn or expired.
+pub(super) async fn close_request(
+    conn: &mut PgConnection,
+    id: &str,
+    status: RequestStatus,
+    at: i64,
+) -> Result<()> {
+    let current = lock_request(conn, id).await?;
+    if current != RequestStatus::Open {
+        return Err(Error::Conflict(format!(
+            "promotion request {id} is {}",
+            current.as_str()
+        )));
+    }
+    sqlx::query("UPDATE promotion_requests SET status = $2, closed_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(status.as_str())
+        .bind(at)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 pub(super) async fn decide(conn: &mut PgConnection, a: &Approval) -> Result<()> {
     let status = lock_request(conn, &a.request).await?;
     if status != RequestStatus::Open {
@@ -65,9 +89,12 @@ pub(super) async fn decide(conn: &mut PgConnection, a: &Approval) -> Result<()> 
             status.as_str()
         )));
     }
-    let inserted = sqlx::query(
+    // An approver may change their own decision while the request is open: the newest
+    // one counts.
+    sqlx::query(
         "INSERT INTO approvals (request, approver, approved, reason, at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (request, approver) DO NOTHING",
+         ON CONFLICT (request, approver) DO UPDATE SET approved = excluded.approved,
+             reason = excluded.reason, at = excluded.at",
     )
     .bind(&a.request)
     .bind(&a.approver)
@@ -77,12 +104,6 @@ pub(super) async fn decide(conn: &mut PgConnection, a: &Approval) -> Result<()> 
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    if inserted.rows_affected() == 0 {
-        return Err(Error::Conflict(format!(
-            "{} already decided on {}",
-            a.approver, a.request
-        )));
-    }
     if !a.approved {
         sqlx::query(
             "UPDATE promotion_requests SET status = 'rejected', closed_at = $2
@@ -168,20 +189,29 @@ pub(super) async fn insert_release(conn: &mut PgConnection, r: &NewRelease) -> R
         Err(e) if is_unique_violation(&e, None) => return Err(another_won(current.as_deref())),
         Err(e) => return Err(db(e)),
     }
-    sqlx::query(
-        "INSERT INTO deployments (environment, workflow, version, actor, updated_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (environment, workflow) DO UPDATE SET version = excluded.version,
-             actor = excluded.actor, updated_at = excluded.updated_at",
-    )
-    .bind(&r.environment)
-    .bind(&r.workflow)
-    .bind(&r.version)
-    .bind(&r.author)
-    .bind(r.at)
-    .execute(conn)
-    .await
-    .map_err(db)?;
+    if r.kind.runs_version() {
+        sqlx::query(
+            "INSERT INTO deployments (environment, workflow, version, actor, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (environment, workflow) DO UPDATE SET version = excluded.version,
+                 actor = excluded.actor, updated_at = excluded.updated_at",
+        )
+        .bind(&r.environment)
+        .bind(&r.workflow)
+        .bind(&r.version)
+        .bind(&r.author)
+        .bind(r.at)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    } else {
+        sqlx::query("DELETE FROM deployments WHERE environment = $1 AND workflow = $2")
+            .bind(&r.environment)
+            .bind(&r.workflow)
+            .execute(conn)
+            .await
+            .map_err(db)?;
+    }
     Ok(Release {
         release: NewRelease {
             expected_current: current.clone(),

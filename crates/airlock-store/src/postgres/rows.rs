@@ -254,11 +254,8 @@ pub(super) const RELEASE_COLUMNS: &str = "id, environment, workflow, version, ki
 
 pub(super) fn release(row: &PgRow) -> Result<Release> {
     let kind: &str = get(row, "kind")?;
-    let kind = match kind {
-        "promotion" => ReleaseKind::Promotion,
-        "rollback" => ReleaseKind::Rollback,
-        other => return Err(Error::Backend(format!("unknown release kind {other:?}"))),
-    };
+    let kind = ReleaseKind::parse(kind)
+        .ok_or_else(|| Error::Backend(format!("unknown release kind {kind:?}")))?;
     let approvers: Vec<String> = serde_json::from_value(get_json(row, "approvers")?)
         .map_err(|e| Error::Backend(format!("release approvers: {e}")))?;
     let previous: Option<String> = get(row, "previous")?;

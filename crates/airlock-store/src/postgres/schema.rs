@@ -239,8 +239,19 @@ CREATE TRIGGER runs_notify_work
     EXECUTE FUNCTION airlock_notify_work();
 "#;
 
+/// Version 2: requests can be withdrawn by their author or expire; releases can be a
+/// protected environment's adopted first configuration, or take a workflow out.
+const V2: &str = r#"
+ALTER TABLE promotion_requests DROP CONSTRAINT promotion_requests_status_check;
+ALTER TABLE promotion_requests ADD CONSTRAINT promotion_requests_status_check
+    CHECK (status IN ('open', 'released', 'rejected', 'withdrawn', 'expired'));
+ALTER TABLE releases DROP CONSTRAINT releases_kind_check;
+ALTER TABLE releases ADD CONSTRAINT releases_kind_check
+    CHECK (kind IN ('promotion', 'rollback', 'adopted', 'disable'));
+"#;
+
 /// Every migration, in order; the schema version of a database is the highest applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -30,7 +30,7 @@ use crate::{
     Approval, Evidence, NewEvidence, NewPromotionRequest, NewRelease, PromotionRequest, Release,
 };
 use crate::{
-    AuditEvent, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
+    AuditEvent, AuditHead, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
     NewAuditEvent, NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Result, Run,
     RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord,
     Timestamp, WorkflowVersion,
@@ -1318,6 +1318,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn close_request(
+        &self,
+        id: &str,
+        status: crate::RequestStatus,
+        at: Timestamp,
+    ) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |conn| promotion::close_request(conn, &id, status, at))
+            .await
+    }
+
     async fn approvals(&self, request: &str) -> Result<Vec<Approval>> {
         let request = request.to_owned();
         self.read(move |conn| {
@@ -1425,6 +1436,22 @@ impl Store for SqliteStore {
             .db()?
             .collect::<Result<_, _>>()
             .db()
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .db()?
+                .query_row([], |row| {
+                    Ok(AuditHead {
+                        seq: row.get(0)?,
+                        hash: row.get(1)?,
+                    })
+                })
+                .optional()
+                .db()
         })
         .await
     }

@@ -108,24 +108,37 @@ pub(super) fn decide(conn: &Connection, a: &Approval) -> Result<()> {
             status.as_str()
         )));
     }
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO approvals (request, approver, approved, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (request, approver) DO NOTHING",
-        )
-        .db()?
-        .execute(params![a.request, a.approver, a.approved, a.reason, a.at])
-        .db()?;
-    if inserted == 0 {
-        return Err(Error::Conflict(format!(
-            "{} already decided on {}",
-            a.approver, a.request
-        )));
-    }
+    // An approver may change their own decision while the request is open: the newest
+    // one counts.
+    conn.prepare_cached(
+        "INSERT INTO approvals (request, approver, approved, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (request, approver) DO UPDATE SET approved = excluded.approved,
+             reason = excluded.reason, at = excluded.at",
+    )
+    .db()?
+    .execute(params![a.request, a.approver, a.approved, a.reason, a.at])
+    .db()?;
     if !a.approved {
         close(conn, &a.request, RequestStatus::Rejected, a.at)?;
     }
     Ok(())
+}
+
+/// Closes an open request as withdrawn or expired; a request that is not open is a conflict.
+pub(super) fn close_request(
+    conn: &Connection,
+    id: &str,
+    status: RequestStatus,
+    at: i64,
+) -> Result<()> {
+    let current = request_status(conn, id)?;
+    if current != RequestStatus::Open {
+        return Err(Error::Conflict(format!(
+            "promotion request {id} is {}",
+            current.as_str()
+        )));
+    }
+    close(conn, id, status, at)
 }
 
 fn close(conn: &Connection, id: &str, status: RequestStatus, at: i64) -> Result<()> {
@@ -160,11 +173,7 @@ pub(super) fn release(row: &Row<'_>) -> rusqlite::Result<Release> {
             environment: row.get(1)?,
             workflow: row.get(2)?,
             version: row.get(3)?,
-            kind: if kind == "rollback" {
-                ReleaseKind::Rollback
-            } else {
-                ReleaseKind::Promotion
-            },
+            kind: ReleaseKind::parse(&kind).unwrap_or(ReleaseKind::Promotion),
             request: row.get(5)?,
             author: row.get(6)?,
             approvers: serde_json::from_value(approvers.0).unwrap_or_default(),
@@ -225,14 +234,21 @@ pub(super) fn insert_release(conn: &Connection, r: &NewRelease) -> Result<Releas
         r.at
     ])
     .db()?;
-    conn.prepare_cached(
-        "INSERT INTO deployments (environment, workflow, version, actor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (environment, workflow) DO UPDATE SET version = excluded.version,
-             actor = excluded.actor, updated_at = excluded.updated_at",
-    )
-    .db()?
-    .execute(params![r.environment, r.workflow, r.version, r.author, r.at])
-    .db()?;
+    if r.kind.runs_version() {
+        conn.prepare_cached(
+            "INSERT INTO deployments (environment, workflow, version, actor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (environment, workflow) DO UPDATE SET version = excluded.version,
+                 actor = excluded.actor, updated_at = excluded.updated_at",
+        )
+        .db()?
+        .execute(params![r.environment, r.workflow, r.version, r.author, r.at])
+        .db()?;
+    } else {
+        conn.prepare_cached("DELETE FROM deployments WHERE environment = ?1 AND workflow = ?2")
+            .db()?
+            .execute(params![r.environment, r.workflow])
+            .db()?;
+    }
     Ok(Release {
         release: NewRelease {
             expected_current: current.clone(),
