@@ -573,7 +573,7 @@ impl Engine {
                     let redactor = self.runtime.redactor(&run.environment);
                     let settlement = Settlement::Finish {
                         status,
-                        output: output.map(|o| redactor.redact_json(&o)),
+                        output: output.map(|o| redactor.redacted(o)),
                         error: error.map(|e| redactor.redact(&e)),
                         at: self.clock.now(),
                     };
@@ -602,7 +602,7 @@ impl Engine {
         let jitter = self.randomness.unit();
         let mut entry = interpreter::result_entry(plan, started_at, finished, result, jitter);
         let redactor = self.runtime.redactor(&run.environment);
-        entry.output = entry.output.map(|o| redactor.redact_json(&o));
+        entry.output = entry.output.map(|o| redactor.redacted(o));
         entry.error = entry.error.map(|e| redactor.redact(&e));
         entry
     }
