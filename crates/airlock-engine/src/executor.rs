@@ -2,6 +2,7 @@
 //! calls connectors, settles runs.
 
 use crate::clock::Clock;
+use crate::in_flight::InFlight;
 use crate::randomness::{OsRandomness, Randomness};
 use crate::runtime::Runtime;
 use airlock_connectors::CallRequest;
@@ -96,6 +97,9 @@ pub struct Engine {
     randomness: Arc<dyn Randomness>,
     options: EngineOptions,
     observer: Option<Arc<dyn Observer>>,
+    /// Every run this engine executes, however it came to it: what a stopping process
+    /// waits for.
+    in_flight: Arc<InFlight>,
 }
 
 impl Engine {
@@ -114,6 +118,7 @@ impl Engine {
             randomness: Arc::new(OsRandomness),
             options,
             observer: None,
+            in_flight: Arc::default(),
         }
     }
 
@@ -143,6 +148,18 @@ impl Engine {
     /// Its tuning (the worker name its claims carry, the lease).
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// How many runs this engine is executing now, whoever started them (a webhook's
+    /// [`Engine::admit`], the worker loop, [`Engine::process_run`]).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Completes once this engine executes no run: what a process that stops awaits
+    /// (bounded by its grace period) before its runtime, and every task on it, ends.
+    pub async fn idle(&self) {
+        self.in_flight.idle().await;
     }
 
     /// Claims the runs that are due (up to the concurrency) and processes them all.
@@ -403,6 +420,7 @@ impl Engine {
     /// Goes on with a run accepted by [`Engine::accept`]: performs the call whose intent
     /// was journaled with it, then drives it like any claimed run.
     pub async fn go_on(&self, accepted: Accepted) -> Result<(), EngineError> {
+        let _running = self.in_flight.enter(&accepted.claim.run.id);
         let Accepted {
             claim,
             workflow,
@@ -428,7 +446,11 @@ impl Engine {
         let engine = Arc::clone(self);
         let (answer, answered) = tokio::sync::oneshot::channel();
         let run_id = run.id.clone();
+        // In flight from now, before the task is even polled: a process that stops right
+        // after answering still waits for this run.
+        let running = self.in_flight.enter(&run.id);
         tokio::spawn(async move {
+            let _running = running;
             match engine.accept(&run, workflow).await {
                 Err(e) => {
                     let _ = answer.send(Err(e));
@@ -456,6 +478,7 @@ impl Engine {
 
     /// Drives one claimed run until it finishes or is released.
     pub async fn process(&self, claim: Claim) -> Result<(), EngineError> {
+        let _running = self.in_flight.enter(&claim.run.id);
         let workflow = self.workflow(&claim.run.id, &claim.run.version).await?;
         // A run claimed for the first time has an empty journal: skip the read.
         let journal: Vec<NewJournalEntry> = if claim.run.claims <= 1 {

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod executor;
+mod in_flight;
 pub mod randomness;
 pub mod runtime;
 
