@@ -2,7 +2,7 @@
 //! ([`crate::Engine::admit`], [`crate::Engine::go_on`]), claimed by the worker loop, or
 //! claimed alone ([`crate::Engine::process_run`]). A process that stops waits on this
 //! (within its grace period), so a run it executes is not cut off with the runtime and
-//! left to wait out its lease.
+//! left to wait out its lease; and the engine never takes over a run it executes itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,6 +39,14 @@ impl InFlight {
     /// How many runs are in flight.
     pub(crate) fn len(&self) -> usize {
         *self.count.borrow()
+    }
+
+    /// Whether `run` is in flight here.
+    pub(crate) fn holds(&self, run: &str) -> bool {
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(run)
     }
 
     /// Completes once no run is in flight.
@@ -86,7 +94,7 @@ mod tests {
         let b = in_flight.enter("b");
         assert_eq!(in_flight.len(), 2, "runs, not holders");
         drop(a);
-        assert_eq!(in_flight.len(), 2, "another task still holds a");
+        assert!(in_flight.holds("a"), "another task still holds it");
         drop(b);
         let waiting = tokio::spawn({
             let in_flight = in_flight.clone();
@@ -97,5 +105,6 @@ mod tests {
         drop(a_again);
         waiting.await.unwrap();
         assert_eq!(in_flight.len(), 0);
+        assert!(!in_flight.holds("a"));
     }
 }
