@@ -198,7 +198,7 @@ fn kill_9_under_a_webhook_burst_loses_no_accepted_run() {
 /// answered each call, every run succeeded, and each call reached the target once.
 #[test]
 fn sigterm_does_not_wait_for_runs_accepted_from_webhooks() {
-    const RUNS: usize = 12;
+    const RUNS: usize = 40;
     const SECRET: &str = "whsec-graceful-0123456789";
     let temp = tempfile::tempdir().unwrap();
     let project = temp.path().join("project");
