@@ -14,6 +14,7 @@
 //! ```
 
 mod project;
+mod redaction;
 mod relay;
 mod scenarios;
 mod sink;
@@ -913,6 +914,9 @@ async fn main_async(args: Args, internal: Option<&sink::Sink>) -> Result<(), Str
 fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some("scenarios") {
         return scenarios::main(std::env::args().skip(2).collect());
+    }
+    if std::env::args().nth(1).as_deref() == Some("redaction") {
+        return redaction::main(std::env::args().skip(2).collect());
     }
     if std::env::args().nth(1).as_deref() == Some("relay") {
         return relay::main(std::env::args().skip(2).collect());

@@ -24,7 +24,7 @@ const USAGE: &str = "usage: airlock-bench scenarios [--count N] [--repeats R]";
 
 /// Entry point; `args` are the arguments after `scenarios`.
 pub fn main(args: Vec<String>) -> ExitCode {
-    let (count, repeats) = match parse(&args) {
+    let (count, repeats) = match count_and_repeats(&args, 1_000, 5) {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
@@ -112,9 +112,12 @@ pub fn main(args: Vec<String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn parse(args: &[String]) -> Result<(usize, usize), String> {
-    let mut count = 1_000;
-    let mut repeats = 5;
+/// `--count N` and `--repeats R` (the modes that take only those), with their defaults.
+pub(crate) fn count_and_repeats(
+    args: &[String],
+    mut count: usize,
+    mut repeats: usize,
+) -> Result<(usize, usize), String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut number = |name: &str| -> Result<usize, String> {

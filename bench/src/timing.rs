@@ -173,6 +173,18 @@ impl Store for TimedStore {
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
     }
+    async fn leases(&self) -> Result<Vec<airlock_store::Lease>> {
+        self.inner.leases().await
+    }
+    async fn take_over(
+        &self,
+        lease: &airlock_store::Lease,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>> {
+        self.inner.take_over(lease, worker, now, lease_ms).await
+    }
     async fn audit_head(&self) -> Result<Option<airlock_store::AuditHead>> {
         self.inner.audit_head().await
     }

@@ -56,6 +56,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("38-idempotency-key-unknown-root", &["AL0014"]),
     ("39-coverage-share-out-of-range", &["AL0020"]),
     ("45-unmeetable-approvals", &["AL0026"]),
+    ("46-template-engine-global", &["AL0027"]),
+    ("47-webhook-path-escapes", &["AL0028"]),
 ];
 
 /// Far above what any fixture needs (milliseconds); an alias bomb or a deep document

@@ -1,7 +1,8 @@
 //! `kill -9` of `airlock serve` under a bounded burst of webhooks: every delivery answered
 //! 202 has a run that completes after a restart, and its side effect reaches the sink
 //! exactly once in effect (one distinct idempotency key per run and step; a repeat after a
-//! crash carries the same key).
+//! crash carries the same key). And SIGTERM while webhook runs are mid-call: the process
+//! exits once they have finished, each call made once.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::server::{Served, Sink};
-use support::{airlock, json as stdout_json, ok};
+use support::{airlock, airlock_stdin, json as stdout_json, ok};
 
 /// Server lives killed.
 const KILLS: usize = 6;
@@ -187,5 +188,142 @@ fn kill_9_under_a_webhook_burst_loses_no_accepted_run() {
         received.total,
         keys.len(),
         started.elapsed()
+    );
+}
+
+/// Runs accepted from webhooks run on tasks of their own; SIGTERM used to wait only for
+/// the worker loop's runs, so `serve` exited at once and left every webhook run
+/// `running`, to be called again as `outcome unknown` after its lease. Now the process
+/// waits (within `--grace`) for every run it executes: it exits after the target has
+/// answered each call, every run succeeded, and each call reached the target once.
+#[test]
+fn sigterm_does_not_wait_for_runs_accepted_from_webhooks() {
+    const RUNS: usize = 40;
+    const SECRET: &str = "whsec-graceful-0123456789";
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path().join("project");
+    // Each call is counted when it arrives and answered 1.5 s later.
+    let sink = Sink::answering_after(Duration::from_millis(1_500));
+    std::fs::create_dir_all(project.join("workflows")).unwrap();
+    std::fs::write(
+        project.join("airlock.yaml"),
+        format!(
+            r#"project: graceful-stop
+connectors:
+  sink: {{ kind: http, description: "The slow sink" }}
+environments:
+  staging:
+    egress: [127.0.0.1]
+    secrets: [HOOK_SECRET]
+    bindings:
+      sink: {{ base_url: "http://127.0.0.1:{}", timeout: 10s }}
+"#,
+            sink.port
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("workflows/orders.yaml"),
+        r#"name: orders
+trigger:
+  webhook:
+    path: orders
+    signature: { scheme: github, secret: HOOK_SECRET }
+steps:
+  - id: post
+    call: sink.request
+    with: { method: POST, path: /orders, json: { order: "{{ trigger.body.id }}" } }
+"#,
+    )
+    .unwrap();
+    ok(
+        &airlock_stdin(
+            &project,
+            &["secrets", "set", "HOOK_SECRET", "--env", "staging"],
+            SECRET,
+        ),
+        "secrets set",
+    );
+    ok(
+        &airlock(&project, &["deploy", "--env", "staging"]),
+        "deploy",
+    );
+    // A lease far longer than the test: a run left behind would stay `running`.
+    let mut served = Served::start(&project, &["--lease", "5m", "--grace", "20s"]);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut accepted = BTreeSet::new();
+    for id in 0..RUNS {
+        let body = format!(r#"{{"id": {id}}}"#);
+        let response = client
+            .post(format!("{}/hooks/staging/orders", served.url))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                airlock_core::webhook::sign_github(SECRET.as_bytes(), body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .expect("the server answers");
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let answer: Value = response.json().unwrap();
+        accepted.insert(answer["run"].as_str().expect("a run id").to_owned());
+    }
+    // Every run is mid-call once the sink has seen every call arrive.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.snapshot().total < RUNS as u32 {
+        assert!(Instant::now() < deadline, "the calls never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        sink.snapshot().answered.is_empty(),
+        "SIGTERM comes while the calls are in flight"
+    );
+
+    let pid = served.child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, exited) = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break (status, Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let logs = served.logs.lock().unwrap().clone();
+    assert!(status.success(), "serve exited with {status}:\n{logs}");
+    let received = sink.snapshot();
+    assert_eq!(
+        received.answered.len(),
+        RUNS,
+        "the process exited before the target answered every call:\n{logs}"
+    );
+    assert!(
+        received.answered.iter().all(|answered| *answered <= exited),
+        "the process exited before the runs finished"
+    );
+
+    let out = airlock(&project, &["runs", "--json", "--limit", "1000"]);
+    ok(&out, "runs");
+    let runs = stdout_json(&out).as_array().cloned().unwrap();
+    assert_eq!(runs.len(), RUNS);
+    for run in &runs {
+        assert!(accepted.contains(run["id"].as_str().unwrap()));
+        assert_eq!(run["status"], "succeeded", "left behind by SIGTERM: {run}");
+    }
+    // One call per run, each once: nothing is left to repeat as `outcome unknown`.
+    assert_eq!(received.total, RUNS as u32, "calls at the target");
+    assert_eq!(received.by_key.len(), RUNS, "distinct idempotency keys");
+    assert!(
+        received.by_key.values().all(|&calls| calls == 1),
+        "a call repeated: {:?}",
+        received.by_key
     );
 }

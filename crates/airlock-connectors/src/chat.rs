@@ -7,9 +7,7 @@
 //! only its host does.
 
 use crate::egress::EgressError;
-use crate::http::{
-    check_reachable, idempotency_value, read_body, required_string, send_error, unfollowed_redirect,
-};
+use crate::http::{check_reachable, describe, idempotency_value, read_body, required_string, send};
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
@@ -98,18 +96,14 @@ impl Connector for ChatConnector {
             idempotency_value(&request.idempotency_key)?,
         );
         let timeout = request.timeout;
-        let response = self
+        let request = self
             .client
             .post(url)
             .headers(headers)
             .json(&Value::Object(payload))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| send_error(e, timeout))?;
-        if let Some(refused) = unfollowed_redirect(&self.egress, &response) {
-            return Err(CallError::Egress(refused));
-        }
+            .build()
+            .map_err(|e| CallError::Invalid(describe(e)))?;
+        let response = send(&self.egress, &self.client, request, timeout).await?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             Ok(json!({ "ok": true, "status": status }))

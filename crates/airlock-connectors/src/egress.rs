@@ -11,7 +11,9 @@
 //!   [`classify`]) unless that exact address is itself listed. Callers connect to exactly
 //!   the addresses it returns, so a second lookup cannot rebind the name.
 //! - [`Egress::http_client`] is a `reqwest` client whose resolver is [`Egress::resolve`]
-//!   and whose redirect policy re-checks every hop with [`Egress::check_url`].
+//!   and which follows no redirect itself: the connectors follow them, each hop decided by
+//!   [`Egress::check_redirect`] from the `Location` header as sent, by the same host rules
+//!   as the first request (one function, `decide_host`).
 
 use crate::CallError;
 use async_trait::async_trait;
@@ -254,23 +256,66 @@ impl Egress {
             self.refused(shown, format!("is not a valid URL ({e})"))
         })?;
         match parsed.host() {
-            Some(Host::Ipv4(ip)) => {
-                if raw_host != ip.to_string() {
+            Some(host) => self.decide_host(raw_host, host)?,
+            None => return Err(self.refused("(no host)", "has no host")),
+        }
+        Ok(parsed)
+    }
+
+    /// Checks where a redirect points before it is followed, from the `Location` header
+    /// exactly as the server sent it: an absolute or scheme-relative target is decided by
+    /// [`Egress::check_url`] on its own text, so `http://2130706433/` is refused at a hop as
+    /// it is in a base URL (the `url` crate would already have made it `127.0.0.1`); a
+    /// path, query or fragment keeps `from`'s host, which was decided when it was
+    /// requested. Returns the URL to request next.
+    pub fn check_redirect(&self, from: &Url, location: &str) -> Result<Url, EgressError> {
+        // What a URL parser ignores: leading and trailing controls and spaces, and tabs
+        // and newlines anywhere. Read the text as it will be read.
+        let text: String = location
+            .trim_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        if raw_scheme(&text).is_some() {
+            return self.check_url(&text);
+        }
+        // For http and https a backslash is a slash: `/\\host` names a host too.
+        let mut leading = text.chars().take_while(|c| matches!(c, '/' | '\\'));
+        if leading.next().is_some() && leading.next().is_some() {
+            return self.check_url(&format!("{}:{text}", from.scheme()));
+        }
+        let joined = from.join(&text).map_err(|e| {
+            self.refused(
+                from.host_str().unwrap_or("(no host)"),
+                format!("redirects to an invalid URL ({e})"),
+            )
+        })?;
+        self.check_url(joined.as_str())
+    }
+
+    /// The one decision on a host, for the first request, every redirect hop and every
+    /// name the resolver is asked for: `raw` is the host as written, `host` what a URL
+    /// parser made of it. A numeric form other than the canonical dotted quad (decimal
+    /// `2130706433`, hex `0x7f.1`, octal `0177.0.0.1`, short `127.1`) is refused whether
+    /// or not it was normalised already, an address literal must be listed as an
+    /// address, a name must be listed as a name.
+    fn decide_host(&self, raw: &str, host: Host<&str>) -> Result<(), EgressError> {
+        match host {
+            Host::Ipv4(ip) => {
+                if raw != ip.to_string() {
                     return Err(self.refused(
-                        raw_host,
+                        raw,
                         format!(
                             "is a non-canonical numeric address (it means {ip}); \
                              only a dotted quad such as {ip} is accepted, and only when listed"
                         ),
                     ));
                 }
-                self.check_literal(IpAddr::V4(ip))?;
+                self.check_literal(IpAddr::V4(ip))
             }
-            Some(Host::Ipv6(ip)) => self.check_literal(IpAddr::V6(ip))?,
-            Some(Host::Domain(name)) => self.check_name(raw_host, name)?,
-            None => return Err(self.refused("(no host)", "has no host")),
+            Host::Ipv6(ip) => self.check_literal(IpAddr::V6(ip)),
+            Host::Domain(name) => self.check_name(raw, name),
         }
-        Ok(parsed)
     }
 
     fn check_literal(&self, ip: IpAddr) -> Result<(), EgressError> {
@@ -319,34 +364,21 @@ impl Egress {
         if name.is_empty() {
             return Err(self.refused("(empty)", "is not a host").into());
         }
-        if let Some(ip) = parse_ip_literal(&name) {
-            if let IpAddr::V4(v4) = ip
-                && v4.to_string() != name
-            {
-                return Err(self
-                    .refused(
-                        name,
-                        format!("is a non-canonical numeric address (it means {v4})"),
-                    )
-                    .into());
+        // The resolver is asked for what a URL parser made of the host; it is decided by the
+        // same rules as the URL it came from.
+        let host = match parse_ip_literal(&name) {
+            Some(IpAddr::V4(v4)) => Host::Ipv4(v4),
+            Some(IpAddr::V6(v6)) => Host::Ipv6(v6),
+            None if !name.chars().all(is_name_char) => {
+                return Err(self.refused(name, "is not a valid host name").into());
             }
-            self.check_literal(ip)?;
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        if !name.chars().all(is_name_char) {
-            return Err(self.refused(name, "is not a valid host name").into());
-        }
-        if ends_in_number(&name) {
-            return Err(self
-                .refused(
-                    name,
-                    "is a non-canonical numeric address; only a listed dotted quad is accepted",
-                )
-                .into());
-        }
-        if !self.lists_name(&name) {
-            let reason = self.not_listed();
-            return Err(self.refused(name, reason).into());
+            None => Host::Domain(name.as_str()),
+        };
+        self.decide_host(&name, host.clone())?;
+        match host {
+            Host::Ipv4(ip) => return Ok(vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+            Host::Ipv6(ip) => return Ok(vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+            Host::Domain(_) => {}
         }
         let resolved =
             self.resolver
@@ -387,31 +419,24 @@ impl Egress {
     }
 
     /// This environment's HTTP client: rustls, pooled keep-alive, names resolved only
-    /// through [`Egress::resolve`], every redirect hop re-checked with
-    /// [`Egress::check_url`] (at most [`MAX_REDIRECTS`]), no proxy from the environment.
-    /// Built once per `Egress` and shared by its connectors.
+    /// through [`Egress::resolve`], no redirect followed (the connectors follow them hop
+    /// by hop, each checked by [`Egress::check_redirect`], at most [`MAX_REDIRECTS`]), no
+    /// proxy from the environment. Built once per `Egress` and shared by its connectors.
     pub fn http_client(self: &Arc<Self>) -> Result<reqwest::Client, CallError> {
         if let Some(client) = self.client.get() {
             return Ok(client.clone());
         }
-        // The resolver and the redirect policy hold their own copy of the rules, so the
-        // client cached here does not keep its `Egress` alive.
+        // The resolver holds its own copy of the rules, so the client cached here does not
+        // keep its `Egress` alive.
         let rules = Arc::new(Egress::clone(self));
-        let redirect_rules = Arc::clone(&rules);
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > MAX_REDIRECTS {
-                return attempt.error(TooManyRedirects);
-            }
-            match redirect_rules.check_url(attempt.url().as_str()) {
-                Ok(_) => attempt.follow(),
-                Err(refused) => attempt.error(refused),
-            }
-        });
         let client = reqwest::Client::builder()
             .use_rustls_tls()
             .no_proxy()
             .dns_resolver(Arc::new(EgressResolver { egress: rules }))
-            .redirect(policy)
+            // Redirects are followed by `http::send`, which decides every hop from the
+            // `Location` header as sent ([`Egress::check_redirect`]); reqwest's policy sees
+            // only the URL it has already normalised.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(10))
@@ -961,6 +986,44 @@ mod tests {
             "http://[::1]:9/",
         ] {
             assert!(egress.check_url(url).is_ok(), "{url} should pass");
+        }
+    }
+
+    #[test]
+    fn a_redirect_is_decided_from_the_location_as_sent() {
+        let egress = Egress::new("staging", vec!["127.0.0.1".into(), "api.example".into()]);
+        let from = Url::parse("http://127.0.0.1:8080/a/b").expect("test URL");
+        for location in [
+            "http://2130706433:8080/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "//127.1/x",
+            "/\\127.1/x",
+            "\\\\0x7f.1/",
+            " \thttp://127.1/",
+            "/\t/127.1/",
+            "http:\\\\127.1\\",
+            "ftp://api.example/",
+            "http://other.example/",
+        ] {
+            assert!(
+                egress.check_redirect(&from, location).is_err(),
+                "{location:?} should be refused"
+            );
+        }
+        for (location, next) in [
+            ("/c", "http://127.0.0.1:8080/c"),
+            ("c?d=1", "http://127.0.0.1:8080/a/c?d=1"),
+            ("http://api.example/x", "http://api.example/x"),
+            ("//api.example/y", "http://api.example/y"),
+            ("http://127.0.0.1:9/z", "http://127.0.0.1:9/z"),
+        ] {
+            assert_eq!(
+                egress.check_redirect(&from, location).map(String::from),
+                Ok(next.to_owned()),
+                "{location:?}"
+            );
         }
     }
 

@@ -8,13 +8,16 @@
 //! URL is checked once, every request URL again, names are resolved and pinned by
 //! [`Egress`], and every redirect hop is re-checked.
 
-use crate::egress::{EgressError, TooManyRedirects};
+use crate::egress::{EgressError, MAX_REDIRECTS, TooManyRedirects};
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
 use async_trait::async_trait;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Response};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName,
+    HeaderValue, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Request, Response};
 use serde_json::{Map, Value, json};
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -182,11 +185,7 @@ impl Connector for HttpConnector {
             idempotency_value(&request.idempotency_key)?,
         );
         let timeout = self.attempt_timeout(request.timeout);
-        let mut builder = self
-            .client
-            .request(method, url)
-            .headers(headers)
-            .timeout(timeout);
+        let mut builder = self.client.request(method, url).headers(headers);
         match (args.get("json"), args.get("body")) {
             (Some(json), Some(body)) if !json.is_null() && !body.is_null() => {
                 return Err(self.invalid("give `json` or `body`, not both"));
@@ -198,10 +197,10 @@ impl Connector for HttpConnector {
                 return Err(self.invalid("`body` must be a string (use `json` for data)"));
             }
         }
-        let response = builder.send().await.map_err(|e| send_error(e, timeout))?;
-        if let Some(refused) = unfollowed_redirect(&self.egress, &response) {
-            return Err(CallError::Egress(refused));
-        }
+        let request = builder
+            .build()
+            .map_err(|e| CallError::Invalid(describe(e)))?;
+        let response = send(&self.egress, &self.client, request, timeout).await?;
         let status = response.status().as_u16();
         let body = read_body(response, timeout).await?;
         if (200..300).contains(&status) {
@@ -234,13 +233,10 @@ impl Connector for HttpConnector {
             Ok(url) => url,
             Err(refused) => return CheckOutcome::failed(refused.to_string()),
         };
-        let sent = self
-            .client
-            .get(url)
-            .headers(self.headers.clone())
-            .timeout(timeout)
-            .send()
-            .await;
+        let sent = match self.client.get(url).headers(self.headers.clone()).build() {
+            Ok(request) => send(&self.egress, &self.client, request, timeout).await,
+            Err(error) => Err(CallError::Invalid(describe(error))),
+        };
         match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -251,9 +247,7 @@ impl Connector for HttpConnector {
                     CheckOutcome::failed(detail)
                 }
             }
-            Err(error) => {
-                CheckOutcome::failed(format!("GET {health}: {}", send_error(error, timeout)))
-            }
+            Err(error) => CheckOutcome::failed(format!("GET {health}: {error}")),
         }
     }
 }
@@ -318,7 +312,7 @@ fn find_source<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -
 
 /// An error and its causes, without the URL (which may carry a secret, as a chat
 /// webhook's does). Host and port stay: they are in the egress list.
-fn describe(error: reqwest::Error) -> String {
+pub(crate) fn describe(error: reqwest::Error) -> String {
     let target = error.url().and_then(|url| {
         url.host_str()
             .map(|host| match url.port_or_known_default() {
@@ -343,23 +337,84 @@ fn describe(error: reqwest::Error) -> String {
     }
 }
 
-/// A redirect reqwest did not follow (it follows only http and https hops, each
-/// re-checked by the egress redirect policy): when egress refuses where it points,
-/// that refusal is the error, not the bare 3xx status.
-pub(crate) fn unfollowed_redirect(egress: &Egress, response: &Response) -> Option<EgressError> {
-    if !response.status().is_redirection() {
-        return None;
+/// Sends `request` through the environment's client, following redirects here, not in
+/// reqwest: each hop is decided by [`Egress::check_redirect`] from the `Location` header
+/// as the server sent it (reqwest's policy would see only the URL it has normalised, so a
+/// hop to `http://2130706433/` would pass as `127.0.0.1`). At most [`MAX_REDIRECTS`]
+/// hops, all within `timeout`. 301 and 302 turn a POST into a GET and 303 anything but a
+/// HEAD, without the body (as browsers and reqwest do); 307 and 308 keep both. Credentials
+/// are dropped at a hop to another host or port. No `Referer` is sent: a URL may be a
+/// credential.
+pub(crate) async fn send(
+    egress: &Egress,
+    client: &reqwest::Client,
+    mut request: Request,
+    timeout: Duration,
+) -> Result<Response, CallError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut hops = 0;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(CallError::Timeout(timeout));
+        }
+        *request.timeout_mut() = Some(remaining);
+        // Kept for a hop; a body that cannot be copied (none here: bodies are bytes) ends
+        // the chain at this answer.
+        let again = request.try_clone();
+        let response = client
+            .execute(request)
+            .await
+            .map_err(|e| send_error(e, timeout))?;
+        let status = response.status();
+        if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let Some(location) = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| std::str::from_utf8(value.as_bytes()).ok())
+        else {
+            return Ok(response);
+        };
+        let next = egress
+            .check_redirect(response.url(), location)
+            .map_err(CallError::Egress)?;
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(CallError::Failed(TooManyRedirects.to_string()));
+        }
+        let Some(mut following) = again else {
+            return Ok(response);
+        };
+        let drop_body = match status.as_u16() {
+            301 | 302 => following.method() == Method::POST,
+            303 => following.method() != Method::HEAD,
+            _ => false,
+        };
+        if drop_body {
+            *following.method_mut() = Method::GET;
+            *following.body_mut() = None;
+            for header in [
+                CONTENT_TYPE,
+                CONTENT_LENGTH,
+                CONTENT_ENCODING,
+                TRANSFER_ENCODING,
+            ] {
+                following.headers_mut().remove(header);
+            }
+        }
+        let previous = response.url();
+        if next.host_str() != previous.host_str()
+            || next.port_or_known_default() != previous.port_or_known_default()
+        {
+            for header in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE] {
+                following.headers_mut().remove(header);
+            }
+        }
+        *following.url_mut() = next;
+        request = following;
     }
-    let location = response
-        .headers()
-        .get(reqwest::header::LOCATION)?
-        .to_str()
-        .ok()?;
-    let target = match Url::parse(location) {
-        Ok(_) => location.to_owned(),
-        Err(_) => response.url().join(location).ok()?.to_string(),
-    };
-    egress.check_url(&target).err()
 }
 
 /// Reads a response body (at most [`MAX_BODY_BYTES`]) as JSON when it parses, as a

@@ -2,7 +2,8 @@
 //!
 //! One trait, [`Connector`], and one module per kind. What must hold for every kind is
 //! enforced here, once: a binding's `${secret:NAME}` references resolve only from its
-//! own environment ([`secrets`]), and every network connection goes through the
+//! own environment ([`secrets`]) and are removed, with their encoded forms, from
+//! everything journaled ([`redact`]), and every network connection goes through the
 //! environment's egress allowlist ([`egress`]), resolved once and pinned to the checked
 //! address. A binding in `mode: record` sends nothing: [`record`] records the call and
 //! answers from the binding's configured responses.
@@ -11,6 +12,7 @@ pub mod chat;
 pub mod egress;
 pub mod http;
 pub mod record;
+pub mod redact;
 pub mod secrets;
 pub mod smtp;
 pub mod sql;

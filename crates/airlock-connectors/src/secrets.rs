@@ -8,6 +8,7 @@
 //! secret, whatever the code does.
 
 use crate::ResolvedBinding;
+pub use crate::redact::{REDACTED, Redactor};
 use airlock_core::model::{Binding, ConnectorKind};
 use async_trait::async_trait;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -266,75 +267,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub trait SecretLookup: Send + Sync {
     /// The value of `name` in `environment`, or `None`.
     async fn lookup(&self, environment: &str, name: &str) -> Result<Option<String>, SecretError>;
-}
-
-/// Replaces secret values with `[redacted]` in everything that is stored or shown.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    values: Vec<String>,
-}
-
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} values)", self.values.len())
-    }
-}
-
-/// What a secret value is replaced with.
-pub const REDACTED: &str = "[redacted]";
-
-impl Redactor {
-    /// Remembers a value to redact. Very short values are ignored: redacting `a` would
-    /// make every text unreadable and protects nothing.
-    pub fn add(&mut self, value: &str) {
-        if value.len() >= 4 && !self.values.iter().any(|v| v == value) {
-            self.values.push(value.to_owned());
-            // Longest first, so a value containing another is redacted whole.
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        }
-    }
-
-    /// Merges another redactor's values.
-    pub fn extend(&mut self, other: &Redactor) {
-        for value in &other.values {
-            self.add(value);
-        }
-    }
-
-    /// Whether there is nothing to redact.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    /// The text with every secret value replaced.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for value in &self.values {
-            if out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), REDACTED);
-            }
-        }
-        out
-    }
-
-    /// The JSON value with every secret value replaced, in keys and strings.
-    pub fn redact_json(&self, value: &Value) -> Value {
-        if self.values.is_empty() {
-            return value.clone();
-        }
-        match value {
-            Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
-            }
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (self.redact(k), self.redact_json(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
 }
 
 /// Resolves a binding's `${secret:NAME}` references from its own environment only, and
@@ -611,17 +543,6 @@ mod tests {
         let keys = Keyring::load(dir.path(), &["staging", "production"]).unwrap();
         assert!(keys.has("staging"));
         assert!(!keys.has("production"));
-    }
-
-    #[test]
-    fn redaction_covers_strings_keys_and_nested_values() {
-        let mut redactor = Redactor::default();
-        redactor.add("hunter2-long");
-        redactor.add("ab");
-        let value = serde_json::json!({"auth": "Bearer hunter2-long", "list": ["x hunter2-long y"], "hunter2-long": 1, "ab": "ab"});
-        let redacted = redactor.redact_json(&value).to_string();
-        assert!(!redacted.contains("hunter2-long"), "{redacted}");
-        assert!(redacted.contains("\"ab\""), "short values are left alone");
     }
 
     #[test]

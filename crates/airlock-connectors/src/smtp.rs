@@ -17,6 +17,7 @@
 //!   was submitted;
 //! - no answer within the step's timeout → [`CallError::Timeout`].
 
+use crate::redact::Redactor;
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
@@ -177,7 +178,7 @@ impl SmtpConnector {
     /// `text` without the password, whatever put it there.
     fn redact(&self, text: String) -> String {
         match &self.credentials {
-            Some((_, password)) if !password.is_empty() => text.replace(password, "[redacted]"),
+            Some((_, password)) => Redactor::of_credential(password).redact(&text),
             _ => text,
         }
     }

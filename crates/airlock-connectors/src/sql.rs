@@ -37,6 +37,7 @@
 //! - bad SQL, unknown table or column, a value the column cannot take, a bad identifier,
 //!   wrong credentials or an unknown database → `Invalid` (not retried).
 
+use crate::redact::Redactor;
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
@@ -1057,7 +1058,8 @@ struct PgDb {
     host: String,
     port: u16,
     display: String,
-    password: Option<String>,
+    /// The password, in every form, for the driver's error texts.
+    redactor: Redactor,
     egress: Arc<Egress>,
     idle: Mutex<Vec<(Client, SocketAddr)>>,
     permits: Arc<Semaphore>,
@@ -1112,13 +1114,12 @@ impl Drop for PooledClient {
 
 impl PgDb {
     fn new(connector: &str, url: &str, egress: Arc<Egress>) -> Result<Self, CallError> {
-        let password = url::Url::parse(url)
+        // The URL's password as written (percent-encoded); the decoded one joins it below.
+        let mut redactor = url::Url::parse(url)
             .ok()
-            .and_then(|u| u.password().map(str::to_owned));
-        let redact = |msg: String| match &password {
-            Some(p) => redact_secret(&msg, p),
-            None => msg,
-        };
+            .and_then(|u| u.password().map(Redactor::of_credential))
+            .unwrap_or_default();
+        let redact = |msg: String| redactor.redact(&msg);
         let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             CallError::Invalid(redact(format!(
                 "connector `{connector}`: invalid PostgreSQL url: {e}"
@@ -1151,10 +1152,9 @@ impl PgDb {
                 "connector `{connector}`: sslmode=require is not supported yet (this build speaks plain TCP to PostgreSQL)"
             )));
         }
-        let password = config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .or(password);
+        if let Some(password) = config.get_password() {
+            redactor.extend(&Redactor::of_credential(&String::from_utf8_lossy(password)));
+        }
         let display = format!(
             "postgres {}:{}/{}",
             host,
@@ -1166,7 +1166,7 @@ impl PgDb {
             host,
             port,
             display,
-            password,
+            redactor,
             egress,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(PG_POOL_SIZE)),
@@ -1174,10 +1174,7 @@ impl PgDb {
     }
 
     fn redact(&self, msg: String) -> String {
-        match &self.password {
-            Some(p) => redact_secret(&msg, p),
-            None => msg,
-        }
+        self.redactor.redact(&msg)
     }
 
     /// Maps a driver error, with the password (if any) removed from its text.
@@ -1434,19 +1431,6 @@ fn pg_error(e: &tokio_postgres::Error, timeout: Duration) -> CallError {
     CallError::Failed(format!("PostgreSQL: {e}"))
 }
 
-/// `msg` with every occurrence of `secret` replaced (and its URL-encoded form).
-fn redact_secret(msg: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        return msg.to_owned();
-    }
-    let mut out = msg.replace(secret, "[redacted]");
-    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    if encoded != secret && !encoded.is_empty() {
-        out = out.replace(&encoded, "[redacted]");
-    }
-    out
-}
-
 /// Resolves `host:port` through the environment's egress allowlist: a refusal is an
 /// [`CallError::Egress`], a name that does not resolve a [`CallError::Connection`].
 async fn resolve(egress: &Egress, host: &str, port: u16) -> Result<Vec<SocketAddr>, CallError> {
@@ -1566,9 +1550,15 @@ mod tests {
 
     #[test]
     fn redaction() {
+        let db = PgDb::new(
+            "pg",
+            "postgres://u:p%40ss@127.0.0.1/db",
+            Arc::new(Egress::new("staging", vec![])),
+        )
+        .expect("a valid url");
         assert_eq!(
-            redact_secret("pw p@ss and p%40ss", "p@ss"),
-            "pw [redacted] and [redacted]"
+            db.redact("pw p@ss and p%40ss and cEBzcw==".to_owned()),
+            "pw [redacted] and [redacted] and [redacted]"
         );
     }
 }

@@ -346,6 +346,126 @@ async fn redirects_to_forbidden_destinations_are_refused_and_reach_nothing() {
     }
 }
 
+/// A base URL written `2130706433` or `0x7f.1` was refused, but a redirect to those forms
+/// was followed: reqwest's redirect policy saw the URL after the `url` crate had made it
+/// `127.0.0.1`. Every hop is now decided from the `Location` header as sent, by the host
+/// rules of the first request, even though the canonical `127.0.0.1` is listed here.
+#[tokio::test]
+async fn redirect_hops_skip_the_numeric_host_check() {
+    let (port, origin) = serve().await;
+    let (target_port, target) = serve().await;
+    let egress = egress(&["127.0.0.1"], StaticResolver::new());
+    let forms = [
+        ("2130706433", "http://2130706433:{port}/"),
+        ("0x7f.1", "http://0x7f.1:{port}/"),
+        ("0177.0.0.1", "http://0177.0.0.1:{port}/"),
+        ("127.1", "http://127.1:{port}/"),
+        ("0x7f000001", "//0x7f000001:{port}/"),
+        ("127.1", "/\\127.1:{port}/"),
+        ("127.1", "  http://127.1:{port}/"),
+    ];
+    let targets: Vec<String> = forms
+        .iter()
+        .map(|(_, form)| form.replace("{port}", &target_port.to_string()))
+        .collect();
+    if let Ok(mut list) = origin.redirects.lock() {
+        list.extend(targets.iter().cloned());
+    }
+    let connector = http(&format!("http://127.0.0.1:{port}"), &egress);
+    for (n, ((host, _), url)) in forms.iter().zip(&targets).enumerate() {
+        // The same form as a base URL is refused, with the same host.
+        if url.trim().starts_with("http") {
+            let as_base = http(url.trim(), &egress).call(&get("/")).await;
+            assert_eq!(refused(as_base).host, *host, "{url} as a base URL");
+        }
+        let error = refused(connector.call(&get(&format!("/redirect/{n}"))).await);
+        assert_eq!(error.host, *host, "{url}: {error}");
+        assert!(error.reason.contains("non-canonical"), "{url}: {error}");
+    }
+    assert_eq!(
+        target.hits.load(Ordering::SeqCst),
+        0,
+        "no numeric form was followed"
+    );
+    // The canonical form of the same listed address is followed: the check refuses
+    // spellings, not the address.
+    if let Ok(mut list) = origin.redirects.lock() {
+        list.push(format!("http://127.0.0.1:{target_port}/"));
+    }
+    let followed = connector
+        .call(&get(&format!("/redirect/{}", targets.len())))
+        .await
+        .expect("the canonical form is listed");
+    assert_eq!(followed, json!({ "status": 200, "body": "reached" }));
+    assert_eq!(target.hits.load(Ordering::SeqCst), 1);
+}
+
+/// Method, body and credentials across hops, as reqwest treated them when it followed
+/// redirects: 302 turns a POST into a GET without its body, 307 keeps both, and a hop to
+/// another port drops the `Authorization` header.
+#[tokio::test]
+async fn redirects_keep_or_drop_the_method_body_and_credentials_as_http_says() {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method};
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String, String, Option<String>)>>>;
+    async fn record(
+        State(seen): State<Seen>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Ok(mut list) = seen.lock() {
+            list.push((
+                method.to_string(),
+                uri.path().to_owned(),
+                String::from_utf8_lossy(&body).into_owned(),
+                auth,
+            ));
+        }
+        (StatusCode::OK, "reached").into_response()
+    }
+    let seen: Seen = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = listener.local_addr().unwrap().port();
+    let app = Router::new().fallback(record).with_state(Arc::clone(&seen));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (port, origin) = serve().await;
+    let same_host = format!("http://127.0.0.1:{port}");
+    if let Ok(mut list) = origin.redirects.lock() {
+        list.push(format!("http://127.0.0.1:{other_port}/after-302"));
+    }
+    let egress = egress(&["127.0.0.1"], StaticResolver::new());
+    let mut binding = binding(ConnectorKind::Http, "base_url", &same_host);
+    binding
+        .settings
+        .insert("token".to_owned(), Value::String("tok-1234".to_owned()));
+    let connector = HttpConnector::new(&binding, Arc::clone(&egress)).expect("connector");
+    let post = |path: &str| CallRequest {
+        args: json!({ "method": "POST", "path": path, "body": "payload" }),
+        ..get(path)
+    };
+    connector
+        .call(&post("/redirect/0"))
+        .await
+        .expect("followed");
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(
+        seen,
+        vec![(
+            "GET".to_owned(),
+            "/after-302".to_owned(),
+            String::new(),
+            None
+        )],
+        "302: a GET without the body, and no credential for another port"
+    );
+}
+
 #[tokio::test]
 async fn redirects_within_egress_are_followed_up_to_five_hops() {
     let (port, origin) = serve().await;

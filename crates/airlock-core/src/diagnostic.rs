@@ -128,6 +128,10 @@ codes! {
         "The folder is not an Airlock project, or a file is where none is expected. A project has `airlock.yaml`, `workflows/*.yaml` and `tests/<workflow>/*.yaml`.";
     UnmeetableApprovals = "AL0026", "approval rule that cannot be met",
         "A promotion rule asks for more approvals than the target environment has approvers (a protected target asks for at least one, whatever the file says), so no request along it could ever pass. Add approvers to the target, or ask for fewer approvals. The author of a request never approves it, so a rule that asks for as many approvals as there are approvers cannot be met by a request one of them opens: `promote` says so for the author at hand.";
+    NotInLanguage = "AL0027", "not part of the expression language",
+        "Templates and conditions offer only what docs/files.md lists: the names `trigger`, `steps`, `run`, `env`, `workflow` (and `error` inside `on_failure`), the listed filters and tests, and `{% if %}`, `{% for %}`, `{% set %}`, `{% with %}`, `{% filter %}`. They call no function (`debug()`, `range()` …) and no method, and never read `self` or a name of the form `__name__`. Anything else is refused here and, as a last line, when the workflow runs.";
+    UnsafeWebhookPath = "AL0028", "webhook path that only looks safe",
+        "A webhook path is segments of letters, digits, `-`, `_` and `.` separated by single `/`. A `.` or `..` segment, an empty segment (`a//b`), a backslash or a percent-encoded character (`%2f`, `%2F`, `%5c` …) is refused: a proxy that normalises paths would route such a path somewhere else than Airlock does, for example `../production/orders` into another environment.";
 }
 
 impl From<Code> for &'static str {

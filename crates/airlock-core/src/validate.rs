@@ -659,7 +659,10 @@ impl Checker<'_> {
         scope: Scope<'_>,
     ) {
         match expr::check_template(text) {
-            Ok(references) => self.references(file, source, node, references, scope),
+            Ok(checked) => {
+                self.unlisted(file, source, node, checked.unlisted);
+                self.references(file, source, node, checked.references, scope)
+            }
             Err(error) => {
                 let span = span_in_scalar(source, node, error.range.clone());
                 self.report(
@@ -685,7 +688,10 @@ impl Checker<'_> {
             value: Value::Str(text.value.clone()),
         };
         match expr::check_condition(text) {
-            Ok(references) => self.references(file, source, &node, references, scope),
+            Ok(checked) => {
+                self.unlisted(file, source, &node, checked.unlisted);
+                self.references(file, source, &node, checked.references, scope)
+            }
             Err(error) => {
                 let span = span_in_scalar(source, &node, error.range.clone());
                 self.report(
@@ -696,6 +702,22 @@ impl Checker<'_> {
                 )
                 .set_label(error.message.clone());
             }
+        }
+    }
+
+    /// What a template uses outside the language, each at its place inside the string.
+    fn unlisted(
+        &mut self,
+        file: FileId,
+        source: &SourceFile,
+        node: &Node,
+        unlisted: Vec<expr::Unlisted>,
+    ) {
+        for found in unlisted {
+            let span = span_in_scalar(source, node, found.range.clone());
+            self.report(file, Code::NotInLanguage, span, found.message)
+                .set_label("not offered by the expression language")
+                .help = found.help;
         }
     }
 

@@ -626,6 +626,130 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     (line, offset - line_start + 1)
 }
 
+// ---- webhook paths ----
+
+/// Why a webhook path is refused: each is a path that only looks like the route it names,
+/// because a proxy, a browser or a framework that normalises paths would route it
+/// elsewhere (`../production/orders` into another environment, `a%2Fb` to `a/b`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePath {
+    /// Nothing but slashes.
+    #[error("is empty")]
+    Empty,
+    /// `a//b`: an empty segment, which normalisation removes.
+    #[error("has an empty segment (`//`)")]
+    EmptySegment {
+        /// Byte offset of the segment in the path.
+        at: usize,
+    },
+    /// `.` or `..`: a segment that normalisation resolves away.
+    #[error("has a `{segment}` segment")]
+    DotSegment {
+        /// The segment.
+        segment: String,
+        /// Byte offset of the segment in the path.
+        at: usize,
+    },
+    /// `\`, which some servers and every browser read as `/`.
+    #[error("holds a backslash, which is read as `/` elsewhere")]
+    Backslash {
+        /// Byte offset in the path.
+        at: usize,
+    },
+    /// `%2f`, `%2F`, `%5c` or `%5C`: an encoded separator, decoded by some and not others.
+    #[error("holds the percent-encoded separator `{text}`")]
+    EncodedSeparator {
+        /// The escape as written.
+        text: String,
+        /// Byte offset in the path.
+        at: usize,
+    },
+    /// Any other `%XX`: a path names its characters plainly.
+    #[error("holds the percent-encoded character `{text}`")]
+    PercentEncoded {
+        /// The escape as written.
+        text: String,
+        /// Byte offset in the path.
+        at: usize,
+    },
+    /// A character outside letters, digits, `-`, `_`, `.` and `/`.
+    #[error("holds `{character}`; a path uses only letters, digits, `-`, `_`, `.` and `/`")]
+    Character {
+        /// The character.
+        character: char,
+        /// Byte offset in the path.
+        at: usize,
+    },
+}
+
+impl UnsafePath {
+    /// Where in the path, in bytes (empty for [`UnsafePath::Empty`]).
+    pub fn range(&self) -> std::ops::Range<usize> {
+        match self {
+            UnsafePath::Empty => 0..0,
+            UnsafePath::EmptySegment { at } => *at..*at,
+            UnsafePath::DotSegment { segment, at } => *at..at + segment.len(),
+            UnsafePath::Backslash { at } => *at..at + 1,
+            UnsafePath::EncodedSeparator { text, at } | UnsafePath::PercentEncoded { text, at } => {
+                *at..at + text.len()
+            }
+            UnsafePath::Character { character, at } => *at..at + character.len_utf8(),
+        }
+    }
+}
+
+/// The one decision on a webhook path, for a path a workflow declares (at `validate`) and
+/// for the path a delivery asks for (`/hooks/{environment}` followed by it, in the server,
+/// before anything is read or written): at most one `/` at each end, then segments of
+/// letters, digits, `-`, `_` and `.` separated by single `/`, none of them `.` or `..`.
+/// Returns the route's key: the segments joined by `/`.
+pub fn hook_path(path: &str) -> Result<String, UnsafePath> {
+    let (inner, offset) = match path.strip_prefix('/') {
+        Some(rest) => (rest, 1),
+        None => (path, 0),
+    };
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    if inner.is_empty() {
+        return Err(UnsafePath::Empty);
+    }
+    let mut at = offset;
+    for segment in inner.split('/') {
+        if segment.is_empty() {
+            return Err(UnsafePath::EmptySegment { at });
+        }
+        for (i, character) in segment.char_indices() {
+            let here = at + i;
+            match character {
+                c if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') => {}
+                '\\' => return Err(UnsafePath::Backslash { at: here }),
+                '%' => {
+                    let text: String = segment[i..].chars().take(3).collect();
+                    let separator = matches!(text.to_ascii_lowercase().as_str(), "%2f" | "%5c");
+                    return Err(if separator {
+                        UnsafePath::EncodedSeparator { text, at: here }
+                    } else {
+                        UnsafePath::PercentEncoded { text, at: here }
+                    });
+                }
+                character => {
+                    return Err(UnsafePath::Character {
+                        character,
+                        at: here,
+                    });
+                }
+            }
+        }
+        if segment == "." || segment == ".." {
+            return Err(UnsafePath::DotSegment {
+                segment: segment.to_owned(),
+                at,
+            });
+        }
+        at += segment.len() + 1;
+    }
+    Ok(inner.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1090,5 +1214,46 @@ mod tests {
             let verifier = Verifier::new(scheme, secret);
             prop_assert!(check(&verifier, &h, &body, now).is_err());
         }
+    }
+
+    /// `../production/orders` passed `validate` and was served at the literal path.
+    #[test]
+    fn paths_that_only_look_safe_are_refused() {
+        for (path, key) in [
+            ("orders", "orders"),
+            ("/orders/", "orders"),
+            ("shop/orders.v2", "shop/orders.v2"),
+            ("a-b_c/...", "a-b_c/..."),
+        ] {
+            assert_eq!(hook_path(path).as_deref(), Ok(key), "{path}");
+        }
+        for (path, refused) in [
+            ("../production/orders", "`..` segment"),
+            ("orders/../../production/orders", "`..` segment"),
+            ("./orders", "`.` segment"),
+            ("orders/.", "`.` segment"),
+            ("a//b", "empty segment"),
+            ("//orders", "empty segment"),
+            ("orders//", "empty segment"),
+            ("/", "is empty"),
+            ("", "is empty"),
+            ("a%2fb", "separator `%2f`"),
+            ("a%2Fb", "separator `%2F`"),
+            ("a%5cb", "separator `%5c`"),
+            ("a%5Cb", "separator `%5C`"),
+            ("%2e%2e/production", "character `%2e`"),
+            ("a\\b", "backslash"),
+            ("a b", "holds ` `"),
+            ("ordérs", "holds `é`"),
+        ] {
+            let error = hook_path(path).expect_err(path);
+            assert!(error.to_string().contains(refused), "{path}: {error}");
+            assert!(error.range().end <= path.len(), "{path}: {error:?}");
+        }
+        assert_eq!(
+            hook_path("x/../y").expect_err("dot").range(),
+            2..4,
+            "the range names the segment"
+        );
     }
 }

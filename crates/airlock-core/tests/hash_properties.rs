@@ -667,7 +667,7 @@ fn signature() -> impl Strategy<Value = Signature> {
 fn trig() -> impl Strategy<Value = Trig> {
     prop_oneof![
         3 => (
-            "[a-z0-9]{1,8}(/[a-z0-9._-]{1,8}){0,2}",
+            "[a-z0-9]{1,8}(/[a-z0-9][a-z0-9._-]{0,7}){0,2}",
             prop::option::of(signature()),
             prop::option::of(template()),
         )

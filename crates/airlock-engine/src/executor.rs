@@ -2,8 +2,10 @@
 //! calls connectors, settles runs.
 
 use crate::clock::Clock;
+use crate::in_flight::InFlight;
 use crate::randomness::{OsRandomness, Randomness};
 use crate::runtime::Runtime;
+use crate::watch::Watch;
 use airlock_connectors::CallRequest;
 use airlock_core::interpreter::{self, AttemptFailure, CallPlan, Decision, Input, Next};
 use airlock_core::model::Workflow;
@@ -96,6 +98,12 @@ pub struct Engine {
     randomness: Arc<dyn Randomness>,
     options: EngineOptions,
     observer: Option<Arc<dyn Observer>>,
+    /// Every run this engine executes, however it came to it: what a stopping process
+    /// waits for.
+    in_flight: Arc<InFlight>,
+    /// Other holders' leases as this engine has watched them, to take over the runs of the
+    /// holders that stopped renewing (see `watch`).
+    watch: Watch,
 }
 
 impl Engine {
@@ -114,6 +122,8 @@ impl Engine {
             randomness: Arc::new(OsRandomness),
             options,
             observer: None,
+            in_flight: Arc::default(),
+            watch: Watch::default(),
         }
     }
 
@@ -145,18 +155,22 @@ impl Engine {
         &self.options
     }
 
+    /// How many runs this engine is executing now, whoever started them (a webhook's
+    /// [`Engine::admit`], the worker loop, [`Engine::process_run`]).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Completes once this engine executes no run: what a process that stops awaits
+    /// (bounded by its grace period) before its runtime, and every task on it, ends.
+    pub async fn idle(&self) {
+        self.in_flight.idle().await;
+    }
+
     /// Claims the runs that are due (up to the concurrency) and processes them all.
     /// Returns how many were claimed.
     pub async fn process_due(self: &Arc<Self>) -> Result<usize, EngineError> {
-        let claims = self
-            .store
-            .claim(
-                &self.options.worker,
-                self.clock.now(),
-                self.options.lease_ms,
-                self.options.concurrency,
-            )
-            .await?;
+        let claims = self.claim_due(self.options.concurrency).await?;
         let count = claims.len();
         let mut tasks = tokio::task::JoinSet::new();
         for claim in claims {
@@ -180,15 +194,84 @@ impl Engine {
         }
     }
 
-    /// Claims the run `run_id`, and it alone, if it is due ([`Store::claim_run`]), and
-    /// processes it until it finishes or is released (sleeping, waiting for a person).
-    /// Answers whether it was claimed: not when it is not due, or another process holds
-    /// it. What a command that runs one workflow uses (`airlock run`, `approve-step`, `runs
+    /// Claims up to `limit` runs: the due ones ([`Store::claim`]), then the runs of
+    /// holders that stopped renewing their leases ([`Engine::take_over_stale`]).
+    async fn claim_due(&self, limit: usize) -> Result<Vec<Claim>, EngineError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut claims = self
+            .store
+            .claim(
+                &self.options.worker,
+                self.clock.now(),
+                self.options.lease_ms,
+                limit,
+            )
+            .await?;
+        let more = self.take_over_stale(limit - claims.len(), None).await?;
+        claims.extend(more);
+        Ok(claims)
+    }
+
+    /// Watches the leases of the running runs (of `only`, when named) and takes over up to
+    /// `limit` of those whose holder has not renewed its lease for as long as it promised,
+    /// by this engine's monotonic clock: the one judgement of whether a holder is dead, so
+    /// that a wall clock set forward never takes a run from a live holder, nor one set back
+    /// keeps a dead holder's run (see `watch`).
+    async fn take_over_stale(
+        &self,
+        limit: usize,
+        only: Option<&str>,
+    ) -> Result<Vec<Claim>, EngineError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut leases = self.store.leases().await?;
+        if let Some(run) = only {
+            leases.retain(|lease| lease.run == run);
+        }
+        let stale = self.watch.stale(
+            leases,
+            self.clock.monotonic(),
+            self.options.lease_ms,
+            |run| self.in_flight.holds(run),
+            only.is_none(),
+        );
+        let mut claims = Vec::new();
+        for lease in stale.into_iter().take(limit) {
+            self.watch.forget(&lease.run);
+            let taken = self
+                .store
+                .take_over(
+                    &lease,
+                    &self.options.worker,
+                    self.clock.now(),
+                    self.options.lease_ms,
+                )
+                .await?;
+            if let Some(claim) = taken {
+                tracing::warn!(
+                    run = %lease.run,
+                    holder = lease.owner.as_deref().unwrap_or("?"),
+                    "taking over a run whose holder stopped renewing its lease"
+                );
+                claims.push(claim);
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Claims the run `run_id`, and it alone, if it is due ([`Store::claim_run`]) or its
+    /// holder stopped renewing its lease (watched over calls: see `watch`), and processes
+    /// it until it finishes or is released (sleeping, waiting for a person). Answers
+    /// whether it was claimed: not when it is not due, or another process holds it. What
+    /// a command that runs one workflow uses (`airlock run`, `approve-step`, `runs
     /// retry`): [`Engine::process_due`] would claim whatever else is due in the store too
     /// (another environment's waiting runs, say) and execute it in a process that is
     /// about to exit.
     pub async fn process_run(&self, run_id: &str) -> Result<bool, EngineError> {
-        let claim = self
+        let mut claim = self
             .store
             .claim_run(
                 run_id,
@@ -197,6 +280,9 @@ impl Engine {
                 self.options.lease_ms,
             )
             .await?;
+        if claim.is_none() {
+            claim = self.take_over_stale(1, Some(run_id)).await?.pop();
+        }
         match claim {
             Some(claim) => {
                 self.process(claim).await?;
@@ -208,7 +294,8 @@ impl Engine {
 
     /// Works until `shutdown` turns true: keeps up to `concurrency` runs in flight,
     /// claiming more as slots free up. When nothing is due it waits for the store to
-    /// signal work ([`Store::wait_for_work`]), `poll` at most.
+    /// signal work ([`Store::wait_for_work`]), `poll` at most. Other holders' leases are
+    /// watched every tenth of a lease (at most every second).
     pub async fn work(
         self: &Arc<Self>,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -216,6 +303,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let slots = Arc::new(tokio::sync::Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
+        let watch_every =
+            Duration::from_millis(u64::try_from(self.options.lease_ms / 10).unwrap_or(0))
+                .clamp(Duration::from_millis(1), Duration::from_secs(1));
+        let mut watched: Option<Duration> = None;
         while !*shutdown.borrow() {
             while let Some(joined) = tasks.try_join_next() {
                 if let Ok(Err(e)) = joined {
@@ -223,7 +314,7 @@ impl Engine {
                 }
             }
             let free = slots.available_permits();
-            let claims = if free == 0 {
+            let mut claims = if free == 0 {
                 Vec::new()
             } else {
                 self.store
@@ -235,6 +326,14 @@ impl Engine {
                     )
                     .await?
             };
+            let elapsed = self.clock.monotonic();
+            if free > claims.len()
+                && watched.is_none_or(|at| elapsed.saturating_sub(at) >= watch_every)
+            {
+                watched = Some(elapsed);
+                let more = self.take_over_stale(free - claims.len(), None).await?;
+                claims.extend(more);
+            }
             if claims.is_empty() {
                 let mut shutdown = shutdown.clone();
                 tokio::select! {
@@ -262,34 +361,41 @@ impl Engine {
     }
 
     /// Processes due runs until none is due and none may become due within `patience`
-    /// (a run held by a dead worker becomes due when its lease expires), by the clock.
+    /// (a run held by a dead worker becomes due once its lease has gone unrenewed for its
+    /// length), by the clock's elapsed time.
     pub async fn drain(self: &Arc<Self>, patience: Duration) -> Result<usize, EngineError> {
         let mut processed = 0;
-        let deadline = self
-            .clock
-            .now()
-            .saturating_add(i64::try_from(patience.as_millis()).unwrap_or(i64::MAX));
+        let deadline = self.clock.monotonic().saturating_add(patience);
         loop {
             let claimed = self.process_due().await?;
             processed += claimed;
             if claimed > 0 {
                 continue;
             }
-            let now = self.clock.now();
-            let Some(next_due) = self.next_due(now).await? else {
+            let Some(next_due) = self.next_due().await? else {
                 return Ok(processed);
             };
-            let wait = (next_due - now).clamp(1, 250);
-            if now + wait > deadline {
+            let wait = next_due.clamp(Duration::from_millis(1), Duration::from_millis(250));
+            if self.clock.monotonic().saturating_add(wait) > deadline {
                 return Ok(processed);
             }
-            self.clock.sleep(Duration::from_millis(wait as u64)).await;
+            self.clock.sleep(wait).await;
         }
     }
 
-    /// When the next run not yet due becomes due (a sleeping run, or a lease expiring).
-    async fn next_due(&self, now: i64) -> Result<Option<i64>, EngineError> {
-        let mut earliest: Option<i64> = None;
+    /// How long until this engine would take `run` over from its holder, if the holder
+    /// renews its lease no more: zero once it would, `None` while it does not watch the
+    /// run's lease (it watches every running run's each time it claims).
+    pub fn next_take_over(&self, run: &str) -> Option<Duration> {
+        self.watch
+            .stale_in(run, self.clock.monotonic(), self.options.lease_ms)
+    }
+
+    /// How long until the next run not yet due may become due: a sleeping run's wake time
+    /// (by the wall clock, as stored), or a watched lease going stale.
+    async fn next_due(&self) -> Result<Option<Duration>, EngineError> {
+        let now = self.clock.now();
+        let mut earliest: Option<Duration> = None;
         for status in [RunStatus::Queued, RunStatus::Running] {
             let runs = self
                 .store
@@ -300,12 +406,13 @@ impl Engine {
                 .await?;
             for run in runs {
                 let due = match status {
-                    RunStatus::Running => run.lease_expires_at,
-                    _ => Some(run.wake_at.unwrap_or(now)),
+                    // Not watched yet: watched at the next claim.
+                    RunStatus::Running => self.next_take_over(&run.id).unwrap_or_default(),
+                    _ => Duration::from_millis(
+                        u64::try_from(run.wake_at.unwrap_or(now) - now).unwrap_or(0),
+                    ),
                 };
-                if let Some(due) = due {
-                    earliest = Some(earliest.map_or(due, |e: i64| e.min(due)));
-                }
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
             }
         }
         Ok(earliest)
@@ -403,6 +510,7 @@ impl Engine {
     /// Goes on with a run accepted by [`Engine::accept`]: performs the call whose intent
     /// was journaled with it, then drives it like any claimed run.
     pub async fn go_on(&self, accepted: Accepted) -> Result<(), EngineError> {
+        let _running = self.in_flight.enter(&accepted.claim.run.id);
         let Accepted {
             claim,
             workflow,
@@ -428,7 +536,11 @@ impl Engine {
         let engine = Arc::clone(self);
         let (answer, answered) = tokio::sync::oneshot::channel();
         let run_id = run.id.clone();
+        // In flight from now, before the task is even polled: a process that stops right
+        // after answering still waits for this run.
+        let running = self.in_flight.enter(&run.id);
         tokio::spawn(async move {
+            let _running = running;
             match engine.accept(&run, workflow).await {
                 Err(e) => {
                     let _ = answer.send(Err(e));
@@ -456,6 +568,7 @@ impl Engine {
 
     /// Drives one claimed run until it finishes or is released.
     pub async fn process(&self, claim: Claim) -> Result<(), EngineError> {
+        let _running = self.in_flight.enter(&claim.run.id);
         let workflow = self.workflow(&claim.run.id, &claim.run.version).await?;
         // A run claimed for the first time has an empty journal: skip the read.
         let journal: Vec<NewJournalEntry> = if claim.run.claims <= 1 {
@@ -573,7 +686,7 @@ impl Engine {
                     let redactor = self.runtime.redactor(&run.environment);
                     let settlement = Settlement::Finish {
                         status,
-                        output: output.map(|o| redactor.redact_json(&o)),
+                        output: output.map(|o| redactor.redacted(o)),
                         error: error.map(|e| redactor.redact(&e)),
                         at: self.clock.now(),
                     };
@@ -602,7 +715,7 @@ impl Engine {
         let jitter = self.randomness.unit();
         let mut entry = interpreter::result_entry(plan, started_at, finished, result, jitter);
         let redactor = self.runtime.redactor(&run.environment);
-        entry.output = entry.output.map(|o| redactor.redact_json(&o));
+        entry.output = entry.output.map(|o| redactor.redacted(o));
         entry.error = entry.error.map(|e| redactor.redact(&e));
         entry
     }

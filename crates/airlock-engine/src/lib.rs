@@ -8,8 +8,10 @@
 
 pub mod clock;
 pub mod executor;
+mod in_flight;
 pub mod randomness;
 pub mod runtime;
+mod watch;
 
 pub use clock::{Clock, SimulatedClock, Sleep, SystemClock};
 pub use executor::{Accepted, Engine, EngineError, EngineOptions, Observer};

@@ -335,6 +335,97 @@ async fn secrets_never_reach_the_journal_or_the_store_file() {
     }
 }
 
+/// `text` with every byte but letters and digits as `%XX` (what the echo sink sends).
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A target that echoes the credential it was sent back in the forms targets do:
+/// base64 (standard and URL-safe, inside a `Basic` header's base64 too), percent-encoded
+/// in a URL, hex, and inside a JSON text carried as a string.
+async fn echo(headers: HeaderMap) -> (StatusCode, String) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let body = json!({
+        "b64": STANDARD.encode(&token),
+        "b64url": URL_SAFE_NO_PAD.encode(&token),
+        "basic": format!("Basic {}", STANDARD.encode(format!("ops:{token}"))),
+        "next": format!("https://api.example/cb?token={}&x=1", percent_encoded(&token)),
+        "hex": token.bytes().map(|b| format!("{b:02x}")).collect::<String>(),
+        "raw_json": serde_json::to_string(&json!({ "seen": token })).unwrap(),
+    });
+    (StatusCode::CREATED, body.to_string())
+}
+
+/// A target echoed the credential base64- or URL-encoded, and those forms were stored in
+/// the journal, the run's answer and the SQLite file: the redactor removed the raw value
+/// only.
+#[tokio::test]
+async fn a_secret_echoed_back_in_an_encoded_form_is_stored_and_shown() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new().route("/orders", post(echo));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let h = harness(port, &["staging"]).await;
+    let secret = "tok/Secret+42=ab&c?d~x";
+    set_secret(&h, "staging", secret).await;
+    start_run(&h, "staging", "run_e").await;
+    let run = h.store.run("run_e").await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+
+    let forms = [
+        secret.to_owned(),
+        STANDARD.encode(secret),
+        STANDARD_NO_PAD.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        percent_encoded(secret),
+        secret.bytes().map(|b| format!("{b:02x}")).collect(),
+        // The credential's own characters inside `base64("ops:" + secret)`: "ops:" is 4
+        // bytes, so the secret starts at offset 1 of a 3-byte group.
+        STANDARD.encode(format!("ops:{secret}"))[8..24].to_owned(),
+    ];
+    let journal = serde_json::to_string(&h.store.journal("run_e").await.unwrap()).unwrap();
+    let answer = serde_json::to_string(&run.output).unwrap();
+    assert!(
+        journal.contains("[redacted]"),
+        "the echo was journaled: {journal}"
+    );
+    let bytes = std::fs::read(h._dir.path().join("airlock.db")).unwrap();
+    let wal = std::fs::read(h._dir.path().join("airlock.db-wal")).unwrap_or_default();
+    for form in &forms {
+        assert!(
+            !journal.contains(form.as_str()),
+            "{form} in the journal: {journal}"
+        );
+        assert!(
+            !answer.contains(form.as_str()),
+            "{form} in the answer: {answer}"
+        );
+        for file in [&bytes, &wal] {
+            assert!(
+                !file.windows(form.len()).any(|w| w == form.as_bytes()),
+                "{form} is in the store file"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_call_longer_than_the_lease_keeps_its_run_by_heartbeat() {
     let sink = Sink::default();

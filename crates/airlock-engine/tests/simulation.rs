@@ -26,7 +26,7 @@ use airlock_engine::{
 use airlock_store::sqlite::{Durability, SqliteOptions, SqliteStore};
 use airlock_store::{
     ApiToken, Approval, AuditEvent, Claim, Commit, Deployment, Enqueued, Error as StoreError,
-    Evidence, JournalEntry, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
+    Evidence, JournalEntry, Lease, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
     NewPromotionRequest, NewRelease, NewRun, NewTestRecord, OutcomeQuery, Outcomes,
     PromotionRequest, Release, Run, RunFilter, RunStatus, SealedSecret, SecretName, StepDecision,
     StepStatus, Store, TestRecord, Timestamp, WorkflowVersion,
@@ -543,6 +543,24 @@ impl Store for FaultStore {
         }
         Ok(claim)
     }
+    async fn leases(&self) -> airlock_store::Result<Vec<Lease>> {
+        self.alive()?;
+        self.inner.leases().await
+    }
+    async fn take_over(
+        &self,
+        lease: &Lease,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> airlock_store::Result<Option<Claim>> {
+        self.alive()?;
+        let claim = self.inner.take_over(lease, worker, now, lease_ms).await?;
+        if let Some(claim) = &claim {
+            self.world.claimed(&claim.run.id, worker);
+        }
+        Ok(claim)
+    }
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> airlock_store::Result<()> {
         self.alive()?;
         let intent = commit
@@ -1051,18 +1069,24 @@ impl Sim {
         let Some(pause) = self.world.take_pause() else {
             return;
         };
-        self.world
-            .clock
-            .advance(Duration::from_millis(LEASE_MS as u64 + 1));
         // The paused process is left behind: once let go it finishes its write and stops.
         self.current = self.processes.start();
         self.current
             .process
             .may_pause
             .store(false, Ordering::SeqCst);
+        // The new worker watches the paused one's lease; once nothing else is due, the lease
+        // goes unrenewed for a whole lease, and the new worker takes the run over.
+        let mut waited = false;
         for _ in 0..100 {
             let engine = self.current.engine.clone();
             match engine.process_due().await {
+                Ok(0) if !waited => {
+                    waited = true;
+                    self.world
+                        .clock
+                        .advance(Duration::from_millis(LEASE_MS as u64 + 1));
+                }
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(_) if self.current.process.is_dead() => break,
@@ -1297,18 +1321,26 @@ impl Sim {
         Ok(())
     }
 
-    /// When the next run not yet due becomes due: a wake time, or a lease running out.
+    /// When the next run not yet due becomes due: a wake time, or a lease the current
+    /// process watches going unrenewed for its length (one it has not watched yet, at once:
+    /// it watches it at its next claim).
     async fn next_due(&self) -> Result<Option<Timestamp>, String> {
         let runs = self
             .store
             .runs(&RunFilter::default())
             .await
             .map_err(|e| e.to_string())?;
+        let now = self.world.clock.now();
+        let engine = &self.current.engine;
         Ok(runs
             .iter()
             .filter_map(|run| match run.status {
                 RunStatus::Queued => Some(run.wake_at.unwrap_or(run.created_at)),
-                RunStatus::Running => run.lease_expires_at,
+                RunStatus::Running => Some(
+                    now + engine
+                        .next_take_over(&run.id)
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                ),
                 RunStatus::Waiting => run.wake_at,
                 _ => None,
             })

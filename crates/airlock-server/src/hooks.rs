@@ -1,10 +1,12 @@
 //! `POST /hooks/{environment}/{path}`: a delivery becomes a durably queued run.
 //!
-//! In order, each step refusing before anything is written: the environment and the
-//! route exist (404), the hook's rate limit (429), the body's size (413), the signature
-//! over the raw bytes (401), the JSON and its depth (400), the idempotency key
-//! (a duplicate answers the first run's id). Only then is the run enqueued, and only
-//! after the store's commit is the delivery answered.
+//! In order, each step refusing before anything is written: the path is one a workflow
+//! could declare (`webhook::hook_path`: no `.`/`..` or empty segment, no backslash, no
+//! percent-encoding; 400), the environment and the route exist (404), the hook's rate
+//! limit (429), the body's size (413), the signature over the raw bytes (401), the JSON
+//! and its depth (400), the idempotency key (a duplicate answers the first run's id).
+//! Only then is the run enqueued, and only after the store's commit is the delivery
+//! answered.
 
 use crate::App;
 use crate::completions::Outcome;
@@ -90,7 +92,7 @@ fn quota(spec: &RateLimit) -> Quota {
     responses(
         (status = 202, description = "Queued (or a duplicate of an accepted delivery)", body = Object),
         (status = 200, description = "Synchronous: the run's output", body = Object),
-        (status = 400, description = "Malformed or too deeply nested JSON"),
+        (status = 400, description = "Malformed or too deeply nested JSON, or a path that only looks safe (a `.`, `..` or empty segment, a backslash, percent-encoding)"),
         (status = 401, description = "Bad, missing or stale signature; nothing queued"),
         (status = 404, description = "No such environment or hook"),
         (status = 413, description = "Body larger than the hook's limit"),
@@ -101,7 +103,14 @@ pub(crate) async fn deliver(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Response {
-    let path = path.trim_matches('/').to_owned();
+    let decided = requested_path(request.uri().path(), &environment, &path);
+    let path = match decided {
+        Ok(path) => path,
+        Err(refusal) => {
+            app.metrics.webhook(&environment, refusal.outcome);
+            return refusal.error.into_response();
+        }
+    };
     match accept(&app, &environment, &path, query.as_deref(), request).await {
         Ok(answer) => answer,
         Err(refusal) => {
@@ -109,6 +118,34 @@ pub(crate) async fn deliver(
             refusal.error.into_response()
         }
     }
+}
+
+/// The hook path a delivery asks for, decided from the request's path as sent (axum's
+/// `Path` has decoded it already: `%2F` would be a `/` there) by the rule every declared
+/// path passes, [`webhook::hook_path`]: a `.`/`..` or empty segment, a backslash or a
+/// percent-encoded character is refused with 400 before anything is read or written, so
+/// no path is served that a proxy would route elsewhere. The environment's segment must
+/// be written plainly too.
+fn requested_path(raw: &str, environment: &str, decoded: &str) -> Result<String, Refusal> {
+    let refused = |reason: String| refuse("malformed", StatusCode::BAD_REQUEST, reason);
+    let Some((raw_environment, rest)) = raw
+        .strip_prefix("/hooks/")
+        .and_then(|r| r.find('/').map(|slash| (&r[..slash], &r[slash..])))
+    else {
+        // Not the route's shape: only the decoded parts are known (a test router, say).
+        return webhook::hook_path(decoded)
+            .map_err(|e| refused(format!("the webhook path `{decoded}` {e}")));
+    };
+    if raw_environment != environment {
+        return Err(refused(format!(
+            "the environment in /hooks/{raw_environment}/ must be written plainly"
+        )));
+    }
+    webhook::hook_path(rest).map_err(|e| {
+        refused(format!(
+            "the webhook path /hooks/{raw_environment}{rest} {e}; nothing was queued"
+        ))
+    })
 }
 
 struct Refusal {

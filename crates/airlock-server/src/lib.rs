@@ -278,8 +278,9 @@ impl Server {
             .map_err(|e| ServerError::Bind(self.options.listen, e))
     }
 
-    /// Serves until `shutdown` resolves: then stops accepting, lets running steps finish
-    /// within the grace period, and returns. Runs not finished stay resumable.
+    /// Serves until `shutdown` resolves: then stops accepting and claiming, lets every run
+    /// this process executes finish (webhook runs included) within the grace period, and
+    /// returns. Runs not finished by then stay resumable (their leases expire).
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -352,13 +353,26 @@ impl Server {
         let served = serve.await;
         app.ready.store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = stop_tx.send(true);
-        tracing::info!(grace = ?options.shutdown_grace, "stopping: letting running steps finish");
+        tracing::info!(
+            grace = ?options.shutdown_grace,
+            runs = engine.in_flight(),
+            "stopping: letting running runs finish"
+        );
+        // The background loops end on the stop signal (the worker loop once its runs are
+        // done); the runs this process accepted from webhooks run on tasks of their own,
+        // which end with the runtime when this returns: the engine tracks every run it
+        // executes, so wait for all of them, not only the loop's.
         let drained = tokio::time::timeout(options.shutdown_grace, async {
             while background.join_next().await.is_some() {}
+            engine.idle().await;
         })
         .await;
-        if drained.is_err() {
-            tracing::warn!("grace period over; unfinished runs stay resumable");
+        match drained {
+            Ok(()) => tracing::info!("every running run finished"),
+            Err(_) => tracing::warn!(
+                runs = engine.in_flight(),
+                "grace period over; unfinished runs stay resumable"
+            ),
         }
         served.map_err(ServerError::Serve)
     }

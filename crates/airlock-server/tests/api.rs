@@ -1147,14 +1147,7 @@ async fn start_run_of_a_workflow_not_deployed_is_404() {
         )
         .await;
     assert_refused(&answer, StatusCode::NOT_FOUND);
-    assert!(
-        served
-            .store
-            .runs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_queued(&served).await;
 }
 
 #[tokio::test]
@@ -1170,14 +1163,7 @@ async fn start_run_needs_a_runner_a_viewer_is_refused_with_403_and_audited() {
         )
         .await;
     assert_refused(&answer, StatusCode::FORBIDDEN);
-    assert!(
-        served
-            .store
-            .runs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_queued(&served).await;
     served
         .assert_denial_audited("watcher", "staging", "order-intake")
         .await;
@@ -2667,6 +2653,12 @@ async fn executing_with_hook() -> Served {
     served
 }
 
+/// Asserts that no run was queued (a refused delivery writes nothing).
+async fn assert_nothing_queued(served: &Served) {
+    let runs = served.store.runs(&Default::default()).await.unwrap();
+    assert!(runs.is_empty(), "nothing is queued: {runs:?}");
+}
+
 /// Waits (bounded) until the run has finished, executed in the server's process.
 async fn finished(served: &Served, run: &str) -> airlock_store::Run {
     for _ in 0..500 {
@@ -2757,14 +2749,7 @@ async fn a_webhook_delivery_with_a_bad_or_missing_signature_is_401_and_queues_no
     assert_refused(&forged, StatusCode::UNAUTHORIZED);
     let unsigned = served.deliver("staging", "orders", body, None).await;
     assert_refused(&unsigned, StatusCode::UNAUTHORIZED);
-    assert!(
-        served
-            .store
-            .runs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_queued(&served).await;
 }
 
 #[tokio::test]
@@ -2784,14 +2769,79 @@ async fn a_webhook_delivery_to_an_unknown_environment_or_path_is_404() {
         .deliver("production", "orders", body, Some(HOOK_SECRET))
         .await;
     assert_refused(&undeployed, StatusCode::NOT_FOUND);
-    assert!(
-        served
-            .store
-            .runs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_queued(&served).await;
+}
+
+/// A webhook path such as `../production/orders` passed `validate` and was served at the
+/// literal path, where a proxy that normalises paths would route it elsewhere. A delivery
+/// whose path only looks like a route is refused with 400 before anything is read or
+/// written, by the rule `validate` applies to declared paths; even a version stored
+/// before that rule, deployed with such a path, is not served.
+#[tokio::test]
+async fn paths_that_only_look_safe_are_served_at_the_literal_path() {
+    let served = executing_with_hook().await;
+    let source = "name: sneaky\ntrigger:\n  webhook:\n    path: ../production/orders\nsteps:\n  - id: a\n    map: { x: 1 }\n";
+    served
+        .store
+        .put_version(&airlock_store::WorkflowVersion {
+            id: "v-sneaky".into(),
+            workflow: "sneaky".into(),
+            canonical: "{}".into(),
+            source: source.into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    served
+        .store
+        .set_deployment(&airlock_core::release::Deployment {
+            environment: "staging".into(),
+            workflow: "sneaky".into(),
+            version: "v-sneaky".into(),
+            actor: "before the rule".into(),
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    // Deploying refreshes the routes, which read the stored deployment too.
+    served.deploy_staging().await;
+    let body = r#"{"id": 1001, "amount": 250, "customer": "acme"}"#;
+    for path in [
+        "../production/orders",
+        "orders/../orders",
+        "./orders",
+        "orders/.",
+        "/orders",
+        "orders//",
+        "%2e%2e/production/orders",
+        "%6frders",
+        "orders%2Fx",
+        "orders%2fx",
+        "orders%5Cx",
+        "orders%5cx",
+    ] {
+        let answer = served
+            .deliver("staging", path, body, Some(HOOK_SECRET))
+            .await;
+        assert_refused(&answer, StatusCode::BAD_REQUEST);
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/hooks/staging/"),
+            "{path}: {answer:?}"
+        );
+    }
+    let encoded_environment = served
+        .deliver("%73taging", "orders", body, Some(HOOK_SECRET))
+        .await;
+    assert_refused(&encoded_environment, StatusCode::BAD_REQUEST);
+    assert_nothing_queued(&served).await;
+    // The plain path is served as before.
+    let plain = served
+        .deliver("staging", "orders", body, Some(HOOK_SECRET))
+        .await;
+    assert_eq!(plain.status, StatusCode::ACCEPTED, "{plain:?}");
 }
 
 #[tokio::test]
@@ -2801,14 +2851,7 @@ async fn a_webhook_delivery_of_malformed_json_is_400_and_queues_nothing() {
         .deliver("staging", "orders", "{\"id\": ", Some(HOOK_SECRET))
         .await;
     assert_refused(&answer, StatusCode::BAD_REQUEST);
-    assert!(
-        served
-            .store
-            .runs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_queued(&served).await;
 }
 
 #[tokio::test]
@@ -2822,14 +2865,7 @@ async fn a_webhook_delivery_larger_than_the_hooks_limit_is_413() {
         .deliver("staging", "orders", &body, Some(HOOK_SECRET))
         .await;
     assert_refused(&answer, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        served
-            .store
-            .runs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_queued(&served).await;
 }
 
 #[tokio::test]

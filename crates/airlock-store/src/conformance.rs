@@ -19,9 +19,10 @@ use serde_json::json;
 use crate::{ApiToken, NewApiToken};
 
 use crate::{
-    AuditEvent, AuditHead, Commit, Deployment, Error, GENESIS_HASH, NewAuditEvent, NewJournalEntry,
-    NewRun, NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus, SealedSecret,
-    Settlement, StepDecision, StepStatus, Store, Timestamp, WorkflowVersion, verify_audit_chain,
+    AuditEvent, AuditHead, Commit, Deployment, Error, GENESIS_HASH, Lease, NewAuditEvent,
+    NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus,
+    SealedSecret, Settlement, StepDecision, StepStatus, Store, Timestamp, WorkflowVersion,
+    verify_audit_chain,
 };
 
 /// The name of every property, in the order [`run_all`] runs them.
@@ -35,7 +36,7 @@ pub const PROPERTIES: &[&str] = &[
     "claim_respects_limit_oldest_first",
     "claim_leases_and_raises_the_token",
     "claim_run_takes_that_run_alone_when_due",
-    "lease_excludes_until_it_expires",
+    "a_running_run_is_taken_over_only_through_its_unrenewed_lease",
     "lease_extension_is_honoured",
     "stale_token_is_fenced_and_writes_nothing",
     "journal_appends_in_order",
@@ -84,7 +85,7 @@ where
     claim_respects_limit_oldest_first(make().await).await;
     claim_leases_and_raises_the_token(make().await).await;
     claim_run_takes_that_run_alone_when_due(make().await).await;
-    lease_excludes_until_it_expires(make().await).await;
+    a_running_run_is_taken_over_only_through_its_unrenewed_lease(make().await).await;
     lease_extension_is_honoured(make().await).await;
     stale_token_is_fenced_and_writes_nothing(make().await).await;
     journal_appends_in_order(make().await).await;
@@ -178,6 +179,17 @@ async fn get_run<S: Store>(store: &S, id: &str) -> Run {
         .await
         .expect("run")
         .unwrap_or_else(|| panic!("run {id} must exist"))
+}
+
+/// The lease of running run `run`, as [`Store::leases`] lists it.
+async fn lease_of<S: Store>(store: &S, run: &str) -> Lease {
+    store
+        .leases()
+        .await
+        .expect("leases")
+        .into_iter()
+        .find(|lease| lease.run == run)
+        .unwrap_or_else(|| panic!("run {run} must hold a lease"))
 }
 
 /// Claims exactly one run and returns its id and token.
@@ -472,7 +484,9 @@ pub async fn json_values_round_trip<S: Store>(store: S) {
 // ---------------------------------------------------------------- claims and leases
 
 /// Only due runs are claimed: queued ones whose wake time came, waiting ones whose deadline
-/// passed, running ones whose lease expired; never finished or open-ended waiting ones.
+/// passed; never finished or open-ended waiting ones, and never a running one, however
+/// long ago its lease seems to have ended (that is `take_over`'s, see
+/// [`a_running_run_is_taken_over_only_through_its_unrenewed_lease`]).
 pub async fn claim_takes_due_runs_only<S: Store>(store: S) {
     assert!(
         claimed_ids(&store, 1_000, 10).await.is_empty(),
@@ -554,27 +568,30 @@ pub async fn claim_takes_due_runs_only<S: Store>(store: S) {
         "a sleeping run is due at its wake time"
     );
     assert_eq!(
-        claimed_ids(&store, 10_999, 10).await,
-        Vec::<String>::new(),
-        "a lease holds until it expires"
-    );
-    assert_eq!(
         claimed_ids(&store, 11_000, 10).await,
-        vec!["e"],
-        "an expired lease makes the run due"
+        Vec::<String>::new(),
+        "a running run is not claimed when its lease's end has passed by the wall clock"
     );
-    let late: BTreeSet<String> = claimed_ids(&store, 1_000_000_000, 10)
-        .await
-        .into_iter()
-        .collect();
-    let expected: BTreeSet<String> = ["b", "d", "e"].into_iter().map(String::from).collect();
     assert_eq!(
-        late, expected,
-        "much later only the runs with expired leases are due: never a finished run (a) nor \
-         one waiting without a deadline (c)"
+        claimed_ids(&store, 1_000_000_000, 10).await,
+        Vec::<String>::new(),
+        "much later nothing is due: never a finished run (a), one waiting without a \
+         deadline (c), nor a running one (b and d, claimed again, and e)"
     );
     assert_eq!(get_run(&store, "a").await.status, RunStatus::Succeeded);
     assert_eq!(get_run(&store, "c").await.status, RunStatus::Waiting);
+    let leases: BTreeSet<String> = store
+        .leases()
+        .await
+        .expect("leases")
+        .into_iter()
+        .map(|l| l.run)
+        .collect();
+    let running: BTreeSet<String> = ["b", "d", "e"].into_iter().map(String::from).collect();
+    assert_eq!(
+        leases, running,
+        "the running runs are listed among the leases"
+    );
 }
 
 /// A claim takes at most `limit` runs, the oldest first.
@@ -744,18 +761,28 @@ pub async fn claim_run_takes_that_run_alone_when_due<S: Store>(store: S) {
         "a run waiting for a person without a deadline is never due"
     );
 
-    // An expired lease makes it due again; the old holder is fenced.
+    // A running run is never claimed by name, however old its lease; taken over, the old
+    // holder is fenced.
     enqueue(&store, new_run("held", "staging", "hello", 100)).await;
     let first = store
         .claim_run("held", "w1", 1_000, 1_000)
         .await
         .expect("claim_run")
         .expect("due");
+    assert_eq!(
+        store
+            .claim_run("held", "w2", 1_000_000, 1_000)
+            .await
+            .expect("claim_run"),
+        None,
+        "a running run is not claimed when its lease's end has passed by the wall clock"
+    );
+    let lease = lease_of(&store, "held").await;
     let taken = store
-        .claim_run("held", "w2", 2_000, 1_000)
+        .take_over(&lease, "w2", 2_000, 1_000)
         .await
-        .expect("claim_run")
-        .expect("an expired lease makes the run due");
+        .expect("take_over")
+        .expect("an unrenewed lease is taken over");
     assert!(taken.token > first.token);
     assert!(
         matches!(
@@ -802,57 +829,166 @@ pub async fn claim_run_takes_that_run_alone_when_due<S: Store>(store: S) {
     );
 }
 
-/// A second claim before the lease expires gets nothing; after, the run is reclaimed with a
-/// higher token, and keeps its first start time.
-pub async fn lease_excludes_until_it_expires<S: Store>(store: S) {
+/// A running run is taken over only with `take_over`, and only through the lease as last
+/// seen: a renewal since, or another taker first, makes the take-over take nothing. The
+/// run is then leased to the new holder with a higher token (the old one fenced), its lease
+/// length recorded as its promise, and keeps its first start time.
+pub async fn a_running_run_is_taken_over_only_through_its_unrenewed_lease<S: Store>(store: S) {
     enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
     let (_, first) = claim_one(&store, "w1", 1_000, 1_000).await;
-    let none = store.claim("w2", 1_999, 1_000, 10).await.expect("claim");
-    assert!(
-        none.is_empty(),
-        "a leased run is not claimed before its lease expires: {none:?}"
+    for now in [1_999, 2_000, 1_000_000_000] {
+        let none = store.claim("w2", now, 1_000, 10).await.expect("claim");
+        assert!(
+            none.is_empty(),
+            "a running run is not claimed at {now}, whatever its lease says: {none:?}"
+        );
+    }
+    let seen = lease_of(&store, "r1").await;
+    assert_eq!(
+        seen,
+        Lease {
+            run: "r1".into(),
+            owner: Some("w1".into()),
+            token: first,
+            expires_at: 2_000,
+            promised_ms: Some(1_000),
+        },
+        "the lease as its holder took it"
     );
-    let again = store.claim("w2", 2_000, 1_000, 10).await.expect("claim");
-    assert_eq!(again.len(), 1, "an expired lease is reclaimed");
-    assert!(
-        again[0].token > first,
-        "the new claim's token {} exceeds {first}",
-        again[0].token
+    // The holder renews: the lease seen before is no longer the run's.
+    store
+        .commit(
+            "r1",
+            first,
+            Commit {
+                lease_until: Some(2_500),
+                ..Commit::default()
+            },
+        )
+        .await
+        .expect("renew");
+    assert_eq!(
+        store
+            .take_over(&seen, "w2", 3_000, 1_000)
+            .await
+            .expect("take_over"),
+        None,
+        "a lease renewed since it was seen is not taken over"
     );
-    let run = get_run(&store, "r1").await;
+    assert_eq!(
+        get_run(&store, "r1").await.lease_owner.as_deref(),
+        Some("w1")
+    );
+    let seen = lease_of(&store, "r1").await;
+    let taken = store
+        .take_over(&seen, "w2", 3_000, 1_500)
+        .await
+        .expect("take_over")
+        .expect("the lease as last seen is taken over");
+    assert!(
+        taken.token > first,
+        "the new token {} exceeds {first}",
+        taken.token
+    );
+    assert_eq!(&get_run(&store, "r1").await, &taken.run, "as stored");
+    let run = &taken.run;
+    assert_eq!(run.status, RunStatus::Running);
     assert_eq!(run.lease_owner.as_deref(), Some("w2"), "now leased to w2");
-    assert_eq!(run.lease_expires_at, Some(3_000));
+    assert_eq!(run.lease_expires_at, Some(4_500));
     assert_eq!(run.claims, 2, "claimed twice");
     assert_eq!(
         run.started_at,
         Some(1_000),
         "started_at is the first claim's"
     );
+    assert_eq!(
+        lease_of(&store, "r1").await.promised_ms,
+        Some(1_500),
+        "the new holder's promise"
+    );
+    assert!(
+        matches!(
+            store.commit("r1", first, commit_of(vec![], None)).await,
+            Err(Error::Fenced { .. })
+        ),
+        "the old holder is fenced"
+    );
+    assert_eq!(
+        store
+            .take_over(&seen, "w3", 5_000, 1_000)
+            .await
+            .expect("take_over"),
+        None,
+        "a lease already taken over is not taken again"
+    );
+    store
+        .commit(
+            "r1",
+            taken.token,
+            commit_of(vec![], Some(finish(RunStatus::Succeeded, 3_001))),
+        )
+        .await
+        .expect("finish");
+    assert!(
+        store.leases().await.expect("leases").is_empty(),
+        "a finished run holds no lease"
+    );
+    let finished = Lease {
+        token: taken.token,
+        expires_at: 4_500,
+        ..seen
+    };
+    assert_eq!(
+        store
+            .take_over(&finished, "w3", 5_000, 1_000)
+            .await
+            .expect("take_over"),
+        None,
+        "a finished run is never taken over"
+    );
 }
 
-/// `lease_until` extends the lease: the run is not reclaimed before the new expiry.
+/// `lease_until` extends the lease, and every renewal changes the stored end, even one
+/// that asks for the end already stored (a wall clock set back by exactly the time since
+/// the last renewal): a watcher must see each renewal.
 pub async fn lease_extension_is_honoured<S: Store>(store: S) {
     enqueue(&store, new_run("r1", "staging", "hello", 100)).await;
     let (id, token) = claim_one(&store, "w1", 1_000, 1_000).await;
-    let extend = Commit {
-        lease_until: Some(10_000),
+    let renew = |until| Commit {
+        lease_until: Some(until),
         ..Commit::default()
     };
     store
-        .commit(&id, token, extend)
+        .commit(&id, token, renew(10_000))
         .await
         .expect("extend the lease");
     let run = get_run(&store, "r1").await;
     assert_eq!(run.lease_expires_at, Some(10_000), "lease extended");
     assert_eq!(run.status, RunStatus::Running, "still running");
-    assert!(
-        claimed_ids(&store, 5_000, 10).await.is_empty(),
-        "an extended lease holds past its first expiry"
+    let seen = lease_of(&store, "r1").await;
+    store
+        .commit(&id, token, renew(10_000))
+        .await
+        .expect("renew to the same end");
+    let renewed = lease_of(&store, "r1").await;
+    assert_ne!(renewed, seen, "a renewal to the same end still shows");
+    assert_eq!(renewed.expires_at, 10_001);
+    store
+        .commit(&id, token, renew(4_000))
+        .await
+        .expect("renew to an earlier end");
+    assert_eq!(
+        lease_of(&store, "r1").await.expires_at,
+        4_000,
+        "the end is the holder's, earlier or later"
     );
     assert_eq!(
-        claimed_ids(&store, 10_000, 10).await,
-        vec!["r1"],
-        "and expires at the new time"
+        store
+            .take_over(&seen, "w2", 20_000, 1_000)
+            .await
+            .expect("take_over"),
+        None,
+        "a renewed lease is not taken over"
     );
 }
 
@@ -868,7 +1004,12 @@ pub async fn stale_token_is_fenced_and_writes_nothing<S: Store>(store: S) {
         )
         .await
         .expect("commit");
-    let (_, new) = claim_one(&store, "w2", 2_000, 60_000).await;
+    let new = store
+        .take_over(&lease_of(&store, "r1").await, "w2", 2_000, 60_000)
+        .await
+        .expect("take_over")
+        .expect("taken over")
+        .token;
     let before_run = get_run(&store, "r1").await;
     let before_journal = store.journal("r1").await.expect("journal");
 

@@ -90,6 +90,7 @@ const TABLES: &[Table] = &[
             ("lease_expires_at", Integer),
             ("fencing_token", Integer),
             ("claims", Integer),
+            ("lease_ms", Integer),
         ],
         order_by: "rowid",
         identity: None,

@@ -6,7 +6,8 @@
 //! and the hash-chained audit log.
 //!
 //! The trait is written for many processes on many machines: work is claimed with a
-//! lease that expires when its holder dies, and every write on behalf of a claim carries
+//! lease its holder renews while it lives (a run is taken over only through a lease seen
+//! unrenewed: [`Lease`], [`Store::take_over`]), and every write on behalf of a claim carries
 //! the claim's fencing token, which rises with each claim, so a holder that wakes after
 //! its lease expired cannot overwrite the new holder's journal. Nothing here relies on
 //! a single process or on SQLite semantics; [`conformance`] holds the tests every
@@ -110,12 +111,17 @@ pub trait Store: Send + Sync + 'static {
         Ok((self.enqueue(run).await?, None))
     }
     /// Claims up to `limit` runs that are due: queued or waiting runs whose wake time
-    /// has come, and running runs whose lease expired. Each claim raises the run's
-    /// fencing token and leases it to `worker` until `now + lease_ms`.
+    /// has come. Each claim raises the run's fencing token and leases it to `worker` until
+    /// `now + lease_ms` (a lease of `lease_ms`, recorded as the holder's promise).
     ///
     /// A queued run without a wake time is due from its `created_at`; a waiting run
     /// without a deadline is never due (only a decision wakes it). The oldest due time
-    /// comes first: the wake time, the acceptance time, or the expired lease's end.
+    /// comes first: the wake time or the acceptance time.
+    ///
+    /// A running run is never claimed here, however long ago its lease seems to have
+    /// ended: comparing the holder's wall clock with the claimer's cannot tell a dead
+    /// holder from a clock that was set forward. It is taken over with
+    /// [`Store::take_over`] by a caller that watched its [`Lease`] go unrenewed.
     async fn claim(
         &self,
         worker: &str,
@@ -124,10 +130,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Claim>>;
     /// Claims the one run `run` for `worker`, as [`Store::claim`] would if it came up: only
-    /// when it is due at `now` (queued or waiting with its wake time come, or running with
-    /// its lease expired), raising its fencing token and leasing it until `now + lease_ms`.
-    /// `None`, writing nothing, when it is not due: finished, sleeping, waiting for a
-    /// person, or held under a live lease (by another process, say). [`Error::NotFound`]
+    /// when it is due at `now` (queued or waiting with its wake time come), raising its
+    /// fencing token and leasing it until `now + lease_ms`. `None`, writing nothing, when
+    /// it is not due: finished, sleeping, waiting for a person, or running (held by another
+    /// process, say, which only [`Store::take_over`] takes from it). [`Error::NotFound`]
     /// for an unknown id.
     ///
     /// What a process that drives one run uses (`airlock run`, `approve-step`, `runs
@@ -135,6 +141,24 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_run(
         &self,
         run: &str,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>>;
+    /// The lease of every running run, for a caller that watches them to take over the
+    /// runs of holders that stopped renewing ([`Lease`]).
+    async fn leases(&self) -> Result<Vec<Lease>>;
+    /// Takes the running run of `lease` over for `worker`, as a claim does (token raised,
+    /// leased until `now + lease_ms`), only if its lease is still exactly `lease` (same
+    /// token, same end: not renewed since the caller saw it); `None`, writing nothing,
+    /// otherwise (renewed, released, finished, or taken by someone else). The old holder
+    /// is fenced from then on.
+    ///
+    /// The store does not judge whether the holder is dead: the caller does, by having
+    /// seen the same lease for the holder's promised time on its own monotonic clock.
+    async fn take_over(
+        &self,
+        lease: &Lease,
         worker: &str,
         now: Timestamp,
         lease_ms: i64,

@@ -55,12 +55,42 @@ pub enum Settlement {
     },
 }
 
+/// A running run's lease as someone who may take the run over sees it ([`Store::leases`]).
+///
+/// Whether its holder is alive is not a question of the wall clock: the holder renews the
+/// lease (the engine does before each call, and by heartbeat every third of the lease while
+/// a call is in flight), and each renewal changes `expires_at`. A watcher that sees the same
+/// `(token, expires_at)` for `promised_ms` by its own monotonic clock knows the holder has
+/// not been heard of for as long as it promised, and may take the run over
+/// ([`Store::take_over`]), whatever the wall clock did meanwhile: set an hour forward, a
+/// live lease would look expired; an hour back, a dead one would look live for an hour.
+///
+/// [`Store::leases`]: crate::Store::leases
+/// [`Store::take_over`]: crate::Store::take_over
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The run.
+    pub run: String,
+    /// Its holder (a worker's name).
+    pub owner: Option<String>,
+    /// The holder's fencing token.
+    pub token: i64,
+    /// The lease's end by the holder's wall clock at its last renewal: the mark each
+    /// renewal changes.
+    pub expires_at: Timestamp,
+    /// How long the holder said it may go without renewing (its lease length); `None` for
+    /// a lease taken by an Airlock that did not record it.
+    pub promised_ms: Option<i64>,
+}
+
 /// One atomic write for a claimed run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Commit {
     /// Journal entries to append, in order.
     pub entries: Vec<NewJournalEntry>,
-    /// Extend the lease to this time.
+    /// Extend the lease to this time. The stored end always changes (a renewal that would
+    /// write the end already stored writes one millisecond later), so that whoever watches
+    /// the lease sees every renewal.
     pub lease_until: Option<Timestamp>,
     /// Release the run.
     pub settle: Option<Settlement>,

@@ -44,7 +44,7 @@ conformance! {
     claim_respects_limit_oldest_first,
     claim_leases_and_raises_the_token,
     claim_run_takes_that_run_alone_when_due,
-    lease_excludes_until_it_expires,
+    a_running_run_is_taken_over_only_through_its_unrenewed_lease,
     lease_extension_is_honoured,
     stale_token_is_fenced_and_writes_nothing,
     journal_appends_in_order,
@@ -262,6 +262,18 @@ async fn data_survives_reopen() {
         5
     );
     // The queue goes on where it was: the running run's lease and the sleeping run's wake.
+    let leases: Vec<String> = store
+        .leases()
+        .await
+        .expect("leases")
+        .into_iter()
+        .map(|l| l.run)
+        .collect();
+    assert_eq!(
+        leases,
+        ["running"],
+        "the running run's lease survives reopening"
+    );
     let due: BTreeSet<String> = store
         .claim("w2", 1_000_000, 1_000, 10)
         .await
@@ -269,7 +281,7 @@ async fn data_survives_reopen() {
         .into_iter()
         .map(|c| c.run.id)
         .collect();
-    let expected: BTreeSet<String> = ["waiting", "sleeping", "running", "queued"]
+    let expected: BTreeSet<String> = ["waiting", "sleeping", "queued"]
         .into_iter()
         .map(String::from)
         .collect();

@@ -21,15 +21,16 @@ pub fn run(
     });
     let rt = workspace::runtime()?;
     if let Some(id) = run {
-        // One run: it alone is claimed (once its holder's lease expires) and followed, as
-        // `airlock run` follows the run it starts.
+        // One run: it alone is claimed (once its holder's lease is seen unrenewed for its
+        // length) and followed, as `airlock run` follows the run it starts.
         return rt.block_on(async {
             super::runs::stored_run(&workspace, id).await?;
             super::run::follow(&workspace, engine, id, global.json).await
         });
     }
-    // Runs held by a stopped process become due when their lease expires: wait for that
-    // (and for short sleeps) up to `patience`, not longer.
+    // Runs held by a stopped process are taken over once this process has seen their lease
+    // go unrenewed for its length (the wall clock cannot tell a dead holder from a clock
+    // set forward): wait for that (and for short sleeps) up to `patience`, not longer.
     let processed = rt
         .block_on(Arc::new(engine).drain(patience))
         .map_err(|e| CliError::usage(e.to_string(), None))?;

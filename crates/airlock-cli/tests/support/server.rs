@@ -130,6 +130,8 @@ pub struct Received {
     pub by_key: HashMap<String, u32>,
     pub bodies: Vec<serde_json::Value>,
     pub total: u32,
+    /// When each answer was ready to be sent (a slow sink's after its delay).
+    pub answered: Vec<Instant>,
 }
 
 /// A counting HTTP sink on a loopback port, on its own runtime.
@@ -141,6 +143,11 @@ pub struct Sink {
 
 impl Sink {
     pub fn start() -> Self {
+        Self::answering_after(Duration::ZERO)
+    }
+
+    /// A sink that counts each request when it arrives and answers it `delay` later.
+    pub fn answering_after(delay: Duration) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -156,15 +163,22 @@ impl Sink {
             move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let state = state.clone();
                 async move {
-                    let mut received = state.lock().unwrap();
-                    received.total += 1;
-                    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
                     {
-                        *received.by_key.entry(key.to_owned()).or_default() += 1;
+                        let mut received = state.lock().unwrap();
+                        received.total += 1;
+                        if let Some(key) =
+                            headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+                        {
+                            *received.by_key.entry(key.to_owned()).or_default() += 1;
+                        }
+                        if let Ok(value) = serde_json::from_slice(&body) {
+                            received.bodies.push(value);
+                        }
                     }
-                    if let Ok(value) = serde_json::from_slice(&body) {
-                        received.bodies.push(value);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
                     }
+                    state.lock().unwrap().answered.push(Instant::now());
                     axum::Json(serde_json::json!({ "ok": true }))
                 }
             },

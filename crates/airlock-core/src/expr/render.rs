@@ -205,6 +205,12 @@ fn expression(body: &str) -> Result<Arc<Expression>, RenderError> {
     if let Some(found) = read(cache).get(body) {
         return Ok(found.clone());
     }
+    // The last line: a stored version that never passed `validate` still cannot use what
+    // the language does not offer.
+    let found = expr::language::unlisted_in_expression(body, 0);
+    if let Some(refused) = expr::language::first_refusal(&found) {
+        return Err(RenderError::Expression(refused));
+    }
     let compiled = Arc::new(
         expr::environment()
             .compile_expression_owned(body.to_owned())
@@ -256,6 +262,11 @@ fn render_template(text: &str, context: &Context) -> Result<String, RenderError>
     {
         let mut cached = write(cache);
         if cached.env.get_template(text).is_err() {
+            // The last line, as for expressions; checked once, before the template is kept.
+            let found = expr::language::unlisted_in_template(text);
+            if let Some(refused) = expr::language::first_refusal(&found) {
+                return Err(RenderError::Expression(refused));
+            }
             if cached.count >= MAX_CACHED {
                 cached.env.clear_templates();
                 cached.count = 0;
@@ -454,7 +465,7 @@ mod tests {
     fn loops_and_huge_values_stop_with_budget_exceeded() {
         let s = scope(json!({}));
         let looping = string(
-            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+            "{% set n = 'x' * 10000 %}{% for i in n %}{% for j in n %}x{% endfor %}{% endfor %}",
             &s,
         );
         assert!(
@@ -465,6 +476,35 @@ mod tests {
         assert!(matches!(huge, Err(RenderError::Budget(_))), "{huge:?}");
         let big = eval("'x' * 5000000", &s);
         assert!(matches!(big, Err(RenderError::Budget(_))), "{big:?}");
+    }
+
+    /// The last line of `template_globals_are_not_an_allowlist`: evaluated without
+    /// `validate`, `{{ debug() }}` and `self.__init__` are refused, and nothing of the
+    /// engine's state is rendered.
+    #[test]
+    fn unlisted_globals_are_refused_when_evaluated() {
+        let s = scope(json!({"body": {"secret_looking": "tok-123"}}));
+        for text in [
+            "{{ debug() }}",
+            "x {{ debug() }}",
+            "{{ self.__init__ }}",
+            "{{ range(3) }}",
+            "{{ trigger.body | pprint }}",
+            "{{ trigger.body.secret_looking.upper() }}",
+        ] {
+            match value(&json!(text), &s) {
+                Err(RenderError::Expression(message)) => {
+                    assert!(
+                        message.contains("not part of the expression language")
+                            || message.contains("not a filter"),
+                        "{text}: {message}"
+                    );
+                    assert!(!message.contains("tok-123"), "{text}: {message}");
+                }
+                other => panic!("{text} evaluated: {other:?}"),
+            }
+        }
+        assert!(condition("debug()", &s).is_err());
     }
 
     #[test]

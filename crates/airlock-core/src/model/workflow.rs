@@ -494,19 +494,13 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
         let path = f
             .required(cx, "path", "the path under /hooks/{environment}/")
             .and_then(|n| cx.string(n));
-        if let Some(path) = &path
-            && (path.is_empty()
-                || !path
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c)))
-        {
+        // The one rule for webhook paths, which the server applies to every delivery too.
+        let route = path.as_ref().map(|p| crate::webhook::hook_path(p));
+        if let (Some(path), Some(Err(unsafe_path))) = (&path, &route) {
             cx.report(
-                Code::InvalidValue,
+                Code::UnsafeWebhookPath,
                 path.span,
-                format!(
-                    "webhook path `{}` may use only letters, digits, `-`, `_`, `.` and `/`",
-                    path.value
-                ),
+                format!("webhook path `{}` {unsafe_path}", path.value),
             );
         }
         let signature = f
@@ -516,7 +510,10 @@ fn decode_trigger(cx: &mut Cx<'_>, node: &Node) -> Option<Trigger> {
         let limits = decode_webhook_limits(cx, &mut f);
         f.finish(cx);
         return Some(Trigger::Webhook {
-            path: path?.value.trim_matches('/').to_owned(),
+            path: match route? {
+                Ok(key) => key,
+                Err(_) => path?.value.trim_matches('/').to_owned(),
+            },
             signature,
             idempotency_key_span: idempotency_key.as_ref().map(|k| k.span).unwrap_or_default(),
             idempotency_key: idempotency_key.map(|k| k.value),

@@ -29,10 +29,10 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::{
     ApiToken, Approval, AuditEvent, AuditHead, Claim, Commit, Deployment, Enqueued, Error,
-    Evidence, GENESIS_HASH, JournalEntry, NewApiToken, NewAuditEvent, NewEvidence, NewJournalEntry,
-    NewPromotionRequest, NewRelease, NewRun, NewTestRecord, OutcomeQuery, Outcomes,
-    PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret, SecretName,
-    Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
+    Evidence, GENESIS_HASH, JournalEntry, Lease, NewApiToken, NewAuditEvent, NewEvidence,
+    NewJournalEntry, NewPromotionRequest, NewRelease, NewRun, NewTestRecord, OutcomeQuery,
+    Outcomes, PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret,
+    SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -381,28 +381,38 @@ async fn append_entries(
     Ok(())
 }
 
-/// The runs due at `$1`, oldest due time first, at most `$2`, leased to `$3` until `$4`:
-/// one range of the partial index `runs_due`, rows another claimer holds skipped. The old
-/// due time comes back so the claims can be returned in order (`RETURNING` keeps none).
+/// The runs due at `$1`, oldest due time first, at most `$2`, leased to `$3` until `$4`
+/// (a lease of `$5`): one range of the partial index `runs_due`, rows another claimer
+/// holds skipped, running runs left to `TAKE_OVER` (see `Store::claim`). The old due time
+/// comes back so the claims can be returned in order (`RETURNING` keeps none).
 const CLAIM: &str = "WITH due AS (
         SELECT id AS due_id, due_at AS due_time FROM runs
-        WHERE due_at <= $1
+        WHERE due_at <= $1 AND status <> 'running'
         ORDER BY due_at, id
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     )
     UPDATE runs SET status = 'running', lease_owner = $3, lease_expires_at = $4,
-        fencing_token = fencing_token + 1, claims = claims + 1,
+        lease_ms = $5, fencing_token = fencing_token + 1, claims = claims + 1,
         started_at = coalesce(started_at, $1)
     FROM due WHERE runs.id = due.due_id
     RETURNING due.due_time, ";
 
-/// Claims run `$1` for `$2` until `$3` when it is due at `$4`, as `CLAIM` would take it.
+/// Claims run `$1` for `$2` until `$3` (a lease of `$5`) when it is due at `$4`, as
+/// `CLAIM` would take it.
 const CLAIM_ONE: &str =
     "UPDATE runs SET status = 'running', lease_owner = $2, lease_expires_at = $3,
-        fencing_token = fencing_token + 1, claims = claims + 1,
+        lease_ms = $5, fencing_token = fencing_token + 1, claims = claims + 1,
         started_at = coalesce(started_at, $4)
-    WHERE id = $1 AND due_at <= $4
+    WHERE id = $1 AND due_at <= $4 AND status <> 'running'
+    RETURNING ";
+
+/// Takes running run `$1` over for `$2` until `$3` (a lease of `$5`), at `$4`, if its lease
+/// is still token `$6` ending at `$7` (see `Store::take_over`).
+const TAKE_OVER: &str = "UPDATE runs SET lease_owner = $2, lease_expires_at = $3,
+        lease_ms = $5, fencing_token = fencing_token + 1, claims = claims + 1,
+        started_at = coalesce(started_at, $4)
+    WHERE id = $1 AND status = 'running' AND fencing_token = $6 AND lease_expires_at = $7
     RETURNING ";
 
 /// Pushes the conditions of a run filter onto a listing or a count.
@@ -600,8 +610,8 @@ impl Store for PostgresStore {
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO runs (id, environment, workflow, version, status, trigger_payload,
                  dedupe_key, created_at, started_at, lease_owner, lease_expires_at,
-                 fencing_token, claims)
-             VALUES ($1, $2, $3, $4, 'running', $5::json, $6, $7, $7, $8, $9, 1, 1)
+                 fencing_token, claims, lease_ms)
+             VALUES ($1, $2, $3, $4, 'running', $5::json, $6, $7, $7, $8, $9, 1, 1, $10)
              ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
              RETURNING {}",
             rows::RUN_COLUMNS
@@ -615,6 +625,7 @@ impl Store for PostgresStore {
         .bind(run.created_at)
         .bind(worker)
         .bind(run.created_at.saturating_add(lease_ms))
+        .bind(lease_ms)
         .fetch_optional(&mut *tx)
         .await;
         let inserted = match inserted {
@@ -667,6 +678,7 @@ impl Store for PostgresStore {
             .bind(limit)
             .bind(worker)
             .bind(now.saturating_add(lease_ms))
+            .bind(lease_ms)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db)?;
@@ -701,6 +713,7 @@ impl Store for PostgresStore {
             .bind(worker)
             .bind(now.saturating_add(lease_ms))
             .bind(now)
+            .bind(lease_ms)
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(db)?;
@@ -720,6 +733,57 @@ impl Store for PostgresStore {
             Some(_) => Ok(None),
             None => Err(run_not_found(run)),
         }
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        // Running runs all have a due time (their lease's end): one range of `runs_due`.
+        let rows = sqlx::query(
+            "SELECT id, lease_owner, fencing_token, lease_expires_at, lease_ms FROM runs
+             WHERE due_at IS NOT NULL AND status = 'running'",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Lease {
+                    run: row.try_get("id").map_err(db)?,
+                    owner: row.try_get("lease_owner").map_err(db)?,
+                    token: row.try_get("fencing_token").map_err(db)?,
+                    expires_at: row.try_get("lease_expires_at").map_err(db)?,
+                    promised_ms: row.try_get("lease_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn take_over(
+        &self,
+        lease: &Lease,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>> {
+        let taken = sqlx::query(AssertSqlSafe(format!("{TAKE_OVER}{}", rows::RUN_COLUMNS)))
+            .bind(&lease.run)
+            .bind(worker)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .bind(lease_ms)
+            .bind(lease.token)
+            .bind(lease.expires_at)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        taken
+            .map(|row| {
+                let run = rows::run(&row)?;
+                Ok(Claim {
+                    token: run.fencing_token,
+                    run,
+                })
+            })
+            .transpose()
     }
 
     async fn commit(&self, run: &str, token: i64, commit: Commit) -> Result<()> {
@@ -743,12 +807,17 @@ impl Store for PostgresStore {
             }
             append_entries(&mut tx, run, &commit.entries).await?;
             if let Some(until) = commit.lease_until {
-                sqlx::query("UPDATE runs SET lease_expires_at = $2 WHERE id = $1")
-                    .bind(run)
-                    .bind(until)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                // A renewal always changes the stored end (see `Commit::lease_until`).
+                sqlx::query(
+                    "UPDATE runs SET lease_expires_at =
+                         CASE WHEN lease_expires_at = $2 THEN $2 + 1 ELSE $2 END
+                     WHERE id = $1",
+                )
+                .bind(run)
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             }
             match commit.settle {
                 None => {}

@@ -250,8 +250,17 @@ ALTER TABLE releases ADD CONSTRAINT releases_kind_check
     CHECK (kind IN ('promotion', 'rollback', 'adopted', 'disable'));
 "#;
 
+/// Version 3: a running run's lease length (`runs.lease_ms`), the holder's promise of how
+/// long it may go without renewing, which whoever watches the lease waits out before
+/// taking the run over (see `Lease`), as in SQLite's version 5. From this version on a
+/// running run's `due_at` only orders it in `runs_due`: `claim` never takes a running run,
+/// `take_over` does.
+const V3: &str = r#"
+ALTER TABLE runs ADD COLUMN lease_ms BIGINT;
+"#;
+
 /// Every migration, in order; the schema version of a database is the highest applied.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -31,9 +31,9 @@ use crate::{
 };
 use crate::{
     AuditEvent, AuditHead, Claim, Commit, Deployment, Enqueued, Error, GENESIS_HASH, JournalEntry,
-    NewAuditEvent, NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Result, Run,
-    RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store, TestRecord,
-    Timestamp, WorkflowVersion,
+    Lease, NewAuditEvent, NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Result,
+    Run, RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store,
+    TestRecord, Timestamp, WorkflowVersion,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -341,10 +341,11 @@ fn run_not_found(run: &str) -> Error {
 
 /// Inserts a queued run; with a dedupe key accepted before in the environment, inserts
 /// nothing and answers the first run's id.
-/// Who holds a run claimed as it is accepted, and until when.
-struct Lease {
+/// Who holds a run claimed as it is accepted, until when, and its lease's length.
+struct Holder {
     owner: String,
     until: Timestamp,
+    lease_ms: i64,
 }
 
 /// Inserts a new run: queued, or already claimed (token 1, one claim) under `lease`.
@@ -352,7 +353,7 @@ fn insert_run(
     conn: &Connection,
     run: &NewRun,
     trigger: &str,
-    lease: Option<&Lease>,
+    lease: Option<&Holder>,
 ) -> Result<Enqueued> {
     let (status, claims, started_at) = match lease {
         Some(_) => ("running", 1, Some(run.created_at)),
@@ -362,8 +363,8 @@ fn insert_run(
         .prepare_cached(
             "INSERT INTO runs (id, environment, workflow, version, status,
                  trigger_payload, dedupe_key, created_at, lease_owner, lease_expires_at,
-                 fencing_token, claims, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
+                 fencing_token, claims, started_at, lease_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)
              ON CONFLICT (environment, dedupe_key) WHERE dedupe_key IS NOT NULL
              DO NOTHING",
         )
@@ -380,7 +381,8 @@ fn insert_run(
             lease.map(|l| &l.owner),
             lease.map(|l| l.until),
             claims,
-            started_at
+            started_at,
+            lease.map(|l| l.lease_ms)
         ]);
     match inserted {
         Ok(1) => Ok(Enqueued {
@@ -406,16 +408,18 @@ fn insert_run(
 }
 
 /// The runs due at `?1`, oldest first, at most `?2`: one range of the partial index
-/// `runs_due`, which holds no finished run (`due_at` is NULL for them).
+/// `runs_due`, which holds no finished run (`due_at` is NULL for them). Running runs are
+/// in that range once their lease's end has passed by the wall clock, and are left to
+/// `take_over` (see [`Store::claim`]).
 const CLAIM_DUE: &str = "SELECT id FROM runs INDEXED BY runs_due
-     WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2";
+     WHERE due_at <= ?1 AND status <> 'running' ORDER BY due_at LIMIT ?2";
 
-/// Claims run `?1` for `?2` until `?3`, at `?4`, when `also` (more conditions) holds: the
-/// one write both `claim` and `claim_run` make.
+/// Claims run `?1` for `?2` until `?3` (a lease of `?5`), at `?4`, when `also` (more
+/// conditions) holds: the one write `claim`, `claim_run` and `take_over` make.
 fn take_sql(also: &str) -> String {
     format!(
         "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3,
-             fencing_token = fencing_token + 1, claims = claims + 1,
+             lease_ms = ?5, fencing_token = fencing_token + 1, claims = claims + 1,
              started_at = coalesce(started_at, ?4)
          WHERE id = ?1{also}
          RETURNING {}",
@@ -424,7 +428,8 @@ fn take_sql(also: &str) -> String {
 }
 
 /// Whether any run is due at `?1`: the first entry of the same range of `runs_due`.
-const ANY_DUE: &str = "SELECT 1 FROM runs INDEXED BY runs_due WHERE due_at <= ?1 LIMIT 1";
+const ANY_DUE: &str =
+    "SELECT 1 FROM runs INDEXED BY runs_due WHERE due_at <= ?1 AND status <> 'running' LIMIT 1";
 
 /// The listing statement for a filter: one per combination of filters, so that each uses
 /// its index. Parameters: `?1` environment, `?2` workflow, `?3` status, `?4` limit (-1 for
@@ -715,9 +720,10 @@ impl Store for SqliteStore {
         let trigger = rows::json(&run.trigger)?;
         let entries = encode_entries(journal)?;
         let run = run.clone();
-        let lease = Lease {
+        let lease = Holder {
             owner: worker.to_owned(),
             until: run.created_at.saturating_add(lease_ms),
+            lease_ms,
         };
         // Inserted already claimed (token 1, one claim, leased), with its first entries:
         // one batch, one fsync, and the run never waits in the queue.
@@ -772,7 +778,7 @@ impl Store for SqliteStore {
             let mut claims = Vec::with_capacity(due.len());
             for id in due {
                 let run = take
-                    .query_row(params![id, worker, lease_until, now], rows::run)
+                    .query_row(params![id, worker, lease_until, now, lease_ms], rows::run)
                     .db()?;
                 claims.push(Claim {
                     token: run.fencing_token,
@@ -797,9 +803,9 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             // Due exactly as `claim` judges it (`due_at`), so that the two never disagree.
             let claimed = conn
-                .prepare_cached(&take_sql(" AND due_at <= ?4"))
+                .prepare_cached(&take_sql(" AND due_at <= ?4 AND status <> 'running'"))
                 .db()?
-                .query_row(params![run, worker, lease_until, now], rows::run)
+                .query_row(params![run, worker, lease_until, now, lease_ms], rows::run)
                 .optional()
                 .db()?;
             match claimed {
@@ -820,6 +826,69 @@ impl Store for SqliteStore {
                     }
                 }
             }
+        })
+        .await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.read(|conn| {
+            // Running runs all have a due time (their lease's end): one range of `runs_due`.
+            conn.prepare_cached(
+                "SELECT id, lease_owner, fencing_token, lease_expires_at, lease_ms
+                 FROM runs INDEXED BY runs_due
+                 WHERE due_at IS NOT NULL AND status = 'running'",
+            )
+            .db()?
+            .query_map([], |row| {
+                Ok(Lease {
+                    run: row.get(0)?,
+                    owner: row.get(1)?,
+                    token: row.get(2)?,
+                    expires_at: row.get(3)?,
+                    promised_ms: row.get(4)?,
+                })
+            })
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn take_over(
+        &self,
+        lease: &Lease,
+        worker: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>> {
+        let lease = lease.clone();
+        let worker = worker.to_owned();
+        let lease_until = now.saturating_add(lease_ms);
+        self.write(move |conn| {
+            let taken = conn
+                .prepare_cached(&take_sql(
+                    " AND status = 'running' AND fencing_token = ?6 AND lease_expires_at = ?7",
+                ))
+                .db()?
+                .query_row(
+                    params![
+                        lease.run,
+                        worker,
+                        lease_until,
+                        now,
+                        lease_ms,
+                        lease.token,
+                        lease.expires_at
+                    ],
+                    rows::run,
+                )
+                .optional()
+                .db()?;
+            Ok(taken.map(|run| Claim {
+                token: run.fencing_token,
+                run,
+            }))
         })
         .await
     }
@@ -874,10 +943,15 @@ impl Store for SqliteStore {
             }
             append_entries(conn, &run, &entries)?;
             if let Some(until) = lease_until {
-                conn.prepare_cached("UPDATE runs SET lease_expires_at = ?2 WHERE id = ?1")
-                    .db()?
-                    .execute(params![run, until])
-                    .db()?;
+                // A renewal always changes the stored end (see `Commit::lease_until`).
+                conn.prepare_cached(
+                    "UPDATE runs SET lease_expires_at =
+                         CASE WHEN lease_expires_at = ?2 THEN ?2 + 1 ELSE ?2 END
+                     WHERE id = ?1",
+                )
+                .db()?
+                .execute(params![run, until])
+                .db()?;
             }
             match settle {
                 None => {}

@@ -220,8 +220,16 @@ CREATE TABLE schedule_cursors (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 5: a running run's lease length (`runs.lease_ms`), the holder's promise of how
+/// long it may go without renewing, which whoever watches the lease waits out before
+/// taking the run over (see `Lease`). From this version on a running run's `due_at` only
+/// orders it in `runs_due`: `claim` never takes a running run, `take_over` does.
+const V5: &str = r#"
+ALTER TABLE runs ADD COLUMN lease_ms INTEGER;
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
