@@ -2963,6 +2963,19 @@ mod full_disk {
             self.write()?;
             self.inner.claim_run(run, worker, now, lease_ms).await
         }
+        async fn leases(&self) -> Result<Vec<airlock_store::Lease>> {
+            self.inner.leases().await
+        }
+        async fn take_over(
+            &self,
+            lease: &airlock_store::Lease,
+            worker: &str,
+            now: Timestamp,
+            lease_ms: i64,
+        ) -> Result<Option<Claim>> {
+            self.write()?;
+            self.inner.take_over(lease, worker, now, lease_ms).await
+        }
         async fn wait_for_work(&self, max: Duration) {
             self.inner.wait_for_work(max).await
         }
