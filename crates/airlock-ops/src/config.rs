@@ -17,7 +17,7 @@ use airlock_core::model::Manifest;
 use airlock_core::policy::{Check, Verdict};
 use airlock_core::project::Project;
 use airlock_store::{
-    NewPromotionRequest, NewRelease, PromotionRequest, Release, ReleaseKind, Store, WorkflowVersion,
+    NewPromotionRequest, NewRelease, PromotionRequest, ReleaseKind, Store, WorkflowVersion,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -435,16 +435,4 @@ pub async fn request_verdict(
 /// Whether `request` is a configuration request.
 pub fn is_config(request: &PromotionRequest) -> bool {
     request.request.workflow == CONFIG_SUBJECT
-}
-
-/// The release that made `environment` run its current configuration.
-pub async fn current_release(
-    store: &dyn Store,
-    environment: &str,
-) -> Result<Option<Release>, OpsError> {
-    Ok(store
-        .releases(environment, CONFIG_SUBJECT)
-        .await?
-        .into_iter()
-        .next())
 }
