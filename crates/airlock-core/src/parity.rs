@@ -252,6 +252,18 @@ impl Finding {
     }
 }
 
+/// How drift on a row goes away: documented under `differences:` when it has a path,
+/// else (a shared credential, an unpromoted version, shapes seen only in the target)
+/// by making the environments agree.
+pub fn fix_hint(finding: &Finding) -> String {
+    match &finding.path {
+        Some(path) => format!(
+            "document it under `differences:` in airlock.yaml (`- {{ path: {path}, reason: … }}`), or remove the difference"
+        ),
+        None => "this cannot be documented away: give each environment its own credential, run versions through promotion, and let staging see data like production's".to_owned(),
+    }
+}
+
 /// How many rows have each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {

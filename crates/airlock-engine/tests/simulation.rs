@@ -759,6 +759,25 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.revoke_token(id, at).await
     }
+    async fn create_session(
+        &self,
+        session: &airlock_store::NewConsoleSession,
+    ) -> airlock_store::Result<()> {
+        self.alive()?;
+        self.inner.create_session(session).await
+    }
+    async fn session_by_hash(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> airlock_store::Result<Option<airlock_store::ConsoleSession>> {
+        self.alive()?;
+        self.inner.session_by_hash(id_hash, now).await
+    }
+    async fn end_session(&self, id_hash: &str) -> airlock_store::Result<()> {
+        self.alive()?;
+        self.inner.end_session(id_hash).await
+    }
     async fn schedule_cursor(
         &self,
         environment: &str,

@@ -187,6 +187,7 @@ async fn side(
         workflow: Some(workflow.to_owned()),
         status: None,
         limit: Some(parity::SAMPLE_RUNS),
+        before: None,
     };
     let mut samples = Vec::new();
     for run in store.runs(&filter).await? {
@@ -238,6 +239,7 @@ async fn came_through(
         workflow: Some(workflow.to_owned()),
         status: None,
         limit: Some(HISTORY_RUNS),
+        before: None,
     };
     let runs = store.runs(&filter).await?;
     Ok(runs.iter().any(|r| r.version == version))

@@ -13,6 +13,7 @@
 //! fails the operation, it is never skipped; [`audit_chain`] is the chain's head, its
 //! verification against an anchor, and the anchor file.
 
+pub mod access;
 pub mod audit_chain;
 pub mod check;
 pub mod config;
@@ -28,6 +29,17 @@ pub mod tokens;
 pub mod validate;
 
 pub use audit_chain::{AuditHead, audit_head};
+/// The clock every use case reads its now from (the fronts hold one).
+pub use airlock_engine::Clock;
+
+/// Where a server reads the project it serves. It is read again for each operation
+/// that needs it, so the API and the console judge the files as they are now, as each CLI
+/// command does.
+pub trait ProjectSource: Send + Sync {
+    /// Reads and loads the project's files (loading never fails; problems are diagnostics).
+    /// `Err` only when the files cannot be read.
+    fn load(&self) -> Result<airlock_core::project::Loaded, String>;
+}
 
 use airlock_core::canonical;
 use airlock_core::diagnostic::suggestion;
@@ -102,6 +114,19 @@ impl OpsError {
         }
     }
 
+    /// The HTTP status a front answers it with (the API, the console): 400, 403, 404,
+    /// 409, or 503 for a store that fails (a store's own not-found and conflict keep
+    /// theirs).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest { .. } => 400,
+            Self::Forbidden { .. } => 403,
+            Self::NotFound { .. } | Self::Store(airlock_store::Error::NotFound(_)) => 404,
+            Self::Conflict { .. } | Self::Store(airlock_store::Error::Conflict(_)) => 409,
+            Self::Unavailable { .. } | Self::Store(_) => 503,
+        }
+    }
+
     /// The hint, when there is one.
     pub fn help(&self) -> Option<&str> {
         match self {
@@ -112,6 +137,38 @@ impl OpsError {
             Self::Unavailable { .. } | Self::Store(_) => None,
         }
     }
+}
+
+/// Reads the project a server serves (off the async threads: it reads files); 503 when
+/// the files cannot be read.
+pub async fn load_served(
+    source: std::sync::Arc<dyn ProjectSource>,
+) -> Result<airlock_core::project::Loaded, OpsError> {
+    tokio::task::spawn_blocking(move || source.load())
+        .await
+        .map_err(|e| OpsError::Unavailable {
+            message: format!("reading the project stopped: {e}"),
+        })?
+        .map_err(|e| OpsError::Unavailable {
+            message: format!("the project cannot be read: {e}"),
+        })
+}
+
+/// The project a server serves, valid: what every use case that judges or deploys reads.
+/// 409 while it has problems: nothing is judged on files that do not validate.
+pub async fn served_project(source: std::sync::Arc<dyn ProjectSource>) -> Result<Project, OpsError> {
+    let loaded = load_served(source).await?;
+    if !loaded.diagnostics.is_empty() {
+        let n = loaded.diagnostics.len();
+        return Err(OpsError::conflict(
+            format!(
+                "the server's project has {n} problem{}: nothing is judged or deployed until it validates",
+                if n == 1 { "" } else { "s" }
+            ),
+            Some("see them with POST /api/v1/validate".into()),
+        ));
+    }
+    Ok(loaded.project)
 }
 
 /// A workflow of the project, or a 404 with a did-you-mean.

@@ -221,6 +221,7 @@ async fn list_runs(
             workflow: query.workflow,
             status,
             limit: query.limit,
+            before: None,
         },
     )
     .await?;

@@ -7,7 +7,7 @@
 use crate::App;
 use crate::error::ApiError;
 use airlock_connectors::secrets::SecretLookup;
-use airlock_core::authz::{Action, Grant, Role};
+use airlock_core::authz::Action;
 use airlock_engine::runtime::StoreSecrets;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -27,13 +27,8 @@ pub fn token_hash(token: &str) -> String {
     airlock_store::ApiToken::hash_secret(token)
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub(crate) struct Caller {
-    /// The token's name: the identity shown in the audit log and used as approver.
-    pub name: String,
-    pub grant: Grant,
-}
+/// An authenticated caller: the same one the console's sessions stand for.
+pub(crate) use airlock_ops::access::Caller;
 
 /// Authenticates the bearer token (401 when absent or unknown).
 pub(crate) async fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -45,30 +40,15 @@ pub(crate) async fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Api
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
-        .trim();
-    let found = app
-        .store
-        .token_by_hash(&token_hash(token))
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    airlock_ops::access::authenticate(&*app.store, token)
         .await?
-        .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
-    let role: Role = found.token.role.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            format!("token `{}` carries an unknown role", found.token.name),
-        )
-    })?;
-    Ok(Caller {
-        name: found.token.name,
-        grant: Grant {
-            environment: found.token.environment,
-            role,
-        },
-    })
+        .map_err(|why| unauthorized(&why.0))
 }
 
 /// Authenticates and authorises `action` in `environment`; a denial is answered 403 with
-/// its reason and written to the audit log.
+/// its reason and written to the audit log (`airlock_ops::access::authorize`, which the
+/// console asks too).
 pub(crate) async fn require(
     app: &App,
     headers: &HeaderMap,
@@ -77,22 +57,15 @@ pub(crate) async fn require(
     subject: &str,
 ) -> Result<Caller, ApiError> {
     let caller = caller(app, headers).await?;
-    if let Err(denial) = airlock_core::authz::permits(&caller.grant, environment, action) {
-        let reason = denial.to_string();
-        // A denial that cannot be audited is not answered as a plain 403: the store is
-        // failing, and the caller is told so (503).
-        airlock_ops::audit(
-            &*app.store,
-            app.clock.now(),
-            &caller.name,
-            "api.denied",
-            Some(environment),
-            subject,
-            serde_json::json!({ "action": format!("{action:?}"), "reason": reason }),
-        )
-        .await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, reason));
-    }
+    airlock_ops::access::authorize(
+        &*app.store,
+        app.clock.now(),
+        &caller,
+        environment,
+        action,
+        subject,
+    )
+    .await?;
     Ok(caller)
 }
 

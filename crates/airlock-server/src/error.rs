@@ -96,13 +96,8 @@ impl From<airlock_ops::OpsError> for ApiError {
             other => other,
         };
         let help = error.help().map(str::to_owned);
-        let status = match &error {
-            OpsError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            OpsError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
-            OpsError::Conflict { .. } => StatusCode::CONFLICT,
-            OpsError::Unavailable { .. } | OpsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         Self {
             status,
             reason: error.to_string(),

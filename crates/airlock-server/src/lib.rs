@@ -34,7 +34,6 @@ pub use metrics::Metrics;
 
 use airlock_connectors::secrets::Keyring;
 use airlock_core::model::Manifest;
-use airlock_core::project::Loaded;
 use airlock_engine::{Clock, Engine};
 use airlock_store::Store;
 use std::net::SocketAddr;
@@ -120,13 +119,7 @@ pub struct Context {
     pub root: PathBuf,
 }
 
-/// Where the server reads the project it serves. It is read again for each operation
-/// that needs it, so the API judges the files as they are now, as each CLI command does.
-pub trait ProjectSource: Send + Sync {
-    /// Reads and loads the project's files (loading never fails; problems are diagnostics).
-    /// `Err` only when the files cannot be read.
-    fn load(&self) -> Result<Loaded, String>;
-}
+pub use airlock_ops::ProjectSource;
 
 /// The state every handler shares.
 pub(crate) struct App {
@@ -202,12 +195,43 @@ fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, Serv
         write_probe: ready::WriteProbe::default(),
         inline,
     });
-    let router = api::router(app.clone());
+    let router = api::router(app.clone()).merge(console(&app));
     Ok(Assembled {
         app,
         engine,
         router,
     })
+}
+
+/// The web console, over the same state as the API, at every path the API does not use.
+/// A wrong token at its sign-in counts against the client's address as a wrong one on
+/// the API does.
+fn console(app: &Arc<App>) -> axum::Router {
+    let refresh = app.clone();
+    let changed: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        // What runs changed: the webhook routes follow now rather than at their next
+        // refresh.
+        let app = refresh.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.routes.refresh(&app).await {
+                tracing::warn!(error = %e, "refreshing the webhook routes failed");
+            }
+        });
+    });
+    airlock_console::router(
+        airlock_console::ConsoleContext {
+            store: app.store.clone(),
+            manifest: app.manifest.clone(),
+            project: app.project.clone(),
+            clock: app.clock.clone(),
+            changed: Some(changed),
+        },
+        airlock_console::ConsoleOptions::default(),
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        auth::limit_failed_authentications,
+    ))
 }
 
 /// The server's HTTP application without a listener: every route `airlock serve`

@@ -22,33 +22,11 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The project's files as they are now (problems included).
 async fn load(app: &App) -> Result<Loaded, ApiError> {
-    let source = app.project.clone();
-    tokio::task::spawn_blocking(move || source.load())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the project cannot be read: {e}"),
-            )
-        })
+    Ok(ops::load_served(app.project.clone()).await?)
 }
 
-/// The project, which must validate: nothing is judged or deployed from broken files.
 pub(crate) async fn project(app: &App) -> Result<Project, ApiError> {
-    let loaded = load(app).await?;
-    if !loaded.diagnostics.is_empty() {
-        let n = loaded.diagnostics.len();
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            reason: format!(
-                "the server's project has {n} problem{}: nothing is judged or deployed until it validates",
-                if n == 1 { "" } else { "s" }
-            ),
-            help: Some("see them with POST /api/v1/validate".into()),
-        });
-    }
-    Ok(loaded.project)
+    Ok(ops::served_project(app.project.clone()).await?)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {

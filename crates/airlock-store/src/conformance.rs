@@ -64,6 +64,8 @@ pub const PROPERTIES: &[&str] = &[
     "concurrent_releases_one_wins",
     "tokens_are_found_by_hash_until_revoked",
     "token_names_are_unique_among_live_tokens",
+    "sessions_live_until_they_expire_end_or_lose_their_token",
+    "run_pages_continue_after_their_cursor",
     "schedule_cursor_is_a_compare_and_set",
     "concurrent_schedule_advances_one_wins",
     "write_probe_succeeds_and_changes_nothing",
@@ -113,6 +115,8 @@ where
     concurrent_releases_one_wins(make().await).await;
     tokens_are_found_by_hash_until_revoked(make().await).await;
     token_names_are_unique_among_live_tokens(make().await).await;
+    sessions_live_until_they_expire_end_or_lose_their_token(make().await).await;
+    run_pages_continue_after_their_cursor(make().await).await;
     schedule_cursor_is_a_compare_and_set(make().await).await;
     concurrent_schedule_advances_one_wins(make().await).await;
     write_probe_succeeds_and_changes_nothing(make().await).await;
@@ -1705,6 +1709,7 @@ pub async fn runs_filter_newest_first<S: Store>(store: S) {
             workflow: workflow.map(String::from),
             status,
             limit,
+            before: None,
         };
         let got = store.runs(&filter).await.expect("runs");
         assert_eq!(ids(&got), want, "runs({filter:?}) newest first");
@@ -2706,6 +2711,114 @@ pub async fn concurrent_releases_one_wins<S: Store>(store: S) {
             .len(),
         2
     );
+}
+
+// ---------------------------------------------------------------- console sessions
+
+/// A session is found by its hash with its live token until it expires, is ended, or its
+/// token is revoked; opening one forgets the sessions that had ended.
+pub async fn sessions_live_until_they_expire_end_or_lose_their_token<S: Store>(store: S) {
+    let ana = token_of("tok_1", "ana", "staging", "approver", 10);
+    let ci = token_of("tok_2", "ci", "staging", "viewer", 10);
+    for t in [&ana, &ci] {
+        store.create_token(t).await.expect("create token");
+    }
+    let session = |hash: &str, token: &str, expires_at| crate::NewConsoleSession {
+        id_hash: hash.to_owned(),
+        token_id: token.to_owned(),
+        csrf: format!("csrf-of-{hash}"),
+        created_at: 100,
+        expires_at,
+    };
+    store.create_session(&session("h1", "tok_1", 1_000)).await.expect("create");
+    store.create_session(&session("h2", "tok_2", 1_000)).await.expect("create");
+    assert!(
+        matches!(
+            store.create_session(&session("h1", "tok_2", 1_000)).await,
+            Err(Error::Conflict(_))
+        ),
+        "a hash is one session"
+    );
+    let found = store.session_by_hash("h1", 500).await.expect("read").expect("live");
+    assert_eq!(found.session, session("h1", "tok_1", 1_000));
+    assert_eq!(found.token, live(&ana));
+    assert_eq!(store.session_by_hash("H1", 500).await.expect("read"), None, "exact hash");
+    assert_eq!(store.session_by_hash("h1", 1_000).await.expect("read"), None, "expired");
+    store.end_session("h1").await.expect("end");
+    store.end_session("h1").await.expect("ending twice is harmless");
+    assert_eq!(store.session_by_hash("h1", 500).await.expect("read"), None, "ended");
+    store.revoke_token("tok_2", 200).await.expect("revoke");
+    assert_eq!(
+        store.session_by_hash("h2", 500).await.expect("read"),
+        None,
+        "a revoked token's sessions end with it"
+    );
+    // Opened after h2 expired: h2 is forgotten, so its hash may open a session again.
+    let mut later = session("h2", "tok_1", 3_000);
+    later.created_at = 2_000;
+    store.create_session(&later).await.expect("the ended session was forgotten");
+    assert_eq!(
+        store.session_by_hash("h2", 2_500).await.expect("read").map(|s| s.session),
+        Some(later)
+    );
+}
+
+/// Pages of runs read after a cursor continue exactly where the last page ended, newest
+/// first, runs of one millisecond included, with every filter.
+pub async fn run_pages_continue_after_their_cursor<S: Store>(store: S) {
+    // Seven runs, three of them in one millisecond.
+    for (id, env, created) in [
+        ("r1", "staging", 100),
+        ("r2", "staging", 200),
+        ("r3", "production", 200),
+        ("r4", "staging", 200),
+        ("r5", "staging", 300),
+        ("r6", "production", 400),
+        ("r7", "staging", 500),
+    ] {
+        enqueue(&store, new_run(id, env, "a", created)).await;
+    }
+    for environment in [None, Some("staging")] {
+        let all = store
+            .runs(&RunFilter {
+                environment: environment.map(str::to_owned),
+                ..RunFilter::default()
+            })
+            .await
+            .expect("runs");
+        let mut paged = Vec::new();
+        let mut before = None;
+        for _ in 0..10 {
+            let page = store
+                .runs(&RunFilter {
+                    environment: environment.map(str::to_owned),
+                    limit: Some(2),
+                    before: before.clone(),
+                    ..RunFilter::default()
+                })
+                .await
+                .expect("page");
+            let Some(last) = page.last() else { break };
+            before = Some(crate::RunCursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            });
+            paged.extend(page.iter().map(|r| r.id.clone()));
+        }
+        assert_eq!(paged, ids(&all), "pages of {environment:?} are the listing");
+    }
+    let queued_after_r4 = store
+        .runs(&RunFilter {
+            status: Some(RunStatus::Queued),
+            before: Some(crate::RunCursor {
+                created_at: 200,
+                id: "r4".into(),
+            }),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("runs");
+    assert_eq!(ids(&queued_after_r4), ["r3", "r2", "r1"]);
 }
 
 // ---------------------------------------------------------------- API tokens

@@ -246,6 +246,18 @@ const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "console_sessions",
+        columns: &[
+            ("id_hash", Text),
+            ("token_id", Text),
+            ("csrf", Text),
+            ("created_at", Integer),
+            ("expires_at", Integer),
+        ],
+        order_by: "id_hash",
+        identity: None,
+    },
+    Table {
         name: "schedule_cursors",
         columns: &[
             ("environment", Text),

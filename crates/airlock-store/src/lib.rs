@@ -306,6 +306,18 @@ pub trait Store: Send + Sync + 'static {
     /// [`Error::NotFound`] for an unknown id.
     async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()>;
 
+    // ---- console sessions ----
+
+    /// Records a console session, and forgets those that ended before it was opened.
+    /// [`Error::Conflict`] when the hash exists (a session id is 256 random bits: never).
+    async fn create_session(&self, session: &NewConsoleSession) -> Result<()>;
+    /// The session whose id hashes to `id_hash`, while it has not expired at `now` and its
+    /// token is live; `None` otherwise.
+    async fn session_by_hash(&self, id_hash: &str, now: Timestamp)
+    -> Result<Option<ConsoleSession>>;
+    /// Ends a session (sign-out); ending an unknown or ended one succeeds.
+    async fn end_session(&self, id_hash: &str) -> Result<()>;
+
     // ---- schedules ----
 
     /// The last tick at which the schedule of `workflow` in `environment` fired: the

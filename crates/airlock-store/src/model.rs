@@ -107,6 +107,20 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// At most this many (newest first); all when absent.
     pub limit: Option<usize>,
+    /// Only runs listed after this one, newest first (`(created_at, id)` below the
+    /// cursor's): the next page, read from the index where the last page ended, so a page
+    /// deep in history costs what the first does (no OFFSET).
+    #[serde(default)]
+    pub before: Option<RunCursor>,
+}
+
+/// Where a page of runs ended: the last run's acceptance time and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCursor {
+    /// The last run's `created_at`.
+    pub created_at: Timestamp,
+    /// The last run's id (ids of one millisecond are ordered too).
+    pub id: String,
 }
 
 /// Which finished runs to count in [`crate::Store::run_outcomes`]: one workflow in one
@@ -215,6 +229,31 @@ pub struct NewApiToken {
     pub created_by: String,
     /// When.
     pub created_at: Timestamp,
+}
+
+/// A console session to record: a signed-in browser, acting as one API token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewConsoleSession {
+    /// SHA-256 (hex) of the session's id, which only the browser's cookie holds: a copy of
+    /// the database signs no one in.
+    pub id_hash: String,
+    /// The token the session was opened with; revoking it ends the session.
+    pub token_id: String,
+    /// The session's CSRF token, written into every form and checked on every POST.
+    pub csrf: String,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it ends, whatever happens.
+    pub expires_at: Timestamp,
+}
+
+/// A live console session and the live token it acts as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleSession {
+    /// The session.
+    pub session: NewConsoleSession,
+    /// Its token, live.
+    pub token: ApiToken,
 }
 
 /// An API token as stored.

@@ -35,6 +35,7 @@ pub fn list(global: &Global, options: ListOptions<'_>) -> Result<ExitCode, CliEr
         workflow: options.workflow.map(str::to_owned),
         status,
         limit: Some(options.limit),
+        before: None,
     };
     let runs = match Remote::from_global(global)? {
         Some(remote) => {

@@ -34,6 +34,7 @@ use crate::{
     Outcomes, PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret,
     SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
+use crate::{ConsoleSession, NewConsoleSession};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -415,8 +416,9 @@ const TAKE_OVER: &str = "UPDATE runs SET lease_owner = $2, lease_expires_at = $3
     WHERE id = $1 AND status = 'running' AND fencing_token = $6 AND lease_expires_at = $7
     RETURNING ";
 
-/// Pushes the conditions of a run filter onto a listing or a count.
-fn push_run_filter(query: &mut QueryBuilder<Postgres>, filter: &RunFilter) {
+/// Pushes the conditions of a run filter onto a listing or a count; answers the word that
+/// joins a further condition (` WHERE `, or ` AND ` once one was pushed).
+fn push_run_filter(query: &mut QueryBuilder<Postgres>, filter: &RunFilter) -> &'static str {
     let mut separator = " WHERE ";
     if let Some(environment) = &filter.environment {
         query
@@ -444,7 +446,9 @@ fn push_run_filter(query: &mut QueryBuilder<Postgres>, filter: &RunFilter) {
             // Repeats the partial index's condition so the planner may use `runs_status`.
             query.push(" AND status IN ('waiting', 'failed', 'dead')");
         }
+        separator = " AND ";
     }
+    separator
 }
 
 #[async_trait]
@@ -889,7 +893,18 @@ impl Store for PostgresStore {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
         let mut query =
             QueryBuilder::<Postgres>::new(format!("SELECT {} FROM runs", rows::RUN_COLUMNS));
-        push_run_filter(&mut query, filter);
+        let separator = push_run_filter(&mut query, filter);
+        if let Some(cursor) = &filter.before {
+            // A row comparison, which the planner reads as one range of the
+            // `(…, created_at, id)` indexes: the next page seeks, it does not skip.
+            query
+                .push(separator)
+                .push("(created_at, id) < (")
+                .push_bind(cursor.created_at)
+                .push(", ")
+                .push_bind(cursor.id.clone())
+                .push(")");
+        }
         // Newest first; runs accepted in the same millisecond by their (time-ordered) ids.
         query.push(" ORDER BY created_at DESC, id DESC");
         if let Some(limit) = filter.limit {
@@ -1418,6 +1433,72 @@ impl Store for PostgresStore {
     async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
         let mut conn = self.inner.pool.acquire().await.map_err(db)?;
         promotion::revoke_token(&mut conn, id, at).await
+    }
+
+    async fn create_session(&self, session: &NewConsoleSession) -> Result<()> {
+        let mut tx = self.inner.pool.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(session.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let inserted = sqlx::query(
+            "INSERT INTO console_sessions (id_hash, token_id, csrf, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_hash) DO NOTHING",
+        )
+        .bind(&session.id_hash)
+        .bind(&session.token_id)
+        .bind(&session.csrf)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::Conflict("a session with that id exists".into()));
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn session_by_hash(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.environment, t.role, t.secret_hash, t.created_by,
+                    t.created_at, t.revoked_at,
+                    s.id_hash, s.token_id, s.csrf, s.created_at AS session_created_at,
+                    s.expires_at
+             FROM console_sessions s JOIN api_tokens t ON t.id = s.token_id
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        use sqlx::Row;
+        Ok(Some(ConsoleSession {
+            token: promotion::token(&row)?,
+            session: NewConsoleSession {
+                id_hash: row.try_get("id_hash").map_err(db)?,
+                token_id: row.try_get("token_id").map_err(db)?,
+                csrf: row.try_get("csrf").map_err(db)?,
+                created_at: row.try_get("session_created_at").map_err(db)?,
+                expires_at: row.try_get("expires_at").map_err(db)?,
+            },
+        }))
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn schedule_cursor(

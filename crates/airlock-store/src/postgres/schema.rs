@@ -259,8 +259,21 @@ const V3: &str = r#"
 ALTER TABLE runs ADD COLUMN lease_ms BIGINT;
 "#;
 
+/// Console sessions, as in SQLite's `CONSOLE_SESSIONS`: a signed-in browser acting as one
+/// API token, kept by the hash of its id.
+const CONSOLE_SESSIONS: &str = r#"
+CREATE TABLE console_sessions (
+    id_hash    TEXT COLLATE "C" PRIMARY KEY,
+    token_id   TEXT COLLATE "C" NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+"#;
+
 /// Every migration, in order; the schema version of a database is the highest applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, CONSOLE_SESSIONS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -35,6 +35,7 @@ use crate::{
     Run, RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store,
     TestRecord, Timestamp, WorkflowVersion,
 };
+use crate::{ConsoleSession, NewConsoleSession};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -441,15 +442,27 @@ const ANY_DUE: &str =
 /// and running runs through `runs_due` (all of them have a due time), sorted afterwards —
 /// they are the live runs, few next to the finished; succeeded runs through the
 /// time-ordered indexes.
+///
+/// A page after a cursor (`?5` its time, `?6` its id) starts where the index's range
+/// does, written as a bound on `created_at` SQLite can seek to, then the id among the
+/// runs of that one millisecond.
 fn runs_sql(filter: &RunFilter) -> String {
+    let matching = runs_matching(filter);
+    let after_cursor = if filter.before.is_none() {
+        ""
+    } else if matching.contains(" WHERE ") {
+        " AND created_at <= ?5 AND (created_at < ?5 OR id < ?6)"
+    } else {
+        " WHERE created_at <= ?5 AND (created_at < ?5 OR id < ?6)"
+    };
     format!(
-        "SELECT {} FROM {} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
+        "SELECT {} FROM {matching}{after_cursor} ORDER BY created_at DESC, id DESC LIMIT ?4",
         rows::RUN_COLUMNS,
-        runs_matching(filter)
     )
 }
 
-/// The count of the runs a filter names, over the same index as their listing.
+/// The count of the runs a filter names, over the same index as their listing (all of
+/// them: a cursor only pages).
 fn count_sql(filter: &RunFilter) -> String {
     format!("SELECT count(*) FROM {}", runs_matching(filter))
 }
@@ -1025,14 +1038,31 @@ impl Store for SqliteStore {
                 .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
             let mut statement = conn.prepare_cached(&sql).db()?;
             let status = filter.status.map(RunStatus::as_str);
-            statement
-                .query_map(
-                    params![filter.environment, filter.workflow, status, limit],
-                    rows::run,
-                )
-                .db()?
-                .collect::<Result<_, _>>()
-                .db()
+            match &filter.before {
+                None => statement
+                    .query_map(
+                        params![filter.environment, filter.workflow, status, limit],
+                        rows::run,
+                    )
+                    .db()?
+                    .collect::<Result<_, _>>()
+                    .db(),
+                Some(cursor) => statement
+                    .query_map(
+                        params![
+                            filter.environment,
+                            filter.workflow,
+                            status,
+                            limit,
+                            cursor.created_at,
+                            cursor.id
+                        ],
+                        rows::run,
+                    )
+                    .db()?
+                    .collect::<Result<_, _>>()
+                    .db(),
+            }
         })
         .await
     }
@@ -1574,6 +1604,40 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_session(&self, session: &NewConsoleSession) -> Result<()> {
+        let session = session.clone();
+        self.write(move |conn| tokens::insert_session(conn, &session))
+            .await
+    }
+
+    async fn session_by_hash(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>> {
+        let id_hash = id_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(tokens::SESSION_SELECT)
+                .db()?
+                .query_row(params![id_hash, now], tokens::session)
+                .optional()
+                .db()
+        })
+        .await
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        let id_hash = id_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM console_sessions WHERE id_hash = ?1")
+                .db()?
+                .execute([id_hash])
+                .db()
+                .map(|_| ())
+        })
+        .await
+    }
+
     async fn schedule_cursor(
         &self,
         environment: &str,
@@ -1741,6 +1805,7 @@ mod tests {
                         workflow: workflow.clone(),
                         status,
                         limit: Some(10),
+                        before: None,
                     };
                     let counted = plan(&conn, &count_sql(&filter));
                     let plan = plan(&conn, &runs_sql(&filter));

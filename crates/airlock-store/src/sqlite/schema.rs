@@ -228,8 +228,22 @@ const V5: &str = r#"
 ALTER TABLE runs ADD COLUMN lease_ms INTEGER;
 "#;
 
+/// Console sessions (`airlock serve`'s web console): a signed-in browser acting as one
+/// API token, kept by the hash of its id, so that sessions outlive a restart and are
+/// shared by every process serving the store.
+const CONSOLE_SESSIONS: &str = r#"
+CREATE TABLE console_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    token_id   TEXT NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, CONSOLE_SESSIONS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

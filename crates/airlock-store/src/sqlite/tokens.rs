@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{DbResult, is_constraint};
-use crate::{ApiToken, Error, NewApiToken, Result, Timestamp};
+use crate::{ApiToken, ConsoleSession, Error, NewApiToken, NewConsoleSession, Result, Timestamp};
 
 pub(super) const TOKEN_COLUMNS: &str =
     "id, name, environment, role, secret_hash, created_by, created_at, revoked_at";
@@ -119,4 +119,50 @@ pub(super) fn advance_schedule(
         }
     };
     Ok(moved == 1)
+}
+
+/// A session's columns then its token's, the token's first so that [`token`] reads them.
+pub(super) const SESSION_SELECT: &str = "SELECT t.id, t.name, t.environment, t.role,
+        t.secret_hash, t.created_by, t.created_at, t.revoked_at,
+        s.id_hash, s.token_id, s.csrf, s.created_at AS session_created_at, s.expires_at
+     FROM console_sessions s JOIN api_tokens t ON t.id = s.token_id
+     WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND t.revoked_at IS NULL";
+
+pub(super) fn session(row: &Row<'_>) -> rusqlite::Result<ConsoleSession> {
+    Ok(ConsoleSession {
+        token: token(row)?,
+        session: NewConsoleSession {
+            id_hash: row.get(8)?,
+            token_id: row.get(9)?,
+            csrf: row.get(10)?,
+            created_at: row.get(11)?,
+            expires_at: row.get(12)?,
+        },
+    })
+}
+
+/// Records a session and forgets the ended ones (a range of `console_sessions_expiry`).
+pub(super) fn insert_session(conn: &Connection, s: &NewConsoleSession) -> Result<()> {
+    conn.prepare_cached("DELETE FROM console_sessions WHERE expires_at <= ?1")
+        .db()?
+        .execute([s.created_at])
+        .db()?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO console_sessions (id_hash, token_id, csrf, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .db()?
+        .execute(params![
+            s.id_hash,
+            s.token_id,
+            s.csrf,
+            s.created_at,
+            s.expires_at
+        ]);
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_constraint(&e) => Err(Error::Conflict("a session with that id exists".into())),
+        Err(e) => Err(Error::Backend(e.to_string())),
+    }
 }
