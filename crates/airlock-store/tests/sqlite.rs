@@ -72,6 +72,8 @@ conformance! {
     concurrent_releases_one_wins,
     tokens_are_found_by_hash_until_revoked,
     token_names_are_unique_among_live_tokens,
+    sessions_live_until_they_expire_end_or_lose_their_token,
+    run_pages_continue_after_their_cursor,
     schedule_cursor_is_a_compare_and_set,
     concurrent_schedule_advances_one_wins,
     write_probe_succeeds_and_changes_nothing,

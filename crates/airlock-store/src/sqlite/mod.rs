@@ -443,20 +443,25 @@ const ANY_DUE: &str =
 /// they are the live runs, few next to the finished; succeeded runs through the
 /// time-ordered indexes.
 ///
-/// A page after a cursor (`?5` its time, `?6` its id) starts where the index's range
-/// does, written as a bound on `created_at` SQLite can seek to, then the id among the
-/// runs of that one millisecond.
+/// A page after a cursor (`?5` its time, `?6` its run) starts where the index's range
+/// does, written as a bound on `created_at` SQLite can seek to, then, among the runs of
+/// that one millisecond, those the listing puts after the cursor's run (by rowid, the
+/// indexes' own order, so the page needs no sort; a cursor naming no run, as a time
+/// filter does, keeps only the earlier milliseconds).
 fn runs_sql(filter: &RunFilter) -> String {
     let matching = runs_matching(filter);
-    let after_cursor = if filter.before.is_none() {
-        ""
-    } else if matching.contains(" WHERE ") {
-        " AND created_at <= ?5 AND (created_at < ?5 OR id < ?6)"
-    } else {
-        " WHERE created_at <= ?5 AND (created_at < ?5 OR id < ?6)"
+    let after_cursor = match (filter.before.is_some(), matching.contains(" WHERE ")) {
+        (false, _) => "",
+        (true, joined) => {
+            if joined {
+                " AND created_at <= ?5 AND (created_at < ?5 OR rowid < (SELECT rowid FROM runs WHERE id = ?6))"
+            } else {
+                " WHERE created_at <= ?5 AND (created_at < ?5 OR rowid < (SELECT rowid FROM runs WHERE id = ?6))"
+            }
+        }
     };
     format!(
-        "SELECT {} FROM {matching}{after_cursor} ORDER BY created_at DESC, id DESC LIMIT ?4",
+        "SELECT {} FROM {matching}{after_cursor} ORDER BY created_at DESC, rowid DESC LIMIT ?4",
         rows::RUN_COLUMNS,
     )
 }
@@ -1808,6 +1813,22 @@ mod tests {
                         before: None,
                     };
                     let counted = plan(&conn, &count_sql(&filter));
+                    let paged = RunFilter {
+                        before: Some(crate::RunCursor {
+                            created_at: 5,
+                            id: "r".into(),
+                        }),
+                        ..filter.clone()
+                    };
+                    let next_page = plan(&conn, &runs_sql(&paged));
+                    // Live runs (queued, running) are read through `runs_due` and sorted,
+                    // being few; every other page seeks to the cursor's time.
+                    let live = matches!(status, Some(RunStatus::Queued | RunStatus::Running));
+                    assert!(
+                        next_page.contains("USING INDEX")
+                            && (live || next_page.contains("created_at<?")),
+                        "the next page seeks: {paged:?}: {next_page}"
+                    );
                     let plan = plan(&conn, &runs_sql(&filter));
                     assert!(plan.contains("USING INDEX"), "{filter:?}: {plan}");
                     // A count is narrowed by an environment or by a status other than
