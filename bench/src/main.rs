@@ -13,6 +13,7 @@
 //!     [--orders-sync full|normal]
 //! ```
 
+mod console;
 mod project;
 mod redaction;
 mod relay;
@@ -917,6 +918,9 @@ fn main() -> std::process::ExitCode {
     }
     if std::env::args().nth(1).as_deref() == Some("redaction") {
         return redaction::main(std::env::args().skip(2).collect());
+    }
+    if std::env::args().nth(1).as_deref() == Some("console") {
+        return console::main(std::env::args().skip(2).collect());
     }
     if std::env::args().nth(1).as_deref() == Some("relay") {
         return relay::main(std::env::args().skip(2).collect());
