@@ -193,15 +193,27 @@ async fn run(runs: usize, repeats: usize, dir: Option<std::path::PathBuf>) -> Re
         .and_then(|v| v.split(';').next())
         .ok_or("no session cookie")?
         .to_owned();
-    let deep = format!("/runs?env=staging&after={}:{}", sample.deep_at, sample.deep_id);
+    let deep = format!(
+        "/runs?env=staging&after={}:{}",
+        sample.deep_at, sample.deep_id
+    );
     let pages: Vec<(&str, String)> = vec![
         ("home", "/".into()),
         ("inbox", "/inbox?env=staging".into()),
         ("runs, first page", "/runs?env=staging".into()),
         ("runs, a page deep in history", deep),
-        ("runs, failed only", "/runs?env=staging&status=failed".into()),
-        ("runs, one workflow", "/runs?env=staging&workflow=order-intake".into()),
-        ("runs, before a date", "/runs?env=staging&before=2026-01-15".into()),
+        (
+            "runs, failed only",
+            "/runs?env=staging&status=failed".into(),
+        ),
+        (
+            "runs, one workflow",
+            "/runs?env=staging&workflow=order-intake".into(),
+        ),
+        (
+            "runs, before a date",
+            "/runs?env=staging&before=2026-01-15".into(),
+        ),
         ("run and journal", format!("/runs/{}", sample.journaled)),
         ("releases", "/releases?env=staging".into()),
         ("parity", "/parity".into()),
@@ -212,7 +224,10 @@ async fn run(runs: usize, repeats: usize, dir: Option<std::path::PathBuf>) -> Re
     println!(
         "console pages, server render time with {runs} runs in the store (median of {repeats}, after one warm-up)"
     );
-    println!("{:<32} {:>10} {:>10} {:>9}", "page", "median ms", "max ms", "KiB");
+    println!(
+        "{:<32} {:>10} {:>10} {:>9}",
+        "page", "median ms", "max ms", "KiB"
+    );
     for (name, uri) in pages {
         let mut times = Vec::with_capacity(repeats);
         let mut size = 0;
@@ -255,7 +270,8 @@ struct Sample {
 fn generate(db: &std::path::Path, runs: usize) -> Result<Sample, String> {
     let e = |e: rusqlite::Error| e.to_string();
     let mut conn = rusqlite::Connection::open(db).map_err(e)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(e)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(e)?;
     let version: String = conn
         .query_row(
             "SELECT version FROM deployments WHERE environment = 'staging' AND workflow = 'order-intake'",
@@ -282,7 +298,11 @@ fn generate(db: &std::path::Path, runs: usize) -> Result<Sample, String> {
         for i in 0..runs {
             let at = start + (i as i64) * 60_000 + (i as i64 % 7);
             let environment = if i % 2 == 0 { "staging" } else { "production" };
-            let workflow = if i % 3 == 0 { "credit-review" } else { "order-intake" };
+            let workflow = if i % 3 == 0 {
+                "credit-review"
+            } else {
+                "order-intake"
+            };
             let failed = i % 50 == 7;
             let id = format!("run_{:013x}{:019x}", at, i);
             insert
@@ -304,7 +324,9 @@ fn generate(db: &std::path::Path, runs: usize) -> Result<Sample, String> {
                     at + 40,
                 ])
                 .map_err(e)?;
-            if i == runs / 2 && environment == "staging" || (i == runs / 2 + 1 && sample.deep_id.is_empty()) {
+            if i == runs / 2 && environment == "staging"
+                || (i == runs / 2 + 1 && sample.deep_id.is_empty())
+            {
                 sample.deep_at = at;
                 sample.deep_id = id.clone();
             }

@@ -286,24 +286,38 @@ fn the_console_in_a_real_browser() {
     let run = started["run"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     while target.requests() == 0 {
-        assert!(Instant::now() < deadline, "the call never reached the target");
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the target"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(served); // SIGKILL, mid-call.
     let served = Served::start(&project, &["--lease", "2s"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let shown = api(&served.url, &shop, "GET", &format!("/api/v1/runs/{run}"), None);
+        let shown = api(
+            &served.url,
+            &shop,
+            "GET",
+            &format!("/api/v1/runs/{run}"),
+            None,
+        );
         if shown["run"]["status"] == "succeeded" {
             break;
         }
-        assert!(Instant::now() < deadline, "the run never finished: {shown:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the run never finished: {shown:#}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     {
         let keys = target.keys.lock().unwrap();
-        assert!(keys.len() >= 2 && keys.iter().all(|k| k == &keys[0] && !k.is_empty()),
-            "retried with the same key: {keys:?}");
+        assert!(
+            keys.len() >= 2 && keys.iter().all(|k| k == &keys[0] && !k.is_empty()),
+            "retried with the same key: {keys:?}"
+        );
     }
     let through = |token: &str, args: &[&str]| {
         let all = [&["--server", served.url.as_str()][..], args].concat();
@@ -373,8 +387,14 @@ fn the_console_in_a_real_browser() {
 
         let inbox = tour.open("/inbox").await;
         assert!(inbox.contains("greet"), "{inbox}");
-        assert!(inbox.contains(">Approve<"), "the approver may approve: {inbox}");
-        assert!(inbox.contains("hello again"), "the change is shown: {inbox}");
+        assert!(
+            inbox.contains(">Approve<"),
+            "the approver may approve: {inbox}"
+        );
+        assert!(
+            inbox.contains("hello again"),
+            "the change is shown: {inbox}"
+        );
         tour.shoot("inbox").await;
         for page in ["parity", "readiness", "audit"] {
             tour.open(&format!("/{page}")).await;
@@ -386,7 +406,10 @@ fn the_console_in_a_real_browser() {
         tour.sign_in(&releaser).await;
         let inbox = tour.open("/inbox").await;
         assert!(inbox.contains("greet"), "{inbox}");
-        assert!(!inbox.contains(">Approve<"), "never for the author: {inbox}");
+        assert!(
+            !inbox.contains(">Approve<"),
+            "never for the author: {inbox}"
+        );
         assert!(inbox.contains("You asked for this promotion"), "{inbox}");
         tour.shoot("inbox-author").await;
         tour.sign_out().await;
@@ -398,7 +421,12 @@ fn the_console_in_a_real_browser() {
             .click("form[action$='/approve'] button[type='submit']")
             .await;
         assert!(
-            tour.browser.current_url().await.unwrap().path().ends_with("/releases"),
+            tour.browser
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .ends_with("/releases"),
             "to the release"
         );
         assert!(releases.contains("<svg"), "the chart: {releases}");
@@ -429,10 +457,17 @@ fn the_console_in_a_real_browser() {
     });
 
     // What the browser did is what the store holds: the rollback made production run v1.
-    let releases = through(&approver, &["releases", "greet", "--env", "production", "--json"]);
+    let releases = through(
+        &approver,
+        &["releases", "greet", "--env", "production", "--json"],
+    );
     ok(&releases, "releases");
     let rows: Value = serde_json::from_slice(&releases.stdout).unwrap();
-    let rows = rows.as_array().or(rows["releases"].as_array()).cloned().unwrap_or_default();
+    let rows = rows
+        .as_array()
+        .or(rows["releases"].as_array())
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(rows.len(), 3, "{rows:#?}");
     assert_eq!(rows[0]["kind"], "rollback");
     assert_eq!(rows[0]["author"], "releaser");

@@ -7,7 +7,11 @@ use maud::{Markup, html};
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 180.0;
 const LEFT: f64 = 40.0;
-const BOTTOM: f64 = 30.0;
+const BOTTOM: f64 = 36.0;
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or("–".to_owned(), |r| format!("{:.0}%", r * 100.0))
+}
 
 fn rate(failed: usize, runs: usize) -> Option<f64> {
     (runs > 0).then(|| failed as f64 / runs as f64)
@@ -48,8 +52,12 @@ pub(crate) fn failure_rates(workflow: &str, rows: &[ReleaseRow]) -> Markup {
                         title { "after " (row.release) ": " (row.failed_after) " of " (row.runs_after) " failed" }
                     }
                 }
+                // Ids begin with their time: the end tells releases apart.
                 text x=(x) y=(HEIGHT - 12.0) font-size="11" fill="#1d2330" {
-                    (row.release.get(4..12).unwrap_or(&row.release))
+                    (row.release.get(row.release.len().saturating_sub(6)..).unwrap_or(&row.release))
+                }
+                text x=(x) y=(HEIGHT - 1.0) font-size="10" fill="#5b6474" {
+                    (percent(before)) " → " (percent(after))
                 }
             }
         }

@@ -309,7 +309,8 @@ pub(crate) async fn home(State(console): Console_, headers: HeaderMap) -> Answer
                                             Some(d) => {
                                                 code { (short(&d.version)) } br;
                                                 span.muted { (when(d.updated_at)) " by " (d.actor) } br;
-                                                span.muted { "owner: " (d.actor) }
+                                                // Release owners come with their own issue; their place is here.
+                                                span.muted title="the release's owner" { "owner: not set" }
                                             }
                                             None => { span.muted { "not deployed" } }
                                         }
@@ -476,8 +477,8 @@ pub(crate) async fn inbox(
     .map_err(refuse(&session))?;
     let effective =
         ops::config::effective_manifest(&*console.store, &project.manifest, "airlock", now)
-        .await
-        .map_err(refuse(&session))?;
+            .await
+            .map_err(refuse(&session))?;
     let approvers: Vec<&str> = effective
         .environment(&env)
         .map(|e| e.approvers.iter().map(|a| a.value.as_str()).collect())
@@ -544,7 +545,12 @@ async fn change_of(console: &Console, request: &airlock_store::NewPromotionReque
         .deployment(&request.to_environment, &request.workflow)
         .await
     {
-        Ok(Some(deployed)) => console.store.version(&deployed.version).await.ok().flatten(),
+        Ok(Some(deployed)) => console
+            .store
+            .version(&deployed.version)
+            .await
+            .ok()
+            .flatten(),
         _ => None,
     };
     let Some(requested) = requested else {
@@ -610,9 +616,11 @@ async fn decide(
     authorize(&console, &session, &target, Action::Approve, &id).await?;
     let reason = form.reason.filter(|r| !r.trim().is_empty());
     if !approve && reason.is_none() {
-        return Err(Refusal::new(StatusCode::BAD_REQUEST, "a rejection needs a reason")
-            .with_session(&session)
-            .into_response());
+        return Err(
+            Refusal::new(StatusCode::BAD_REQUEST, "a rejection needs a reason")
+                .with_session(&session)
+                .into_response(),
+        );
     }
     let project = ops::served_project(console.project.clone())
         .await
@@ -676,10 +684,14 @@ pub(crate) async fn runs(
     };
     let workflow = query.workflow.clone().filter(|w| !w.is_empty());
     let before_time = query.before.as_deref().filter(|b| !b.trim().is_empty());
-    let cursor = match (query.after.as_deref().filter(|a| !a.is_empty()), before_time) {
-        (Some(after), _) => Some(parse_cursor(after).ok_or_else(|| {
-            bad(format!("`after={after}` is not a page of this list"))
-        })?),
+    let cursor = match (
+        query.after.as_deref().filter(|a| !a.is_empty()),
+        before_time,
+    ) {
+        (Some(after), _) => Some(
+            parse_cursor(after)
+                .ok_or_else(|| bad(format!("`after={after}` is not a page of this list")))?,
+        ),
         (None, Some(before)) => Some(RunCursor {
             created_at: parse_time(before).ok_or_else(|| {
                 bad(format!(
@@ -707,7 +719,12 @@ pub(crate) async fn runs(
         .then(|| page_runs.last())
         .flatten()
         .map(|last| {
-            let mut link = format!("/runs?env={}&after={}:{}", encode(&env), last.created_at, encode(&last.id));
+            let mut link = format!(
+                "/runs?env={}&after={}:{}",
+                encode(&env),
+                last.created_at,
+                encode(&last.id)
+            );
             if let Some(w) = &workflow {
                 link.push_str(&format!("&workflow={}", encode(w)));
             }
@@ -716,7 +733,14 @@ pub(crate) async fn runs(
             }
             link
         });
-    let statuses = ["queued", "running", "waiting", "succeeded", "failed", "dead"];
+    let statuses = [
+        "queued",
+        "running",
+        "waiting",
+        "succeeded",
+        "failed",
+        "dead",
+    ];
     let content = html! {
         form.inline method="get" action="/runs" {
             label { "Environment" select name="env" {
@@ -1009,7 +1033,14 @@ pub(crate) async fn releases(
         .await
         .map_err(refuse(&session))?;
     let names: Vec<String> = match query.workflow.as_deref().filter(|w| !w.is_empty()) {
-        Some(w) => vec![ops::workflow(&project, w).map_err(refuse(&session))?.workflow.name.value.clone()],
+        Some(w) => vec![
+            ops::workflow(&project, w)
+                .map_err(refuse(&session))?
+                .workflow
+                .name
+                .value
+                .clone(),
+        ],
         None => project
             .workflows
             .iter()
@@ -1022,7 +1053,11 @@ pub(crate) async fn releases(
         let rows = ops::promotion::releases(&*console.store, name, &env)
             .await
             .map_err(refuse(&session))?;
-        let evidence = console.store.releases(&env, name).await.map_err(|e| refuse(&session)(e.into()))?;
+        let evidence = console
+            .store
+            .releases(&env, name)
+            .await
+            .map_err(|e| refuse(&session)(e.into()))?;
         sections.push(html! {
             section aria-labelledby={"wf-" (name)} {
                 h2 id={"wf-" (name)} { (name) " in " (env) }
@@ -1087,7 +1122,14 @@ pub(crate) async fn rollback(
 ) -> Answer {
     let session = session(&console, &headers).await?;
     check_csrf(&session, form.csrf.as_deref()).map_err(IntoResponse::into_response)?;
-    authorize(&console, &session, &environment, Action::Rollback, &workflow).await?;
+    authorize(
+        &console,
+        &session,
+        &environment,
+        Action::Rollback,
+        &workflow,
+    )
+    .await?;
     let project = ops::served_project(console.project.clone())
         .await
         .map_err(refuse(&session))?;
@@ -1123,15 +1165,10 @@ pub(crate) async fn readiness(
     let project = ops::served_project(console.project.clone())
         .await
         .map_err(refuse(&session))?;
-    let checklist = ops::readiness::readiness(
-        &*console.store,
-        &project,
-        None,
-        None,
-        console.clock.now(),
-    )
-    .await
-    .map_err(refuse(&session))?;
+    let checklist =
+        ops::readiness::readiness(&*console.store, &project, None, None, console.clock.now())
+            .await
+            .map_err(refuse(&session))?;
     let content = html! {
         @if let Some(path) = &checklist.path { p { "Judged on the path " (path.from) " → " (path.to) "." } }
         @for w in &checklist.workflows {

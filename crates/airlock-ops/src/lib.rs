@@ -28,9 +28,9 @@ pub mod secrets;
 pub mod tokens;
 pub mod validate;
 
-pub use audit_chain::{AuditHead, audit_head};
 /// The clock every use case reads its now from (the fronts hold one).
 pub use airlock_engine::Clock;
+pub use audit_chain::{AuditHead, audit_head};
 
 /// Where a server reads the project it serves. It is read again for each operation
 /// that needs it, so the API and the console judge the files as they are now, as each CLI
@@ -156,7 +156,9 @@ pub async fn load_served(
 
 /// The project a server serves, valid: what every use case that judges or deploys reads.
 /// 409 while it has problems: nothing is judged on files that do not validate.
-pub async fn served_project(source: std::sync::Arc<dyn ProjectSource>) -> Result<Project, OpsError> {
+pub async fn served_project(
+    source: std::sync::Arc<dyn ProjectSource>,
+) -> Result<Project, OpsError> {
     let loaded = load_served(source).await?;
     if !loaded.diagnostics.is_empty() {
         let n = loaded.diagnostics.len();

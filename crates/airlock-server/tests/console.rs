@@ -129,7 +129,9 @@ impl Served {
     async fn token(&self, environment: &str, role: &str, name: &str) -> String {
         airlock_ops::tokens::create(
             &*self.store,
-            &project::load(airlock_core::scaffold::files()).project.manifest,
+            &project::load(airlock_core::scaffold::files())
+                .project
+                .manifest,
             airlock_ops::tokens::TokenToCreate {
                 environment,
                 role,
@@ -200,7 +202,10 @@ impl Served {
             .post_form("/sign-in", None, &format!("token={token}"))
             .await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{page:?}");
-        let set = page.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        let set = page.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
         for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
             assert!(set.contains(attribute), "{attribute} in {set}");
         }
@@ -318,10 +323,12 @@ async fn every_page_answers_its_readers_refuses_others_and_carries_the_policy() 
         .post_form("/sign-out", Some(&staging_cookie), &format!("csrf={csrf}"))
         .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    assert!(out.headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
+    assert!(
+        out.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     let after = served.get("/", Some(&staging_cookie)).await;
     assert_eq!(after.status, StatusCode::SEE_OTHER, "signed out");
     // A wrong token is refused and signs no one in.
@@ -337,7 +344,11 @@ async fn every_page_answers_its_readers_refuses_others_and_carries_the_policy() 
         .await
         .unwrap();
     let revoked = served.get("/", Some(&production_cookie)).await;
-    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "revoked token, no session");
+    assert_eq!(
+        revoked.status,
+        StatusCode::SEE_OTHER,
+        "revoked token, no session"
+    );
 }
 
 #[tokio::test]
@@ -345,7 +356,12 @@ async fn a_post_without_the_sessions_csrf_token_changes_nothing() {
     let served = Served::new(airlock_core::scaffold::files()).await;
     let deployer = served.token("staging", "deployer", "dev").await;
     served
-        .api(Method::POST, "/api/v1/environments/staging/deploy", &deployer, None)
+        .api(
+            Method::POST,
+            "/api/v1/environments/staging/deploy",
+            &deployer,
+            None,
+        )
         .await;
     let (cookie, csrf) = served.sign_in(&deployer).await;
     let before = served
@@ -354,7 +370,12 @@ async fn a_post_without_the_sessions_csrf_token_changes_nothing() {
         .await
         .unwrap();
     let audit_before = served.store.audit_log().await.unwrap().len();
-    for form in ["", "csrf=", "csrf=0000", &format!("csrf={}", "0".repeat(64))] {
+    for form in [
+        "",
+        "csrf=",
+        "csrf=0000",
+        &format!("csrf={}", "0".repeat(64)),
+    ] {
         for uri in [
             "/releases/staging/order-intake/rollback",
             "/inbox/req_x/approve",
@@ -369,7 +390,11 @@ async fn a_post_without_the_sessions_csrf_token_changes_nothing() {
         }
     }
     assert_eq!(
-        served.store.releases("staging", "order-intake").await.unwrap(),
+        served
+            .store
+            .releases("staging", "order-intake")
+            .await
+            .unwrap(),
         before
     );
     assert_eq!(
@@ -379,7 +404,11 @@ async fn a_post_without_the_sessions_csrf_token_changes_nothing() {
     );
     // The session's own token passes, and the use case's own refusal answers.
     let page = served
-        .post_form("/inbox/req_x/approve", Some(&cookie), &format!("csrf={csrf}"))
+        .post_form(
+            "/inbox/req_x/approve",
+            Some(&cookie),
+            &format!("csrf={csrf}"),
+        )
         .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND, "{page:?}");
     assert_eq!(
@@ -395,7 +424,12 @@ async fn a_hostile_trigger_payload_shows_as_text() {
     let deployer = served.token("staging", "deployer", "dev").await;
     let runner = served.token("staging", "runner", "shop").await;
     served
-        .api(Method::POST, "/api/v1/environments/staging/deploy", &deployer, None)
+        .api(
+            Method::POST,
+            "/api/v1/environments/staging/deploy",
+            &deployer,
+            None,
+        )
         .await;
     let hostile = "<script>alert('owned')</script><img src=x onerror=alert(1)>\"'&";
     let started = served
@@ -406,17 +440,29 @@ async fn a_hostile_trigger_payload_shows_as_text() {
             Some(json!({ "body": { "id": hostile, "amount": 5, "customer": hostile } })),
         )
         .await;
-    let id = started["run"].as_str().or(started["id"].as_str()).unwrap().to_owned();
+    let id = started["run"]
+        .as_str()
+        .or(started["id"].as_str())
+        .unwrap()
+        .to_owned();
     served.work().await;
     let (cookie, _) = served.sign_in(&runner).await;
-    for uri in [format!("/runs/{id}"), "/runs?env=staging".to_owned(), "/records?env=staging".to_owned()] {
+    for uri in [
+        format!("/runs/{id}"),
+        "/runs?env=staging".to_owned(),
+        "/records?env=staging".to_owned(),
+    ] {
         let page = served.get(&uri, Some(&cookie)).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}");
         assert!(!page.body.contains("<script"), "{uri} holds a live script");
-        assert!(!page.body.contains("<img src=x"), "{uri} holds a live element");
+        assert!(
+            !page.body.contains("<img src=x"),
+            "{uri} holds a live element"
+        );
         if uri.starts_with("/runs/") {
             assert!(
-                page.body.contains("&lt;script&gt;alert('owned')&lt;/script&gt;"),
+                page.body
+                    .contains("&lt;script&gt;alert('owned')&lt;/script&gt;"),
                 "{uri} shows the payload as text"
             );
         }
@@ -495,7 +541,12 @@ async fn a_secret_a_target_echoes_is_on_no_page() {
         .await;
     assert_eq!(put.status, StatusCode::NO_CONTENT, "{put:?}");
     served
-        .api(Method::POST, "/api/v1/environments/staging/deploy", &admin, None)
+        .api(
+            Method::POST,
+            "/api/v1/environments/staging/deploy",
+            &admin,
+            None,
+        )
         .await;
     let started = served
         .api(
@@ -505,7 +556,11 @@ async fn a_secret_a_target_echoes_is_on_no_page() {
             Some(json!({})),
         )
         .await;
-    let id = started["run"].as_str().or(started["id"].as_str()).unwrap().to_owned();
+    let id = started["run"]
+        .as_str()
+        .or(started["id"].as_str())
+        .unwrap()
+        .to_owned();
     served.work().await;
     let shown = served
         .api(Method::GET, &format!("/api/v1/runs/{id}"), &admin, None)
@@ -534,6 +589,12 @@ async fn a_secret_a_target_echoes_is_on_no_page() {
     }
     assert_eq!(rendered, 8);
     let run_page = served.get(&format!("/runs/{id}"), Some(&cookie)).await;
-    assert!(run_page.body.contains("you_sent"), "the echo is on the page, redacted");
-    assert!(run_page.body.contains("Approve step wait"), "the admin may decide the step");
+    assert!(
+        run_page.body.contains("you_sent"),
+        "the echo is on the page, redacted"
+    );
+    assert!(
+        run_page.body.contains("Approve step wait"),
+        "the admin may decide the step"
+    );
 }

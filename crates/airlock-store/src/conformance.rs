@@ -2730,8 +2730,14 @@ pub async fn sessions_live_until_they_expire_end_or_lose_their_token<S: Store>(s
         created_at: 100,
         expires_at,
     };
-    store.create_session(&session("h1", "tok_1", 1_000)).await.expect("create");
-    store.create_session(&session("h2", "tok_2", 1_000)).await.expect("create");
+    store
+        .create_session(&session("h1", "tok_1", 1_000))
+        .await
+        .expect("create");
+    store
+        .create_session(&session("h2", "tok_2", 1_000))
+        .await
+        .expect("create");
     assert!(
         matches!(
             store.create_session(&session("h1", "tok_2", 1_000)).await,
@@ -2739,14 +2745,33 @@ pub async fn sessions_live_until_they_expire_end_or_lose_their_token<S: Store>(s
         ),
         "a hash is one session"
     );
-    let found = store.session_by_hash("h1", 500).await.expect("read").expect("live");
+    let found = store
+        .session_by_hash("h1", 500)
+        .await
+        .expect("read")
+        .expect("live");
     assert_eq!(found.session, session("h1", "tok_1", 1_000));
     assert_eq!(found.token, live(&ana));
-    assert_eq!(store.session_by_hash("H1", 500).await.expect("read"), None, "exact hash");
-    assert_eq!(store.session_by_hash("h1", 1_000).await.expect("read"), None, "expired");
+    assert_eq!(
+        store.session_by_hash("H1", 500).await.expect("read"),
+        None,
+        "exact hash"
+    );
+    assert_eq!(
+        store.session_by_hash("h1", 1_000).await.expect("read"),
+        None,
+        "expired"
+    );
     store.end_session("h1").await.expect("end");
-    store.end_session("h1").await.expect("ending twice is harmless");
-    assert_eq!(store.session_by_hash("h1", 500).await.expect("read"), None, "ended");
+    store
+        .end_session("h1")
+        .await
+        .expect("ending twice is harmless");
+    assert_eq!(
+        store.session_by_hash("h1", 500).await.expect("read"),
+        None,
+        "ended"
+    );
     store.revoke_token("tok_2", 200).await.expect("revoke");
     assert_eq!(
         store.session_by_hash("h2", 500).await.expect("read"),
@@ -2756,9 +2781,16 @@ pub async fn sessions_live_until_they_expire_end_or_lose_their_token<S: Store>(s
     // Opened after h2 expired: h2 is forgotten, so its hash may open a session again.
     let mut later = session("h2", "tok_1", 3_000);
     later.created_at = 2_000;
-    store.create_session(&later).await.expect("the ended session was forgotten");
+    store
+        .create_session(&later)
+        .await
+        .expect("the ended session was forgotten");
     assert_eq!(
-        store.session_by_hash("h2", 2_500).await.expect("read").map(|s| s.session),
+        store
+            .session_by_hash("h2", 2_500)
+            .await
+            .expect("read")
+            .map(|s| s.session),
         Some(later)
     );
 }

@@ -313,8 +313,11 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: &NewConsoleSession) -> Result<()>;
     /// The session whose id hashes to `id_hash`, while it has not expired at `now` and its
     /// token is live; `None` otherwise.
-    async fn session_by_hash(&self, id_hash: &str, now: Timestamp)
-    -> Result<Option<ConsoleSession>>;
+    async fn session_by_hash(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>>;
     /// Ends a session (sign-out); ending an unknown or ended one succeeds.
     async fn end_session(&self, id_hash: &str) -> Result<()>;
 
