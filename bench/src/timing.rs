@@ -272,6 +272,19 @@ impl Store for TimedStore {
     async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
         self.inner.revoke_token(id, at).await
     }
+    async fn create_session(&self, session: &airlock_store::NewConsoleSession) -> Result<()> {
+        self.inner.create_session(session).await
+    }
+    async fn session_by_hash(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<airlock_store::ConsoleSession>> {
+        self.inner.session_by_hash(id_hash, now).await
+    }
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        self.inner.end_session(id_hash).await
+    }
     async fn schedule_cursor(
         &self,
         environment: &str,
