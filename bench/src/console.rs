@@ -5,7 +5,7 @@
 //! `airlock serve` answers with (`airlock_server::router`, driven in process with tower's
 //! `oneshot`, so no socket or browser time is counted). Staging is deployed through the
 //! API; then a generator writes N runs straight into the store's file (one transaction,
-//! not by running them): both environments, both workflows, 2% failed, a minute apart on
+//! not by running them): both environments, both workflows, 4% failed, a minute apart on
 //! average, each with a small trigger payload and no journal, plus one run with a journal.
 //! Each page is then requested R times after one warm-up, signed in as a staging admin;
 //! the figure is the median server time per page (and the slowest), in ms.
@@ -216,7 +216,8 @@ async fn run(runs: usize, repeats: usize, dir: Option<std::path::PathBuf>) -> Re
         ),
         ("run and journal", format!("/runs/{}", sample.journaled)),
         ("releases", "/releases?env=staging".into()),
-        ("parity", "/parity".into()),
+        ("parity", "/parity?from=production&to=staging".into()),
+        ("runs, dead only (none there)", "/runs?env=staging&status=dead".into()),
         ("readiness", "/readiness?env=staging".into()),
         ("audit", "/audit?env=staging".into()),
         ("records", "/records?env=staging".into()),
@@ -303,7 +304,7 @@ fn generate(db: &std::path::Path, runs: usize) -> Result<Sample, String> {
             } else {
                 "order-intake"
             };
-            let failed = i % 50 == 7;
+            let failed = i % 50 == 7 || i % 50 == 8;
             let id = format!("run_{:013x}{:019x}", at, i);
             insert
                 .execute(rusqlite::params![

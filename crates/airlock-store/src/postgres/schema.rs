@@ -260,7 +260,8 @@ ALTER TABLE runs ADD COLUMN lease_ms BIGINT;
 "#;
 
 /// Console sessions, as in SQLite's `CONSOLE_SESSIONS`: a signed-in browser acting as one
-/// API token, kept by the hash of its id.
+/// API token, kept by the hash of its id; and the index of an environment's waiting, failed
+/// and dead runs.
 const CONSOLE_SESSIONS: &str = r#"
 CREATE TABLE console_sessions (
     id_hash    TEXT COLLATE "C" PRIMARY KEY,
@@ -270,6 +271,8 @@ CREATE TABLE console_sessions (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+CREATE INDEX runs_environment_status ON runs (environment, status, created_at, id)
+    WHERE status IN ('waiting', 'failed', 'dead');
 "#;
 
 /// Every migration, in order; the schema version of a database is the highest applied.

@@ -1846,6 +1846,16 @@ mod tests {
                     } else if workflow.is_none() || environment.is_some() {
                         assert!(!plan.contains("TEMP B-TREE"), "no sort: {filter:?}: {plan}");
                     }
+                    let rare = matches!(
+                        status,
+                        Some(RunStatus::Waiting | RunStatus::Failed | RunStatus::Dead)
+                    );
+                    if rare && environment.is_some() && workflow.is_none() {
+                        assert!(
+                            plan.contains("runs_environment_status"),
+                            "{filter:?}: {plan}"
+                        );
+                    }
                     if matches!(status, Some(RunStatus::Dead)) && environment.is_none() {
                         assert!(plan.contains("runs_status"), "{filter:?}: {plan}");
                     }

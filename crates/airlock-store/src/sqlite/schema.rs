@@ -230,7 +230,9 @@ ALTER TABLE runs ADD COLUMN lease_ms INTEGER;
 
 /// Console sessions (`airlock serve`'s web console): a signed-in browser acting as one
 /// API token, kept by the hash of its id, so that sessions outlive a restart and are
-/// shared by every process serving the store.
+/// shared by every process serving the store. And the console's "failed runs of one
+/// environment" (or waiting, or dead): one range of an index, however few there are,
+/// rather than every run of the environment read to find them.
 const CONSOLE_SESSIONS: &str = r#"
 CREATE TABLE console_sessions (
     id_hash    TEXT PRIMARY KEY,
@@ -240,6 +242,8 @@ CREATE TABLE console_sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+CREATE INDEX runs_environment_status ON runs (environment, status, created_at)
+    WHERE status IN ('waiting', 'failed', 'dead');
 "#;
 
 /// Every migration, in order; the schema version of a file is how many it has applied.
