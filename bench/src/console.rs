@@ -217,7 +217,10 @@ async fn run(runs: usize, repeats: usize, dir: Option<std::path::PathBuf>) -> Re
         ("run and journal", format!("/runs/{}", sample.journaled)),
         ("releases", "/releases?env=staging".into()),
         ("parity", "/parity?from=production&to=staging".into()),
-        ("runs, dead only (none there)", "/runs?env=staging&status=dead".into()),
+        (
+            "runs, dead only (none there)",
+            "/runs?env=staging&status=dead".into(),
+        ),
         ("readiness", "/readiness?env=staging".into()),
         ("audit", "/audit?env=staging".into()),
         ("records", "/records?env=staging".into()),
