@@ -453,6 +453,10 @@ fn the_console_in_a_real_browser() {
         tour.shoot("runs").await;
         tour.open("/records").await;
         tour.shoot("records").await;
+        // A phone's width: the same pages, the navigation wrapped, tables scrolled in place.
+        browser.set_window_size(390, 844).await.unwrap();
+        tour.open(&format!("/runs/{run}")).await;
+        tour.shoot("run-phone").await;
         browser.close().await.unwrap();
     });
 
