@@ -209,10 +209,30 @@ impl Tour<'_> {
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Waits (bounded) until the browser has left `from` after a form was sent: a click
+    /// returns when the event is dispatched, not when the next page has loaded.
+    async fn left(&self, from: &url::Url) {
+        for _ in 0..200 {
+            let now = self.browser.current_url().await.unwrap();
+            let ready = self
+                .browser
+                .execute("return document.readyState", vec![])
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if &now != from && ready.as_deref() == Some("complete") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the browser never left {from}");
+    }
+
     async fn sign_in(&self, token: &str) {
         self.open("/sign-in").await;
         let field = self.browser.find(Locator::Id("token")).await.unwrap();
         field.send_keys(token).await.unwrap();
+        let from = self.browser.current_url().await.unwrap();
         self.browser
             .find(Locator::Css("form[action='/sign-in'] button"))
             .await
@@ -220,11 +240,13 @@ impl Tour<'_> {
             .click()
             .await
             .unwrap();
+        self.left(&from).await;
         let home = self.browser.source().await.unwrap();
         assert!(home.contains("Sign out"), "signed in: {home}");
     }
 
     async fn sign_out(&self) {
+        let from = self.browser.current_url().await.unwrap();
         self.browser
             .find(Locator::Css("form[action='/sign-out'] button"))
             .await
@@ -232,6 +254,7 @@ impl Tour<'_> {
             .click()
             .await
             .unwrap();
+        self.left(&from).await;
         assert!(
             self.browser
                 .current_url()
@@ -243,6 +266,7 @@ impl Tour<'_> {
     }
 
     async fn click(&self, css: &str) -> String {
+        let from = self.browser.current_url().await.unwrap();
         self.browser
             .find(Locator::Css(css))
             .await
@@ -250,6 +274,7 @@ impl Tour<'_> {
             .click()
             .await
             .unwrap();
+        self.left(&from).await;
         self.browser.source().await.unwrap()
     }
 }
@@ -438,7 +463,7 @@ fn the_console_in_a_real_browser() {
 
         // A deployer of production rolls back from the releases page.
         tour.sign_in(&releaser).await;
-        tour.open("/releases?env=production&workflow=greet").await;
+        tour.open("/releases?env=production").await;
         let after = tour.click("form[action$='/rollback'] button").await;
         assert!(after.contains("rollback"), "a rollback release: {after}");
         tour.shoot("releases-rolled-back").await;
