@@ -4,7 +4,7 @@ mod approve_step;
 mod audit;
 mod check;
 mod deploy;
-mod diff;
+pub(crate) mod diff;
 mod explain;
 mod hash;
 mod init;
@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             no_serve,
             listen,
         } => quickstart::run(global, dir, !*no_serve, *listen),
-        Command::Validate => validate::run(global),
+        Command::Validate { format } => validate::run(global, *format),
         Command::Serve(args) => serve::run(global, args),
         Command::Token { command } => token::run(global, command),
         Command::Openapi => serve::openapi(),
@@ -59,7 +59,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Migrate => worker::migrate(global),
         Command::Store { command } => worker::store(global, command),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
-        Command::Test { workflow } => test::run(global, workflow.as_deref()),
+        Command::Test { workflow, junit } => {
+            test::run(global, workflow.as_deref(), junit.as_deref())
+        }
         Command::Explain { code } => explain::run(global, code),
         Command::Run {
             workflow,
@@ -199,7 +201,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             environment,
             actor,
         } => promote::enable(global, workflow, environment, actor.as_deref()),
-        Command::Diff { from, to } => diff::run(global, from, to),
+        Command::Diff { from, to, format } => diff::run(global, from, to, *format),
         Command::Readiness { workflow, check } => {
             readiness::run(global, workflow.as_deref(), *check)
         }
@@ -253,7 +255,7 @@ fn reach(command: &Command) -> Reach {
         Command::Openapi => Reach::Local,
         // Refused in test.rs, which says why a server takes no evidence over its API.
         Command::Test { .. } => Reach::Api,
-        Command::Validate
+        Command::Validate { .. }
         | Command::Run { .. }
         | Command::Runs {
             action: None | Some(RunsAction::Show { .. } | RunsAction::Retry { .. }),
