@@ -110,6 +110,21 @@ pub enum Command {
     /// Print the server's OpenAPI document.
     #[command(hide = true)]
     Openapi,
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`,
+    /// `airlock completions zsh > ~/.zfunc/_airlock`, `airlock completions fish >
+    /// ~/.config/fish/completions/airlock.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (`airlock.1` and one per command, `airlock-deploy.1`, …) into
+    /// DIR, or print `airlock.1` on stdout without one: `airlock man | man -l -`.
+    Man {
+        /// Where to write the pages (created if absent).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Execute runs only (no HTTP): an extra executor beside `serve`, usually with
     /// `--store postgres://…`, on this machine or another.
     Worker {

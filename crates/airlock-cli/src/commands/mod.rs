@@ -8,6 +8,7 @@ pub(crate) mod diff;
 mod explain;
 mod hash;
 mod init;
+mod manual;
 mod promote;
 mod prune;
 
@@ -50,6 +51,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Serve(args) => serve::run(global, args),
         Command::Token { command } => token::run(global, command),
         Command::Openapi => serve::openapi(),
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { out } => manual::man(out.as_deref()),
         Command::Worker {
             concurrency,
             lease,
@@ -253,6 +256,8 @@ fn reach(command: &Command) -> Reach {
         Command::Explain { .. } => Reach::Local,
         // This binary's document; a server serves its own at /openapi.json.
         Command::Openapi => Reach::Local,
+        // Text made from this binary's own arguments.
+        Command::Completions { .. } | Command::Man { .. } => Reach::Local,
         // Refused in test.rs, which says why a server takes no evidence over its API.
         Command::Test { .. } => Reach::Api,
         Command::Validate { .. }
