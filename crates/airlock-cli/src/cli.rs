@@ -140,6 +140,10 @@ pub enum Command {
         /// Log lines as text or JSON.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve `/healthz`, `/readyz` and `/metrics` (Prometheus) at ADDR, e.g.
+        /// 127.0.0.1:9090; port 0 takes a free one (the address is printed).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Create or upgrade the store's schema (`--store`; the embedded file by default).
     Migrate,

@@ -58,7 +58,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             lease,
             grace,
             log_format,
-        } => worker::run(global, *concurrency, *lease, *grace, *log_format),
+            listen,
+        } => worker::run(
+            global,
+            worker::WorkerArgs {
+                concurrency: *concurrency,
+                lease: *lease,
+                grace: *grace,
+                log_format: *log_format,
+                listen: *listen,
+            },
+        ),
         Command::Migrate => worker::migrate(global),
         Command::Store { command } => worker::store(global, command),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
