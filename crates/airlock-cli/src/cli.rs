@@ -48,6 +48,18 @@ pub struct Global {
     pub server: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    Human,
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Human,
+    Markdown,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Color {
     Auto,
@@ -80,7 +92,13 @@ pub enum Command {
         listen: std::net::SocketAddr,
     },
     /// Parse and check every file; print each problem with its place and a hint.
-    Validate,
+    Validate {
+        /// `human` (diagnostics with the offending lines, on stderr) or `github` (one
+        /// GitHub Actions `::error file=…,line=…,col=…::` annotation per problem, on stdout,
+        /// placed on the pull request's lines).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+        format: ValidateFormat,
+    },
     /// Serve the project: webhooks, schedules, the REST API, metrics; and execute runs.
     /// Embedded SQLite store by default.
     Serve(ServeArgs),
@@ -92,6 +110,21 @@ pub enum Command {
     /// Print the server's OpenAPI document.
     #[command(hide = true)]
     Openapi,
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`,
+    /// `airlock completions zsh > ~/.zfunc/_airlock`, `airlock completions fish >
+    /// ~/.config/fish/completions/airlock.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (`airlock.1` and one per command, `airlock-deploy.1`, …) into
+    /// DIR, or print `airlock.1` on stdout without one: `airlock man | man -l -`.
+    Man {
+        /// Where to write the pages (created if absent).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Execute runs only (no HTTP): an extra executor beside `serve`, usually with
     /// `--store postgres://…`, on this machine or another.
     Worker {
@@ -107,6 +140,10 @@ pub enum Command {
         /// Log lines as text or JSON.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve `/healthz`, `/readyz` and `/metrics` (Prometheus) at ADDR, e.g.
+        /// 127.0.0.1:9090; port 0 takes a free one (the address is printed).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Create or upgrade the store's schema (`--store`; the embedded file by default).
     Migrate,
@@ -120,6 +157,10 @@ pub enum Command {
     Test {
         /// Only this workflow's scenarios.
         workflow: Option<String>,
+        /// Also write the results as JUnit XML to FILE (one test case per scenario), for a
+        /// CI system's test report.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Print each workflow's version id: the hash of its canonical form.
     Hash {
@@ -358,6 +399,10 @@ pub enum Command {
         from: String,
         /// The second environment (usually the target: production).
         to: String,
+        /// `human` (tables) or `markdown` (GitHub-flavoured tables of what differs, for a
+        /// pull-request comment).
+        #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
+        format: DiffFormat,
     },
     /// The readiness checklist per workflow: what was tested, what differs, what is
     /// documented, how it moves and who owns the release, how it rolls back, and whether

@@ -9,6 +9,7 @@
 #[macro_use]
 pub mod output;
 
+pub mod ci;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -145,25 +145,7 @@ fn the_starter_project_documents_every_difference() {
 #[test]
 fn an_undocumented_difference_is_drift_until_documented() {
     let (_temp, project) = init_project();
-    // A new dependency, bound differently in each environment, with nothing said about it.
-    replace_in(
-        &project,
-        "airlock.yaml",
-        "  mail:      { kind: smtp,",
-        "  billing:   { kind: http,         risk: finance }\n  mail:      { kind: smtp,",
-    );
-    replace_in(
-        &project,
-        "airlock.yaml",
-        "          send: { accepted: true }\n",
-        "          send: { accepted: true }\n      billing: { base_url: \"http://localhost:9100\", timeout: 5s }\n",
-    );
-    replace_in(
-        &project,
-        "airlock.yaml",
-        "        tls: starttls\n",
-        "        tls: starttls\n      billing: { base_url: \"https://billing.example\", timeout: 5s }\n",
-    );
+    add_undocumented_billing(&project);
     let out = airlock(&project, &["diff", "staging", "production"]);
     let stdout = text(&out.stdout);
     assert_eq!(

@@ -274,3 +274,34 @@ fn a_configuration_promotion_shows_its_change_and_the_inbox_what_each_request_wa
     let withdrawn = airlock(&project, &["withdraw", &request, "--as", "dev"]);
     assert_report("withdraw", &withdrawn, 0);
 }
+
+#[test]
+fn diff_as_markdown_for_a_pull_request_comment() {
+    let (_temp, project) = init_project();
+    assert_report(
+        "diff-markdown",
+        &airlock(
+            &project,
+            &["diff", "staging", "production", "--format", "markdown"],
+        ),
+        0,
+    );
+}
+
+#[test]
+fn validate_as_github_annotations_of_several_problems() {
+    let temp = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/37-several-errors");
+    let project = temp.path().join("automations");
+    std::fs::create_dir_all(&project).unwrap();
+    copy_dir(&fixture, &project);
+    assert_report(
+        "validate-github",
+        &airlock(
+            temp.path(),
+            &["-C", "automations", "validate", "--format", "github"],
+        ),
+        2,
+    );
+}

@@ -144,6 +144,23 @@ fn worker(project: &Path, store: &str) -> Child {
         .expect("airlock worker starts")
 }
 
+/// A database of its own with the counting project migrated and deployed to staging; the
+/// temporary folder holds the project.
+fn deployed_staging() -> (Database, tempfile::TempDir, std::path::PathBuf, Sink) {
+    let database = Database::create();
+    let store = database.url();
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path().join("project");
+    let sink = Sink::start();
+    write_project(&project, sink.port);
+    ok(&airlock(&project, &store, &["migrate"]), "migrate");
+    ok(
+        &airlock(&project, &store, &["deploy", "--env", "staging"]),
+        "deploy",
+    );
+    (database, temp, project, sink)
+}
+
 fn runs(project: &Path, store: &str) -> Vec<Value> {
     let out = airlock(project, store, &["runs", "--json", "--limit", "100000"]);
     ok(&out, "runs");
@@ -156,17 +173,8 @@ fn runs(project: &Path, store: &str) -> Vec<Value> {
 #[test]
 fn four_workers_share_2000_runs_and_finish_a_killed_ones_work() {
     const RUNS: usize = 2_000;
-    let database = Database::create();
+    let (database, _temp, project, sink) = deployed_staging();
     let store = database.url();
-    let temp = tempfile::tempdir().unwrap();
-    let project = temp.path().join("project");
-    let sink = Sink::start();
-    write_project(&project, sink.port);
-    ok(&airlock(&project, &store, &["migrate"]), "migrate");
-    ok(
-        &airlock(&project, &store, &["deploy", "--env", "staging"]),
-        "deploy",
-    );
 
     let accepting = Served::start_with_store(&project, &store, &["--no-execute"]);
     let client = reqwest::blocking::Client::new();
@@ -372,4 +380,201 @@ steps:
         "SELECT count(*), count(DISTINCT dedupe_key) FROM runs WHERE workflow = 'tick'",
     );
     assert_eq!(keys, format!("{0}|{0}", ticks.len()));
+}
+
+/// The README's scale-out topology, observed: a worker started with `--listen` answers
+/// `/healthz` and `/readyz`, and its `/metrics`, scraped while it executes and read by
+/// Prometheus' own text parser (`prometheus_client`, from PyPI), counts the runs it
+/// finished, their durations and its connector calls by connector and environment, with
+/// the build and process figures beside them; its log lines name each run's id, workflow,
+/// version and environment.
+#[test]
+fn a_worker_serves_health_readiness_and_metrics_while_it_executes() {
+    const RUNS: usize = 20;
+    let (database, _temp, project, sink) = deployed_staging();
+    let store = database.url();
+    let accepting = Served::start_with_store(&project, &store, &["--no-execute"]);
+    let client = reqwest::blocking::Client::new();
+    for id in 0..RUNS {
+        let response = client
+            .post(format!("{}/hooks/staging/orders", accepting.url))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"id": {id}}}"#))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("-C")
+        .arg(&project)
+        .args(["--store", &store, "worker", "--listen", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .env_remove("AIRLOCK_PROJECT")
+        .env("RUST_LOG", "airlock=debug,info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("airlock worker starts");
+    let mut stdout = std::io::BufReader::new(worker.stdout.take().unwrap());
+    let address = {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned()
+    };
+    let stderr = worker.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+        text
+    });
+    assert_eq!(
+        client
+            .get(format!("{address}/healthz"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = runs(&project, &store)
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count();
+        if done == RUNS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of {RUNS} runs finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        sink.snapshot().by_key.len(),
+        RUNS,
+        "each run's call reached the sink"
+    );
+    let ready = client.get(format!("{address}/readyz")).send().unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let exposition = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+samples = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        samples.append({"family": family.name, "type": family.type, "name": sample.name,
+                        "labels": sample.labels, "value": sample.value})
+print(json.dumps(samples))
+"#;
+    let mut parser = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(&mut parser.stdin.take().unwrap(), exposition.as_bytes()).unwrap();
+    let parsed = parser.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "prometheus_client could not parse /metrics (is it installed? .ci/run installs it):\n{}\n{exposition}",
+        text(&parsed.stderr)
+    );
+    let samples: Vec<Value> = serde_json::from_slice(&parsed.stdout).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s["name"] == name)
+            .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum()
+    };
+    let staging = [("workflow", "orders"), ("environment", "staging")];
+    assert_eq!(
+        value(
+            "airlock_runs_total",
+            &[staging[0], staging[1], ("status", "succeeded")]
+        ),
+        RUNS as f64,
+        "{exposition}"
+    );
+    assert_eq!(
+        value(
+            "airlock_run_duration_seconds_count",
+            &[staging[0], staging[1], ("status", "succeeded")]
+        ),
+        RUNS as f64
+    );
+    assert_eq!(
+        value(
+            "airlock_connector_calls_total",
+            &[
+                ("connector", "sink"),
+                ("environment", "staging"),
+                ("outcome", "succeeded")
+            ]
+        ),
+        RUNS as f64
+    );
+    assert_eq!(
+        value(
+            "airlock_connector_call_duration_seconds_count",
+            &[("connector", "sink"), ("environment", "staging")]
+        ),
+        RUNS as f64
+    );
+    assert_eq!(
+        value(
+            "airlock_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert!(
+        value("process_resident_memory_bytes", &[]) > 0.0,
+        "{exposition}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["name"] == "process_cpu_seconds_total")
+    );
+
+    // SIGTERM: it drains and stops; its log names every run it finished.
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = logs.join().unwrap();
+    let finished: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "run finished")
+        .collect();
+    assert_eq!(finished.len(), RUNS, "{logs}");
+    for line in &finished {
+        for field in ["run", "workflow", "version", "environment", "status"] {
+            assert!(line["fields"][field].is_string(), "no {field}: {line}");
+        }
+    }
+    for message in ["run claimed", "step started", "step succeeded"] {
+        assert!(
+            logs.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|l| l["fields"]["message"] == message && l["fields"]["run"].is_string()),
+            "no {message:?} line with a run id:\n{logs}"
+        );
+    }
+    drop(accepting);
 }

@@ -321,6 +321,14 @@ impl ParityReport {
         !self.findings.iter().any(Finding::is_drift)
     }
 
+    /// The rows of one dimension, in report order.
+    pub fn rows(&self, dimension: Dimension) -> Vec<&Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.dimension == dimension)
+            .collect()
+    }
+
     /// The drift rows.
     pub fn drift(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.is_drift())

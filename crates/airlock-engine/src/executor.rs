@@ -48,6 +48,9 @@ pub trait Observer: Send + Sync {
     fn journaled(&self, run: &Run, entries: &[NewJournalEntry]);
     /// A run released (finished, sleeping or waiting).
     fn settled(&self, run: &Run, settlement: &Settlement);
+    /// A call attempt ended (answered or failed) through `connector`: `result` is its
+    /// journal entry, before it is committed.
+    fn called(&self, _run: &Run, _connector: &str, _result: &NewJournalEntry) {}
 }
 
 /// A run accepted and claimed by [`Engine::accept`], with what was journaled with it.
@@ -595,6 +598,10 @@ impl Engine {
         mut in_hand: Option<(CallPlan, i64)>,
     ) -> Result<(), EngineError> {
         let Claim { run, token } = claim;
+        tracing::debug!(
+            run = %run.id, workflow = %run.workflow, version = %run.version,
+            environment = %run.environment, claims = run.claims, "run claimed"
+        );
         let mut decisions: HashMap<String, StepDecision> = HashMap::new();
         let mut pending: Vec<NewJournalEntry> = Vec::new();
         loop {
@@ -717,6 +724,9 @@ impl Engine {
         let redactor = self.runtime.redactor(&run.environment);
         entry.output = entry.output.map(|o| redactor.redacted(o));
         entry.error = entry.error.map(|e| redactor.redact(&e));
+        if let Some(observer) = &self.observer {
+            observer.called(run, &plan.connector, &entry);
+        }
         entry
     }
 
@@ -761,8 +771,47 @@ impl Engine {
             lease_until,
             settle,
         };
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| commit.entries.clone());
+        let finished = match &commit.settle {
+            Some(Settlement::Finish { status, .. }) => Some(*status),
+            _ => None,
+        };
+        let unknown: Vec<&str> = commit
+            .entries
+            .iter()
+            .filter(|e| e.status == airlock_store::StepStatus::OutcomeUnknown)
+            .map(|e| e.step.as_str())
+            .collect();
+        for step in unknown {
+            tracing::warn!(
+                run = %run.id, workflow = %run.workflow, version = %run.version,
+                environment = %run.environment, step,
+                "outcome unknown: the process stopped after the call may have reached its target; retried with the same idempotency key"
+            );
+        }
         match self.store.commit(&run.id, token, commit).await {
             Ok(()) => {
+                for entry in logged.iter().flatten() {
+                    tracing::debug!(
+                        run = %run.id, workflow = %run.workflow, version = %run.version,
+                        environment = %run.environment, step = %entry.step,
+                        attempt = entry.attempt, status = entry.status.as_str(),
+                        "step {}", entry.status.as_str()
+                    );
+                }
+                match finished {
+                    Some(airlock_store::RunStatus::Dead) => tracing::warn!(
+                        run = %run.id, workflow = %run.workflow, version = %run.version,
+                        environment = %run.environment, status = "dead",
+                        "run dead-lettered: a step kept failing past its attempts (`airlock runs retry` puts it back)"
+                    ),
+                    Some(status) => tracing::info!(
+                        run = %run.id, workflow = %run.workflow, version = %run.version,
+                        environment = %run.environment, status = status.as_str(),
+                        "run finished"
+                    ),
+                    None => {}
+                }
                 if let (Some(observer), Some((entries, settle))) = (&self.observer, observed) {
                     if !entries.is_empty() {
                         observer.journaled(run, &entries);

@@ -11,7 +11,7 @@ use airlock_core::authz::Action;
 use airlock_store::{RunFilter, RunStatus};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -139,22 +139,12 @@ async fn healthz() -> &'static str {
         (status = 200, description = "Ready to accept deliveries: serving, not stopping, and the store takes writes with this build's schema"),
         (status = 503, description = "Starting, stopping, or the store refuses writes")))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if !app.ready.load(Ordering::SeqCst) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: starting or stopping",
-        )
-            .into_response();
-    }
-    if app.write_probe.takes_writes(&*app.store).await {
-        "ready".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the store does not take writes",
-        )
-            .into_response()
-    }
+    crate::ready::answer(
+        app.ready.load(Ordering::SeqCst),
+        &app.write_probe,
+        &*app.store,
+    )
+    .await
 }
 
 /// Prometheus metrics: runs by workflow, environment and status; step latency
@@ -162,11 +152,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+    app.metrics.exposition()
 }
 
 /// Who the token is: its name, environment and role.

@@ -289,6 +289,11 @@ async fn accept(
             "duplicate"
         },
     );
+    tracing::debug!(
+        run = %enqueued.run, workflow = %route.workflow, version = %route.version,
+        environment = %route.environment, created = enqueued.created,
+        "run accepted"
+    );
     if !sync {
         return Ok(accepted(app, &enqueued).await);
     }

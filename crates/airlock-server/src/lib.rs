@@ -21,6 +21,7 @@ mod completions;
 mod error;
 mod hooks;
 mod metrics;
+mod operations;
 mod promotion_api;
 mod ready;
 mod retention;
@@ -31,6 +32,7 @@ pub use api::openapi_document;
 pub use auth::token_hash;
 pub use error::ServerError;
 pub use metrics::Metrics;
+pub use operations::Operations;
 
 use airlock_connectors::secrets::Keyring;
 use airlock_core::model::Manifest;

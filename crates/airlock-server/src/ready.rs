@@ -8,6 +8,8 @@
 //! often (or many at once) costs at most one tiny write per second.
 
 use airlock_store::Store;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use std::time::{Duration, Instant};
 
 /// How long a probe's answer stands.
@@ -47,5 +49,26 @@ impl WriteProbe {
         };
         *last = Some((Instant::now(), answer));
         answer
+    }
+}
+
+/// `/readyz`'s answer, for a server and a worker alike: 200 while `serving` and the store
+/// takes writes, else 503 saying which.
+pub(crate) async fn answer(serving: bool, probe: &WriteProbe, store: &dyn Store) -> Response {
+    if !serving {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or stopping",
+        )
+            .into_response();
+    }
+    if probe.takes_writes(store).await {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store does not take writes",
+        )
+            .into_response()
     }
 }

@@ -3,7 +3,7 @@
 //! `airlock_core::parity` judges them. Against a server, the server's report (its project,
 //! its store), read back as the same type and printed the same way.
 
-use crate::cli::Global;
+use crate::cli::{DiffFormat, Global};
 use crate::error::{CliError, EXIT_CHECK_FAILED};
 use crate::remote::{Remote, segment};
 use crate::workspace::{self, Workspace};
@@ -14,7 +14,12 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
 use std::process::ExitCode;
 
-pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> {
+pub fn run(
+    global: &Global,
+    from: &str,
+    to: &str,
+    format: DiffFormat,
+) -> Result<ExitCode, CliError> {
     let diff: Diff = match Remote::from_global(global)? {
         Some(remote) => remote.get(&format!(
             "/api/v1/diff?from={}&to={}",
@@ -36,6 +41,10 @@ pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> 
     };
     if global.json {
         crate::output::json(&serde_json::to_value(&diff).unwrap_or(Value::Null));
+    } else if format == DiffFormat::Markdown {
+        for line in crate::ci::markdown::render(&diff).lines() {
+            outln!("{line}");
+        }
     } else {
         print(&diff.report);
         for status in diff.configuration.iter().filter(|s| s.differs()) {
@@ -56,7 +65,7 @@ pub fn run(global: &Global, from: &str, to: &str) -> Result<ExitCode, CliError> 
 }
 
 /// A row's status; an entry's reason is written out the first time a table cites it.
-fn status_cell(finding: &Finding, cited: &mut Vec<String>) -> String {
+pub(crate) fn status_cell(finding: &Finding, cited: &mut Vec<String>) -> String {
     let detail = finding.detail.as_deref();
     match &finding.status {
         Status::Same => "same".to_owned(),
@@ -81,11 +90,7 @@ fn status_cell(finding: &Finding, cited: &mut Vec<String>) -> String {
 
 fn print(report: &ParityReport) {
     for dimension in Dimension::ALL {
-        let rows: Vec<&Finding> = report
-            .findings
-            .iter()
-            .filter(|f| f.dimension == dimension)
-            .collect();
+        let rows = report.rows(dimension);
         if rows.is_empty() {
             continue;
         }
@@ -126,12 +131,20 @@ fn print(report: &ParityReport) {
         return;
     }
     outln!("DRIFT: {}", drift.join(", "));
+    for advice in drift_advice(report) {
+        outln!("{advice}");
+    }
+}
+
+/// What to do about the drift: document what can be, fix what cannot.
+pub(crate) fn drift_advice(report: &ParityReport) -> Vec<String> {
+    let mut advice = Vec::new();
     let documentable: Vec<&str> = report.drift().filter_map(|f| f.path.as_deref()).collect();
     if !documentable.is_empty() {
-        outln!(
+        advice.push(format!(
             "document each intended difference under `differences:` in airlock.yaml (`- {{ path: {}, reason: … }}`), or remove it",
             documentable[0]
-        );
+        ));
     }
     let fixable: Vec<&str> = report
         .drift()
@@ -139,9 +152,10 @@ fn print(report: &ParityReport) {
         .map(|f| f.what.as_str())
         .collect();
     if !fixable.is_empty() {
-        outln!(
+        advice.push(format!(
             "{} cannot be documented away: give each environment its own credential, run the versions through promotion, and let staging see data like production's",
             fixable.join(", ")
-        );
+        ));
     }
+    advice
 }

@@ -4,10 +4,11 @@ mod approve_step;
 mod audit;
 mod check;
 mod deploy;
-mod diff;
+pub(crate) mod diff;
 mod explain;
 mod hash;
 mod init;
+mod manual;
 mod promote;
 mod prune;
 
@@ -46,20 +47,34 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             no_serve,
             listen,
         } => quickstart::run(global, dir, !*no_serve, *listen),
-        Command::Validate => validate::run(global),
+        Command::Validate { format } => validate::run(global, *format),
         Command::Serve(args) => serve::run(global, args),
         Command::Token { command } => token::run(global, command),
         Command::Openapi => serve::openapi(),
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { out } => manual::man(out.as_deref()),
         Command::Worker {
             concurrency,
             lease,
             grace,
             log_format,
-        } => worker::run(global, *concurrency, *lease, *grace, *log_format),
+            listen,
+        } => worker::run(
+            global,
+            worker::WorkerArgs {
+                concurrency: *concurrency,
+                lease: *lease,
+                grace: *grace,
+                log_format: *log_format,
+                listen: *listen,
+            },
+        ),
         Command::Migrate => worker::migrate(global),
         Command::Store { command } => worker::store(global, command),
         Command::Hash { workflow } => hash::run(global, workflow.as_deref()),
-        Command::Test { workflow } => test::run(global, workflow.as_deref()),
+        Command::Test { workflow, junit } => {
+            test::run(global, workflow.as_deref(), junit.as_deref())
+        }
         Command::Explain { code } => explain::run(global, code),
         Command::Run {
             workflow,
@@ -199,7 +214,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             environment,
             actor,
         } => promote::enable(global, workflow, environment, actor.as_deref()),
-        Command::Diff { from, to } => diff::run(global, from, to),
+        Command::Diff { from, to, format } => diff::run(global, from, to, *format),
         Command::Readiness { workflow, check } => {
             readiness::run(global, workflow.as_deref(), *check)
         }
@@ -251,9 +266,11 @@ fn reach(command: &Command) -> Reach {
         Command::Explain { .. } => Reach::Local,
         // This binary's document; a server serves its own at /openapi.json.
         Command::Openapi => Reach::Local,
+        // Text made from this binary's own arguments.
+        Command::Completions { .. } | Command::Man { .. } => Reach::Local,
         // Refused in test.rs, which says why a server takes no evidence over its API.
         Command::Test { .. } => Reach::Api,
-        Command::Validate
+        Command::Validate { .. }
         | Command::Run { .. }
         | Command::Runs {
             action: None | Some(RunsAction::Show { .. } | RunsAction::Retry { .. }),

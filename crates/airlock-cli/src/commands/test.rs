@@ -12,13 +12,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// A suite longer than this shows a progress bar (on a terminal).
 const PROGRESS_ABOVE: usize = 200;
 
-pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
+pub fn run(
+    global: &Global,
+    only: Option<&str>,
+    junit: Option<&Path>,
+) -> Result<ExitCode, CliError> {
     if global.server.is_some() {
         // Evidence is what the promotion gate trusts, so it is recorded only where the
         // scenarios ran on the store's own side; the API has no way to take a client's
@@ -74,6 +79,9 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
             (key, project.files[s.file].path.as_str())
         })
         .collect();
+    if let Some(path) = junit {
+        write_junit(path, &reports, &files, elapsed)?;
+    }
     let ok = reports.iter().all(|r| r.passed);
     if global.json {
         print_json(&reports, &evidence, ok);
@@ -88,6 +96,22 @@ pub fn run(global: &Global, only: Option<&str>) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(EXIT_CHECK_FAILED)
     })
+}
+
+/// The JUnit report, written whole to a temporary file beside `path` and renamed, so a
+/// reader never sees half of one.
+fn write_junit(
+    path: &Path,
+    reports: &[WorkflowReport],
+    files: &HashMap<(&str, &str), &str>,
+    elapsed: Duration,
+) -> Result<(), CliError> {
+    let xml = crate::ci::junit::report(reports, files, elapsed)
+        .to_string()
+        .map_err(|e| CliError::usage(format!("cannot write JUnit XML: {e}"), None))?;
+    let partial = path.with_extension("xml.partial");
+    std::fs::write(&partial, xml).map_err(|e| CliError::io("write", &partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| CliError::io("write", path, e))
 }
 
 fn short(version: &str) -> &str {

@@ -1,7 +1,7 @@
 //! `airlock validate`: every problem of the project with its place and a hint. Against a
 //! server, the server's project as its files are now (`POST /api/v1/validate`).
 
-use crate::cli::Global;
+use crate::cli::{Global, ValidateFormat};
 use crate::error::{CliError, EXIT_USAGE};
 use crate::project_dir::ProjectDir;
 use crate::remote::Remote;
@@ -45,6 +45,36 @@ fn report(global: &Global, loaded: &Loaded) {
     print_count(loaded.diagnostics.len(), file_count);
 }
 
+/// The problems as GitHub Actions annotations on stdout (where the runner reads workflow
+/// commands), each placed by its path from the repository's root, and the count on stderr.
+fn annotate(global: &Global, problems: &[Problem]) {
+    for line in crate::ci::annotations::annotations(problems, &repository_prefix(global)).lines() {
+        outln!("{line}");
+    }
+    let mut paths: Vec<_> = problems.iter().map(|p| p.path.as_deref()).collect();
+    paths.dedup();
+    print_count(problems.len(), paths.len());
+}
+
+/// The project folder as a path from the current folder, which on a CI runner is the
+/// repository's root: `--project ops/airlock` places `workflows/a.yaml` at
+/// `ops/airlock/workflows/a.yaml`.
+fn repository_prefix(global: &Global) -> String {
+    let Some(dir) = global.project.as_deref() else {
+        return String::new();
+    };
+    let relative = match std::env::current_dir() {
+        Ok(cwd) if dir.is_absolute() => dir.strip_prefix(&cwd).unwrap_or(dir).to_path_buf(),
+        _ => dir.to_path_buf(),
+    };
+    let parts: Vec<String> = relative
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
+}
+
 fn print_count(n: usize, file_count: usize) {
     errln!(
         "error: {n} problem{} in {file_count} file{}",
@@ -84,15 +114,32 @@ fn report_remote(global: &Global, errors: &[Problem]) {
     print_count(errors.len(), file_count);
 }
 
-pub fn run(global: &Global) -> Result<ExitCode, CliError> {
+pub fn run(global: &Global, format: ValidateFormat) -> Result<ExitCode, CliError> {
     let validation = match Remote::from_global(global)? {
         Some(remote) => {
             let validation: Validation = remote.post("/api/v1/validate", serde_json::json!({}))?;
             if !validation.ok {
-                report_remote(global, &validation.errors);
+                match format {
+                    ValidateFormat::Github => annotate(global, &validation.errors),
+                    ValidateFormat::Human => report_remote(global, &validation.errors),
+                }
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
             validation
+        }
+        None if format == ValidateFormat::Github => {
+            let dir = ProjectDir::locate(global.project.as_deref())?;
+            let loaded = project::load(dir.read()?);
+            if !loaded.diagnostics.is_empty() {
+                let problems: Vec<Problem> = loaded
+                    .diagnostics
+                    .iter()
+                    .map(|d| Problem::locate(d, &loaded.project.files))
+                    .collect();
+                annotate(global, &problems);
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            check::validate(&loaded)
         }
         None => {
             let loaded = load_or_report(global)?;

@@ -10,29 +10,67 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn run(
-    global: &Global,
-    concurrency: usize,
-    lease: Duration,
-    grace: Duration,
-    log_format: LogFormat,
-) -> Result<ExitCode, CliError> {
+/// `airlock worker`'s arguments.
+pub struct WorkerArgs {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub grace: Duration,
+    pub log_format: LogFormat,
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+pub fn run(global: &Global, args: WorkerArgs) -> Result<ExitCode, CliError> {
+    let WorkerArgs {
+        concurrency,
+        lease,
+        grace,
+        log_format,
+        listen,
+    } = args;
     super::serve::init_logging(log_format);
     let workspace = Workspace::open_serving(global)?;
-    let engine = Arc::new(workspace.engine(EngineOptions {
-        lease_ms: lease.as_millis() as i64,
-        concurrency,
-        ..EngineOptions::default()
-    }));
+    let metrics = airlock_server::Metrics::install()
+        .map_err(|e| CliError::usage(format!("cannot start metrics: {e}"), None))?;
+    let engine = Arc::new(
+        workspace
+            .engine(EngineOptions {
+                lease_ms: lease.as_millis() as i64,
+                concurrency,
+                ..EngineOptions::default()
+            })
+            .with_observer(metrics.observer()),
+    );
+    let operations = airlock_server::Operations::new(workspace.store.clone(), metrics);
     let rt = workspace::runtime()?;
     rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let endpoints = match listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| CliError::usage(format!("cannot listen on {addr}: {e}"), None))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| CliError::usage(format!("cannot listen on {addr}: {e}"), None))?;
+                outln!("worker endpoints on http://{bound} (/healthz, /readyz, /metrics)");
+                let mut stopped = stop_rx.clone();
+                Some(tokio::spawn(operations.clone().serve(
+                    listener,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )))
+            }
+            None => None,
+        };
         let work = tokio::spawn({
             let engine = engine.clone();
             async move { engine.work(stop_rx, Duration::from_millis(100)).await }
         });
+        operations.executing(true);
         outln!("worker ready (concurrency {concurrency})");
         airlock_server::shutdown_signal().await;
+        operations.executing(false);
         tracing::info!(?grace, "stopping: letting running runs finish");
         let _ = stop_tx.send(true);
         match tokio::time::timeout(grace, work).await {
@@ -41,7 +79,11 @@ pub fn run(
             Ok(Err(e)) => tracing::error!(error = %e, "the engine task failed"),
             Err(_) => tracing::warn!("grace period over; unfinished runs stay resumable"),
         }
-    });
+        if let Some(endpoints) = endpoints {
+            let _ = endpoints.await;
+        }
+        Ok::<(), CliError>(())
+    })?;
     outln!("stopped");
     Ok(ExitCode::SUCCESS)
 }

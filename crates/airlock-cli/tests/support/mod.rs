@@ -251,3 +251,26 @@ pub fn test_and_deploy_starter(project: &Path) {
         "deploy",
     );
 }
+
+/// A new dependency of the starter, bound differently in each environment, with nothing
+/// said about it: `bindings.billing.base_url` is drift.
+pub fn add_undocumented_billing(project: &Path) {
+    replace_in(
+        project,
+        "airlock.yaml",
+        "  mail:      { kind: smtp,",
+        "  billing:   { kind: http,         risk: finance }\n  mail:      { kind: smtp,",
+    );
+    replace_in(
+        project,
+        "airlock.yaml",
+        "          send: { accepted: true }\n",
+        "          send: { accepted: true }\n      billing: { base_url: \"http://localhost:9100\", timeout: 5s }\n",
+    );
+    replace_in(
+        project,
+        "airlock.yaml",
+        "        tls: starttls\n",
+        "        tls: starttls\n      billing: { base_url: \"https://billing.example\", timeout: 5s }\n",
+    );
+}
