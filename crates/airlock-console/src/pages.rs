@@ -67,6 +67,20 @@ async fn authorize(
 }
 
 /// The environment a page is about: `?env=`, else the caller's own.
+/// A page's reader: the session, the environment it asks for (`?env=`, else the token's
+/// own), once the session may read there.
+async fn reader(
+    console: &Console,
+    headers: &HeaderMap,
+    asked: &Option<String>,
+    subject: &str,
+) -> Result<(Session, String), Response> {
+    let session = session(console, headers).await?;
+    let env = environment_of(&session, asked).to_owned();
+    may_read(console, &session, &env, subject).await?;
+    Ok((session, env))
+}
+
 fn environment_of<'a>(session: &'a Session, asked: &'a Option<String>) -> &'a str {
     asked
         .as_deref()
@@ -459,9 +473,7 @@ pub(crate) async fn inbox(
     headers: HeaderMap,
     Query(query): Query<EnvQuery>,
 ) -> Answer {
-    let session = session(&console, &headers).await?;
-    let env = environment_of(&session, &query.env).to_owned();
-    may_read(&console, &session, &env, "promotions").await?;
+    let (session, env) = reader(&console, &headers, &query.env, "promotions").await?;
     let project = ops::served_project(console.project.clone())
         .await
         .map_err(refuse(&session))?;
@@ -666,9 +678,7 @@ pub(crate) async fn runs(
     headers: HeaderMap,
     Query(query): Query<RunsQuery>,
 ) -> Answer {
-    let session = session(&console, &headers).await?;
-    let env = environment_of(&session, &query.env).to_owned();
-    may_read(&console, &session, &env, "runs").await?;
+    let (session, env) = reader(&console, &headers, &query.env, "runs").await?;
     let bad = |message: String| {
         Refusal::new(StatusCode::BAD_REQUEST, message)
             .with_session(&session)
@@ -1026,9 +1036,7 @@ pub(crate) async fn releases(
     headers: HeaderMap,
     Query(query): Query<ReleasesQuery>,
 ) -> Answer {
-    let session = session(&console, &headers).await?;
-    let env = environment_of(&session, &query.env).to_owned();
-    may_read(&console, &session, &env, "releases").await?;
+    let (session, env) = reader(&console, &headers, &query.env, "releases").await?;
     let project = ops::served_project(console.project.clone())
         .await
         .map_err(refuse(&session))?;
@@ -1159,9 +1167,7 @@ pub(crate) async fn readiness(
     headers: HeaderMap,
     Query(query): Query<EnvQuery>,
 ) -> Answer {
-    let session = session(&console, &headers).await?;
-    let env = environment_of(&session, &query.env).to_owned();
-    may_read(&console, &session, &env, "readiness").await?;
+    let (session, _) = reader(&console, &headers, &query.env, "readiness").await?;
     let project = ops::served_project(console.project.clone())
         .await
         .map_err(refuse(&session))?;
@@ -1194,9 +1200,7 @@ pub(crate) async fn audit(
     headers: HeaderMap,
     Query(query): Query<EnvQuery>,
 ) -> Answer {
-    let session = session(&console, &headers).await?;
-    let env = environment_of(&session, &query.env).to_owned();
-    may_read(&console, &session, &env, "audit").await?;
+    let (session, env) = reader(&console, &headers, &query.env, "audit").await?;
     let verification = ops::audit_chain::verify(&*console.store, None)
         .await
         .map_err(refuse(&session))?;
@@ -1237,9 +1241,7 @@ pub(crate) async fn records(
     headers: HeaderMap,
     Query(query): Query<EnvQuery>,
 ) -> Answer {
-    let session = session(&console, &headers).await?;
-    let env = environment_of(&session, &query.env).to_owned();
-    may_read(&console, &session, &env, "records").await?;
+    let (session, env) = reader(&console, &headers, &query.env, "records").await?;
     let records = console
         .store
         .records(&env)
