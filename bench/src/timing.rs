@@ -167,11 +167,25 @@ impl Store for TimedStore {
     async fn records(&self, environment: &str) -> Result<Vec<TestRecord>> {
         self.inner.records(environment).await
     }
+    async fn records_page(
+        &self,
+        environment: &str,
+        page: airlock_store::Page,
+    ) -> Result<Vec<TestRecord>> {
+        self.inner.records_page(environment, page).await
+    }
     async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
         self.inner.audit(event).await
     }
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
+    }
+    async fn audit_page(
+        &self,
+        environment: Option<&str>,
+        page: airlock_store::Page,
+    ) -> Result<Vec<AuditEvent>> {
+        self.inner.audit_page(environment, page).await
     }
     async fn leases(&self) -> Result<Vec<airlock_store::Lease>> {
         self.inner.leases().await

@@ -11,7 +11,7 @@ use airlock_core::release::{ReleaseKind, RequestStatus};
 use airlock_core::run::{JournalEntry, RunStatus, StepStatus};
 use airlock_ops::access::{self, Session};
 use airlock_ops::{self as ops, Actor};
-use airlock_store::{RunCursor, RunFilter};
+use airlock_store::{Page, RunCursor, RunFilter};
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -26,8 +26,6 @@ type Answer = Result<Response, Response>;
 
 /// How many runs a page of the runs list shows.
 const RUNS_PER_PAGE: usize = 50;
-/// How many audit events and records a page shows (the newest).
-const NEWEST: usize = 200;
 
 fn refuse(session: &Session) -> impl Fn(ops::OpsError) -> Response + '_ {
     move |e| Refusal::from(e).with_session(session).into_response()
@@ -1193,20 +1191,44 @@ pub(crate) async fn readiness(
     ok("Readiness", &session, content)
 }
 
-/// The environment's audit events, newest first, with the whole chain's verification and
-/// its head.
+/// A page of a log read newest first: the environment, and where the previous page ended.
+#[derive(Deserialize)]
+pub(crate) struct LogQuery {
+    env: Option<String>,
+    /// Entries numbered below this (the last of the previous page).
+    before: Option<i64>,
+}
+
+/// How many audit events or test records a page shows.
+const LOG_PAGE: usize = 100;
+
+/// The link to the page after `last`, when this page was full.
+fn older(path: &str, env: &str, shown: usize, last: Option<i64>) -> Option<String> {
+    (shown == LOG_PAGE)
+        .then_some(last)
+        .flatten()
+        .map(|last| format!("{path}?env={}&before={last}", encode(env)))
+}
+
+/// The environment's audit events, newest first, a page at a time, with the whole chain's
+/// verification and its head.
 pub(crate) async fn audit(
     State(console): Console_,
     headers: HeaderMap,
-    Query(query): Query<EnvQuery>,
+    Query(query): Query<LogQuery>,
 ) -> Answer {
     let (session, env) = reader(&console, &headers, &query.env, "audit").await?;
     let verification = ops::audit_chain::verify(&*console.store, None)
         .await
         .map_err(refuse(&session))?;
-    let events = ops::audit_events(&*console.store, &console.manifest, Some(&env))
+    let page = Page {
+        before: query.before,
+        limit: LOG_PAGE,
+    };
+    let events = ops::audit_page(&*console.store, &console.manifest, Some(&env), page)
         .await
         .map_err(refuse(&session))?;
+    let next = older("/audit", &env, events.len(), events.last().map(|e| e.seq));
     let content = html! {
         section {
             p {
@@ -1217,44 +1239,57 @@ pub(crate) async fn audit(
             @if let Some(head) = &verification.head { p { "Head " code { (head.to_string()) } } }
         }
         section.scroll {
-            h2 { "Events in " (env) " (newest " (NEWEST.min(events.len())) " of " (events.len()) ")" }
-            table {
-                thead { tr { th { "Seq" } th { "When" } th { "Who" } th { "Action" } th { "Subject" } th { "Detail" } } }
-                tbody {
-                    @for e in events.iter().rev().take(NEWEST) {
-                        tr {
-                            td { (e.seq) } td { (when(e.event.at)) } td { (e.event.actor) }
-                            td { code { (e.event.action) } } td { (e.event.subject) }
-                            td { code { (e.event.detail.to_string()) } }
+            h2 { "Events in " (env) ", newest first" }
+            @if events.is_empty() { p.muted { "No event." } } @else {
+                table {
+                    thead { tr { th { "Seq" } th { "When" } th { "Who" } th { "Action" } th { "Subject" } th { "Detail" } } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td { (e.seq) } td { (when(e.event.at)) } td { (e.event.actor) }
+                                td { code { (e.event.action) } } td { (e.event.subject) }
+                                td { code { (e.event.detail.to_string()) } }
+                            }
                         }
                     }
                 }
             }
+            @if let Some(next) = &next { p { a href=(next) rel="next" { "Older events →" } } }
         }
     };
     ok("Audit", &session, content)
 }
 
-/// What the environment's record-mode bindings received.
+/// What the environment's record-mode bindings received, newest first, a page at a time.
 pub(crate) async fn records(
     State(console): Console_,
     headers: HeaderMap,
-    Query(query): Query<EnvQuery>,
+    Query(query): Query<LogQuery>,
 ) -> Answer {
     let (session, env) = reader(&console, &headers, &query.env, "records").await?;
-    let records = console
-        .store
-        .records(&env)
+    let page = Page {
+        before: query.before,
+        limit: LOG_PAGE,
+    };
+    let records = ops::records_page(&*console.store, &console.manifest, &env, page)
         .await
-        .map_err(|e| refuse(&session)(e.into()))?;
+        .map_err(refuse(&session))?;
+    let next = older(
+        "/records",
+        &env,
+        records.len(),
+        records.last().map(|r| r.id),
+    );
     let content = html! {
         section.scroll {
-            @if records.is_empty() { p.muted { "No record-mode binding in " (env) " received anything." } } @else {
-                p.muted { "Newest " (NEWEST.min(records.len())) " of " (records.len()) "." }
+            @if records.is_empty() {
+                p.muted { @if query.before.is_some() { "No older record." } @else { "No record-mode binding in " (env) " received anything." } }
+            } @else {
+                p.muted { "Newest first." }
                 table {
                     thead { tr { th { "#" } th { "When" } th { "Connector" } th { "Run" } th { "Arguments" } } }
                     tbody {
-                        @for r in records.iter().rev().take(NEWEST) {
+                        @for r in &records {
                             tr {
                                 td { (r.id) } td { (when(r.record.at)) }
                                 td { (r.record.connector) "." (r.record.action) br; span.muted { "step " (r.record.step) } }
@@ -1265,6 +1300,7 @@ pub(crate) async fn records(
                     }
                 }
             }
+            @if let Some(next) = &next { p { a href=(next) rel="next" { "Older records →" } } }
         }
     };
     ok("Staging records", &session, content)

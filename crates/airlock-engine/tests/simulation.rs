@@ -668,6 +668,15 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.records(environment).await
     }
+
+    async fn records_page(
+        &self,
+        environment: &str,
+        page: airlock_store::Page,
+    ) -> airlock_store::Result<Vec<TestRecord>> {
+        self.alive()?;
+        self.inner.records_page(environment, page).await
+    }
     async fn add_evidence(&self, evidence: &NewEvidence) -> airlock_store::Result<Evidence> {
         self.alive()?;
         self.inner.add_evidence(evidence).await
@@ -738,6 +747,15 @@ impl Store for FaultStore {
     async fn audit_log(&self) -> airlock_store::Result<Vec<AuditEvent>> {
         self.alive()?;
         self.inner.audit_log().await
+    }
+
+    async fn audit_page(
+        &self,
+        environment: Option<&str>,
+        page: airlock_store::Page,
+    ) -> airlock_store::Result<Vec<AuditEvent>> {
+        self.alive()?;
+        self.inner.audit_page(environment, page).await
     }
     async fn audit_head(&self) -> airlock_store::Result<Option<airlock_store::AuditHead>> {
         self.alive()?;

@@ -410,6 +410,31 @@ pub async fn audit_events(
     })
 }
 
+/// One page of the audit log, newest first: every event's, or one environment's (which
+/// must be the project's).
+pub async fn audit_page(
+    store: &dyn Store,
+    manifest: &Manifest,
+    only: Option<&str>,
+    page: airlock_store::Page,
+) -> Result<Vec<airlock_store::AuditEvent>, OpsError> {
+    if let Some(name) = only {
+        environment(manifest, name)?;
+    }
+    Ok(store.audit_page(only, page).await?)
+}
+
+/// One page of what an environment's record-mode bindings received, newest first.
+pub async fn records_page(
+    store: &dyn Store,
+    manifest: &Manifest,
+    environment_name: &str,
+    page: airlock_store::Page,
+) -> Result<Vec<airlock_store::TestRecord>, OpsError> {
+    environment(manifest, environment_name)?;
+    Ok(store.records_page(environment_name, page).await?)
+}
+
 /// Stores the working copy's version of a workflow and returns its id.
 pub async fn store_working_version(
     store: &dyn Store,

@@ -3040,6 +3040,13 @@ mod full_disk {
         async fn records(&self, environment: &str) -> Result<Vec<TestRecord>> {
             self.inner.records(environment).await
         }
+        async fn records_page(
+            &self,
+            environment: &str,
+            page: airlock_store::Page,
+        ) -> Result<Vec<TestRecord>> {
+            self.inner.records_page(environment, page).await
+        }
         async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence> {
             self.write()?;
             self.inner.add_evidence(evidence).await
@@ -3089,6 +3096,13 @@ mod full_disk {
         }
         async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
             self.inner.audit_log().await
+        }
+        async fn audit_page(
+            &self,
+            environment: Option<&str>,
+            page: airlock_store::Page,
+        ) -> Result<Vec<AuditEvent>> {
+            self.inner.audit_page(environment, page).await
         }
         async fn audit_head(&self) -> Result<Option<AuditHead>> {
             self.inner.audit_head().await

@@ -598,3 +598,87 @@ async fn a_secret_a_target_echoes_is_on_no_page() {
         "the admin may decide the step"
     );
 }
+
+/// The audit log and the staging records are read a page at a time, newest first: each
+/// next page starts below the last entry shown, and the pages together show every entry
+/// of the environment once (none of another's).
+#[tokio::test]
+async fn audit_and_records_pages_continue_below_the_last_entry_shown() {
+    let served = Served::new(airlock_core::scaffold::files()).await;
+    for n in 0..130 {
+        let environment = if n % 10 == 3 { "production" } else { "staging" };
+        served
+            .store
+            .add_record(&airlock_store::NewTestRecord {
+                environment: environment.into(),
+                run: format!("run_{n:04}"),
+                step: "notify".into(),
+                connector: "chat".into(),
+                action: "post_message".into(),
+                arguments: json!({ "marker": format!("record-{n:04}-{environment}") }),
+                idempotency_key: None,
+                at: WEDNESDAY_MORNING + n,
+            })
+            .await
+            .unwrap();
+        served
+            .store
+            .audit(&airlock_store::NewAuditEvent {
+                at: WEDNESDAY_MORNING + n,
+                actor: "ana".into(),
+                action: "deploy".into(),
+                environment: Some(environment.into()),
+                subject: format!("event-{n:04}-{environment}"),
+                detail: json!({}),
+            })
+            .await
+            .unwrap();
+    }
+    let viewer = served.token("staging", "viewer", "sam").await;
+    let (cookie, _) = served.sign_in(&viewer).await;
+    for (path, marker) in [("/records", "record-"), ("/audit", "event-")] {
+        let mut seen: Vec<String> = Vec::new();
+        let mut uri = format!("{path}?env=staging");
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages <= 3, "{path}: the pages end");
+            let page = served.get(&uri, Some(&cookie)).await;
+            assert_eq!(page.status, StatusCode::OK, "{uri}: {page:?}");
+            let shown: Vec<String> = page
+                .body
+                .match_indices(marker)
+                .map(|(at, _)| page.body[at..at + marker.len() + 4].to_owned())
+                .collect();
+            assert!(
+                shown.windows(2).all(|w| w[0] > w[1]),
+                "{uri}: newest first: {shown:?}"
+            );
+            seen.extend(shown);
+            let Some(at) = page.body.find("rel=\"next\"") else {
+                break;
+            };
+            let href = page.body[..at].rfind("href=\"").unwrap() + 6;
+            uri = page.body[href..]
+                .split('"')
+                .next()
+                .unwrap()
+                .replace("&amp;", "&");
+        }
+        assert_eq!(pages, 2, "{path}: 117 entries are two pages of 100");
+        let expected: Vec<String> = (0..130)
+            .rev()
+            .filter(|n| n % 10 != 3)
+            .map(|n| format!("{marker}{n:04}"))
+            .collect();
+        assert_eq!(seen, expected, "{path}: every staging entry once, in order");
+    }
+    let bad = served
+        .get("/records?env=staging&before=x", Some(&cookie))
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "a page that is not a number"
+    );
+}

@@ -20,9 +20,9 @@ use crate::{ApiToken, NewApiToken};
 
 use crate::{
     AuditEvent, AuditHead, Commit, Deployment, Error, GENESIS_HASH, Lease, NewAuditEvent,
-    NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Run, RunFilter, RunStatus,
-    SealedSecret, Settlement, StepDecision, StepStatus, Store, Timestamp, WorkflowVersion,
-    verify_audit_chain,
+    NewJournalEntry, NewRun, NewTestRecord, OutcomeQuery, Outcomes, Page, Run, RunFilter,
+    RunStatus, SealedSecret, Settlement, StepDecision, StepStatus, Store, Timestamp,
+    WorkflowVersion, verify_audit_chain,
 };
 
 /// The name of every property, in the order [`run_all`] runs them.
@@ -48,9 +48,12 @@ pub const PROPERTIES: &[&str] = &[
     "retry_requeues_dead_and_failed_runs_only",
     "runs_filter_newest_first",
     "run_outcomes_count_finished_runs",
+    "run_outcomes_stay_exact_across_hours_retries_and_pruning",
     "prune_removes_old_finished_runs_only",
     "secrets_are_scoped_to_their_environment",
     "test_records_per_environment",
+    "record_pages_continue_newest_first",
+    "audit_pages_continue_newest_first",
     "audit_log_is_a_hash_chain",
     "audit_head_is_the_newest_event",
     "concurrent_claims_are_exclusive",
@@ -99,9 +102,12 @@ where
     retry_requeues_dead_and_failed_runs_only(make().await).await;
     runs_filter_newest_first(make().await).await;
     run_outcomes_count_finished_runs(make().await).await;
+    run_outcomes_stay_exact_across_hours_retries_and_pruning(make().await).await;
     prune_removes_old_finished_runs_only(make().await).await;
     secrets_are_scoped_to_their_environment(make().await).await;
     test_records_per_environment(make().await).await;
+    record_pages_continue_newest_first(make().await).await;
+    audit_pages_continue_newest_first(make().await).await;
     audit_log_is_a_hash_chain(make().await).await;
     audit_head_is_the_newest_event(make().await).await;
     concurrent_claims_are_exclusive(make().await).await;
@@ -1795,6 +1801,113 @@ pub async fn run_outcomes_count_finished_runs<S: Store>(store: S) {
     }
 }
 
+/// Counts stay exact when runs straddle hour boundaries (where a store may keep counts by
+/// the hour), when a finished run is retried and finishes again, and when runs are pruned.
+pub async fn run_outcomes_stay_exact_across_hours_retries_and_pruning<S: Store>(store: S) {
+    const HOUR: Timestamp = 3_600_000;
+    // Accepted just before, at and after the second and third hours of 1970.
+    let accepted = [
+        HOUR - 1,
+        HOUR,
+        HOUR + 1,
+        2 * HOUR - 1,
+        2 * HOUR,
+        3 * HOUR + 7,
+    ];
+    for (n, at) in accepted.iter().enumerate() {
+        let mut run = new_run(&format!("h{n}"), "production", "a", *at);
+        run.version = "v1".into();
+        enqueue(&store, run).await;
+    }
+    let claims = store
+        .claim("w1", 4 * HOUR, 600_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), accepted.len());
+    for claim in &claims {
+        // h1 and h4 fail, the others succeed.
+        let status = if ["h1", "h4"].contains(&claim.run.id.as_str()) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        store
+            .commit(
+                &claim.run.id,
+                claim.token,
+                commit_of(vec![], Some(finish(status, 4 * HOUR))),
+            )
+            .await
+            .expect("finish");
+    }
+    let count = |from: Option<Timestamp>, until: Option<Timestamp>| {
+        let store = &store;
+        async move {
+            let got = store
+                .run_outcomes(&OutcomeQuery {
+                    environment: "production".into(),
+                    workflow: "a".into(),
+                    version: Some("v1".into()),
+                    from,
+                    until,
+                })
+                .await
+                .expect("run_outcomes");
+            (got.finished, got.failed)
+        }
+    };
+    assert_eq!(count(None, None).await, (6, 2));
+    assert_eq!(
+        count(Some(HOUR), Some(2 * HOUR)).await,
+        (3, 1),
+        "the second hour, whole"
+    );
+    assert_eq!(
+        count(Some(HOUR + 1), Some(2 * HOUR + 1)).await,
+        (3, 1),
+        "an hour's width, off its edges"
+    );
+    assert_eq!(count(Some(HOUR - 1), None).await, (6, 2));
+    assert_eq!(
+        count(None, Some(HOUR)).await,
+        (1, 0),
+        "only the one before the second hour"
+    );
+    assert_eq!(count(Some(2 * HOUR), Some(4 * HOUR)).await, (2, 1));
+    assert_eq!(
+        count(Some(HOUR + 1), Some(HOUR + 1)).await,
+        (0, 0),
+        "an empty range"
+    );
+
+    // h1 failed; retried, it is no longer finished, then succeeds.
+    store.retry_run("h1", 5 * HOUR, &[]).await.expect("retry");
+    assert_eq!(
+        count(None, None).await,
+        (5, 1),
+        "a retried run is not finished"
+    );
+    let (id, token) = claim_one(&store, "w1", 5 * HOUR + 1, 600_000).await;
+    store
+        .commit(
+            &id,
+            token,
+            commit_of(vec![], Some(finish(RunStatus::Succeeded, 5 * HOUR + 2))),
+        )
+        .await
+        .expect("finish again");
+    assert_eq!(
+        count(Some(HOUR), Some(2 * HOUR)).await,
+        (3, 0),
+        "it counts as it ended last"
+    );
+
+    // Pruning removes what it deletes from every count.
+    let pruned = store.prune_runs(i64::MAX, None, 100).await.expect("prune");
+    assert_eq!(pruned, 6);
+    assert_eq!(count(None, None).await, (0, 0));
+}
+
 /// Retention deletes finished runs accepted and finished before the cutoff, oldest first,
 /// with their journals and decisions; a run still queued, running or waiting stays, however
 /// old.
@@ -2057,6 +2170,91 @@ pub async fn test_records_per_environment<S: Store>(store: S) {
     assert!(
         store.records("dev").await.expect("records").is_empty(),
         "no records elsewhere"
+    );
+}
+
+/// Pages of test records read newest first, each continuing below the last id of the one
+/// before, and only of their environment.
+pub async fn record_pages_continue_newest_first<S: Store>(store: S) {
+    for n in 1..=7 {
+        let environment = if n == 4 { "production" } else { "staging" };
+        store
+            .add_record(&NewTestRecord {
+                environment: environment.into(),
+                run: format!("run-{n}"),
+                step: "notify".into(),
+                connector: "chat".into(),
+                action: "post_message".into(),
+                arguments: json!({"n": n}),
+                idempotency_key: None,
+                at: n,
+            })
+            .await
+            .expect("add_record");
+    }
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .records_page("staging", Page { before, limit: 4 })
+            .await
+            .expect("records_page");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        pages.push(page.iter().map(|r| r.record.at).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        pages,
+        vec![vec![7, 6, 5, 3], vec![2, 1]],
+        "newest first, two pages"
+    );
+    let production = store
+        .records_page(
+            "production",
+            Page {
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("records_page");
+    assert_eq!(
+        production.iter().map(|r| r.record.at).collect::<Vec<_>>(),
+        vec![4]
+    );
+}
+
+/// Pages of the audit log read newest first, of every event or of one environment's.
+pub async fn audit_pages_continue_newest_first<S: Store>(store: S) {
+    for n in 1..=6 {
+        let mut event = audit_event("ana", n);
+        event.environment = match n % 3 {
+            0 => None,
+            1 => Some("staging".into()),
+            _ => Some("production".into()),
+        };
+        store.audit(&event).await.expect("audit");
+    }
+    let seqs = |events: Vec<AuditEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let page = |environment: Option<&'static str>, before, limit| {
+        let store = &store;
+        async move {
+            store
+                .audit_page(environment, Page { before, limit })
+                .await
+                .expect("audit_page")
+        }
+    };
+    assert_eq!(seqs(page(None, None, 4).await), vec![6, 5, 4, 3]);
+    assert_eq!(seqs(page(None, Some(3), 4).await), vec![2, 1]);
+    assert_eq!(seqs(page(Some("production"), None, 10).await), vec![5, 2]);
+    assert_eq!(seqs(page(Some("staging"), Some(4), 10).await), vec![1]);
+    assert!(page(Some("dev"), None, 10).await.is_empty());
+    let newest = page(None, None, 1).await;
+    assert_eq!(
+        newest,
+        vec![store.audit_log().await.expect("log")[5].clone()],
+        "a page's events are the log's"
     );
 }
 

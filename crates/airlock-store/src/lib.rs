@@ -240,6 +240,8 @@ pub trait Store: Send + Sync + 'static {
     async fn add_record(&self, record: &NewTestRecord) -> Result<()>;
     /// Test records of one environment, oldest first.
     async fn records(&self, environment: &str) -> Result<Vec<TestRecord>>;
+    /// One page of an environment's test records, newest first, by `(environment, id)`.
+    async fn records_page(&self, environment: &str, page: Page) -> Result<Vec<TestRecord>>;
 
     // ---- evidence, promotion requests, approvals, releases ----
 
@@ -278,6 +280,9 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent>;
     /// The whole audit log, oldest first.
     async fn audit_log(&self) -> Result<Vec<AuditEvent>>;
+    /// One page of the audit log, newest first: every event's, or those of one
+    /// environment (by `(environment, seq)`).
+    async fn audit_page(&self, environment: Option<&str>, page: Page) -> Result<Vec<AuditEvent>>;
     /// The newest event's sequence number and hash (`None` for an empty log): one row
     /// read by the primary key, whatever the log's length, so that a server can write
     /// its anchor often and a release can carry it.

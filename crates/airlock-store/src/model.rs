@@ -123,6 +123,17 @@ pub struct RunCursor {
     pub id: String,
 }
 
+/// One page of a log read newest first by its index: at most `limit` entries numbered
+/// below `before` (all of them without it). The next page starts where this one ended, so
+/// a page deep in the log costs what the first does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// Only entries numbered below this (a record's id, an audit event's sequence).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 /// Which finished runs to count in [`crate::Store::run_outcomes`]: one workflow in one
 /// environment, accepted in `[from, until)`, of one version when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ use crate::{
     Outcomes, PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret,
     SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
-use crate::{ConsoleSession, NewConsoleSession};
+use crate::{ConsoleSession, NewConsoleSession, Page};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -1179,6 +1179,23 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn records_page(&self, environment: &str, page: Page) -> Result<Vec<TestRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM test_records WHERE environment = $1 AND id < $2
+             ORDER BY id DESC LIMIT $3",
+            rows::RECORD_COLUMNS
+        )))
+        .bind(environment)
+        .bind(page.before.unwrap_or(i64::MAX))
+        .bind(page_limit(page))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::record)
+        .collect()
+    }
+
     async fn add_evidence(&self, e: &NewEvidence) -> Result<Evidence> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO evidence (workflow, version, kind, passed, summary, at)
@@ -1392,6 +1409,23 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn audit_page(&self, environment: Option<&str>, page: Page) -> Result<Vec<AuditEvent>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM audit WHERE ($1::text IS NULL OR environment = $1) AND seq < $2
+             ORDER BY seq DESC LIMIT $3",
+            rows::AUDIT_COLUMNS
+        )))
+        .bind(environment)
+        .bind(page.before.unwrap_or(i64::MAX))
+        .bind(page_limit(page))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::audit_event)
+        .collect()
+    }
+
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
         sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&self.inner.pool)
@@ -1555,4 +1589,9 @@ impl Store for PostgresStore {
         .await;
         end_transaction(tx, probed).await
     }
+}
+
+/// A page's limit as PostgreSQL takes it.
+fn page_limit(page: Page) -> i64 {
+    i64::try_from(page.limit).unwrap_or(i64::MAX)
 }

@@ -35,7 +35,7 @@ use crate::{
     Run, RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store,
     TestRecord, Timestamp, WorkflowVersion,
 };
-use crate::{ConsoleSession, NewConsoleSession};
+use crate::{ConsoleSession, NewConsoleSession, Page};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -518,6 +518,87 @@ const RUN_OUTCOMES: &str = "SELECT count(*), coalesce(sum(status <> 'succeeded')
      FROM runs INDEXED BY runs_workflow
      WHERE environment = ?1 AND workflow = ?2 AND created_at >= ?4 AND created_at < ?5
        AND (?3 IS NULL OR version = ?3) AND status IN ('succeeded', 'failed', 'dead')";
+
+/// A page of test records, newest first: one range of `test_records_environment`.
+const RECORDS_PAGE: &str = "FROM test_records
+     WHERE environment = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+
+/// A page of the audit log, newest first: the primary key read backwards.
+const AUDIT_PAGE: &str = "FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2";
+
+/// A page of one environment's audit events, newest first: one range of
+/// `audit_environment`.
+const AUDIT_PAGE_IN_ENVIRONMENT: &str =
+    "FROM audit WHERE environment = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3";
+
+/// A page's limit as SQLite takes it.
+fn page_limit(page: Page) -> i64 {
+    i64::try_from(page.limit).unwrap_or(i64::MAX)
+}
+
+/// Finished runs counted from `run_tally` (kept by the schema's triggers): whole hours
+/// `[?4, ?5)` of acceptance, one range of its primary key.
+const TALLIED_OUTCOMES: &str = "SELECT coalesce(sum(finished), 0), coalesce(sum(failed), 0)
+     FROM run_tally
+     WHERE environment = ?1 AND workflow = ?2 AND hour >= ?4 AND hour < ?5
+       AND (?3 IS NULL OR version = ?3)";
+
+/// The width of a `run_tally` bucket: an hour of acceptance time. A run at `created_at` is
+/// in bucket `created_at.div_euclid(TALLY_BUCKET_MS)`, as the schema's triggers compute it.
+const TALLY_BUCKET_MS: i64 = 3_600_000;
+
+/// How [`Store::run_outcomes`] counts `[from, until)`: the whole hours inside it from the
+/// tally, and the parts of an hour at either end exactly, from the runs themselves, so the
+/// count is exact at any millisecond and costs at most two hours of runs to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TallyPlan {
+    /// Tally buckets `[first, end)`, when any lies wholly inside the range.
+    hours: Option<(i64, i64)>,
+    /// Ranges of acceptance time `[from, until)` counted from the runs.
+    edges: Vec<(i64, i64)>,
+}
+
+impl TallyPlan {
+    fn of(from: Option<i64>, until: Option<i64>) -> Self {
+        // No bound is a bound no bucket crosses.
+        let first = match from {
+            None => i64::MIN,
+            Some(from) => {
+                from.div_euclid(TALLY_BUCKET_MS) + i64::from(from.rem_euclid(TALLY_BUCKET_MS) != 0)
+            }
+        };
+        let end = match until {
+            None => i64::MAX,
+            Some(until) => until.div_euclid(TALLY_BUCKET_MS),
+        };
+        let (lower, upper) = (from.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
+        if first >= end {
+            return Self {
+                hours: None,
+                edges: if lower < upper {
+                    vec![(lower, upper)]
+                } else {
+                    Vec::new()
+                },
+            };
+        }
+        let mut edges = Vec::new();
+        if let Some(from) = from
+            && from < first * TALLY_BUCKET_MS
+        {
+            edges.push((from, first * TALLY_BUCKET_MS));
+        }
+        if let Some(until) = until
+            && end * TALLY_BUCKET_MS < until
+        {
+            edges.push((end * TALLY_BUCKET_MS, until));
+        }
+        Self {
+            hours: Some((first, end)),
+            edges,
+        }
+    }
+}
 
 /// A journal entry ready to insert: JSON already encoded, off the writer thread.
 struct EncodedEntry {
@@ -1100,24 +1181,43 @@ impl Store for SqliteStore {
     async fn run_outcomes(&self, query: &OutcomeQuery) -> Result<Outcomes> {
         let query = query.clone();
         self.read(move |conn| {
-            let (finished, failed): (i64, i64) = conn
-                .prepare_cached(RUN_OUTCOMES)
-                .db()?
-                .query_row(
-                    params![
-                        query.environment,
-                        query.workflow,
-                        query.version,
-                        query.from.unwrap_or(i64::MIN),
-                        query.until.unwrap_or(i64::MAX)
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .db()?;
-            Ok(Outcomes {
-                finished: finished.unsigned_abs(),
-                failed: failed.unsigned_abs(),
-            })
+            // One snapshot for the tally and the edges, so a run finishing meanwhile is
+            // counted in neither or in one.
+            let tx = conn.unchecked_transaction().db()?;
+            let plan = TallyPlan::of(query.from, query.until);
+            let mut outcomes = Outcomes::default();
+            if let Some((first, end)) = plan.hours {
+                let (finished, failed): (i64, i64) = tx
+                    .prepare_cached(TALLIED_OUTCOMES)
+                    .db()?
+                    .query_row(
+                        params![query.environment, query.workflow, query.version, first, end],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .db()?;
+                outcomes.finished += finished.unsigned_abs();
+                outcomes.failed += failed.unsigned_abs();
+            }
+            for (from, until) in plan.edges {
+                let (finished, failed): (i64, i64) = tx
+                    .prepare_cached(RUN_OUTCOMES)
+                    .db()?
+                    .query_row(
+                        params![
+                            query.environment,
+                            query.workflow,
+                            query.version,
+                            from,
+                            until
+                        ],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .db()?;
+                outcomes.finished += finished.unsigned_abs();
+                outcomes.failed += failed.unsigned_abs();
+            }
+            tx.finish().db()?;
+            Ok(outcomes)
         })
         .await
     }
@@ -1360,6 +1460,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn records_page(&self, environment: &str, page: Page) -> Result<Vec<TestRecord>> {
+        let environment = environment.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {} {RECORDS_PAGE}", rows::RECORD_COLUMNS))
+                .db()?
+                .query_map(
+                    params![
+                        environment,
+                        page.before.unwrap_or(i64::MAX),
+                        page_limit(page)
+                    ],
+                    rows::record,
+                )
+                .db()?
+                .collect::<Result<_, _>>()
+                .db()
+        })
+        .await
+    }
+
     async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence> {
         let summary = rows::json(&evidence.summary)?;
         let evidence = evidence.clone();
@@ -1545,6 +1665,32 @@ impl Store for SqliteStore {
             .db()?
             .collect::<Result<_, _>>()
             .db()
+        })
+        .await
+    }
+
+    async fn audit_page(&self, environment: Option<&str>, page: Page) -> Result<Vec<AuditEvent>> {
+        let environment = environment.map(str::to_owned);
+        self.read(move |conn| {
+            let before = page.before.unwrap_or(i64::MAX);
+            let from = match &environment {
+                Some(_) => AUDIT_PAGE_IN_ENVIRONMENT,
+                None => AUDIT_PAGE,
+            };
+            let mut statement = conn
+                .prepare_cached(&format!("SELECT {} {from}", rows::AUDIT_COLUMNS))
+                .db()?;
+            let events = match &environment {
+                Some(environment) => statement.query_map(
+                    params![environment, before, page_limit(page)],
+                    rows::audit_event,
+                ),
+                None => statement.query_map(params![before, page_limit(page)], rows::audit_event),
+            }
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()?;
+            Ok(events)
         })
         .await
     }
@@ -1754,6 +1900,176 @@ mod tests {
         let waited = waiting.await.expect("waiter");
         assert!(waited < Duration::from_secs(10), "{waited:?}");
         assert_eq!(store.claim("w", 2, 1000, 8).await.expect("claim").len(), 1);
+    }
+
+    #[test]
+    fn tallied_outcomes_read_one_range_of_the_tally() {
+        let (_dir, conn) = migrated();
+        let plan = plan(&conn, TALLIED_OUTCOMES);
+        assert!(
+            plan.contains("USING PRIMARY KEY (environment=? AND workflow=? AND hour>? AND hour<?)"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn a_range_is_whole_hours_from_the_tally_and_its_ends_from_the_runs() {
+        const H: i64 = TALLY_BUCKET_MS;
+        let plan = TallyPlan::of(Some(H + 5), Some(4 * H + 7));
+        assert_eq!(plan.hours, Some((2, 4)));
+        assert_eq!(plan.edges, vec![(H + 5, 2 * H), (4 * H, 4 * H + 7)]);
+        let aligned = TallyPlan::of(Some(H), Some(3 * H));
+        assert_eq!((aligned.hours, aligned.edges), (Some((1, 3)), vec![]));
+        let unbounded = TallyPlan::of(None, None);
+        assert_eq!(
+            (unbounded.hours, unbounded.edges),
+            (Some((i64::MIN, i64::MAX)), vec![])
+        );
+        let inside_one_hour = TallyPlan::of(Some(H + 1), Some(H + 9));
+        assert_eq!(
+            (inside_one_hour.hours, inside_one_hour.edges),
+            (None, vec![(H + 1, H + 9)])
+        );
+        // Hours before 1970 are whole hours too: buckets are floored, not truncated.
+        let across_1970 = TallyPlan::of(Some(-2 * H), Some(H + 3));
+        assert_eq!(across_1970.hours, Some((-2, 1)));
+        assert_eq!(across_1970.edges, vec![(H, H + 3)]);
+        let before_1970 = TallyPlan::of(Some(-H - 1), Some(-1));
+        assert_eq!(before_1970.hours, None);
+        assert_eq!(before_1970.edges, vec![(-H - 1, -1)]);
+        assert!(TallyPlan::of(Some(9), Some(9)).edges.is_empty());
+    }
+
+    /// What happens to one run, in the order the store's paths do it.
+    #[derive(Debug, Clone)]
+    enum RunChange {
+        Accept {
+            at: i64,
+            workflow: u8,
+            version: u8,
+        },
+        Finish {
+            run: usize,
+            status: &'static str,
+        },
+        Retry {
+            run: usize,
+        },
+        Prune {
+            run: usize,
+        },
+        Insert {
+            at: i64,
+            workflow: u8,
+            version: u8,
+            status: &'static str,
+        },
+    }
+
+    fn run_change() -> impl proptest::strategy::Strategy<Value = RunChange> {
+        use proptest::prelude::*;
+        // Times around hour boundaries, where a bucket's edge is.
+        let at = (0i64..6, -3i64..4).prop_map(|(hour, offset)| hour * TALLY_BUCKET_MS + offset);
+        let finished = prop_oneof![Just("succeeded"), Just("failed"), Just("dead")];
+        prop_oneof![
+            (at.clone(), 0u8..2, 0u8..2).prop_map(|(at, workflow, version)| RunChange::Accept {
+                at,
+                workflow,
+                version
+            }),
+            (any::<usize>(), finished.clone())
+                .prop_map(|(run, status)| RunChange::Finish { run, status }),
+            any::<usize>().prop_map(|run| RunChange::Retry { run }),
+            any::<usize>().prop_map(|run| RunChange::Prune { run }),
+            (at, 0u8..2, 0u8..2, finished).prop_map(|(at, workflow, version, status)| {
+                RunChange::Insert {
+                    at,
+                    workflow,
+                    version,
+                    status,
+                }
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// The tally (kept by triggers) plus the exact ends count what counting every run
+        /// counts, for any history of accepts, finishes, retries and prunes and any range.
+        #[test]
+        fn tallied_outcomes_equal_the_runs_counted_one_by_one(
+            changes in proptest::collection::vec(run_change(), 1..40),
+            ranges in proptest::collection::vec(
+                (proptest::option::of(-2i64..7), proptest::option::of(-2i64..7), -3i64..4, -3i64..4, proptest::option::of(0u8..2)),
+                1..8,
+            ),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let path = dir.path().join("tally.db");
+            let store = SqliteStore::open(&path).expect("open");
+            let conn = Connection::open(&path).expect("a second connection");
+            conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+            let mut ids: Vec<String> = Vec::new();
+            for (n, change) in changes.iter().enumerate() {
+                let pick = |run: &usize| (!ids.is_empty()).then(|| ids[run % ids.len()].clone());
+                match change {
+                    RunChange::Accept { at, workflow, version } | RunChange::Insert { at, workflow, version, .. } => {
+                        let status = match change {
+                            RunChange::Insert { status, .. } => status,
+                            _ => "queued",
+                        };
+                        let id = format!("r{n}");
+                        conn.execute(
+                            "INSERT INTO runs (id, environment, workflow, version, status, trigger_payload, created_at)
+                             VALUES (?1, 'production', ?2, ?3, ?4, '{}', ?5)",
+                            params![id, format!("w{workflow}"), format!("v{version}"), status, at],
+                        ).expect("insert");
+                        ids.push(id);
+                    }
+                    RunChange::Finish { run, status } => if let Some(id) = pick(run) {
+                        conn.execute("UPDATE runs SET status = ?2 WHERE id = ?1", params![id, status]).expect("finish");
+                    },
+                    RunChange::Retry { run } => if let Some(id) = pick(run) {
+                        conn.execute("UPDATE runs SET status = 'queued' WHERE id = ?1", params![id]).expect("retry");
+                    },
+                    RunChange::Prune { run } => if let Some(id) = pick(run) {
+                        conn.execute("DELETE FROM runs WHERE id = ?1", params![id]).expect("prune");
+                        ids.retain(|kept| kept != &id);
+                    },
+                }
+            }
+            for (from_hour, until_hour, from_offset, until_offset, version) in ranges {
+                let from = from_hour.map(|h| h * TALLY_BUCKET_MS + from_offset);
+                let until = until_hour.map(|h| h * TALLY_BUCKET_MS + until_offset);
+                for workflow in ["w0", "w1"] {
+                    let version = version.map(|v| format!("v{v}"));
+                    let query = OutcomeQuery {
+                        environment: "production".into(),
+                        workflow: workflow.into(),
+                        version: version.clone(),
+                        from,
+                        until,
+                    };
+                    let tallied = runtime.block_on(store.run_outcomes(&query)).expect("outcomes");
+                    let (finished, failed): (i64, i64) = conn
+                        .query_row(RUN_OUTCOMES, params![
+                            "production",
+                            workflow,
+                            version,
+                            from.unwrap_or(i64::MIN),
+                            until.unwrap_or(i64::MAX)
+                        ], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .expect("counted");
+                    proptest::prop_assert_eq!(
+                        (tallied.finished, tallied.failed),
+                        (finished.unsigned_abs(), failed.unsigned_abs()),
+                        "{:?}", query
+                    );
+                }
+            }
+        }
     }
 
     #[test]

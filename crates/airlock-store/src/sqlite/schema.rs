@@ -246,8 +246,76 @@ CREATE INDEX runs_environment_status ON runs (environment, status, created_at)
     WHERE status IN ('waiting', 'failed', 'dead');
 "#;
 
+/// How many runs finished, and how many of them did not succeed, per environment, workflow,
+/// hour of acceptance and version: what release failure rates and readiness read, so that
+/// counting them costs the same with a thousand runs or ten million. Kept by triggers, in
+/// the transaction that changes the run, so every path that inserts, finishes, retries or
+/// prunes a run keeps it true without knowing of it. (A run's environment, workflow,
+/// version and acceptance time never change; only its status does.) The hour is
+/// `created_at` divided by 3,600,000 rounded down (`TALLY_BUCKET_MS` in `mod.rs`); the
+/// table is derived, so a store copy leaves it to the destination's triggers. And one
+/// environment's audit events by an index, a page at a time.
+const RUN_TALLY: &str = r#"
+CREATE INDEX audit_environment ON audit (environment, seq) WHERE environment IS NOT NULL;
+
+CREATE TABLE run_tally (
+    environment TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    hour        INTEGER NOT NULL,
+    version     TEXT NOT NULL,
+    finished    INTEGER NOT NULL,
+    failed      INTEGER NOT NULL,
+    PRIMARY KEY (environment, workflow, hour, version)
+) WITHOUT ROWID;
+
+INSERT INTO run_tally (environment, workflow, hour, version, finished, failed)
+SELECT environment, workflow, (created_at - (created_at % 3600000 + 3600000) % 3600000) / 3600000, version, count(*), sum(status <> 'succeeded')
+FROM runs WHERE status IN ('succeeded', 'failed', 'dead')
+GROUP BY environment, workflow, (created_at - (created_at % 3600000 + 3600000) % 3600000) / 3600000, version;
+
+CREATE TRIGGER run_tally_inserted AFTER INSERT ON runs
+WHEN NEW.status IN ('succeeded', 'failed', 'dead')
+BEGIN
+    INSERT INTO run_tally (environment, workflow, hour, version, finished, failed)
+    VALUES (NEW.environment, NEW.workflow, (NEW.created_at - (NEW.created_at % 3600000 + 3600000) % 3600000) / 3600000, NEW.version, 1,
+            NEW.status <> 'succeeded')
+    ON CONFLICT (environment, workflow, hour, version)
+    DO UPDATE SET finished = finished + 1, failed = failed + excluded.failed;
+END;
+
+CREATE TRIGGER run_tally_status_changed AFTER UPDATE OF status ON runs
+WHEN OLD.status IS NOT NEW.status
+ AND (OLD.status IN ('succeeded', 'failed', 'dead') OR NEW.status IN ('succeeded', 'failed', 'dead'))
+BEGIN
+    UPDATE run_tally
+    SET finished = finished - 1, failed = failed - (OLD.status <> 'succeeded')
+    WHERE OLD.status IN ('succeeded', 'failed', 'dead')
+      AND environment = OLD.environment AND workflow = OLD.workflow
+      AND hour = (OLD.created_at - (OLD.created_at % 3600000 + 3600000) % 3600000) / 3600000 AND version = OLD.version;
+    INSERT INTO run_tally (environment, workflow, hour, version, finished, failed)
+    SELECT NEW.environment, NEW.workflow, (NEW.created_at - (NEW.created_at % 3600000 + 3600000) % 3600000) / 3600000, NEW.version, 1,
+           NEW.status <> 'succeeded'
+    WHERE NEW.status IN ('succeeded', 'failed', 'dead')
+    ON CONFLICT (environment, workflow, hour, version)
+    DO UPDATE SET finished = finished + 1, failed = failed + excluded.failed;
+END;
+
+CREATE TRIGGER run_tally_deleted AFTER DELETE ON runs
+WHEN OLD.status IN ('succeeded', 'failed', 'dead')
+BEGIN
+    UPDATE run_tally
+    SET finished = finished - 1, failed = failed - (OLD.status <> 'succeeded')
+    WHERE environment = OLD.environment AND workflow = OLD.workflow
+      AND hour = (OLD.created_at - (OLD.created_at % 3600000 + 3600000) % 3600000) / 3600000 AND version = OLD.version;
+    DELETE FROM run_tally
+    WHERE finished = 0
+      AND environment = OLD.environment AND workflow = OLD.workflow
+      AND hour = (OLD.created_at - (OLD.created_at % 3600000 + 3600000) % 3600000) / 3600000 AND version = OLD.version;
+END;
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, CONSOLE_SESSIONS];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, CONSOLE_SESSIONS, RUN_TALLY];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
