@@ -60,6 +60,25 @@ pub enum DiffFormat {
     Markdown,
 }
 
+/// The kinds of project file `airlock schema` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    Manifest,
+    Workflow,
+    Scenario,
+}
+
+impl SchemaKind {
+    pub fn file_kind(self) -> airlock_core::schema::FileKind {
+        use airlock_core::schema::FileKind;
+        match self {
+            SchemaKind::Manifest => FileKind::Manifest,
+            SchemaKind::Workflow => FileKind::Workflow,
+            SchemaKind::Scenario => FileKind::Scenario,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Color {
     Auto,
@@ -122,6 +141,20 @@ pub enum Command {
     /// DIR, or print `airlock.1` on stdout without one: `airlock man | man -l -`.
     Man {
         /// Where to write the pages (created if absent).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema (2020-12) of a kind of project file, for editors:
+    /// `airlock schema workflow`, or write all three (`manifest.schema.json`,
+    /// `workflow.schema.json`, `scenario.schema.json`) into DIR with `--out DIR`, replacing
+    /// older copies. `airlock init` writes them into the project's `schemas/`, where each
+    /// file's `# yaml-language-server: $schema=…` first line points.
+    Schema {
+        /// The kind of file: `manifest` (airlock.yaml), `workflow` (workflows/NAME.yaml) or
+        /// `scenario` (tests/WORKFLOW/NAME.yaml). With `--out`, only that one is written.
+        #[arg(value_enum)]
+        kind: Option<SchemaKind>,
+        /// Where to write the schemas (created if absent).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },

@@ -30,6 +30,67 @@ fn init_then_validate_is_clean() {
     );
 }
 
+/// `airlock schema` prints the schemas compiled into the binary byte for byte, `--out`
+/// writes them, and the project `airlock init` writes holds them where each file's
+/// modeline points.
+#[test]
+fn schema_prints_and_writes_the_embedded_schemas_and_init_points_at_them() {
+    use airlock_core::schema::FileKind;
+    let temp = tempfile::tempdir().unwrap();
+    for kind in FileKind::ALL {
+        let out = airlock(temp.path(), &["schema", kind.name()]);
+        ok(&out, kind.name());
+        assert_eq!(text(&out.stdout), kind.schema(), "{}", kind.name());
+    }
+    let out = airlock(temp.path(), &["schema"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty());
+    assert!(
+        text(&out.stderr).contains("airlock schema --out DIR"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = airlock(temp.path(), &["schema", "workflows"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    let dir = temp.path().join("editor/schemas");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("workflow.schema.json"), "{}").unwrap();
+    let out = airlock(
+        temp.path(),
+        &["schema", "--out", dir.to_str().unwrap(), "--json"],
+    );
+    ok(&out, "schema --out");
+    assert_eq!(json(&out)["written"].as_array().map(Vec::len), Some(3));
+    for kind in FileKind::ALL {
+        let written = std::fs::read_to_string(dir.join(kind.file_name())).unwrap();
+        assert_eq!(written, kind.schema(), "an older copy is replaced");
+    }
+
+    let (_temp, project) = init_project();
+    let mut pointed = 0;
+    for (path, _) in airlock_core::scaffold::FILES {
+        let Some(kind) = FileKind::of_path(path) else {
+            continue;
+        };
+        let file = project.join(path);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let target = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("# yaml-language-server: $schema="))
+            .unwrap_or_else(|| panic!("{path} has no modeline"));
+        let schema = file.parent().unwrap().join(target);
+        assert_eq!(
+            std::fs::read_to_string(&schema).unwrap_or_else(|e| panic!("{path} -> {target}: {e}")),
+            kind.schema(),
+            "{path}"
+        );
+        pointed += 1;
+    }
+    assert_eq!(pointed, 11);
+}
+
 #[test]
 fn init_never_overwrites_a_project() {
     let (temp, project) = init_project();
@@ -131,119 +192,119 @@ const CORRUPTIONS: &[(&str, &str, &str, &str, &str)] = &[
         "workflows/order-intake.yaml",
         "    retry:\n",
         "    retyr:\n",
-        "workflows/order-intake.yaml:44:5",
+        "workflows/order-intake.yaml:45:5",
         "AL0003",
     ),
     (
         "workflows/order-intake.yaml",
         "name: order-intake\n",
         "",
-        "workflows/order-intake.yaml:1:1",
+        "workflows/order-intake.yaml:2:1",
         "AL0004",
     ),
     (
         "workflows/order-intake.yaml",
         "attempts: 4",
         "attempts: [4]",
-        "workflows/order-intake.yaml:45:17",
+        "workflows/order-intake.yaml:46:17",
         "AL0005",
     ),
     (
         "workflows/order-intake.yaml",
         "id: save_order",
         "id: normalize",
-        "workflows/order-intake.yaml:25:9",
+        "workflows/order-intake.yaml:26:9",
         "AL0006",
     ),
     (
         "workflows/order-intake.yaml",
         "{{ steps.normalize.output.total > 100 }}",
         "{{ steps.normalise.output.total > 100 }}",
-        "workflows/order-intake.yaml:18:19",
+        "workflows/order-intake.yaml:19:19",
         "AL0007",
     ),
     (
         "workflows/order-intake.yaml",
         "call: crm.request",
         "call: crmm.request",
-        "workflows/order-intake.yaml:36:11",
+        "workflows/order-intake.yaml:37:11",
         "AL0008",
     ),
     (
         "workflows/order-intake.yaml",
         "{{ steps.normalize.output.total > 100 }}",
         "{{ steps.normalize.output.total > }}",
-        "workflows/order-intake.yaml:18:42",
+        "workflows/order-intake.yaml:19:42",
         "AL0013",
     ),
     (
         "workflows/order-intake.yaml",
         "customer: \"{{ steps.normalize.output.customer }}\"\n        total",
         "customer: \"{{ stepz.normalize.output.customer }}\"\n        total",
-        "workflows/order-intake.yaml:31:23",
+        "workflows/order-intake.yaml:32:23",
         "AL0014",
     ),
     (
         "workflows/order-intake.yaml",
         "backoff: 2s",
         "backoff: 5 parsecs",
-        "workflows/order-intake.yaml:46:16",
+        "workflows/order-intake.yaml:47:16",
         "AL0016",
     ),
     (
         "workflows/order-intake.yaml",
         "call: crm.request",
         "call: crm.requets",
-        "workflows/order-intake.yaml:36:15",
+        "workflows/order-intake.yaml:37:15",
         "AL0022",
     ),
     (
         "workflows/order-intake.yaml",
         "  - id: normalize\n    map:",
         "  - id: normalize\n    map: [",
-        "workflows/order-intake.yaml:14:7",
+        "workflows/order-intake.yaml:15:7",
         "AL0001",
     ),
     (
         "workflows/credit-review.yaml",
         "\"0 7 * * 1-5\"",
         "\"0 7 * * 1-9\"",
-        "workflows/credit-review.yaml:6:15",
+        "workflows/credit-review.yaml:7:15",
         "AL0015",
     ),
     (
         "airlock.yaml",
         "kind: smtp,",
         "kind: smtpp,",
-        "airlock.yaml:9:22",
+        "airlock.yaml:10:22",
         "AL0011",
     ),
     (
         "airlock.yaml",
         "\"${secret:CRM_TOKEN}\"",
         "\"${secret:CRM_TOKN}\"",
-        "airlock.yaml:44:26",
+        "airlock.yaml:45:26",
         "AL0010",
     ),
     (
         "airlock.yaml",
         "staging -> production",
         "staging -> prod",
-        "airlock.yaml:79:14",
+        "airlock.yaml:80:14",
         "AL0009",
     ),
     (
         "airlock.yaml",
         "path: bindings.chat.mode",
         "path: bindings.chatt.mode",
-        "airlock.yaml:63:20",
+        "airlock.yaml:64:20",
         "AL0017",
     ),
     (
         "airlock.yaml",
         "    approvers: [ops-lead, cfo]\n",
         "",
-        "airlock.yaml:36:3",
+        "airlock.yaml:37:3",
         "AL0018",
     ),
     // A coverage share is 0.0 to 1.0, not a percentage.
@@ -251,14 +312,14 @@ const CORRUPTIONS: &[(&str, &str, &str, &str, &str)] = &[
         "airlock.yaml",
         "failure_paths: 1.0 }",
         "failure_paths: 100 }",
-        "airlock.yaml:83:58",
+        "airlock.yaml:84:58",
         "AL0020",
     ),
     (
         "airlock.yaml",
         "      mail:\n        host",
         "      post:\n        host",
-        "workflows/credit-review.yaml:26:15",
+        "workflows/credit-review.yaml:27:15",
         "AL0012",
     ),
 ];

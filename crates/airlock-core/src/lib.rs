@@ -21,6 +21,7 @@ pub mod release;
 pub mod run;
 pub mod scaffold;
 pub mod schedule;
+pub mod schema;
 pub mod source;
 pub mod suite;
 pub mod time;

@@ -1,6 +1,7 @@
 //! The project `airlock init` writes: two environments with documented differences,
 //! an order-intake workflow (webhook) and a credit-review workflow (cron and an
-//! approval), and scenarios for both. The staging it describes runs offline.
+//! approval), and scenarios for both. The staging it describes runs offline. Each YAML
+//! file starts with the `yaml-language-server` modeline naming its schema under `schemas/`.
 
 /// Every file of the starter project: relative path and contents.
 pub const FILES: &[(&str, &str)] = &[
@@ -59,6 +60,20 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "examples/overdue-order.json",
         include_str!("../scaffold/examples/overdue-order.json"),
+    ),
+    // The schemas the modelines on each file's first line point to, so that an editor
+    // checks and completes the files offline (`airlock schema` prints the same).
+    (
+        "schemas/manifest.schema.json",
+        include_str!("../schemas/manifest.schema.json"),
+    ),
+    (
+        "schemas/workflow.schema.json",
+        include_str!("../schemas/workflow.schema.json"),
+    ),
+    (
+        "schemas/scenario.schema.json",
+        include_str!("../schemas/scenario.schema.json"),
     ),
 ];
 

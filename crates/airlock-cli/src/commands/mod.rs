@@ -19,6 +19,7 @@ mod records;
 mod resume;
 pub mod run;
 mod runs;
+mod schema;
 mod secrets;
 mod serve;
 mod test;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Openapi => serve::openapi(),
         Command::Completions { shell } => manual::completions(*shell),
         Command::Man { out } => manual::man(out.as_deref()),
+        Command::Schema { kind, out } => schema::run(global, *kind, out.as_deref()),
         Command::Worker {
             concurrency,
             lease,
@@ -268,6 +270,8 @@ fn reach(command: &Command) -> Reach {
         Command::Openapi => Reach::Local,
         // Text made from this binary's own arguments.
         Command::Completions { .. } | Command::Man { .. } => Reach::Local,
+        // Schemas compiled into the binary.
+        Command::Schema { .. } => Reach::Local,
         // Refused in test.rs, which says why a server takes no evidence over its API.
         Command::Test { .. } => Reach::Api,
         Command::Validate { .. }
