@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod egress;
 pub mod http;
+mod pg_tls;
 pub mod record;
 pub mod redact;
 pub mod secrets;

@@ -51,8 +51,15 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{CancelToken, Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// What connects one PostgreSQL stream over rustls (the adapter keeps the type private).
+type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::TlsConnect;
+
+use crate::pg_tls;
 
 /// At most this many rows come back from one `query`; more is an error, never a silent cut.
 const MAX_ROWS: usize = 10_000;
@@ -134,7 +141,12 @@ impl SqlConnector {
                     binding.connector
                 )));
             }
-            Backend::Postgres(Arc::new(PgDb::new(&binding.connector, url, egress)?))
+            Backend::Postgres(Arc::new(PgDb::new(
+                &binding.connector,
+                url,
+                &binding.base_dir,
+                egress,
+            )?))
         } else {
             return Err(CallError::Invalid(format!(
                 "connector `{}`: `url` must start with `sqlite://` or `postgres://`",
@@ -1057,6 +1069,8 @@ struct PgDb {
     config: tokio_postgres::Config,
     host: String,
     port: u16,
+    /// The rustls client when the URL asks for TLS (`sslmode=require|verify-ca|verify-full`).
+    tls: Option<MakeRustlsConnect>,
     display: String,
     /// The password, in every form, for the driver's error texts.
     redactor: Redactor,
@@ -1082,20 +1096,30 @@ impl PooledClient {
     }
 
     /// Asks the server to cancel what this connection runs (after a timeout), in the
-    /// background, through the same checked address.
+    /// background, through the same checked address and with the same TLS as the
+    /// connection (a server that requires TLS refuses a plain cancel request).
     fn cancel(&self) {
         let Some(client) = &self.client else { return };
         let token: CancelToken = client.cancel_token();
         let addr = self.addr;
+        let tls = match &self.db.tls {
+            Some(make) => match self.db.tls_for_host(make) {
+                Ok(tls) => Some(tls),
+                Err(_) => return,
+            },
+            None => None,
+        };
         tokio::spawn(async move {
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
             {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    token.cancel_query_raw(stream, NoTls),
-                )
-                .await;
+                let cancel = async {
+                    match tls {
+                        Some(tls) => token.cancel_query_raw(stream, tls).await,
+                        None => token.cancel_query_raw(stream, NoTls).await,
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), cancel).await;
             }
         });
     }
@@ -1113,18 +1137,31 @@ impl Drop for PooledClient {
 }
 
 impl PgDb {
-    fn new(connector: &str, url: &str, egress: Arc<Egress>) -> Result<Self, CallError> {
+    fn new(
+        connector: &str,
+        url: &str,
+        base_dir: &Path,
+        egress: Arc<Egress>,
+    ) -> Result<Self, CallError> {
         // The URL's password as written (percent-encoded); the decoded one joins it below.
         let mut redactor = url::Url::parse(url)
             .ok()
             .and_then(|u| u.password().map(Redactor::of_credential))
             .unwrap_or_default();
         let redact = |msg: String| redactor.redact(&msg);
-        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        // tokio-postgres reads neither verify-ca/verify-full nor sslrootcert: they leave
+        // the URL here and become the rustls client below.
+        let (url, tls) = pg_tls::split_url(url, base_dir).map_err(|e| {
             CallError::Invalid(redact(format!(
                 "connector `{connector}`: invalid PostgreSQL url: {e}"
             )))
         })?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| {
+                CallError::Invalid(redact(format!(
+                    "connector `{connector}`: invalid PostgreSQL url: {e}"
+                )))
+            })?;
         let host = match config.get_hosts() {
             [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
             [] => {
@@ -1147,24 +1184,32 @@ impl PgDb {
                 )));
             }
         };
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(CallError::Invalid(format!(
-                "connector `{connector}`: sslmode=require is not supported yet (this build speaks plain TCP to PostgreSQL)"
-            )));
-        }
+        let tls_mode = tls.mode;
+        let tls = tls
+            .connector()
+            .map_err(|e| CallError::Invalid(format!("connector `{connector}`: {e}")))?;
+        // tokio-postgres asks the server for TLS (and fails if it declines) under
+        // `require`; what is checked is the rustls client's business.
+        config.ssl_mode(if tls.is_some() {
+            tokio_postgres::config::SslMode::Require
+        } else {
+            tokio_postgres::config::SslMode::Disable
+        });
         if let Some(password) = config.get_password() {
             redactor.extend(&Redactor::of_credential(&String::from_utf8_lossy(password)));
         }
         let display = format!(
-            "postgres {}:{}/{}",
+            "postgres {}:{}/{} (sslmode={})",
             host,
             port,
-            config.get_dbname().or(config.get_user()).unwrap_or("")
+            config.get_dbname().or(config.get_user()).unwrap_or(""),
+            tls_mode.name()
         );
         Ok(Self {
             config,
             host,
             port,
+            tls,
             display,
             redactor,
             egress,
@@ -1187,6 +1232,17 @@ impl PgDb {
         }
     }
 
+    /// The TLS client for one connection: it checks the certificate against the URL's
+    /// host (the name, not the address egress resolved it to).
+    fn tls_for_host(&self, make: &MakeRustlsConnect) -> Result<RustlsConnect, CallError> {
+        MakeTlsConnect::<TcpStream>::make_tls_connect(&mut make.clone(), &self.host).map_err(|e| {
+            CallError::Invalid(format!(
+                "PostgreSQL host `{}` cannot be checked against a certificate: {e}",
+                self.host
+            ))
+        })
+    }
+
     /// Opens a new connection to an address egress checked.
     async fn connect(
         self: &Arc<Self>,
@@ -1198,14 +1254,31 @@ impl PgDb {
             match TcpStream::connect(addr).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let (client, connection) = self
-                        .config
-                        .connect_raw(stream, NoTls)
-                        .await
-                        .map_err(|e| self.error(&e, timeout))?;
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
+                    let client = match &self.tls {
+                        Some(make) => {
+                            let tls = self.tls_for_host(make)?;
+                            let (client, connection) = self
+                                .config
+                                .connect_raw(stream, tls)
+                                .await
+                                .map_err(|e| self.error(&e, timeout))?;
+                            tokio::spawn(async move {
+                                let _ = connection.await;
+                            });
+                            client
+                        }
+                        None => {
+                            let (client, connection) = self
+                                .config
+                                .connect_raw(stream, NoTls)
+                                .await
+                                .map_err(|e| self.error(&e, timeout))?;
+                            tokio::spawn(async move {
+                                let _ = connection.await;
+                            });
+                            client
+                        }
+                    };
                     return Ok((client, addr));
                 }
                 Err(e) => last_error = e.to_string(),
@@ -1421,6 +1494,9 @@ fn pg_error(e: &tokio_postgres::Error, timeout: Duration) -> CallError {
     if e.is_closed() {
         return CallError::Connection(format!("PostgreSQL connection closed: {e}"));
     }
+    if let Some(refused) = tls_refusal(e) {
+        return refused;
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if s.downcast_ref::<std::io::Error>().is_some() {
@@ -1429,6 +1505,43 @@ fn pg_error(e: &tokio_postgres::Error, timeout: Duration) -> CallError {
         source = s.source();
     }
     CallError::Failed(format!("PostgreSQL: {e}"))
+}
+
+/// A TLS handshake that failed on what the binding trusts (the server's certificate, or a
+/// server without TLS): `Invalid`, as wrong credentials are, since trying again cannot
+/// help. rustls' own error rides inside the `io::Error` tokio-rustls returns.
+fn tls_refusal(e: &tokio_postgres::Error) -> Option<CallError> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let rustls_error = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        match rustls_error {
+            Some(refused @ rustls::Error::InvalidCertificate(_)) => {
+                return Some(CallError::Invalid(format!(
+                    "PostgreSQL TLS: the server's certificate is refused ({refused}): is \
+                     sslrootcert the CA that signed it, and the url's host one of its names?"
+                )));
+            }
+            Some(other) => {
+                return Some(CallError::Invalid(format!(
+                    "PostgreSQL TLS failed: {other}"
+                )));
+            }
+            // tokio-postgres' own words when the server answers the TLS request with "no".
+            None if s.to_string() == "server does not support TLS" => {
+                return Some(CallError::Invalid(
+                    "PostgreSQL: the server does not support TLS, and the binding's sslmode asks for it"
+                        .into(),
+                ));
+            }
+            None => {}
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Resolves `host:port` through the environment's egress allowlist: a refusal is an
@@ -1553,6 +1666,7 @@ mod tests {
         let db = PgDb::new(
             "pg",
             "postgres://u:p%40ss@127.0.0.1/db",
+            Path::new("."),
             Arc::new(Egress::new("staging", vec![])),
         )
         .expect("a valid url");

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::{
@@ -101,9 +101,60 @@ impl std::fmt::Debug for PostgresStore {
 
 /// Parses a connection URL. Neither this message nor any other here contains the URL (it
 /// may carry a password): sqlx's errors name what is wrong, never the connection string.
+///
+/// TLS follows libpq's `sslmode` and `sslrootcert` (in the URL, or `PGSSLMODE` and
+/// `PGSSLROOTCERT`), with two differences that keep a connection from being less safe than
+/// it reads: `allow` and `prefer` are refused (they fall back to plain text without a word),
+/// and no `sslmode` at all means `disable` rather than libpq's `prefer`. As in libpq,
+/// `require` with a root certificate given checks the chain (`verify-ca`).
 fn parse_url(url: &str) -> Result<PgConnectOptions> {
-    url.parse::<PgConnectOptions>()
-        .map_err(|e| Error::Backend(format!("bad PostgreSQL URL: {e}")))
+    let options = url
+        .parse::<PgConnectOptions>()
+        .map_err(|e| Error::Backend(format!("bad PostgreSQL URL: {e}")))?;
+    let given = |keys: &[&str], env: &str| {
+        url_parameters(url).any(|key| keys.contains(&key)) || std::env::var_os(env).is_some()
+    };
+    let mode_given = given(&["sslmode", "ssl-mode"], "PGSSLMODE");
+    let root_given = given(&["sslrootcert", "ssl-root-cert", "ssl-ca"], "PGSSLROOTCERT");
+    Ok(match options.get_ssl_mode() {
+        mode @ (PgSslMode::Allow | PgSslMode::Prefer) if mode_given => {
+            let name = if matches!(mode, PgSslMode::Allow) {
+                "allow"
+            } else {
+                "prefer"
+            };
+            return Err(Error::Backend(format!(
+                "bad PostgreSQL URL: sslmode={name} is not supported: it falls back to an \
+                 unencrypted connection without saying so; write sslmode=verify-full (or \
+                 verify-ca, require), or sslmode=disable for plain text"
+            )));
+        }
+        PgSslMode::Allow | PgSslMode::Prefer => options.ssl_mode(PgSslMode::Disable),
+        PgSslMode::Require if root_given => options.ssl_mode(PgSslMode::VerifyCa),
+        _ => options,
+    })
+}
+
+/// The parameter names in a URL's query (`?a=1&b=2` → `a`, `b`).
+fn url_parameters(url: &str) -> impl Iterator<Item = &str> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').map_or(pair, |(key, _)| key))
+}
+
+/// The `sslmode` a connection runs with, as the URL spells it.
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
 }
 
 fn cannot_connect(error: sqlx::Error) -> Error {
@@ -142,6 +193,20 @@ async fn reach(connect: &PgConnectOptions) -> Result<(), Unreached> {
                 ConnectionRefused => ("connection refused".to_owned(), true),
                 ConnectionReset | ConnectionAborted => ("connection reset".to_owned(), true),
                 TimedOut => ("connection timed out".to_owned(), true),
+                // The TLS handshake's refusal (a certificate not trusted, a name not in
+                // it) reaches here as the io::Error rustls' error rides in.
+                _ if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+                {
+                    (
+                        format!(
+                            "TLS (sslmode={}) failed: {io}",
+                            ssl_mode_name(connect.get_ssl_mode())
+                        ),
+                        false,
+                    )
+                }
                 _ => (io.to_string(), false),
             };
             Unreached { reason, transient }
@@ -150,6 +215,14 @@ async fn reach(connect: &PgConnectOptions) -> Result<(), Unreached> {
             reason: db.message().to_owned(),
             // 57P03: the database system is starting up; 53300: too many connections.
             transient: matches!(db.code().as_deref(), Some("57P03" | "53300")),
+        },
+        // A certificate refused, or a server without TLS: waiting does not change either.
+        sqlx::Error::Tls(tls) => Unreached {
+            reason: format!(
+                "TLS (sslmode={}) failed: {tls}",
+                ssl_mode_name(connect.get_ssl_mode())
+            ),
+            transient: false,
         },
         other => Unreached {
             reason: other.to_string(),
