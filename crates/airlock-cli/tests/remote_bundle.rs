@@ -462,7 +462,7 @@ fn a_server_with_no_checkout_deploys_tests_and_promotes_what_it_receives() {
     );
     ok(&out, "promote --server");
     let promotion = stdout_json(&out);
-    assert_eq!(promotion["opened"], true, "{promotion}");
+    assert_eq!(promotion["request"]["status"], "open", "{promotion}");
     let tests = promotion["verdict"]["checks"]
         .as_array()
         .unwrap()
@@ -471,7 +471,7 @@ fn a_server_with_no_checkout_deploys_tests_and_promotes_what_it_receives() {
         .cloned()
         .unwrap();
     assert_eq!(tests["met"], true, "{tests}");
-    let request = promotion["request"]["request"]["id"]
+    let request = promotion["request"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
