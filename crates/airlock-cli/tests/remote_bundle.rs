@@ -471,10 +471,7 @@ fn a_server_with_no_checkout_deploys_tests_and_promotes_what_it_receives() {
         .cloned()
         .unwrap();
     assert_eq!(tests["met"], true, "{tests}");
-    let request = promotion["request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let request = promotion["request"]["id"].as_str().unwrap().to_owned();
 
     // The inbox: cfo (a listed approver of production) sees it with its verdict; mallory
     // holds an approver's token but is not listed; dev opened it and may not approve it.
