@@ -382,6 +382,13 @@ pub enum Command {
         /// Only requests into this environment (against a server: the token's, unless given).
         #[arg(long = "env", value_name = "ENV")]
         environment: Option<String>,
+        /// Only the open requests you may decide (an approver of their target, not their
+        /// author), each with its verdict requirement by requirement.
+        #[arg(long)]
+        inbox: bool,
+        /// Whose inbox, here (`--inbox`); against a server, the token's name.
+        #[arg(long = "as", value_name = "NAME", requires = "inbox")]
+        approver: Option<String>,
     },
     /// Take back your own open promotion request.
     Withdraw {

@@ -1,7 +1,7 @@
 //! Reading a project folder into source files for the core.
 
 use crate::error::CliError;
-use airlock_core::project::{MANIFEST, is_project_file};
+use airlock_core::project::MANIFEST;
 use airlock_core::source::SourceFile;
 use std::path::{Path, PathBuf};
 
@@ -32,10 +32,9 @@ impl ProjectDir {
     /// The manifest, every workflow and every scenario, plus any YAML file under
     /// `workflows/` or `tests/` that sits in the wrong place (the core reports those).
     pub fn read(&self) -> Result<Vec<SourceFile>, CliError> {
-        let mut paths = vec![MANIFEST.to_owned()];
-        for folder in ["workflows", "tests"] {
-            collect_yaml(&self.root, Path::new(folder), 0, &mut paths)?;
-        }
+        // The one listing of a project's files, which a deploy's bundle is made of too.
+        let paths = airlock_ops::bundle::project_paths(&self.root)
+            .map_err(|e| CliError::io("read", &self.root, e))?;
         paths
             .into_iter()
             .map(|relative| {
@@ -55,35 +54,4 @@ impl ProjectDir {
             })
             .collect()
     }
-}
-
-fn collect_yaml(
-    root: &Path,
-    relative: &Path,
-    depth: usize,
-    out: &mut Vec<String>,
-) -> Result<(), CliError> {
-    let full = root.join(relative);
-    if depth > 3 || !full.is_dir() {
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(&full).map_err(|e| CliError::io("read", &full, e))?;
-    let mut names: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for name in names {
-        let child = relative.join(&name);
-        if root.join(&child).is_dir() {
-            collect_yaml(root, &child, depth + 1, out)?;
-            continue;
-        }
-        let text = child.to_string_lossy().replace('\\', "/");
-        let is_yaml = text.ends_with(".yaml") || text.ends_with(".yml");
-        if is_yaml || is_project_file(&text) {
-            out.push(text);
-        }
-    }
-    Ok(())
 }

@@ -194,7 +194,35 @@ impl Remote {
             Some(words) => format!("{} {words}", status.as_u16()),
             None => status.as_u16().to_string(),
         };
-        CliError::usage(format!("{reason} ({} answered {code})", self.shown), help)
+        // Files the server judged invalid: each problem where `validate` puts it.
+        let problems: String = answer
+            .as_ref()
+            .and_then(|v| v["problems"].as_array())
+            .map(|problems| {
+                problems
+                    .iter()
+                    .map(|p| {
+                        let at =
+                            match (p["path"].as_str(), p["line"].as_u64(), p["column"].as_u64()) {
+                                (Some(path), Some(line), Some(column)) if line > 0 => {
+                                    format!("{path}:{line}:{column}")
+                                }
+                                (Some(path), _, _) => path.to_owned(),
+                                _ => "project".to_owned(),
+                            };
+                        format!(
+                            "\n  {at}: {} {}",
+                            p["code"].as_str().unwrap_or(""),
+                            p["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        CliError::usage(
+            format!("{reason} ({} answered {code}){problems}", self.shown),
+            help,
+        )
     }
 
     fn unexpected(&self, error: serde_json::Error) -> CliError {

@@ -34,6 +34,9 @@ pub struct Workspace {
     pub loaded: Loaded,
     pub store: Arc<dyn Store>,
     pub keyring: Keyring,
+    /// The folder holds no project: `loaded` is the bundle deployed last to the store
+    /// (empty before the first deploy), as a server with no checkout serves it.
+    pub deployed: bool,
 }
 
 impl Workspace {
@@ -42,17 +45,42 @@ impl Workspace {
     /// Loads the project (printing its problems, if any, as `validate` does: then
     /// [`CliError::Reported`]), opens its store and its environments' keys.
     pub fn open(global: &Global) -> Result<Self, CliError> {
-        Self::open_with(global, Duration::ZERO)
+        Self::open_with(global, Duration::ZERO, false)
     }
 
     /// [`Workspace::open`] for a process that serves (`serve`, `worker`): a PostgreSQL
     /// store that refuses connections for a while (restarting, not up yet) is tried again
     /// for [`SERVING_CONNECT_RETRY`] before the process gives up, saying why.
+    ///
+    /// A folder with no `airlock.yaml` is a server with no checkout of the project: it
+    /// serves the bundle deployed to its store last (see [`Workspace::open_deployed`]).
     pub fn open_serving(global: &Global) -> Result<Self, CliError> {
-        Self::open_with(global, SERVING_CONNECT_RETRY)
+        Self::open_with(global, SERVING_CONNECT_RETRY, true)
     }
 
-    fn open_with(global: &Global, connect_retry: Duration) -> Result<Self, CliError> {
+    /// [`Workspace::open`], or, in a folder with no `airlock.yaml`, its store with the
+    /// project deployed to it last (`airlock deploy --server` carries the files): what a
+    /// server with no checkout serves, and what `token` manages tokens of. Before the first
+    /// deploy the project is empty.
+    pub fn open_deployed(global: &Global) -> Result<Self, CliError> {
+        Self::open_with(global, Duration::ZERO, true)
+    }
+
+    fn open_with(
+        global: &Global,
+        connect_retry: Duration,
+        deployed: bool,
+    ) -> Result<Self, CliError> {
+        if deployed {
+            let root = match global.project.as_deref() {
+                Some(dir) => dir.to_path_buf(),
+                None => std::env::current_dir()
+                    .map_err(|e| CliError::io("read", std::path::Path::new("."), e))?,
+            };
+            if root.is_dir() && !root.join(airlock_core::project::MANIFEST).exists() {
+                return Self::open_store_only(global, root, connect_retry);
+            }
+        }
         let loaded = crate::commands::validate::load_or_report(global)?;
         let root = ProjectDir::locate(global.project.as_deref())?.root;
         let state = root.join(STATE_DIR);
@@ -76,6 +104,49 @@ impl Workspace {
             loaded,
             store,
             keyring,
+            deployed: false,
+        })
+    }
+
+    /// A folder with no project: its store, and the project deployed to it last.
+    fn open_store_only(
+        global: &Global,
+        root: PathBuf,
+        connect_retry: Duration,
+    ) -> Result<Self, CliError> {
+        let state = root.join(STATE_DIR);
+        create_state_dir(&state)?;
+        let store = open_store_with(
+            global.store.as_deref(),
+            &state.join(STORE_FILE),
+            connect_retry,
+        )?;
+        let latest = runtime()?
+            .block_on(airlock_ops::bundle::latest_project(&*store))
+            .map_err(crate::commands::ops_error)?;
+        let loaded = match latest {
+            Some(loaded) => loaded,
+            // Nothing deployed yet: no environment, no workflow, until the first deploy.
+            None => Loaded {
+                project: airlock_core::project::load(Vec::new()).project,
+                diagnostics: Vec::new(),
+            },
+        };
+        let environments: Vec<&str> = loaded
+            .project
+            .manifest
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        let keyring = Keyring::load(&state, &environments)
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+        Ok(Self {
+            root,
+            loaded,
+            store,
+            keyring,
+            deployed: true,
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod bundle;
 pub mod canonical;
 pub mod config;
 pub mod decode;

@@ -689,6 +689,14 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.evidence(workflow, version).await
     }
+    async fn add_bundle(&self, bundle: &airlock_store::StoredBundle) -> airlock_store::Result<()> {
+        self.alive()?;
+        self.inner.add_bundle(bundle).await
+    }
+    async fn latest_bundle(&self) -> airlock_store::Result<Option<airlock_store::StoredBundle>> {
+        self.alive()?;
+        self.inner.latest_bundle().await
+    }
     async fn open_request(
         &self,
         request: &NewPromotionRequest,

@@ -15,6 +15,13 @@ pub struct Deployed {
     pub environment: String,
     /// One entry per workflow of the project, then one per workflow no longer in it.
     pub changes: Vec<Change>,
+    /// The deployed bundle's content id, when the deploy carried its files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// The scenario suites the server ran on the versions it received, each recorded as
+    /// evidence bound to its hash (a deploy that carried its files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<super::evidence::Recorded>,
 }
 
 /// One workflow's change.
@@ -186,5 +193,86 @@ pub async fn deploy(
     Ok(Deployed {
         environment: environment_name.to_owned(),
         changes,
+        bundle: None,
+        evidence: Vec::new(),
     })
+}
+
+/// Deploys the files a deploy carried (a server with or without a checkout of its own).
+/// In order, each refusing before anything is written: the files must hash to the bundle
+/// id their sender computed (`claimed`; 409: changed after hashing or in transit); they
+/// must validate, judged here exactly as `validate` judges a folder (400 with every
+/// problem, positioned); the environment must be unprotected (403) and, with `expected`,
+/// the workflows must hash to exactly the sender's version ids (409, see
+/// [`check_expected`]). Then the versions are deployed, the bundle is kept (the project a
+/// server with no folder serves, [`super::bundle`]), and the scenario suite is run here,
+/// offline, on those very versions and recorded as evidence bound to their hashes: what a
+/// sender claims about its tests counts for nothing.
+pub async fn deploy_files(
+    store: &dyn Store,
+    bundle: &airlock_core::bundle::Bundle,
+    claimed: Option<&str>,
+    environment_name: &str,
+    expected: Option<&BTreeMap<String, String>>,
+    actor: &str,
+    now: i64,
+) -> Result<Deployed, OpsError> {
+    let id = bundle.id();
+    if let Some(claimed) = claimed
+        && claimed != id
+    {
+        return Err(OpsError::conflict(
+            format!(
+                "the files do not hash to the bundle the deploy named: {} was sent, the files hash to {}; nothing was deployed",
+                super::short(claimed),
+                super::short(&id)
+            ),
+            Some(
+                "a file changed after it was hashed: deploy again from a clean working copy".into(),
+            ),
+        ));
+    }
+    let loaded = airlock_core::project::load(bundle.source_files());
+    if !loaded.diagnostics.is_empty() {
+        let validation = super::validate::validate(&loaded);
+        let n = validation.errors.len();
+        return Err(OpsError::Invalid {
+            message: format!(
+                "the deployed files do not validate: {n} problem{}; nothing was deployed",
+                if n == 1 { "" } else { "s" }
+            ),
+            problems: validation.errors,
+        });
+    }
+    let project = &loaded.project;
+    let mut deployed = deploy(store, project, environment_name, expected, actor, now).await?;
+    store
+        .add_bundle(&airlock_store::StoredBundle {
+            id: id.clone(),
+            environment: environment_name.to_owned(),
+            files: bundle
+                .files()
+                .iter()
+                .map(|f| airlock_store::BundleFile {
+                    path: f.path.clone(),
+                    text: f.text.clone(),
+                })
+                .collect(),
+            deployed_by: actor.to_owned(),
+            deployed_at: now,
+        })
+        .await?;
+    audit(
+        store,
+        now,
+        actor,
+        "deploy.bundle",
+        Some(environment_name),
+        "project",
+        json!({ "bundle": id, "files": bundle.files().len(), "bytes": bundle.bytes() }),
+    )
+    .await?;
+    deployed.evidence = super::evidence::run(store, project, None, actor, now).await?;
+    deployed.bundle = Some(id);
+    Ok(deployed)
 }

@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod audit_chain;
+pub mod bundle;
 pub mod check;
 pub mod config;
 pub mod deploy;
@@ -77,6 +78,13 @@ pub enum OpsError {
         message: String,
         help: Option<String>,
     },
+    /// The files are invalid (400): every problem, positioned as `validate` reports it
+    /// (a bundle a deploy carried, which did not pass the bundle's rules or `validate`).
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        problems: Vec<validate::Problem>,
+    },
     /// The store failed while the operation was under way (503).
     #[error("{message}")]
     Unavailable { message: String },
@@ -119,7 +127,7 @@ impl OpsError {
     /// theirs).
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest { .. } => 400,
+            Self::BadRequest { .. } | Self::Invalid { .. } => 400,
             Self::Forbidden { .. } => 403,
             Self::NotFound { .. } | Self::Store(airlock_store::Error::NotFound(_)) => 404,
             Self::Conflict { .. } | Self::Store(airlock_store::Error::Conflict(_)) => 409,
@@ -134,6 +142,9 @@ impl OpsError {
             | Self::Forbidden { help, .. }
             | Self::NotFound { help, .. }
             | Self::Conflict { help, .. } => help.as_deref(),
+            Self::Invalid { .. } => {
+                Some("each problem names its file, line and column: fix them, then deploy again")
+            }
             Self::Unavailable { .. } | Self::Store(_) => None,
         }
     }

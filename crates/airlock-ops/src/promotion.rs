@@ -805,6 +805,62 @@ pub enum RequestSubject {
     Enable,
 }
 
+/// The approvers' inbox: the open requests one approver may decide, each with its
+/// verdict now, in one answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inbox {
+    /// Whose inbox (a token's name through the API, `--as` here).
+    pub approver: String,
+    /// The environments they may approve in (the listed approvers of each, as the
+    /// released configuration of a protected one names them), in the manifest's order.
+    pub environments: Vec<String>,
+    /// The open requests into those environments that they did not open themselves
+    /// (an author never approves their own request), newest first.
+    pub requests: Vec<RequestRow>,
+}
+
+/// The open requests `approver` may decide: into an environment whose approvers list
+/// them (`within`: only that one, e.g. a token's single environment), not opened by them,
+/// each with its verdict, requirement by requirement. `airlock promotions --inbox` and
+/// `GET /api/v1/inbox`.
+pub async fn inbox(
+    store: &dyn Store,
+    project: &Project,
+    approver: &str,
+    within: Option<&str>,
+    now: i64,
+) -> Result<Inbox, OpsError> {
+    if let Some(name) = within {
+        environment(&project.manifest, name)?;
+    }
+    let effective = config::effective(store, project, "airlock", now).await?;
+    let environments: Vec<String> = effective
+        .manifest
+        .environments
+        .iter()
+        .filter(|e| within.is_none_or(|name| e.name.value == name))
+        .filter(|e| e.approvers.iter().any(|a| a.value == approver))
+        .map(|e| e.name.value.clone())
+        .collect();
+    let requests = if environments.is_empty() {
+        Vec::new()
+    } else {
+        list(store, project, Some(RequestStatus::Open), None, now)
+            .await?
+            .into_iter()
+            .filter(|row| {
+                environments.contains(&row.request.request.to_environment)
+                    && row.request.request.author != approver
+            })
+            .collect()
+    };
+    Ok(Inbox {
+        approver: approver.to_owned(),
+        environments,
+        requests,
+    })
+}
+
 /// The requests, newest first, optionally of one status and one target environment:
 /// `airlock promotions` and `GET /api/v1/promotions`.
 pub async fn list(

@@ -452,3 +452,168 @@ async fn a_workflow_with_0_of_1_failure_paths_covered_is_not_promoted() {
         opened.verdict
     );
 }
+
+fn bundle_of(files: &[(&str, &str)]) -> airlock_core::bundle::Bundle {
+    airlock_core::bundle::Bundle::from_bytes(
+        files
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), t.as_bytes().to_vec()))
+            .collect(),
+    )
+    .expect("a well-formed bundle")
+}
+
+/// Issue 14, points 1 and 2: the files a deploy carried are deployed only when they hash
+/// to what their sender named and validate; they are kept, and the server's own run of
+/// their scenarios is the evidence the gate reads.
+#[tokio::test]
+async fn a_deploy_of_files_keeps_them_and_records_the_servers_evidence() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let workflow = greet("hello");
+    let bundle = bundle_of(&[
+        ("airlock.yaml", MANIFEST),
+        ("workflows/greet.yaml", &workflow),
+        ("tests/greet/hello.yaml", SCENARIO),
+    ]);
+
+    let refused = deploy::deploy_files(store, &bundle, Some("0ther"), "staging", None, "ci", 1)
+        .await
+        .expect_err("another bundle id");
+    assert!(matches!(refused, OpsError::Conflict { .. }), "{refused:?}");
+    let broken = bundle_of(&[
+        ("airlock.yaml", MANIFEST),
+        (
+            "workflows/greet.yaml",
+            "name: greet\nsteps:\n  - id: hello\n    mapp: {}\n",
+        ),
+    ]);
+    let invalid =
+        deploy::deploy_files(store, &broken, Some(&broken.id()), "staging", None, "ci", 2)
+            .await
+            .expect_err("does not validate");
+    let OpsError::Invalid { problems, .. } = &invalid else {
+        panic!("{invalid:?}")
+    };
+    assert!(
+        !problems.is_empty()
+            && problems
+                .iter()
+                .all(|p| p.path.as_deref() == Some("workflows/greet.yaml") && p.line > 0),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| (p.line, p.column) == (4, 5)),
+        "{problems:?}"
+    );
+    assert_eq!(invalid.status(), 400);
+    let protected = deploy::deploy_files(store, &bundle, None, "production", None, "ci", 3)
+        .await
+        .expect_err("protected");
+    assert!(matches!(protected, OpsError::Forbidden { .. }));
+    assert!(store.deployments(Some("staging")).await.unwrap().is_empty());
+    assert_eq!(store.latest_bundle().await.unwrap(), None, "nothing kept");
+
+    let deployed =
+        deploy::deploy_files(store, &bundle, Some(&bundle.id()), "staging", None, "ci", 4)
+            .await
+            .expect("deployed");
+    round_trip(&deployed);
+    assert_eq!(deployed.bundle.as_deref(), Some(bundle.id().as_str()));
+    let version = deployed.changes[0].to.clone().unwrap();
+    assert_eq!(deployed.evidence.len(), 1);
+    assert!(deployed.evidence[0].passed && deployed.evidence[0].version == version);
+    let kept = bundle::latest_project(store).await.unwrap().expect("kept");
+    assert!(kept.diagnostics.is_empty());
+    assert_eq!(kept.project.files, bundle.source_files());
+    let evidence = store.evidence("greet", Some(&version)).await.unwrap();
+    assert_eq!(evidence[0].evidence.summary["runner"], "server");
+
+    // The gate reads the server's evidence: the request opens with its tests met.
+    let opened = promote_as_dev(store, &kept.project, "greet", 5).await;
+    assert!(opened.opened, "{:?}", opened.verdict);
+
+    // Asked again for what staging runs, the server tests it again; another version of
+    // the workflow is refused by name.
+    let again = evidence::run_deployed(store, &kept.project, "staging", None, None, "ci", 6)
+        .await
+        .unwrap();
+    assert_eq!((again.recorded.len(), again.skipped.len()), (1, 0));
+    let other = evidence::run_deployed(
+        store,
+        &kept.project,
+        "staging",
+        Some("greet"),
+        Some(&"0".repeat(64)),
+        "ci",
+        7,
+    )
+    .await
+    .expect_err("not the served version");
+    assert!(matches!(other, OpsError::Conflict { .. }), "{other:?}");
+    let nothing = evidence::run_deployed(store, &kept.project, "production", None, None, "ci", 8)
+        .await
+        .expect_err("nothing deployed in production");
+    assert!(matches!(nothing, OpsError::NotFound { .. }), "{nothing:?}");
+}
+
+/// Issue 14, point 6: the inbox holds the open requests its approver may decide, never
+/// their own, each with its verdict.
+#[tokio::test]
+async fn the_inbox_lists_exactly_what_its_approver_may_decide() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&temp.path().join("airlock.db")).unwrap();
+    let store: &dyn Store = &store;
+    let v1 = project(&greet("hello"));
+    record_evidence(store, &v1, 1_000).await;
+    deploy::deploy(store, &v1, "staging", None, "dev", 1_100)
+        .await
+        .unwrap();
+    let opened = promote_greet(store, &v1, 1_200).await;
+    let id = opened.request.unwrap().request.id;
+
+    let cfo = promotion::inbox(store, &v1, "cfo", None, 1_300)
+        .await
+        .unwrap();
+    round_trip(&cfo);
+    assert_eq!(cfo.environments, ["production"]);
+    assert_eq!(cfo.requests.len(), 1);
+    assert_eq!(cfo.requests[0].request.request.id, id);
+    let verdict = cfo.requests[0]
+        .verdict
+        .as_ref()
+        .expect("an open request's verdict");
+    assert!(
+        verdict
+            .checks
+            .iter()
+            .any(|c| c.requirement == "approvals" && !c.met)
+    );
+    // Staging's approver sees staging, where nothing waits; the author is no approver;
+    // production's approver asked about staging alone approves nowhere there.
+    let lead = promotion::inbox(store, &v1, "lead", None, 1_300)
+        .await
+        .unwrap();
+    assert_eq!(
+        (lead.environments.as_slice(), lead.requests.len()),
+        (&["staging".to_owned()][..], 0)
+    );
+    let dev = promotion::inbox(store, &v1, "dev", None, 1_300)
+        .await
+        .unwrap();
+    assert!(dev.environments.is_empty() && dev.requests.is_empty());
+    let within = promotion::inbox(store, &v1, "cfo", Some("staging"), 1_300)
+        .await
+        .unwrap();
+    assert!(within.environments.is_empty() && within.requests.is_empty());
+
+    // Decided, it leaves the inbox.
+    promotion::decide(store, &v1, &id, Actor::local("cfo"), true, None, 1_400)
+        .await
+        .unwrap();
+    let after = promotion::inbox(store, &v1, "cfo", None, 1_500)
+        .await
+        .unwrap();
+    assert!(after.requests.is_empty());
+}

@@ -68,7 +68,19 @@ pub async fn create(
     manifest: &Manifest,
     create: TokenToCreate<'_>,
 ) -> Result<CreatedToken, OpsError> {
-    environment(manifest, create.environment)?;
+    // A store that serves no project yet (a server with no checkout, before its first
+    // deploy) knows no environment: its first tokens name the one they will deploy to.
+    if !manifest.environments.is_empty() {
+        environment(manifest, create.environment)?;
+    } else if airlock_core::bundle::path_problem(create.environment).is_some()
+        || create.environment.contains('/')
+        || create.environment.trim().is_empty()
+    {
+        return Err(OpsError::bad_request(
+            format!("`{}` cannot name an environment", create.environment),
+            None,
+        ));
+    }
     let role: Role = create
         .role
         .parse()

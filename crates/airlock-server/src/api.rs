@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use utoipa::{IntoParams, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::routes;
 
 #[derive(OpenApi)]
@@ -79,7 +80,13 @@ pub(crate) fn openapi_router() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(audit_log))
         .routes(routes!(audit_head))
         .routes(routes!(whoami))
-        .routes(routes!(crate::promotion_api::deploy))
+        .routes(
+            routes!(crate::promotion_api::deploy).layer(axum::extract::DefaultBodyLimit::max(
+                crate::promotion_api::DEPLOY_BODY_LIMIT,
+            )),
+        )
+        .routes(routes!(crate::promotion_api::evidence_run))
+        .routes(routes!(crate::promotion_api::inbox))
         .routes(routes!(crate::promotion_api::promote))
         .routes(routes!(crate::promotion_api::approve))
         .routes(routes!(crate::promotion_api::reject))

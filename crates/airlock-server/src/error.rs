@@ -29,6 +29,8 @@ pub(crate) struct ApiError {
     pub reason: String,
     /// How to get past it, when there is something useful to say.
     pub help: Option<String>,
+    /// Files that do not validate: every problem, positioned as `validate` reports it.
+    pub problems: Option<Vec<airlock_ops::validate::Problem>>,
 }
 
 impl ApiError {
@@ -37,6 +39,7 @@ impl ApiError {
             status,
             reason: reason.into(),
             help: None,
+            problems: None,
         }
     }
 
@@ -98,20 +101,29 @@ impl From<airlock_ops::OpsError> for ApiError {
         let help = error.help().map(str::to_owned);
         let status =
             StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let reason = error.to_string();
+        let problems = match error {
+            OpsError::Invalid { problems, .. } => Some(problems),
+            _ => None,
+        };
         Self {
             status,
-            reason: error.to_string(),
+            reason,
             help,
+            problems,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.help {
+        let mut body = match self.help {
             Some(help) => serde_json::json!({ "error": self.reason, "help": help }),
             None => serde_json::json!({ "error": self.reason }),
         };
+        if let Some(problems) = self.problems {
+            body["problems"] = serde_json::to_value(problems).unwrap_or_default();
+        }
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -41,9 +41,19 @@ pub(crate) struct DeployBody {
     /// hash to exactly these, every workflow and no other; it computes the ids itself.
     #[serde(default)]
     versions: Option<std::collections::BTreeMap<String, String>>,
+    /// The project's files (`airlock deploy --server` sends them): the server checks and
+    /// validates them itself, deploys their versions only if they hash to the bundle's id
+    /// and to `versions`, keeps them (a server needs no checkout of the project), and runs
+    /// their scenario suites, recording the evidence.
+    #[serde(default)]
+    bundle: Option<ops::bundle::WireBundle>,
 }
 
-/// Makes an unprotected environment run the server's working copy. A protected
+/// At most this many bytes in a deploy's body: a bundle's 8 MiB in base64, and its JSON.
+pub(crate) const DEPLOY_BODY_LIMIT: usize = 12 * 1024 * 1024;
+
+/// Makes an unprotected environment run the files the request carries (`bundle`), or
+/// else the server's working copy. A protected
 /// environment is refused (403, audited): it changes only by promotion or rollback.
 /// The server deploys its own files, never content from the request: a caller that
 /// names the versions it hashed (`versions`, as `airlock deploy --server` does) gets
@@ -56,7 +66,8 @@ pub(crate) struct DeployBody {
               (status = 400, description = "A bad body", body = ErrorBody),
               (status = 403, description = "Not allowed, or the environment is protected", body = ErrorBody),
               (status = 404, description = "No such environment", body = ErrorBody),
-              (status = 409, description = "The project does not validate, or its versions are not the ones expected", body = ErrorBody)))]
+              (status = 409, description = "The project does not validate, the files do not hash to the bundle's id, or its versions are not the ones expected", body = ErrorBody),
+              (status = 413, description = "A body over 12 MiB", body = ErrorBody)))]
 pub(crate) async fn deploy(
     State(app): State<Arc<App>>,
     Path(environment): Path<String>,
@@ -64,16 +75,40 @@ pub(crate) async fn deploy(
     body: Result<Option<Json<DeployBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&app, &headers, &environment, Action::Deploy, "*").await?;
-    let expected = match body {
-        Ok(None) => None,
-        Ok(Some(Json(body))) => body.versions,
+    let (expected, bundle) = match body {
+        Ok(None) => (None, None),
+        Ok(Some(Json(body))) => (body.versions, body.bundle),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a deploy's body holds at most {} MiB: a bundle's 8 MiB of files in base64",
+                    DEPLOY_BODY_LIMIT / (1024 * 1024)
+                ),
+            ));
+        }
         Err(e) => {
             return Err(ApiError::bad_request(format!(
-                "the body must be {{\"versions\": {{WORKFLOW: VERSION}}}} or empty: {}",
+                "the body must be {{\"versions\": {{WORKFLOW: VERSION}}, \"bundle\": {{\"id\": …, \"files\": […]}}}} or empty: {}",
                 e.body_text()
             )));
         }
     };
+    if let Some(bundle) = bundle {
+        let (bundle, claimed) = bundle.open()?;
+        let deployed = ops::deploy::deploy_files(
+            &*app.store,
+            &bundle,
+            Some(&claimed),
+            &environment,
+            expected.as_ref(),
+            &caller.name,
+            app.clock.now(),
+        )
+        .await?;
+        app.routes.refresh(&app).await?;
+        return Ok(Json(to_json(&deployed)?));
+    }
     let project = project(&app).await?;
     let deployed = ops::deploy::deploy(
         &*app.store,
@@ -672,4 +707,96 @@ pub(crate) async fn config_promote(
         StatusCode::CONFLICT
     };
     Ok((status, Json(to_json(&promotion)?)).into_response())
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub(crate) struct EvidenceRunBody {
+    /// The environment whose deployed versions are tested (default: the token's).
+    #[serde(default)]
+    environment: Option<String>,
+    /// Only this workflow.
+    #[serde(default)]
+    workflow: Option<String>,
+    /// Exactly this version of `workflow` (the server's files must hash to it).
+    #[serde(default)]
+    version: Option<String>,
+}
+
+/// Runs the scenario suites on the server, offline (stubs, a fake clock; nothing is
+/// reached), on the versions it received, and records the evidence bound to their hashes.
+/// There is no route through which a client submits evidence: this is how it is made.
+/// Needs `Test` in the environment.
+#[utoipa::path(post, path = "/api/v1/evidence/run", tag = "promotion", security(("token" = [])),
+    request_body(content = EvidenceRunBody, description = "Which environment, workflow or version"),
+    responses((status = 200, description = "The suites run and recorded, and what could not be tested", body = ops::evidence::ServerRun),
+              (status = 403, description = "Not allowed", body = ErrorBody),
+              (status = 404, description = "Nothing deployed, or no such workflow or environment", body = ErrorBody),
+              (status = 409, description = "The server's files are another version", body = ErrorBody)))]
+pub(crate) async fn evidence_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Option<Json<EvidenceRunBody>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::caller(&app, &headers).await?;
+    let body = match body {
+        Ok(None) => EvidenceRunBody::default(),
+        Ok(Some(Json(body))) => body,
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "the body must be {{\"environment\": ENV, \"workflow\": NAME, \"version\": HASH}}, each optional: {}",
+                e.body_text()
+            )));
+        }
+    };
+    let environment = body
+        .environment
+        .unwrap_or_else(|| caller.grant.environment.clone());
+    let subject = body.workflow.as_deref().unwrap_or("*");
+    let caller = auth::require(&app, &headers, &environment, Action::Test, subject).await?;
+    let project = project(&app).await?;
+    let run = ops::evidence::run_deployed(
+        &*app.store,
+        &project,
+        &environment,
+        body.workflow.as_deref(),
+        body.version.as_deref(),
+        &caller.name,
+        app.clock.now(),
+    )
+    .await?;
+    Ok(Json(to_json(&run)?))
+}
+
+/// The approvers' inbox: the open requests the token may decide (into its environment,
+/// when its role approves there and its name is one of the environment's approvers; never
+/// its own), each with its verdict requirement by requirement, in one call.
+#[utoipa::path(get, path = "/api/v1/inbox", tag = "promotion", security(("token" = [])),
+    responses((status = 200, description = "The approver, the environments and the requests", body = Object),
+              (status = 401, description = "No or unknown token", body = ErrorBody)))]
+pub(crate) async fn inbox(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::caller(&app, &headers).await?;
+    let environment = caller.grant.environment.clone();
+    // A token whose role does not approve has an empty inbox, not a refusal: the
+    // question "what waits for me" has an answer for everyone.
+    let inbox = if caller.grant.role.allows(Action::Approve) {
+        let project = project(&app).await?;
+        ops::promotion::inbox(
+            &*app.store,
+            &project,
+            &caller.name,
+            Some(&environment),
+            app.clock.now(),
+        )
+        .await?
+    } else {
+        ops::promotion::Inbox {
+            approver: caller.name.clone(),
+            environments: Vec::new(),
+            requests: Vec::new(),
+        }
+    };
+    Ok(Json(to_json(&inbox)?))
 }

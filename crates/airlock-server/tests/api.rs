@@ -3054,6 +3054,13 @@ mod full_disk {
         async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>> {
             self.inner.evidence(workflow, version).await
         }
+        async fn add_bundle(&self, bundle: &StoredBundle) -> Result<()> {
+            self.write()?;
+            self.inner.add_bundle(bundle).await
+        }
+        async fn latest_bundle(&self) -> Result<Option<StoredBundle>> {
+            self.inner.latest_bundle().await
+        }
         async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest> {
             self.write()?;
             self.inner.open_request(request).await
@@ -3162,4 +3169,142 @@ mod full_disk {
             self.inner.probe_write().await
         }
     }
+}
+
+/// Issue 14, point 6: `GET /api/v1/inbox` answers, in one call, the open requests the
+/// token may decide (its environment, when its role approves and its name is one of the
+/// environment's approvers; never its own), each with its verdict.
+#[tokio::test]
+async fn the_inbox_holds_the_open_requests_the_token_may_approve() {
+    let served = Served::starter().await;
+    served.ready_to_promote().await;
+    let request = served.open_promotion("dev").await;
+    let cfo = served.token("production", "approver", "cfo").await;
+    let inbox = served.get("/api/v1/inbox", Some(&cfo)).await;
+    assert_eq!(inbox.status, StatusCode::OK, "{inbox:?}");
+    assert_eq!(inbox.body["approver"], "cfo");
+    assert_eq!(inbox.body["environments"], json!(["production"]));
+    let requests = inbox.body["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{inbox:?}");
+    assert_eq!(requests[0]["request"]["id"], request.as_str());
+    let checks = requests[0]["verdict"]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["requirement"] == "approvals" && c["met"] == false),
+        "{inbox:?}"
+    );
+    // Not listed, not an approving role, not this environment: nothing to decide.
+    for (environment, role, name) in [
+        ("production", "approver", "mallory"),
+        ("production", "deployer", "dev"),
+        ("staging", "approver", "cfo"),
+    ] {
+        let token = served.token(environment, role, name).await;
+        let theirs = served.get("/api/v1/inbox", Some(&token)).await;
+        assert_eq!(theirs.status, StatusCode::OK, "{theirs:?}");
+        assert_eq!(theirs.body["requests"], json!([]), "{name}: {theirs:?}");
+    }
+    assert_eq!(
+        served.get("/api/v1/inbox", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Once decided by both, it leaves the inbox.
+    served.approve(&request, "ops-lead").await;
+    served.approve(&request, "cfo").await;
+    let after = served.get("/api/v1/inbox", Some(&cfo)).await;
+    assert_eq!(after.body["requests"], json!([]), "{after:?}");
+}
+
+/// Issue 14, point 2: the server runs the suites of what an environment runs and records
+/// the evidence itself; no route takes evidence from a client.
+#[tokio::test]
+async fn evidence_is_run_by_the_server_never_posted_by_a_client() {
+    let served = Served::starter().await;
+    served.deploy_staging().await;
+    let deployer = served.token("staging", "deployer", "dev").await;
+    let ran = served
+        .post("/api/v1/evidence/run", &deployer, json!({}))
+        .await;
+    assert_eq!(ran.status, StatusCode::OK, "{ran:?}");
+    let recorded = ran.body["recorded"].as_array().unwrap();
+    let deployed = served.store.deployments(Some("staging")).await.unwrap();
+    assert_eq!(recorded.len(), deployed.len(), "{ran:?}");
+    for r in recorded {
+        assert_eq!(r["passed"], true, "{r}");
+        let evidence = served
+            .store
+            .evidence(r["workflow"].as_str().unwrap(), r["version"].as_str())
+            .await
+            .unwrap();
+        assert_eq!(evidence[0].evidence.summary["runner"], "server");
+    }
+    let one = served
+        .post(
+            "/api/v1/evidence/run",
+            &deployer,
+            json!({ "workflow": "order-intake", "version": "0".repeat(64) }),
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::CONFLICT, "{one:?}");
+    let viewer = served.token("staging", "viewer", "watcher").await;
+    let denied = served
+        .post("/api/v1/evidence/run", &viewer, json!({}))
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{denied:?}");
+    let production = served
+        .post(
+            "/api/v1/evidence/run",
+            &deployer,
+            json!({ "environment": "production" }),
+        )
+        .await;
+    assert_eq!(production.status, StatusCode::FORBIDDEN, "{production:?}");
+
+    let before = served
+        .store
+        .evidence("order-intake", None)
+        .await
+        .unwrap()
+        .len();
+    let claim = json!({ "version": "x", "kind": "scenarios", "passed": true, "summary": {} });
+    for uri in [
+        "/api/v1/workflows/order-intake/evidence",
+        "/api/v1/evidence",
+        "/api/v1/environments/staging/evidence",
+    ] {
+        let posted = served.post(uri, &deployer, claim.clone()).await;
+        assert!(
+            matches!(
+                posted.status,
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            ),
+            "{uri}: {posted:?}"
+        );
+    }
+    let after = served
+        .store
+        .evidence("order-intake", None)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "nothing recorded");
+}
+
+/// A deploy's body holds a bundle's 8 MiB in base64; past its limit it is refused (413)
+/// before it is read.
+#[tokio::test]
+async fn a_deploy_body_past_its_limit_is_refused() {
+    let served = Served::starter().await;
+    let deployer = served.token("staging", "deployer", "dev").await;
+    let huge = "A".repeat(13 * 1024 * 1024);
+    let answer = served
+        .post(
+            "/api/v1/environments/staging/deploy",
+            &deployer,
+            json!({ "bundle": { "id": "x", "files": [{ "path": "airlock.yaml", "base64": huge }] } }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{answer:?}");
+    assert!(served.store.latest_bundle().await.unwrap().is_none());
 }

@@ -72,6 +72,7 @@ pub const PROPERTIES: &[&str] = &[
     "schedule_cursor_is_a_compare_and_set",
     "concurrent_schedule_advances_one_wins",
     "write_probe_succeeds_and_changes_nothing",
+    "the_latest_bundle_is_the_one_deployed_last",
 ];
 
 /// Runs every property, each on a fresh store made by `make`.
@@ -126,6 +127,7 @@ where
     schedule_cursor_is_a_compare_and_set(make().await).await;
     concurrent_schedule_advances_one_wins(make().await).await;
     write_probe_succeeds_and_changes_nothing(make().await).await;
+    the_latest_bundle_is_the_one_deployed_last(make().await).await;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -2604,6 +2606,39 @@ pub async fn evidence_is_bound_to_a_version<S: Store>(store: S) {
             .expect("none")
             .is_empty()
     );
+}
+
+/// A store with no bundle has none; the latest is the one added last (a redeploy of an
+/// older bundle makes it the latest again), its files read back byte for byte.
+pub async fn the_latest_bundle_is_the_one_deployed_last<S: Store>(store: S) {
+    assert_eq!(store.latest_bundle().await.expect("latest"), None);
+    let bundle = |id: &str, text: &str, at: Timestamp| crate::StoredBundle {
+        id: id.to_owned(),
+        environment: "staging".into(),
+        files: vec![
+            crate::BundleFile {
+                path: "airlock.yaml".into(),
+                text: "project: x\n".into(),
+            },
+            crate::BundleFile {
+                path: "workflows/a.yaml".into(),
+                text: text.to_owned(),
+            },
+        ],
+        deployed_by: "ci".into(),
+        deployed_at: at,
+    };
+    let first = bundle("b1", "name: a # ünïcode \"quoted\"\n", 1);
+    let second = bundle("b2", "name: a\n", 2);
+    store.add_bundle(&first).await.expect("add");
+    store.add_bundle(&second).await.expect("add");
+    assert_eq!(store.latest_bundle().await.expect("latest"), Some(second));
+    let again = crate::StoredBundle {
+        deployed_at: 3,
+        ..first
+    };
+    store.add_bundle(&again).await.expect("add again");
+    assert_eq!(store.latest_bundle().await.expect("latest"), Some(again));
 }
 
 /// Each approver has one decision per request, which they may change while it is open

@@ -272,6 +272,19 @@ const TABLES: &[Table] = &[
         order_by: "environment, workflow",
         identity: None,
     },
+    Table {
+        name: "project_bundles",
+        columns: &[
+            ("seq", Integer),
+            ("id", Text),
+            ("environment", Text),
+            ("files", Json),
+            ("deployed_by", Text),
+            ("deployed_at", Integer),
+        ],
+        order_by: "seq",
+        identity: Some("seq"),
+    },
 ];
 
 /// How many rows one INSERT carries at most (PostgreSQL takes at most 65,535 parameters

@@ -249,6 +249,10 @@ pub trait Store: Send + Sync + 'static {
     async fn add_evidence(&self, evidence: &NewEvidence) -> Result<Evidence>;
     /// Evidence of a workflow, newest first; only of `version` when given.
     async fn evidence(&self, workflow: &str, version: Option<&str>) -> Result<Vec<Evidence>>;
+    /// Keeps a deployed project bundle (one row per deploy, in order).
+    async fn add_bundle(&self, bundle: &StoredBundle) -> Result<()>;
+    /// The bundle deployed last, if any: what a server with no project folder serves.
+    async fn latest_bundle(&self) -> Result<Option<StoredBundle>>;
     /// Opens a promotion request.
     async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest>;
     /// One promotion request.

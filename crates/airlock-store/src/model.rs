@@ -286,3 +286,29 @@ impl ApiToken {
         hex::encode(Sha256::digest(token.as_bytes()))
     }
 }
+
+/// One file of a [`StoredBundle`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// Relative to the project, `/`-separated.
+    pub path: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// A project bundle as deployed: the files a deploy carried (checked and hashed by
+/// `airlock_core::bundle`), kept so that a server with no checkout of the project serves
+/// what was deployed last, after a restart too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBundle {
+    /// The bundle's content id (`Bundle::id`).
+    pub id: String,
+    /// The environment it was deployed to.
+    pub environment: String,
+    /// Every file, sorted by path.
+    pub files: Vec<BundleFile>,
+    /// Who deployed it.
+    pub deployed_by: String,
+    /// When.
+    pub deployed_at: Timestamp,
+}

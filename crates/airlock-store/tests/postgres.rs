@@ -173,6 +173,7 @@ conformance! {
     schedule_cursor_is_a_compare_and_set,
     concurrent_schedule_advances_one_wins,
     write_probe_succeeds_and_changes_nothing,
+    the_latest_bundle_is_the_one_deployed_last,
 }
 
 #[test]
@@ -715,6 +716,7 @@ async fn a_sqlite_store_copies_into_postgres_unchanged() {
         ("releases", 2),
         ("api_tokens", 1),
         ("schedule_cursors", 1),
+        ("project_bundles", 1),
     ] {
         assert_eq!(report.rows(table), Some(rows), "{table}: {report:?}");
     }
@@ -791,6 +793,19 @@ fn evidence(n: i64, passed: bool) -> NewEvidence {
 
 /// One of everything, through the trait.
 async fn fill<S: Store>(store: &S) {
+    store
+        .add_bundle(&airlock_store::StoredBundle {
+            id: "bundle-1".into(),
+            environment: "staging".into(),
+            files: vec![airlock_store::BundleFile {
+                path: "airlock.yaml".into(),
+                text: "project: hello # ünïcode\n".into(),
+            }],
+            deployed_by: "ci".into(),
+            deployed_at: 1,
+        })
+        .await
+        .expect("bundle");
     store
         .put_version(&WorkflowVersion {
             id: "sha-1".into(),
@@ -1000,6 +1015,7 @@ async fn snapshot<S: Store>(store: &S) -> String {
         out += &format!("{:?}\n", store.journal(&run.id).await.expect("journal"));
     }
     out += &format!("{:?}\n", store.version("sha-1").await.expect("version"));
+    out += &format!("{:?}\n", store.latest_bundle().await.expect("bundle"));
     out += &format!(
         "{:?}\n",
         store.deployments(None).await.expect("deployments")

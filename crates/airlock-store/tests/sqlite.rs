@@ -80,6 +80,7 @@ conformance! {
     schedule_cursor_is_a_compare_and_set,
     concurrent_schedule_advances_one_wins,
     write_probe_succeeds_and_changes_nothing,
+    the_latest_bundle_is_the_one_deployed_last,
 }
 
 #[test]

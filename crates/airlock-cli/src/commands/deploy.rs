@@ -1,11 +1,11 @@
 //! `airlock deploy --env E`: make an unprotected environment run the working copy.
 //!
-//! Against a server (`--server`), the server deploys its own working copy: the policy,
-//! the evidence and the gate there judge the files the server holds, so it never runs
-//! content uploaded by a caller. This command sends the version id of each workflow of
-//! the working copy here, and the server deploys only when its files hash to exactly
-//! those (it computes the ids itself), so what runs there is what was hashed and tested
-//! here, or nothing.
+//! Against a server (`--server`), the deploy carries its files: the bundle of exactly what
+//! `validate` reads here (`airlock_ops::bundle`), with its content id and each workflow's
+//! version id. The server checks, validates and hashes the files itself and deploys only
+//! when they hash to exactly those ids (409 and nothing deployed otherwise), keeps them,
+//! so it needs no checkout of the project, and runs their scenario suites on its side,
+//! recording the evidence the promotion gate then reads.
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -21,8 +21,19 @@ use std::process::ExitCode;
 pub fn run(global: &Global, environment: &str, actor: Option<&str>) -> Result<ExitCode, CliError> {
     let deployed: Deployed = match Remote::from_global(global)? {
         Some(remote) => {
-            let loaded = super::validate::load_or_report(global)?;
+            // Checked here first, so a problem prints as `validate` prints it.
+            let root = crate::project_dir::ProjectDir::locate(global.project.as_deref())?.root;
+            super::validate::load_or_report(global)?;
             remote.confirm_as(actor)?;
+            let bundle = ops::bundle::read_folder(&root).map_err(|e| match e {
+                ops::bundle::ReadError::Io { path, error } => CliError::io("read", &path, error),
+                ops::bundle::ReadError::Problems { .. } => CliError::usage(
+                    e.to_string(),
+                    Some("a bundle holds the project's own files: relative paths, no symbolic links, UTF-8, at most 1 MiB each and 8 MiB in all".into()),
+                ),
+            })?;
+            // The ids of exactly the files sent, not of a second reading of the folder.
+            let loaded = airlock_core::project::load(bundle.source_files());
             let versions: BTreeMap<&str, String> = loaded
                 .project
                 .workflows
@@ -36,7 +47,7 @@ pub fn run(global: &Global, environment: &str, actor: Option<&str>) -> Result<Ex
                 .collect();
             remote.post(
                 &format!("/api/v1/environments/{}/deploy", segment(environment)),
-                json!({ "versions": versions }),
+                json!({ "versions": versions, "bundle": ops::bundle::WireBundle::of(&bundle) }),
             )?
         }
         None => {
@@ -84,6 +95,22 @@ fn print(global: &Global, deployed: &Deployed) {
             ChangeKind::Unchanged => {
                 outln!("    {workflow:<20} {} (unchanged)", short(&change.to))
             }
+        }
+    }
+    if let Some(bundle) = &deployed.bundle {
+        outln!("files: bundle {}, kept by the server", ops::short(bundle));
+    }
+    if !deployed.evidence.is_empty() {
+        outln!("tested by the server, recorded as evidence:");
+        for recorded in &deployed.evidence {
+            outln!(
+                "  {} {:<20} {} — {} of {} scenarios passed",
+                if recorded.passed { "✓" } else { "✗" },
+                recorded.workflow,
+                ops::short(&recorded.version),
+                recorded.summary["passed"].as_u64().unwrap_or(0),
+                recorded.summary["scenarios"].as_u64().unwrap_or(0)
+            );
         }
     }
 }

@@ -200,8 +200,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             environment,
         ),
         Command::Promotions {
+            inbox: true,
+            environment,
+            status,
+            approver,
+        } => promote::inbox(
+            global,
+            environment.as_deref(),
+            status.as_deref(),
+            approver.as_deref(),
+        ),
+        Command::Promotions {
             status,
             environment,
+            ..
         } => promote::promotions(global, status.as_deref(), environment.as_deref()),
         Command::Withdraw { request, author } => {
             promote::withdraw(global, request, author.as_deref())
@@ -272,7 +284,7 @@ fn reach(command: &Command) -> Reach {
         Command::Completions { .. } | Command::Man { .. } => Reach::Local,
         // Schemas compiled into the binary.
         Command::Schema { .. } => Reach::Local,
-        // Refused in test.rs, which says why a server takes no evidence over its API.
+        // The server runs the suites on what it received and records the evidence.
         Command::Test { .. } => Reach::Api,
         Command::Validate { .. }
         | Command::Run { .. }

@@ -551,6 +551,149 @@ pub fn promotions(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `promotions --inbox [--as NAME]`: the open requests one approver may decide, with each
+/// verdict requirement by requirement. Here, `--as` names the approver; against a server,
+/// the token does (`GET /api/v1/inbox`, the one use case, `ops::promotion::inbox`).
+pub fn inbox(
+    global: &Global,
+    environment: Option<&str>,
+    status: Option<&str>,
+    approver: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    if status.is_some_and(|s| s != "open") {
+        return Err(CliError::usage(
+            "the inbox lists open requests only",
+            Some("leave out --status, or leave out --inbox to list requests of any status".into()),
+        ));
+    }
+    let inbox: ops::promotion::Inbox = match Remote::from_global(global)? {
+        Some(remote) => {
+            remote.confirm_as(approver)?;
+            if let Some(name) = environment
+                && name != remote.environment()?
+            {
+                return Err(CliError::usage(
+                    format!("a token acts in one environment, and this one's is not `{name}`"),
+                    Some(format!(
+                        "put a token of `{name}` in {}",
+                        crate::remote::TOKEN_VARIABLE
+                    )),
+                ));
+            }
+            remote.get("/api/v1/inbox")?
+        }
+        None => {
+            let approver = local_identity(approver, "reads the inbox")?;
+            let workspace = Workspace::open(global)?;
+            workspace::runtime()?
+                .block_on(ops::promotion::inbox(
+                    &*workspace.store,
+                    workspace.project(),
+                    approver,
+                    environment,
+                    workspace::now(),
+                ))
+                .map_err(ops_error)?
+        }
+    };
+    if global.json {
+        crate::output::json(&serde_json::to_value(&inbox).unwrap_or_default());
+    } else {
+        outln!("{}", inbox_report(&inbox, global.server.is_some()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The inbox as a person reads it: each request, what it moves where, who asked, until
+/// when, and every requirement of its verdict, met or not, then the commands to decide.
+pub fn inbox_report(inbox: &ops::promotion::Inbox, remote: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let who = &inbox.approver;
+    if inbox.environments.is_empty() {
+        let _ = write!(
+            out,
+            "`{who}` approves in no environment: nothing waits for them"
+        );
+        return out;
+    }
+    let n = inbox.requests.len();
+    let _ = writeln!(
+        out,
+        "inbox of `{who}` (approver in {}): {}",
+        inbox.environments.join(", "),
+        match n {
+            0 => "nothing waits".to_owned(),
+            1 => "1 request waits".to_owned(),
+            n => format!("{n} requests wait"),
+        }
+    );
+    let as_flag = if remote {
+        String::new()
+    } else {
+        format!(" --as {who}")
+    };
+    for row in &inbox.requests {
+        let r = &row.request.request;
+        let what = if r.workflow == airlock_core::config::CONFIG_SUBJECT {
+            format!("configuration {}", short(&r.version))
+        } else {
+            format!("{} {}", r.workflow, short(&r.version))
+        };
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{}  {what}  {} → {}  asked by {}{}",
+            r.id,
+            r.from_environment,
+            r.to_environment,
+            r.author,
+            row.expires_at
+                .map(|at| format!("  open until {}", workspace::time(at)))
+                .unwrap_or_default()
+        );
+        for approval in &row.approvals {
+            let _ = writeln!(
+                out,
+                "  {} {} by {}",
+                if approval.approved {
+                    "approved"
+                } else {
+                    "rejected"
+                },
+                short(&r.version),
+                approval.approver
+            );
+        }
+        match &row.verdict {
+            Some(verdict) => {
+                for check in &verdict.checks {
+                    let _ = writeln!(
+                        out,
+                        "  {} {:<13} {} — {}",
+                        if check.met { "✓" } else { "✗" },
+                        check.requirement,
+                        check.required,
+                        check.actual
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  (no verdict: the workflow is no longer in the project)"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  decide: airlock approve {id}{as_flag}  ·  airlock reject {id}{as_flag} --reason WHY",
+            id = r.id
+        );
+    }
+    out.trim_end().to_owned()
+}
+
 /// `withdraw REQUEST --as AUTHOR`.
 pub fn withdraw(
     global: &Global,

@@ -45,6 +45,19 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<ExitCode, CliError> {
     }
     init_logging(args.log_format);
     let workspace = Workspace::open_serving(global)?;
+    if workspace.deployed {
+        // A server with no checkout: say which project it serves, since none is in sight.
+        if workspace.project().manifest.environments.is_empty() {
+            errln!(
+                "note: no airlock.yaml here and nothing deployed yet: serving an empty project until `airlock deploy --server` uploads one"
+            );
+        } else {
+            errln!(
+                "note: no airlock.yaml here: serving the project deployed last ({} workflows); a deploy that changes airlock.yaml reaches webhooks and the engine at the next start",
+                workspace.project().workflows.len()
+            );
+        }
+    }
     serve(&workspace, args, |_| {})
 }
 
@@ -78,9 +91,15 @@ pub fn serve(
         fingerprinter,
         engine,
         clock: Arc::new(crate::workspace::CliClock),
-        project: Arc::new(ProjectFolder {
-            root: workspace.root.clone(),
-        }),
+        project: if workspace.deployed {
+            Arc::new(airlock_ops::bundle::DeployedProject {
+                store: workspace.store.clone(),
+            }) as Arc<dyn ProjectSource>
+        } else {
+            Arc::new(ProjectFolder {
+                root: workspace.root.clone(),
+            })
+        },
         root: workspace.root.clone(),
     };
     let options = ServerOptions {

@@ -24,17 +24,8 @@ pub fn run(
     only: Option<&str>,
     junit: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
-    if global.server.is_some() {
-        // Evidence is what the promotion gate trusts, so it is recorded only where the
-        // scenarios ran on the store's own side; the API has no way to take a client's
-        // word that a version passed. Refused rather than silently recorded locally.
-        return Err(CliError::usage(
-            "`test` records evidence in the store it runs against, and a server takes no evidence over its API",
-            Some(
-                "run `airlock test` where the server's project and store are (its evidence is then read with GET /api/v1/workflows/WORKFLOW/evidence), or without --server to test here"
-                    .into(),
-            ),
-        ));
+    if let Some(remote) = crate::remote::Remote::from_global(global)? {
+        return on_server(global, &remote, only, junit);
     }
     let workspace = Workspace::open(global)?;
     if let Some(name) = only {
@@ -251,4 +242,67 @@ fn print_json(reports: &[WorkflowReport], evidence: &[i64], ok: bool) {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `airlock test --server URL`: the server runs the scenario suites itself, offline, on
+/// the versions deployed in the token's environment (the files it received), and records
+/// the evidence; this prints what it ran. Nothing is tested or recorded here, and no
+/// result of this machine's is sent: a server takes no evidence over its API.
+fn on_server(
+    global: &Global,
+    remote: &crate::remote::Remote,
+    only: Option<&str>,
+    junit: Option<&Path>,
+) -> Result<ExitCode, CliError> {
+    if junit.is_some() {
+        return Err(CliError::usage(
+            "--junit writes the scenarios run here; with --server they run on the server",
+            Some("run `airlock test --junit FILE` without --server for CI's report".into()),
+        ));
+    }
+    let answer: ops::evidence::ServerRun =
+        remote.post("/api/v1/evidence/run", json!({ "workflow": only }))?;
+    let ok = answer.recorded.iter().all(|r| r.passed);
+    if global.json {
+        crate::output::json(&serde_json::to_value(&answer).unwrap_or_default());
+    } else {
+        print_server_run(&answer);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+fn print_server_run(answer: &ops::evidence::ServerRun) {
+    outln!(
+        "the server tested what `{}` runs, on its own side:",
+        answer.environment
+    );
+    for recorded in &answer.recorded {
+        let count = |key: &str| recorded.summary[key].as_u64().unwrap_or(0);
+        outln!(
+            "  {} {} {} — {} of {} scenarios passed (evidence #{})",
+            if recorded.passed { "✓" } else { "✗" },
+            recorded.workflow,
+            short(&recorded.version),
+            count("passed"),
+            count("scenarios"),
+            recorded.evidence
+        );
+        if let Some(failed) = recorded.summary["failed_scenarios"].as_array() {
+            for name in failed.iter().filter_map(|n| n.as_str()) {
+                outln!("      ✗ {name}");
+            }
+        }
+    }
+    for skipped in &answer.skipped {
+        outln!(
+            "  - {} {} not tested: {}",
+            skipped.workflow,
+            short(&skipped.version),
+            skipped.reason
+        );
+    }
 }

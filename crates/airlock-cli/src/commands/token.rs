@@ -9,7 +9,7 @@ use serde_json::json;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, command: &TokenCommand) -> Result<ExitCode, CliError> {
-    let workspace = Workspace::open(global)?;
+    let workspace = Workspace::open_deployed(global)?;
     let rt = workspace::runtime()?;
     match command {
         TokenCommand::Create {

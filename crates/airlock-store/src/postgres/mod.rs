@@ -34,7 +34,7 @@ use crate::{
     Outcomes, PromotionRequest, Release, Result, Run, RunFilter, RunStatus, SealedSecret,
     SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
-use crate::{ConsoleSession, NewConsoleSession, Page};
+use crate::{ConsoleSession, NewConsoleSession, Page, StoredBundle};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -1307,6 +1307,45 @@ impl Store for PostgresStore {
             .iter()
             .map(rows::evidence)
             .collect()
+    }
+
+    async fn add_bundle(&self, bundle: &StoredBundle) -> Result<()> {
+        let files =
+            serde_json::to_value(&bundle.files).map_err(|e| Error::Backend(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO project_bundles (id, environment, files, deployed_by, deployed_at)
+             VALUES ($1, $2, $3::json, $4, $5)",
+        )
+        .bind(&bundle.id)
+        .bind(&bundle.environment)
+        .bind(rows::json(&files)?)
+        .bind(&bundle.deployed_by)
+        .bind(bundle.deployed_at)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn latest_bundle(&self) -> Result<Option<StoredBundle>> {
+        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, environment, files::text, deployed_by, deployed_at FROM project_bundles
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        row.map(|(id, environment, files, deployed_by, deployed_at)| {
+            Ok(StoredBundle {
+                id,
+                environment,
+                files: serde_json::from_str(&files)
+                    .map_err(|e| Error::Backend(format!("a stored bundle does not read: {e}")))?,
+                deployed_by,
+                deployed_at,
+            })
+        })
+        .transpose()
     }
 
     async fn open_request(&self, request: &NewPromotionRequest) -> Result<PromotionRequest> {

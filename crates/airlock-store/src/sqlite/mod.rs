@@ -35,7 +35,7 @@ use crate::{
     Run, RunFilter, RunStatus, SealedSecret, SecretName, Settlement, StepDecision, Store,
     TestRecord, Timestamp, WorkflowVersion,
 };
-use crate::{ConsoleSession, NewConsoleSession, Page};
+use crate::{ConsoleSession, NewConsoleSession, Page, StoredBundle};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -1499,6 +1499,64 @@ impl Store for SqliteStore {
             .db()?
             .collect::<Result<_, _>>()
             .db()
+        })
+        .await
+    }
+
+    async fn add_bundle(&self, bundle: &StoredBundle) -> Result<()> {
+        let files = rows::json(
+            &serde_json::to_value(&bundle.files).map_err(|e| Error::Backend(e.to_string()))?,
+        )?;
+        let bundle = bundle.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO project_bundles (id, environment, files, deployed_by, deployed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                bundle.id,
+                bundle.environment,
+                files,
+                bundle.deployed_by,
+                bundle.deployed_at
+            ])
+            .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_bundle(&self) -> Result<Option<StoredBundle>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, environment, files, deployed_by, deployed_at FROM project_bundles
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .db()?
+            .query_row([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()
+            .db()?
+            .map(|(id, environment, files, deployed_by, deployed_at)| {
+                Ok(StoredBundle {
+                    id,
+                    environment,
+                    files: serde_json::from_str(&files).map_err(|e| {
+                        Error::Backend(format!("a stored bundle does not read: {e}"))
+                    })?,
+                    deployed_by,
+                    deployed_at,
+                })
+            })
+            .transpose()
         })
         .await
     }

@@ -314,8 +314,30 @@ BEGIN
 END;
 "#;
 
+/// Deployed project bundles: the files a deploy carried, so that a server without a
+/// checkout serves the project deployed last (`seq` orders deploys; `id` is the content's).
+const PROJECT_BUNDLES: &str = r#"
+CREATE TABLE project_bundles (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    files       TEXT NOT NULL,
+    deployed_by TEXT NOT NULL,
+    deployed_at INTEGER NOT NULL
+);
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, CONSOLE_SESSIONS, RUN_TALLY];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3,
+    V4,
+    V5,
+    CONSOLE_SESSIONS,
+    RUN_TALLY,
+    PROJECT_BUNDLES,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
