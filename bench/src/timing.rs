@@ -177,6 +177,12 @@ impl Store for TimedStore {
     async fn audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
         self.inner.audit(event).await
     }
+    async fn add_bundle(&self, bundle: &airlock_store::StoredBundle) -> Result<()> {
+        self.inner.add_bundle(bundle).await
+    }
+    async fn latest_bundle(&self) -> Result<Option<airlock_store::StoredBundle>> {
+        self.inner.latest_bundle().await
+    }
     async fn audit_log(&self) -> Result<Vec<AuditEvent>> {
         self.inner.audit_log().await
     }
