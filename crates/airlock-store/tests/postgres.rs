@@ -170,6 +170,8 @@ conformance! {
     schedule_cursor_is_a_compare_and_set,
     concurrent_schedule_advances_one_wins,
     write_probe_succeeds_and_changes_nothing,
+    notifications_are_kept_once_and_retried_until_delivered,
+    concurrent_notification_claims_deliver_each_once,
 }
 
 #[test]

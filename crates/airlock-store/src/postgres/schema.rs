@@ -275,8 +275,28 @@ CREATE INDEX runs_environment_status ON runs (environment, status, created_at, i
     WHERE status IN ('waiting', 'failed', 'dead');
 "#;
 
+/// The notification outbox, as in SQLite's `NOTIFICATIONS`.
+const NOTIFICATIONS: &str = r#"
+CREATE TABLE notifications (
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    event         TEXT NOT NULL,
+    environment   TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    args          TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    due_at        BIGINT NOT NULL,
+    last_error    TEXT,
+    delivered_at  BIGINT,
+    claimed_by    TEXT,
+    claimed_until BIGINT
+);
+CREATE INDEX notifications_due ON notifications (due_at) WHERE delivered_at IS NULL;
+"#;
+
 /// Every migration, in order; the schema version of a database is the highest applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, CONSOLE_SESSIONS];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, CONSOLE_SESSIONS, NOTIFICATIONS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -246,8 +246,29 @@ CREATE INDEX runs_environment_status ON runs (environment, status, created_at)
     WHERE status IN ('waiting', 'failed', 'dead');
 "#;
 
+/// The notification outbox: one row per (event, target), delivered once. `claimed_by` and
+/// `claimed_until` are the deliverer's claim; `due_at` its next attempt.
+const NOTIFICATIONS: &str = r#"
+CREATE TABLE notifications (
+    id            TEXT PRIMARY KEY NOT NULL,
+    event         TEXT NOT NULL,
+    environment   TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    args          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    due_at        INTEGER NOT NULL,
+    last_error    TEXT,
+    delivered_at  INTEGER,
+    claimed_by    TEXT,
+    claimed_until INTEGER
+);
+CREATE INDEX notifications_due ON notifications (due_at) WHERE delivered_at IS NULL;
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, CONSOLE_SESSIONS];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, CONSOLE_SESSIONS, NOTIFICATIONS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
