@@ -122,7 +122,12 @@ impl Event {
     /// is one id, so it is delivered once per target. `discriminator` separates events of
     /// one kind about one subject (an approver's approval, a tick of a timeout).
     pub fn id(&self, discriminator: &str) -> String {
-        let mut id = format!("{}:{}:{}", self.kind.as_str(), self.environment, self.subject);
+        let mut id = format!(
+            "{}:{}:{}",
+            self.kind.as_str(),
+            self.environment,
+            self.subject
+        );
         if !discriminator.is_empty() {
             id.push(':');
             id.push_str(discriminator);
@@ -320,7 +325,8 @@ pub fn deliveries(manifest: &Manifest, event: &Event) -> Vec<Delivery> {
                             .map_or_else(|| (*id).to_owned(), |h| h.value.clone())
                     })
                     .collect();
-                let mut text = format!("*{}*\n{}\n→ {}", message.subject, message.text, message.act);
+                let mut text =
+                    format!("*{}*\n{}\n→ {}", message.subject, message.text, message.act);
                 if !mentions.is_empty() {
                     text.push_str(&format!("\ncc {}", mentions.join(" ")));
                 }
@@ -492,7 +498,10 @@ people:
     fn an_environment_notifies_through_its_own_targets_only() {
         let mut event = requested();
         event.environment = "staging".into();
-        assert!(deliveries(&manifest(), &event).is_empty(), "staging carries run.failed only");
+        assert!(
+            deliveries(&manifest(), &event).is_empty(),
+            "staging carries run.failed only"
+        );
         event.kind = EventKind::RunFailed;
         let found = deliveries(&manifest(), &event);
         assert_eq!(found.len(), 1);
@@ -507,7 +516,13 @@ people:
             event.step = Some("approve_refund".into());
             let m = message(&event);
             let all = format!("{} {} {}", m.subject, m.text, m.act);
-            for part in ["order-intake", "0123456789ab", "production", "airlock ", "API: "] {
+            for part in [
+                "order-intake",
+                "0123456789ab",
+                "production",
+                "airlock ",
+                "API: ",
+            ] {
                 assert!(all.contains(part), "{kind:?}: {part} in {all}");
             }
         }

@@ -116,9 +116,8 @@ impl Checker<'_> {
                         ),
                     )
                     .set_label("a paging destination")
-                    .help = Some(
-                        "remove `pages: true` here; bind a channel nobody is woken by".into(),
-                    );
+                    .help =
+                        Some("remove `pages: true` here; bind a channel nobody is woken by".into());
                 }
                 for (_, value) in &binding.settings {
                     self.secret_references(text, file, value, environment, manifest);

@@ -454,7 +454,11 @@ fn decode_person(cx: &mut Cx<'_>, id: Located<String>, node: &Node) -> Option<Pe
 fn decode_notify(cx: &mut Cx<'_>, node: &Node) -> Option<NotifyTarget> {
     let mut fields = cx.fields(node, "notification target")?;
     let connector = fields
-        .required(cx, "connector", "the chat_webhook, smtp or http connector that carries them")
+        .required(
+            cx,
+            "connector",
+            "the chat_webhook, smtp or http connector that carries them",
+        )
         .and_then(|n| cx.string(n));
     let events = fields
         .optional("events")
