@@ -223,15 +223,15 @@ impl Checker<'_> {
                     "`to:` is for a mail (smtp) target",
                 );
             }
-            if target.path.is_some() && connector.kind != Some(ConnectorKind::Http) {
-                if let Some(path) = &target.path {
-                    self.report(
-                        file,
-                        Code::BadNotifyTarget,
-                        path.span,
-                        "`path:` is for an http target",
-                    );
-                }
+            if let Some(path) = &target.path
+                && connector.kind != Some(ConnectorKind::Http)
+            {
+                self.report(
+                    file,
+                    Code::BadNotifyTarget,
+                    path.span,
+                    "`path:` is for an http target",
+                );
             }
         }
     }
