@@ -58,6 +58,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("45-unmeetable-approvals", &["AL0026"]),
     ("46-template-engine-global", &["AL0027"]),
     ("47-webhook-path-escapes", &["AL0028"]),
+    ("48-notify-unbound-target", &["AL0029"]),
+    ("49-paging-in-staging", &["AL0030"]),
 ];
 
 /// Far above what any fixture needs (milliseconds); an alias bomb or a deep document

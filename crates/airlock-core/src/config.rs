@@ -267,6 +267,10 @@ fn environment_form(env: &Environment) -> Value {
             if b.mode.value == BindingMode::Record {
                 form.insert("mode".into(), json!("record"));
             }
+            // Written only when set, so a configuration from before paging hashes as it did.
+            if b.pages.as_ref().is_some_and(|p| p.value) {
+                form.insert("pages".into(), json!(true));
+            }
             for (key, value) in &b.settings {
                 form.insert(key.value.clone(), value.to_json());
             }
@@ -284,13 +288,38 @@ fn environment_form(env: &Environment) -> Value {
             (b.connector.value.clone(), Value::Object(form))
         })
         .collect();
-    json!({
+    let mut form = json!({
         "protected": env.protected,
         "approvers": sorted_names(&env.approvers),
         "egress": sorted_names(&env.egress),
         "secrets": sorted_names(&env.secrets),
         "bindings": bindings,
-    })
+    });
+    // Where notifications go is part of how the environment behaves (a protected one's
+    // pages change by release, as its bindings do); absent when there is none, so a
+    // configuration from before notifications hashes as it did.
+    if !env.notify.is_empty() {
+        let targets: Vec<Value> = env
+            .notify
+            .iter()
+            .map(|t| {
+                let mut target = Map::new();
+                target.insert("connector".into(), json!(t.connector.value));
+                if !t.events.is_empty() {
+                    target.insert("events".into(), sorted_names(&t.events));
+                }
+                if !t.to.is_empty() {
+                    target.insert("to".into(), sorted_names(&t.to));
+                }
+                if let Some(path) = &t.path {
+                    target.insert("path".into(), json!(path.value));
+                }
+                Value::Object(target)
+            })
+            .collect();
+        form["notify"] = Value::Array(targets);
+    }
+    form
 }
 
 fn difference(d: &Difference) -> Value {

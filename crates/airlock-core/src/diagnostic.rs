@@ -132,6 +132,10 @@ codes! {
         "Templates and conditions offer only what docs/files.md lists: the names `trigger`, `steps`, `run`, `env`, `workflow` (and `error` inside `on_failure`), the listed filters and tests, and `{% if %}`, `{% for %}`, `{% set %}`, `{% with %}`, `{% filter %}`. They call no function (`debug()`, `range()` …) and no method, and never read `self` or a name of the form `__name__`. Anything else is refused here and, as a last line, when the workflow runs.";
     UnsafeWebhookPath = "AL0028", "webhook path that only looks safe",
         "A webhook path is segments of letters, digits, `-`, `_` and `.` separated by single `/`. A `.` or `..` segment, an empty segment (`a//b`), a backslash or a percent-encoded character (`%2f`, `%2F`, `%5c` …) is refused: a proxy that normalises paths would route such a path somewhere else than Airlock does, for example `../production/orders` into another environment.";
+    BadNotifyTarget = "AL0029", "notification target that cannot carry notifications",
+        "An environment's `notify:` names where its notifications go: a connector of kind chat_webhook, smtp or http that the environment itself binds (notifications never travel through another environment's binding), with events from the list `airlock explain AL0029` ends with and people declared under `people:`. Events: promotion.requested, promotion.approved, promotion.rejected, release.released, release.rolled_back, step.waiting, step.timeout_approaching, run.failed, run.dead_lettered, release.failure_rate.";
+    PagingOutsideProtected = "AL0030", "paging destination in an unprotected environment",
+        "A binding marked `pages: true` wakes someone up. Staging and every other unprotected environment never page: their failures are expected while a change is tried. Remove `pages: true`, or bind a non-paging channel for this environment.";
 }
 
 impl From<Code> for &'static str {

@@ -14,6 +14,7 @@ pub mod expr;
 pub mod ids;
 pub mod interpreter;
 pub mod model;
+pub mod notify;
 pub mod parity;
 pub mod policy;
 pub mod project;

@@ -430,6 +430,7 @@ pub fn compare(manifest: &Manifest, from: &str, to: &str, facts: &ParityFacts) -
         egress: Vec::new(),
         secrets: Vec::new(),
         bindings: Vec::new(),
+        notify: Vec::new(),
     };
     let env_from = manifest
         .environment(from)

@@ -107,6 +107,19 @@ mod tests {
                 "staging's {connector} works offline"
             );
         }
+        // A new user sees where notifications go and who is who; staging never pages.
+        let manifest = &loaded.project.manifest;
+        assert!(!staging.notify.is_empty());
+        assert!(staging.bindings.iter().all(|b| b.pages.is_none()));
+        let production = manifest.environment("production").unwrap();
+        assert!(!production.notify.is_empty());
+        for approver in &production.approvers {
+            assert!(
+                manifest.person(approver).is_some_and(|p| p.email.is_some()),
+                "{} can be reached",
+                approver.value
+            );
+        }
     }
 
     /// The starter's policy asks for every branch arm and failure path covered: its own

@@ -103,10 +103,27 @@ impl Checker<'_> {
                         "bind the real endpoint, with its credential as `${secret:NAME}`".into(),
                     );
                 }
+                if !environment.protected
+                    && let Some(pages) = binding.pages.as_ref().filter(|p| p.value)
+                {
+                    self.report(
+                        file,
+                        Code::PagingOutsideProtected,
+                        pages.span,
+                        format!(
+                            "`{}` pages, but environment `{}` is not protected: it never pages",
+                            connector.name.value, environment.name.value
+                        ),
+                    )
+                    .set_label("a paging destination")
+                    .help =
+                        Some("remove `pages: true` here; bind a channel nobody is woken by".into());
+                }
                 for (_, value) in &binding.settings {
                     self.secret_references(text, file, value, environment, manifest);
                 }
             }
+            self.notify_targets(file, manifest, environment);
             for secret in &environment.secrets {
                 if secret.is_empty()
                     || !secret
@@ -127,6 +144,96 @@ impl Checker<'_> {
         }
         self.differences(file, manifest);
         self.promotion(file, manifest);
+    }
+
+    /// An environment's `notify:` goes through its own bindings of a kind that carries
+    /// notifications, for events that exist.
+    fn notify_targets(
+        &mut self,
+        file: FileId,
+        manifest: &Manifest,
+        environment: &crate::model::Environment,
+    ) {
+        for target in &environment.notify {
+            let name = &target.connector;
+            let Some(connector) = manifest.connector(name) else {
+                let help = suggestion(name, manifest.connectors.iter().map(|c| c.name.as_str()));
+                self.report(
+                    file,
+                    Code::BadNotifyTarget,
+                    name.span,
+                    format!("notifications go to unknown connector `{}`", name.value),
+                )
+                .help = help.or_else(|| Some("declare it under `connectors:`".into()));
+                continue;
+            };
+            if !matches!(
+                connector.kind,
+                Some(ConnectorKind::ChatWebhook | ConnectorKind::Smtp | ConnectorKind::Http)
+            ) {
+                self.report(
+                    file,
+                    Code::BadNotifyTarget,
+                    name.span,
+                    format!(
+                        "`{}` is a {} connector: notifications go through chat_webhook, smtp or http",
+                        name.value,
+                        connector.kind.map_or("unknown", |k| k.name())
+                    ),
+                );
+                continue;
+            }
+            if environment.binding(name).is_none() {
+                self.report(
+                    file,
+                    Code::BadNotifyTarget,
+                    name.span,
+                    format!(
+                        "environment `{}` notifies through `{}`, which it does not bind",
+                        environment.name.value, name.value
+                    ),
+                )
+                .help = Some(format!(
+                    "bind `{}` under this environment's `bindings:`; another environment's binding never carries its notifications",
+                    name.value
+                ));
+            }
+            for event in &target.events {
+                if !crate::notify::EventKind::NAMES.contains(&event.as_str()) {
+                    let help = suggestion(event, crate::notify::EventKind::NAMES.iter().copied());
+                    self.report(
+                        file,
+                        Code::BadNotifyTarget,
+                        event.span,
+                        format!("event `{}` does not exist", event.value),
+                    )
+                    .help = help.or_else(|| {
+                        Some(format!(
+                            "events are: {}",
+                            crate::notify::EventKind::NAMES.join(", ")
+                        ))
+                    });
+                }
+            }
+            if !target.to.is_empty() && connector.kind != Some(ConnectorKind::Smtp) {
+                self.report(
+                    file,
+                    Code::BadNotifyTarget,
+                    target.to[0].span,
+                    "`to:` is for a mail (smtp) target",
+                );
+            }
+            if let Some(path) = &target.path
+                && connector.kind != Some(ConnectorKind::Http)
+            {
+                self.report(
+                    file,
+                    Code::BadNotifyTarget,
+                    path.span,
+                    "`path:` is for an http target",
+                );
+            }
+        }
     }
 
     /// Checks every `${secret:NAME}` inside a binding value against the environment's

@@ -153,6 +153,16 @@ impl Engine {
         &self.store
     }
 
+    /// The runtime its connectors come from (the notification deliverer sends through it).
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// The clock it reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Its tuning (the worker name its claims carry, the lease).
     pub fn options(&self) -> &EngineOptions {
         &self.options

@@ -804,6 +804,45 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.end_session(id_hash).await
     }
+    async fn add_notifications(
+        &self,
+        notifications: &[airlock_store::NewNotification],
+    ) -> airlock_store::Result<usize> {
+        self.alive()?;
+        self.inner.add_notifications(notifications).await
+    }
+    async fn claim_notifications(
+        &self,
+        holder: &str,
+        now: airlock_store::Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> airlock_store::Result<Vec<airlock_store::Notification>> {
+        self.alive()?;
+        self.inner
+            .claim_notifications(holder, now, lease_ms, limit)
+            .await
+    }
+    async fn settle_notification(
+        &self,
+        id: &str,
+        holder: &str,
+        at: airlock_store::Timestamp,
+        error: Option<&str>,
+        retry_at: airlock_store::Timestamp,
+    ) -> airlock_store::Result<bool> {
+        self.alive()?;
+        self.inner
+            .settle_notification(id, holder, at, error, retry_at)
+            .await
+    }
+    async fn notifications(
+        &self,
+        environment: Option<&str>,
+    ) -> airlock_store::Result<Vec<airlock_store::Notification>> {
+        self.alive()?;
+        self.inner.notifications(environment).await
+    }
     async fn schedule_cursor(
         &self,
         environment: &str,

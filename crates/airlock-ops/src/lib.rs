@@ -21,6 +21,7 @@ pub mod config;
 pub mod deploy;
 pub mod diff;
 pub mod evidence;
+pub mod notify;
 pub mod promotion;
 pub mod readiness;
 pub mod retention;

@@ -17,9 +17,11 @@ use super::{
     Actor, OpsError, audit, audit_policy_change, config, environment, new_id,
     require_server_when_served, workflow as find_workflow,
 };
+use crate::notify;
 use airlock_core::config::CONFIG_SUBJECT;
 use airlock_core::model::Manifest;
 use airlock_core::model::manifest::DEFAULT_REQUEST_LIFETIME_MS;
+use airlock_core::notify::{Event, EventKind};
 use airlock_core::policy::{self, Facts, FreezeException, Gate, Verdict};
 use airlock_core::project::Project;
 use airlock_core::suite::Category;
@@ -301,9 +303,33 @@ pub async fn promote(
         }),
     )
     .await?;
+    let requested = Event {
+        kind: EventKind::PromotionRequested,
+        environment: to.to_owned(),
+        workflow: workflow.to_owned(),
+        version: version.clone(),
+        actor: author.to_owned(),
+        recipients: notify::approvers(&project.manifest, to, author),
+        subject: request.request.id.clone(),
+        from: Some(from.to_owned()),
+        step: None,
+        detail: None,
+    };
+    if !promotion.verdict.passed() {
+        notify::emit(store, &project.manifest, &requested, "", now).await;
+    }
     if promotion.verdict.passed() {
-        promotion.release =
-            Some(release(store, &request, Vec::new(), &promotion.verdict, now).await?);
+        promotion.release = Some(
+            release(
+                store,
+                &project.manifest,
+                &request,
+                Vec::new(),
+                &promotion.verdict,
+                now,
+            )
+            .await?,
+        );
     }
     promotion.opened = true;
     promotion.request = Some(request);
@@ -498,6 +524,7 @@ async fn enable_verdict(
 /// Makes the request a release (the verdict passed).
 async fn release(
     store: &dyn Store,
+    manifest: &Manifest,
     request: &PromotionRequest,
     approvers: Vec<String>,
     verdict: &Verdict,
@@ -549,6 +576,8 @@ async fn release(
         json!({ "release": release.release.id, "version": r.version, "previous": release.previous, "request": r.id }),
     )
     .await?;
+    let released = notify::release_event(&release, &r.author);
+    notify::emit(store, manifest, &released, "", now).await;
     Ok(release)
 }
 
@@ -700,6 +729,37 @@ pub async fn decide(
         json!({ "request": r.id, "reason": reason, "changed_from": changed_from }),
     )
     .await?;
+    let mut told = vec![r.author.clone()];
+    told.extend(notify::approvers(
+        &project.manifest,
+        &r.to_environment,
+        approver,
+    ));
+    let decided = Event {
+        kind: if approve {
+            EventKind::PromotionApproved
+        } else {
+            EventKind::PromotionRejected
+        },
+        environment: r.to_environment.clone(),
+        workflow: r.workflow.clone(),
+        version: r.version.clone(),
+        actor: approver.to_owned(),
+        recipients: told,
+        subject: r.id.clone(),
+        from: Some(r.from_environment.clone()),
+        step: None,
+        detail: reason.map(str::to_owned),
+    };
+    // One event per approver's decision at this moment: a changed decision is news.
+    notify::emit(
+        store,
+        &project.manifest,
+        &decided,
+        &format!("{approver}:{now}"),
+        now,
+    )
+    .await;
     let mut decision = Decision {
         request: r.id.clone(),
         workflow: r.workflow.clone(),
@@ -719,7 +779,8 @@ pub async fn decide(
     let verdict = judge(store, project, &request, now).await?;
     if verdict.passed() {
         let approvers = approvers_of(store, &r.id).await?;
-        decision.release = Some(release(store, &request, approvers, &verdict, now).await?);
+        decision.release =
+            Some(release(store, &project.manifest, &request, approvers, &verdict, now).await?);
     }
     decision.verdict = Some(verdict);
     Ok(decision)
@@ -1062,6 +1123,19 @@ pub async fn rollback(
         json!({ "release": release.release.id, "to": target.release.id, "version": target.release.version }),
     )
     .await?;
+    // To who rolled back, the owners of the release rolled back to, and the approvers.
+    let mut rolled = notify::release_event(&release, author);
+    rolled.recipients = vec![author.to_owned()];
+    for person in notify::owners(target).into_iter().chain(notify::approvers(
+        &project.manifest,
+        environment_name,
+        author,
+    )) {
+        if !rolled.recipients.contains(&person) {
+            rolled.recipients.push(person);
+        }
+    }
+    notify::emit(store, &project.manifest, &rolled, "", now).await;
     Ok(Rollback {
         release,
         restored: Some(target.clone()),

@@ -172,6 +172,13 @@ fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, Serv
         metrics.clone(),
         completions.clone(),
     ));
+    // Runs that wait, fail or die are reported through the notification outbox too.
+    let observer = Arc::new(airlock_ops::notify::RunAlerts::new(
+        context.store.clone(),
+        context.manifest.clone(),
+        context.clock.clone(),
+        Some(observer),
+    ));
     let engine = Arc::new(context.engine.with_observer(observer));
     let inline = options.execute.then(|| {
         (
@@ -330,6 +337,18 @@ impl Server {
                     tracing::error!(error = %e, "the engine stopped");
                 }
             });
+        }
+        {
+            // The notification outbox, delivered by every serving process (the store's
+            // claim keeps two from sending one notification).
+            let deliverer = airlock_ops::notify::Deliverer::new(
+                app.store.clone(),
+                engine.runtime().clone(),
+                engine.clock().clone(),
+                engine.options().worker.clone(),
+            );
+            let stop = stop_rx.clone();
+            background.spawn(deliverer.run(stop, Duration::from_millis(500)));
         }
         {
             let app = app.clone();

@@ -3143,6 +3143,44 @@ mod full_disk {
             self.write()?;
             self.inner.end_session(id_hash).await
         }
+        async fn add_notifications(
+            &self,
+            notifications: &[airlock_store::NewNotification],
+        ) -> Result<usize> {
+            self.write()?;
+            self.inner.add_notifications(notifications).await
+        }
+        async fn claim_notifications(
+            &self,
+            holder: &str,
+            now: airlock_store::Timestamp,
+            lease_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<airlock_store::Notification>> {
+            self.write()?;
+            self.inner
+                .claim_notifications(holder, now, lease_ms, limit)
+                .await
+        }
+        async fn settle_notification(
+            &self,
+            id: &str,
+            holder: &str,
+            at: airlock_store::Timestamp,
+            error: Option<&str>,
+            retry_at: airlock_store::Timestamp,
+        ) -> Result<bool> {
+            self.write()?;
+            self.inner
+                .settle_notification(id, holder, at, error, retry_at)
+                .await
+        }
+        async fn notifications(
+            &self,
+            environment: Option<&str>,
+        ) -> Result<Vec<airlock_store::Notification>> {
+            self.inner.notifications(environment).await
+        }
         async fn schedule_cursor(
             &self,
             environment: &str,

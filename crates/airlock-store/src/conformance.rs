@@ -73,6 +73,8 @@ pub const PROPERTIES: &[&str] = &[
     "concurrent_schedule_advances_one_wins",
     "write_probe_succeeds_and_changes_nothing",
     "the_latest_bundle_is_the_one_deployed_last",
+    "notifications_are_kept_once_and_retried_until_delivered",
+    "concurrent_notification_claims_deliver_each_once",
 ];
 
 /// Runs every property, each on a fresh store made by `make`.
@@ -128,6 +130,8 @@ where
     concurrent_schedule_advances_one_wins(make().await).await;
     write_probe_succeeds_and_changes_nothing(make().await).await;
     the_latest_bundle_is_the_one_deployed_last(make().await).await;
+    notifications_are_kept_once_and_retried_until_delivered(make().await).await;
+    concurrent_notification_claims_deliver_each_once(make().await).await;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -3621,4 +3625,157 @@ pub async fn write_probe_succeeds_and_changes_nothing<S: Store>(store: S) {
     );
     let claims = store.claim("w", 2_000, 30_000, 10).await.expect("claim");
     assert_eq!(claims.len(), 1, "the queued run is still due, once");
+}
+
+// ---------------------------------------------------------------- notifications
+
+fn notification(id: &str, env: &str, at: Timestamp) -> crate::NewNotification {
+    crate::NewNotification {
+        id: id.to_owned(),
+        event: "promotion.requested".into(),
+        environment: env.to_owned(),
+        target: "chat".into(),
+        action: "post".into(),
+        args: json!({ "text": format!("about {id}") }),
+        created_at: at,
+    }
+}
+
+/// An event reported twice is kept once; a claimed notification is not claimed again
+/// while its claim lives; a failure makes it due at its retry time with the error kept; a
+/// delivery is final, and a holder whose claim passed to another settles nothing.
+pub async fn notifications_are_kept_once_and_retried_until_delivered<S: Store>(store: S) {
+    let added = store
+        .add_notifications(&[
+            notification("e1/chat", "staging", 10),
+            notification("e2/chat", "production", 11),
+        ])
+        .await
+        .expect("add");
+    assert_eq!(added, 2);
+    let again = store
+        .add_notifications(&[notification("e1/chat", "staging", 99)])
+        .await
+        .expect("add again");
+    assert_eq!(
+        again, 0,
+        "an event id already in the outbox is not added twice"
+    );
+    let claimed = store
+        .claim_notifications("a", 20, 1_000, 10)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = claimed.iter().map(|n| n.notification.id.as_str()).collect();
+    assert_eq!(ids, ["e1/chat", "e2/chat"], "oldest first");
+    assert_eq!(
+        claimed[0].notification.args,
+        json!({ "text": "about e1/chat" })
+    );
+    assert_eq!(
+        claimed[0].notification.created_at, 10,
+        "the first report is kept"
+    );
+    assert!(
+        store
+            .claim_notifications("b", 30, 1_000, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "claimed notifications are not claimed again while the claim lives"
+    );
+    assert!(
+        store
+            .settle_notification("e1/chat", "a", 40, Some("connection refused"), 500)
+            .await
+            .expect("settle")
+    );
+    assert!(
+        store
+            .claim_notifications("b", 499, 1_000, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a failed notification waits for its retry time"
+    );
+    let retried = store
+        .claim_notifications("b", 500, 1_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].last_error.as_deref(), Some("connection refused"));
+    assert!(
+        !store
+            .settle_notification("e1/chat", "a", 501, None, 0)
+            .await
+            .expect("settle"),
+        "a holder that lost the claim settles nothing"
+    );
+    assert!(
+        store
+            .settle_notification("e1/chat", "b", 502, None, 0)
+            .await
+            .expect("settle"),
+        "the holder delivers"
+    );
+    // e2's claim by `a` ran out at 1,020: anyone may claim it then.
+    let taken = store
+        .claim_notifications("c", 1_020, 1_000, 10)
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = taken.iter().map(|n| n.notification.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["e2/chat"],
+        "a delivered notification is never claimed again"
+    );
+    let staging = store.notifications(Some("staging")).await.expect("list");
+    assert_eq!(staging.len(), 1);
+    assert_eq!(staging[0].delivered_at, Some(502));
+    assert_eq!(staging[0].attempts, 2);
+    assert_eq!(staging[0].last_error, None);
+    assert_eq!(store.notifications(None).await.expect("list").len(), 2);
+}
+
+/// Two deliverers claiming at once over many notifications take each exactly once.
+pub async fn concurrent_notification_claims_deliver_each_once<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let items: Vec<_> = (0..60)
+        .map(|i| notification(&format!("e{i:02}/chat"), "production", i))
+        .collect();
+    store.add_notifications(&items).await.expect("add");
+    let mut tasks = Vec::new();
+    for holder in ["one", "two", "three"] {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_notifications(holder, 100, 60_000, 4)
+                    .await
+                    .expect("claim");
+                if claimed.is_empty() {
+                    break;
+                }
+                for n in claimed {
+                    assert!(
+                        store
+                            .settle_notification(&n.notification.id, holder, 101, None, 0)
+                            .await
+                            .expect("settle"),
+                        "{holder} holds what it claimed"
+                    );
+                    mine.push(n.notification.id);
+                }
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a deliverer"));
+    }
+    let unique: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 60, "every notification delivered once: {all:?}");
+    assert_eq!(unique.len(), 60);
 }

@@ -357,6 +357,38 @@ pub trait Store: Send + Sync + 'static {
         to: Timestamp,
     ) -> Result<bool>;
 
+    // ---- notifications (the outbox) ----
+
+    /// Adds notifications to the outbox, due at once. An id already there (delivered or
+    /// not) is left as it is: reporting an event twice delivers it once. Returns how many
+    /// were new.
+    async fn add_notifications(&self, notifications: &[NewNotification]) -> Result<usize>;
+    /// Claims up to `limit` undelivered notifications due at `now` for `holder` until
+    /// `now + lease_ms`, oldest first: a notification claimed by a live holder is never
+    /// claimed by another (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so two deliverers on one
+    /// store do not both send it. A claim whose lease ran out is claimed again.
+    async fn claim_notifications(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Notification>>;
+    /// Settles an attempt of a notification `holder` claimed: delivered at `at` (`error`
+    /// `None`), or failed and due again at `retry_at`. Returns `false`, writing nothing,
+    /// when `holder` no longer holds it (its lease ran out and another claimed it) or it
+    /// was delivered already.
+    async fn settle_notification(
+        &self,
+        id: &str,
+        holder: &str,
+        at: Timestamp,
+        error: Option<&str>,
+        retry_at: Timestamp,
+    ) -> Result<bool>;
+    /// Every notification of `environment` (all when `None`), oldest first.
+    async fn notifications(&self, environment: Option<&str>) -> Result<Vec<Notification>>;
+
     // ---- health ----
 
     /// Proves that the store takes a write now, as a delivery's would be taken: one tiny

@@ -312,3 +312,39 @@ pub struct StoredBundle {
     /// When.
     pub deployed_at: Timestamp,
 }
+
+/// A notification to deliver: one event's message to one target (an outbox row). Written
+/// once per id, whoever reports the event again; delivered once per id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewNotification {
+    /// The event's id and the target (`EVENT_ID/TARGET`): the delivery's identity.
+    pub id: String,
+    /// The event's kind (`promotion.requested`, …).
+    pub event: String,
+    /// The environment whose binding carries it.
+    pub environment: String,
+    /// The connector of that environment that carries it.
+    pub target: String,
+    /// The connector's action (`post`, `send`, `request`).
+    pub action: String,
+    /// The action's arguments: the message, already built (never a secret).
+    pub args: Value,
+    /// When the event happened.
+    pub created_at: Timestamp,
+}
+
+/// A notification as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// What to deliver.
+    #[serde(flatten)]
+    pub notification: NewNotification,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// When it may next be attempted.
+    pub due_at: Timestamp,
+    /// Why the last attempt failed (never a secret: the deliverer redacts it).
+    pub last_error: Option<String>,
+    /// When it was delivered; `None` while it waits.
+    pub delivered_at: Option<Timestamp>,
+}

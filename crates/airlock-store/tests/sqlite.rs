@@ -81,6 +81,8 @@ conformance! {
     concurrent_schedule_advances_one_wins,
     write_probe_succeeds_and_changes_nothing,
     the_latest_bundle_is_the_one_deployed_last,
+    notifications_are_kept_once_and_retried_until_delivered,
+    concurrent_notification_claims_deliver_each_once,
 }
 
 #[test]

@@ -38,7 +38,12 @@ pub fn run(global: &Global, args: WorkerArgs) -> Result<ExitCode, CliError> {
                 concurrency,
                 ..EngineOptions::default()
             })
-            .with_observer(metrics.observer()),
+            .with_observer(Arc::new(airlock_ops::notify::RunAlerts::new(
+                workspace.store.clone(),
+                Arc::new(workspace.loaded.project.manifest.clone()),
+                Arc::new(airlock_engine::SystemClock),
+                Some(metrics.observer()),
+            ))),
     );
     let operations = airlock_server::Operations::new(workspace.store.clone(), metrics);
     let rt = workspace::runtime()?;
@@ -63,10 +68,20 @@ pub fn run(global: &Global, args: WorkerArgs) -> Result<ExitCode, CliError> {
             }
             None => None,
         };
+        let deliver_stop = stop_rx.clone();
         let work = tokio::spawn({
             let engine = engine.clone();
             async move { engine.work(stop_rx, Duration::from_millis(100)).await }
         });
+        let deliver = tokio::spawn(
+            airlock_ops::notify::Deliverer::new(
+                engine.store().clone(),
+                engine.runtime().clone(),
+                engine.clock().clone(),
+                engine.options().worker.clone(),
+            )
+            .run(deliver_stop, Duration::from_millis(500)),
+        );
         operations.executing(true);
         outln!("worker ready (concurrency {concurrency})");
         airlock_server::shutdown_signal().await;
@@ -79,6 +94,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> Result<ExitCode, CliError> {
             Ok(Err(e)) => tracing::error!(error = %e, "the engine task failed"),
             Err(_) => tracing::warn!("grace period over; unfinished runs stay resumable"),
         }
+        let _ = deliver.await;
         if let Some(endpoints) = endpoints {
             let _ = endpoints.await;
         }

@@ -19,6 +19,40 @@ pub struct Manifest {
     pub differences: Vec<Difference>,
     /// Promotion rules, one per `from -> to` pair.
     pub promotion: Vec<PromotionRule>,
+    /// Who is who: the identities of approvers and authors mapped to their contacts.
+    pub people: Vec<Person>,
+}
+
+/// One identity (the name an approval, a request or a token carries) and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// The identity (`ops-lead`).
+    pub id: Located<String>,
+    /// A chat handle, mentioned in chat notifications (`@ana`).
+    pub chat: Option<Located<String>>,
+    /// An e-mail address, which mail notifications are sent to.
+    pub email: Option<Located<String>>,
+}
+
+/// Where an environment's notifications go: one connector, for some events or all.
+#[derive(Debug, Clone)]
+pub struct NotifyTarget {
+    /// The connector (chat_webhook, smtp or http) that carries them, bound in the
+    /// environment like any other.
+    pub connector: Located<String>,
+    /// The events it carries (`promotion.requested`, …); empty: every event.
+    pub events: Vec<Located<String>>,
+    /// Fixed addresses a mail target always writes to, besides the recipients' own.
+    pub to: Vec<Located<String>>,
+    /// For an http target: the path the event is posted to (`/` when unset).
+    pub path: Option<Located<String>>,
+}
+
+impl NotifyTarget {
+    /// Whether this target carries `event`.
+    pub fn carries(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e.value == event)
+    }
 }
 
 impl Manifest {
@@ -30,6 +64,11 @@ impl Manifest {
     /// The environment called `name`.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name.value == name)
+    }
+
+    /// The person whose identity is `id`.
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.id.value == id)
     }
 }
 
@@ -238,6 +277,9 @@ pub struct Binding {
     pub settings: Vec<(Located<String>, Node)>,
     /// Configured answers per action, for record mode.
     pub responses: Vec<(Located<String>, Node)>,
+    /// A paging destination (`pages: true`): someone is woken by what it carries, so
+    /// only a protected environment may bind it (`validate`, AL0030).
+    pub pages: Option<Located<bool>>,
 }
 
 impl Binding {
@@ -265,6 +307,8 @@ pub struct Environment {
     pub secrets: Vec<Located<String>>,
     /// Its bindings, one per connector.
     pub bindings: Vec<Binding>,
+    /// Where its notifications go (`notify:`), through its own bindings only.
+    pub notify: Vec<NotifyTarget>,
 }
 
 impl Environment {
@@ -388,8 +432,50 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Manifest {
             }
         }
     }
+    if let Some(node) = fields.optional("people") {
+        for (id, node) in cx.entries(node, "people by identity") {
+            if let Some(person) = decode_person(cx, id, node) {
+                manifest.people.push(person);
+            }
+        }
+    }
     fields.finish(cx);
     manifest
+}
+
+fn decode_person(cx: &mut Cx<'_>, id: Located<String>, node: &Node) -> Option<Person> {
+    let mut fields = cx.fields(node, &format!("person `{}`", id.value))?;
+    let chat = fields.optional("chat").and_then(|n| cx.string(n));
+    let email = fields.optional("email").and_then(|n| cx.string(n));
+    fields.finish(cx);
+    Some(Person { id, chat, email })
+}
+
+fn decode_notify(cx: &mut Cx<'_>, node: &Node) -> Option<NotifyTarget> {
+    let mut fields = cx.fields(node, "notification target")?;
+    let connector = fields
+        .required(
+            cx,
+            "connector",
+            "the chat_webhook, smtp or http connector that carries them",
+        )
+        .and_then(|n| cx.string(n));
+    let events = fields
+        .optional("events")
+        .map(|n| cx.strings(n))
+        .unwrap_or_default();
+    let to = fields
+        .optional("to")
+        .map(|n| cx.strings(n))
+        .unwrap_or_default();
+    let path = fields.optional("path").and_then(|n| cx.string(n));
+    fields.finish(cx);
+    Some(NotifyTarget {
+        connector: connector?,
+        events,
+        to,
+        path,
+    })
 }
 
 fn decode_connector(cx: &mut Cx<'_>, name: Located<String>, node: &Node) -> Option<Connector> {
@@ -434,6 +520,7 @@ fn decode_environment(
         egress: Vec::new(),
         secrets: Vec::new(),
         bindings: Vec::new(),
+        notify: Vec::new(),
     };
     let Some(mut fields) = cx.fields(node, &format!("environment `{}`", name.value)) else {
         return environment;
@@ -452,6 +539,13 @@ fn decode_environment(
         environment.secrets = cx.strings(n);
     }
     fields.optional("description").and_then(|n| cx.string(n));
+    if let Some(n) = fields.optional("notify") {
+        for item in cx.list(n, "notification targets") {
+            if let Some(target) = decode_notify(cx, item) {
+                environment.notify.push(target);
+            }
+        }
+    }
     if let Some(n) = fields.required(cx, "bindings", "how each connector is reached here") {
         for (connector, node) in cx.entries(n, "bindings by connector") {
             let kind = connectors
@@ -496,6 +590,10 @@ fn decode_binding(
         .into_iter()
         .map(|(k, v)| (k, v.clone()))
         .collect();
+    let pages = fields.optional("pages").and_then(|n| {
+        let span = n.span;
+        cx.bool(n).map(|b| Located::new(b, span))
+    });
     let mut settings = Vec::new();
     if let Some(kind) = kind {
         for spec in kind.binding_fields() {
@@ -516,6 +614,7 @@ fn decode_binding(
         mode,
         settings,
         responses,
+        pages,
     })
 }
 

@@ -16,6 +16,7 @@
 //! - **Schema**: built-in migrations recorded in `airlock_schema_version` (see `schema`).
 
 mod notify;
+mod outbox;
 mod promotion;
 mod rows;
 mod schema;
@@ -35,6 +36,7 @@ use crate::{
     SecretName, Settlement, StepDecision, Store, TestRecord, Timestamp, WorkflowVersion,
 };
 use crate::{ConsoleSession, NewConsoleSession, Page, StoredBundle};
+use crate::{NewNotification, Notification};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -1645,6 +1647,35 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn add_notifications(&self, notifications: &[NewNotification]) -> Result<usize> {
+        outbox::add(&self.inner.pool, notifications).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        outbox::claim(&self.inner.pool, holder, now, lease_ms, limit).await
+    }
+
+    async fn settle_notification(
+        &self,
+        id: &str,
+        holder: &str,
+        at: Timestamp,
+        error: Option<&str>,
+        retry_at: Timestamp,
+    ) -> Result<bool> {
+        outbox::settle(&self.inner.pool, id, holder, at, error, retry_at).await
+    }
+
+    async fn notifications(&self, environment: Option<&str>) -> Result<Vec<Notification>> {
+        outbox::list(&self.inner.pool, environment).await
     }
 
     async fn schedule_cursor(

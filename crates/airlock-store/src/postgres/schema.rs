@@ -295,6 +295,26 @@ CREATE TABLE project_bundles (
 );
 "#;
 
+/// The notification outbox, as in SQLite's `NOTIFICATIONS`.
+const NOTIFICATIONS: &str = r#"
+CREATE TABLE notifications (
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    event         TEXT NOT NULL,
+    environment   TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    args          TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    due_at        BIGINT NOT NULL,
+    last_error    TEXT,
+    delivered_at  BIGINT,
+    claimed_by    TEXT,
+    claimed_until BIGINT
+);
+CREATE INDEX notifications_due ON notifications (due_at) WHERE delivered_at IS NULL;
+"#;
+
 /// Every migration, in order; the schema version of a database is the highest applied.
 const MIGRATIONS: &[&str] = &[
     V1,
@@ -303,6 +323,7 @@ const MIGRATIONS: &[&str] = &[
     CONSOLE_SESSIONS,
     AUDIT_BY_ENVIRONMENT,
     PROJECT_BUNDLES,
+    NOTIFICATIONS,
 ];
 
 /// The schema version this build writes.

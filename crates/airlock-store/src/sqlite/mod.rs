@@ -11,6 +11,7 @@
 //!   timeout makes the others wait for it instead of failing. Claims stay exclusive. For many
 //!   processes on many machines, use the PostgreSQL backend.
 
+mod outbox;
 mod promotion;
 mod rows;
 mod schema;
@@ -36,6 +37,7 @@ use crate::{
     TestRecord, Timestamp, WorkflowVersion,
 };
 use crate::{ConsoleSession, NewConsoleSession, Page, StoredBundle};
+use crate::{NewNotification, Notification};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -1843,6 +1845,53 @@ impl Store for SqliteStore {
                 .execute([id_hash])
                 .db()
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn add_notifications(&self, notifications: &[NewNotification]) -> Result<usize> {
+        let items = notifications.to_vec();
+        self.write(move |conn| outbox::add(conn, &items)).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        let holder = holder.to_owned();
+        self.write(move |conn| outbox::claim(conn, &holder, now, lease_ms, limit))
+            .await
+    }
+
+    async fn settle_notification(
+        &self,
+        id: &str,
+        holder: &str,
+        at: Timestamp,
+        error: Option<&str>,
+        retry_at: Timestamp,
+    ) -> Result<bool> {
+        let (id, holder, error) = (id.to_owned(), holder.to_owned(), error.map(str::to_owned));
+        self.write(move |conn| outbox::settle(conn, &id, &holder, at, error.as_deref(), retry_at))
+            .await
+    }
+
+    async fn notifications(&self, environment: Option<&str>) -> Result<Vec<Notification>> {
+        let environment = environment.map(str::to_owned);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM notifications WHERE ?1 IS NULL OR environment = ?1
+                 ORDER BY created_at, id",
+                outbox::COLUMNS
+            ))
+            .db()?
+            .query_map([environment], outbox::notification)
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()
         })
         .await
     }

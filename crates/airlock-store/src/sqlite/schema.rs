@@ -327,6 +327,27 @@ CREATE TABLE project_bundles (
 );
 "#;
 
+/// The notification outbox: one row per (event, target), delivered once. `claimed_by` and
+/// `claimed_until` are the deliverer's claim; `due_at` its next attempt.
+const NOTIFICATIONS: &str = r#"
+CREATE TABLE notifications (
+    id            TEXT PRIMARY KEY NOT NULL,
+    event         TEXT NOT NULL,
+    environment   TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    args          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    due_at        INTEGER NOT NULL,
+    last_error    TEXT,
+    delivered_at  INTEGER,
+    claimed_by    TEXT,
+    claimed_until INTEGER
+);
+CREATE INDEX notifications_due ON notifications (due_at) WHERE delivered_at IS NULL;
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
 const MIGRATIONS: &[&str] = &[
     V1,
@@ -337,6 +358,7 @@ const MIGRATIONS: &[&str] = &[
     CONSOLE_SESSIONS,
     RUN_TALLY,
     PROJECT_BUNDLES,
+    NOTIFICATIONS,
 ];
 
 /// The schema version this build writes.
