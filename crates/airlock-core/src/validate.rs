@@ -167,9 +167,14 @@ impl Checker<'_> {
                 .help = help.or_else(|| Some("declare it under `connectors:`".into()));
                 continue;
             };
+            // A connector of no known kind was reported where its kind is (AL0011): one
+            // mistake, one problem.
+            let Some(kind) = connector.kind else {
+                continue;
+            };
             if !matches!(
-                connector.kind,
-                Some(ConnectorKind::ChatWebhook | ConnectorKind::Smtp | ConnectorKind::Http)
+                kind,
+                ConnectorKind::ChatWebhook | ConnectorKind::Smtp | ConnectorKind::Http
             ) {
                 self.report(
                     file,
@@ -178,7 +183,7 @@ impl Checker<'_> {
                     format!(
                         "`{}` is a {} connector: notifications go through chat_webhook, smtp or http",
                         name.value,
-                        connector.kind.map_or("unknown", |k| k.name())
+                        kind.name()
                     ),
                 );
                 continue;
