@@ -236,7 +236,11 @@ fn the_schemas_use_the_models_words() {
         .iter()
         .filter_map(|name| ConnectorKind::parse(name))
         .flat_map(|kind| kind.binding_fields().iter().map(|f| f.name.to_owned()))
-        .chain(["mode".to_owned(), "responses".to_owned()])
+        .chain([
+            "mode".to_owned(),
+            "responses".to_owned(),
+            "pages".to_owned(),
+        ])
         .collect();
     fields.sort();
     fields.dedup();
