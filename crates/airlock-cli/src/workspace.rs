@@ -90,15 +90,7 @@ impl Workspace {
             &state.join(STORE_FILE),
             connect_retry,
         )?;
-        let environments: Vec<&str> = loaded
-            .project
-            .manifest
-            .environments
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        let keyring = Keyring::load(&state, &environments)
-            .map_err(|e| CliError::usage(e.to_string(), None))?;
+        let keyring = keyring_of(&state, &loaded)?;
         Ok(Self {
             root,
             loaded,
@@ -132,15 +124,7 @@ impl Workspace {
                 diagnostics: Vec::new(),
             },
         };
-        let environments: Vec<&str> = loaded
-            .project
-            .manifest
-            .environments
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        let keyring = Keyring::load(&state, &environments)
-            .map_err(|e| CliError::usage(e.to_string(), None))?;
+        let keyring = keyring_of(&state, &loaded)?;
         Ok(Self {
             root,
             loaded,
@@ -365,4 +349,16 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The keyring of the environments a project declares, from the state folder.
+fn keyring_of(state: &std::path::Path, loaded: &Loaded) -> Result<Keyring, CliError> {
+    let environments: Vec<&str> = loaded
+        .project
+        .manifest
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    Keyring::load(state, &environments).map_err(|e| CliError::usage(e.to_string(), None))
 }
