@@ -172,7 +172,8 @@ async fn run(runs: usize, repeats: usize, dir: Option<std::path::PathBuf>) -> Re
     let generated = Instant::now();
     let sample = generate(&db, runs)?;
     eprintln!(
-        "generated {runs} runs in {:.1} s",
+        "generated {runs} runs and {} closed promotion requests in {:.1} s",
+        closed_requests(runs),
         generated.elapsed().as_secs_f64()
     );
     let (status, headers, _) = send(
@@ -369,7 +370,38 @@ fn generate(db: &std::path::Path, runs: usize) -> Result<Sample, String> {
                 ])
                 .map_err(e)?;
         }
+        // A long history of closed promotion requests (one per 100 runs: 10,000 at a
+        // million), so the inbox and the home page show they read only the open ones.
+        let mut request = tx
+            .prepare(
+                "INSERT INTO promotion_requests (id, workflow, version, from_environment,
+                     to_environment, author, created_at, status, closed_at)
+                 VALUES (?1, ?2, ?3, 'staging', 'production', 'dev', ?4, ?5, ?6)",
+            )
+            .map_err(e)?;
+        for i in 0..closed_requests(runs) {
+            let at = start + (i as i64) * 6_000_000;
+            request
+                .execute(rusqlite::params![
+                    format!("req_{:013x}{:019x}", at, i),
+                    if i % 3 == 0 {
+                        "credit-review"
+                    } else {
+                        "order-intake"
+                    },
+                    version,
+                    at,
+                    ["released", "rejected", "withdrawn", "expired"][i % 4],
+                    at + 3_600_000,
+                ])
+                .map_err(e)?;
+        }
     }
     tx.commit().map_err(e)?;
     Ok(sample)
+}
+
+/// How many closed promotion requests the generator writes beside `runs` runs.
+fn closed_requests(runs: usize) -> usize {
+    runs / 100
 }

@@ -236,6 +236,12 @@ impl Store for TimedStore {
     ) -> Result<Vec<airlock_store::PromotionRequest>> {
         self.inner.requests(workflow).await
     }
+    async fn open_requests(
+        &self,
+        workflow: Option<&str>,
+    ) -> Result<Vec<airlock_store::PromotionRequest>> {
+        self.inner.open_requests(workflow).await
+    }
     async fn decide_request(&self, approval: &airlock_store::Approval) -> Result<()> {
         self.inner.decide_request(approval).await
     }

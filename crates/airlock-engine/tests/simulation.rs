@@ -715,6 +715,13 @@ impl Store for FaultStore {
         self.alive()?;
         self.inner.requests(workflow).await
     }
+    async fn open_requests(
+        &self,
+        workflow: Option<&str>,
+    ) -> airlock_store::Result<Vec<PromotionRequest>> {
+        self.alive()?;
+        self.inner.open_requests(workflow).await
+    }
     async fn decide_request(&self, approval: &Approval) -> airlock_store::Result<()> {
         self.alive()?;
         self.inner.decide_request(approval).await

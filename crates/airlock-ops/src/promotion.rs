@@ -401,8 +401,8 @@ pub(crate) async fn open_request_for(
     now: i64,
 ) -> Result<Option<PromotionRequest>, OpsError> {
     let mut found = None;
-    for request in store.requests(Some(subject)).await? {
-        if request.status != RequestStatus::Open || request.request.to_environment != to {
+    for request in store.open_requests(Some(subject)).await? {
+        if request.request.to_environment != to {
             continue;
         }
         let request = expire_if_due(store, manifest, request, now).await?;
@@ -936,7 +936,13 @@ pub async fn list(
     }
     let project = &config::effective(store, project, "airlock", now).await?;
     let mut rows = Vec::new();
-    for request in store.requests(None).await? {
+    // The open ones (the inbox, the console's home page) are one read of their own index;
+    // the history of every request is read only when asked for.
+    let requests = match status {
+        Some(RequestStatus::Open) => store.open_requests(None).await?,
+        _ => store.requests(None).await?,
+    };
+    for request in requests {
         if environment_name.is_some_and(|e| e != request.request.to_environment) {
             continue;
         }

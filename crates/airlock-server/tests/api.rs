@@ -3073,6 +3073,9 @@ mod full_disk {
         async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
             self.inner.requests(workflow).await
         }
+        async fn open_requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
+            self.inner.open_requests(workflow).await
+        }
         async fn decide_request(&self, approval: &Approval) -> Result<()> {
             self.write()?;
             self.inner.decide_request(approval).await

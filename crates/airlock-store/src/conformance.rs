@@ -63,6 +63,7 @@ pub const PROPERTIES: &[&str] = &[
     "each_approver_has_one_decision_they_may_change",
     "a_release_links_to_the_previous_and_deploys",
     "an_open_request_is_withdrawn_or_expires_once",
+    "open_requests_are_the_open_ones_newest_first",
     "a_disable_release_takes_the_workflow_out",
     "concurrent_releases_one_wins",
     "tokens_are_found_by_hash_until_revoked",
@@ -120,6 +121,7 @@ where
     each_approver_has_one_decision_they_may_change(make().await).await;
     a_release_links_to_the_previous_and_deploys(make().await).await;
     an_open_request_is_withdrawn_or_expires_once(make().await).await;
+    open_requests_are_the_open_ones_newest_first(make().await).await;
     a_disable_release_takes_the_workflow_out(make().await).await;
     concurrent_releases_one_wins(make().await).await;
     tokens_are_found_by_hash_until_revoked(make().await).await;
@@ -2738,6 +2740,67 @@ pub async fn each_approver_has_one_decision_they_may_change<S: Store>(store: S) 
     ));
     let listed = store.requests(Some("order")).await.expect("list");
     assert_eq!(listed.len(), 2);
+}
+
+/// The open requests are exactly those not yet closed (by any of the ways a request
+/// closes), newest first, of one workflow when asked; closed history is left out.
+pub async fn open_requests_are_the_open_ones_newest_first<S: Store>(store: S) {
+    let opened = [
+        ("r1", "order", 10),
+        ("r2", "invoice", 11),
+        ("r3", "order", 12),
+        ("r4", "order", 13),
+        ("r5", "invoice", 14),
+    ];
+    for (id, workflow, at) in opened {
+        let mut request = request_of(id, "v1", "dev");
+        request.workflow = workflow.into();
+        request.created_at = at;
+        store.open_request(&request).await.expect("open");
+    }
+    store
+        .close_request("r4", crate::RequestStatus::Withdrawn, 20)
+        .await
+        .expect("withdraw");
+    store
+        .close_request("r1", crate::RequestStatus::Expired, 21)
+        .await
+        .expect("expire");
+    store
+        .decide_request(&crate::Approval {
+            request: "r5".into(),
+            approver: "cfo".into(),
+            approved: false,
+            reason: Some("not now".into()),
+            at: 22,
+        })
+        .await
+        .expect("reject");
+    let ids = |requests: Vec<crate::PromotionRequest>| {
+        requests
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.status, crate::RequestStatus::Open, "{}", r.request.id);
+                r.request.id
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.open_requests(None).await.expect("open")),
+        ["r3", "r2"]
+    );
+    assert_eq!(
+        ids(store.open_requests(Some("order")).await.expect("open")),
+        ["r3"]
+    );
+    assert!(
+        store
+            .open_requests(Some("refund"))
+            .await
+            .expect("open")
+            .is_empty()
+    );
+    assert_eq!(store.requests(None).await.expect("all").len(), 5);
 }
 
 /// An open request closes once, as withdrawn or expired; a closed one is a conflict, an

@@ -259,6 +259,10 @@ pub trait Store: Send + Sync + 'static {
     async fn request(&self, id: &str) -> Result<Option<PromotionRequest>>;
     /// Promotion requests, newest first, optionally of one workflow.
     async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>>;
+    /// The open promotion requests, newest first, optionally of one workflow: what the
+    /// inbox, the home page and every `promote` read. One range of an index of the open
+    /// ones only, so it costs what is waiting, not the whole history of requests.
+    async fn open_requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>>;
     /// Records an approver's decision on an open request. [`Error::Conflict`] when the
     /// request is not open or this approver already decided; a rejection closes the
     /// request as rejected in the same write. (Who may approve is the caller's check.)

@@ -71,6 +71,7 @@ conformance! {
     each_approver_has_one_decision_they_may_change,
     a_release_links_to_the_previous_and_deploys,
     an_open_request_is_withdrawn_or_expires_once,
+    open_requests_are_the_open_ones_newest_first,
     a_disable_release_takes_the_workflow_out,
     concurrent_releases_one_wins,
     tokens_are_found_by_hash_until_revoked,

@@ -282,6 +282,33 @@ async fn open_pool(
 }
 
 impl PostgresStore {
+    /// Promotion requests newest first, the open ones only (their partial index) or all,
+    /// of one workflow when given.
+    async fn requests_where(
+        &self,
+        open_only: bool,
+        workflow: Option<&str>,
+    ) -> Result<Vec<PromotionRequest>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {} FROM promotion_requests WHERE ",
+            rows::REQUEST_COLUMNS
+        ));
+        query.push(if open_only { "status = 'open'" } else { "TRUE" });
+        if let Some(workflow) = workflow {
+            query
+                .push(" AND workflow = ")
+                .push_bind(workflow.to_owned());
+        }
+        query.push(" ORDER BY created_at DESC, id DESC");
+        query
+            .build()
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::request)
+            .collect()
+    }
     /// Connects to the database at `url` (`postgres://user@host:port/database`), creating
     /// or upgrading its schema, with the default options.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
@@ -1370,24 +1397,11 @@ impl Store for PostgresStore {
     }
 
     async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {} FROM promotion_requests",
-            rows::REQUEST_COLUMNS
-        ));
-        if let Some(workflow) = workflow {
-            query
-                .push(" WHERE workflow = ")
-                .push_bind(workflow.to_owned());
-        }
-        query.push(" ORDER BY created_at DESC, id DESC");
-        query
-            .build()
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(rows::request)
-            .collect()
+        self.requests_where(false, workflow).await
+    }
+
+    async fn open_requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
+        self.requests_where(true, workflow).await
     }
 
     async fn decide_request(&self, approval: &Approval) -> Result<()> {

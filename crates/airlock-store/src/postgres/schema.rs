@@ -315,6 +315,11 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due ON notifications (due_at) WHERE delivered_at IS NULL;
 "#;
 
+/// The open requests alone, as in SQLite's `OPEN_REQUESTS`.
+const OPEN_REQUESTS: &str = r#"
+CREATE INDEX promotion_requests_open ON promotion_requests (created_at) WHERE status = 'open';
+"#;
+
 /// Every migration, in order; the schema version of a database is the highest applied.
 const MIGRATIONS: &[&str] = &[
     V1,
@@ -324,6 +329,7 @@ const MIGRATIONS: &[&str] = &[
     AUDIT_BY_ENVIRONMENT,
     PROJECT_BUNDLES,
     NOTIFICATIONS,
+    OPEN_REQUESTS,
 ];
 
 /// The schema version this build writes.

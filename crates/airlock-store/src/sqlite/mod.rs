@@ -1586,19 +1586,14 @@ impl Store for SqliteStore {
 
     async fn requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
         let workflow = workflow.map(str::to_owned);
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {} FROM promotion_requests WHERE ?1 IS NULL OR workflow = ?1
-                 ORDER BY created_at DESC, id DESC",
-                promotion::REQUEST_COLUMNS
-            ))
-            .db()?
-            .query_map([workflow], promotion::request)
-            .db()?
-            .collect::<Result<_, _>>()
-            .db()
-        })
-        .await
+        self.read(move |conn| promotion::requests(conn, false, workflow.as_deref()))
+            .await
+    }
+
+    async fn open_requests(&self, workflow: Option<&str>) -> Result<Vec<PromotionRequest>> {
+        let workflow = workflow.map(str::to_owned);
+        self.read(move |conn| promotion::requests(conn, true, workflow.as_deref()))
+            .await
     }
 
     async fn decide_request(&self, approval: &Approval) -> Result<()> {

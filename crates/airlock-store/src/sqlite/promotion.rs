@@ -87,6 +87,30 @@ pub(super) fn insert_request(
     })
 }
 
+/// Promotion requests newest first, the open ones only or all, of one workflow when given.
+pub(super) fn requests(
+    conn: &Connection,
+    open_only: bool,
+    workflow: Option<&str>,
+) -> Result<Vec<PromotionRequest>> {
+    // `INDEXED BY`: the open ones must come from their partial index, never from the
+    // workflow index, which holds every request the workflow ever had.
+    let from = if open_only {
+        "promotion_requests INDEXED BY promotion_requests_open WHERE status = 'open' AND"
+    } else {
+        "promotion_requests WHERE"
+    };
+    conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM {from} (?1 IS NULL OR workflow = ?1)
+         ORDER BY created_at DESC, id DESC"
+    ))
+    .db()?
+    .query_map([workflow], request)
+    .db()?
+    .collect::<Result<_, _>>()
+    .db()
+}
+
 fn request_status(conn: &Connection, id: &str) -> Result<RequestStatus> {
     let status: Option<String> = conn
         .prepare_cached("SELECT status FROM promotion_requests WHERE id = ?1")

@@ -348,6 +348,12 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due ON notifications (due_at) WHERE delivered_at IS NULL;
 "#;
 
+/// The open requests alone, for [`crate::Store::open_requests`]: a request is open for
+/// days at most and closed for ever after, so this index stays as small as the inbox.
+const OPEN_REQUESTS: &str = r#"
+CREATE INDEX promotion_requests_open ON promotion_requests (created_at) WHERE status = 'open';
+"#;
+
 /// Every migration, in order; the schema version of a file is how many it has applied.
 const MIGRATIONS: &[&str] = &[
     V1,
@@ -359,6 +365,7 @@ const MIGRATIONS: &[&str] = &[
     RUN_TALLY,
     PROJECT_BUNDLES,
     NOTIFICATIONS,
+    OPEN_REQUESTS,
 ];
 
 /// The schema version this build writes.
