@@ -11,7 +11,7 @@ use crate::ResolvedBinding;
 pub use crate::redact::{REDACTED, Redactor};
 use airlock_core::model::{Binding, ConnectorKind};
 use async_trait::async_trait;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -138,7 +138,7 @@ impl Keyring {
         if path.exists() {
             return Ok(false);
         }
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let key = Key::generate();
         let error = |e: std::io::Error| SecretError::Key {
             environment: environment.to_owned(),
             reason: format!("cannot write {}: {e}", path.display()),
@@ -178,7 +178,7 @@ impl Keyring {
     /// Seals a value for one environment and name.
     pub fn seal(&self, environment: &str, name: &str, value: &str) -> Result<Vec<u8>, SecretError> {
         let cipher = self.cipher(environment)?;
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let nonce = XNonce::generate();
         let aad = associated_data(environment, name);
         let ciphertext = cipher
             .encrypt(
@@ -213,10 +213,11 @@ impl Keyring {
             return Err(undecryptable());
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = XNonce::try_from(nonce).map_err(|_| undecryptable())?;
         let aad = associated_data(environment, name);
         let plain = cipher
             .decrypt(
-                XNonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: ciphertext,
                     aad: &aad,
@@ -411,7 +412,7 @@ impl Fingerprinter {
             return Ok((found, false));
         }
         let path = Self::file(state_dir, environments)?;
-        let key: [u8; 32] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
+        let key: [u8; 32] = Key::generate().into();
         let error = |e: std::io::Error| {
             SecretError::FingerprintKey(format!("cannot write {}: {e}", path.display()))
         };

@@ -946,11 +946,7 @@ fn sqlite_action(conn: &rusqlite::Connection, action: &Action) -> Result<Value, 
                     params.len()
                 )));
             }
-            let names: Vec<String> = stmt
-                .column_names()
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
+            let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
             if names.is_empty() {
                 let n = stmt
                     .execute(rusqlite::params_from_iter(params))

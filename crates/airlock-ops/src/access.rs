@@ -13,7 +13,7 @@
 use crate::{OpsError, audit};
 use airlock_core::authz::{Action, Grant, Role};
 use airlock_store::{ApiToken, NewConsoleSession, Store};
-use rand::RngCore;
+use rand::Rng;
 use serde_json::json;
 
 /// An authenticated caller.

@@ -8,7 +8,7 @@ use crate::{OpsError, audit, environment};
 use airlock_core::authz::Role;
 use airlock_core::model::Manifest;
 use airlock_store::{ApiToken, NewApiToken, Store};
-use rand::RngCore;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
