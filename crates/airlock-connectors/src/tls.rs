@@ -54,6 +54,21 @@ pub enum CaFileError {
     Empty { what: &'static str, path: PathBuf },
 }
 
+impl CaFileError {
+    /// The same problem, naming the file as `written` (relative to the project, as in
+    /// `airlock.yaml`) rather than where it was read.
+    pub fn written_as(mut self, written: &Path) -> Self {
+        match &mut self {
+            Self::Unreadable { path, .. }
+            | Self::NotPem { path, .. }
+            | Self::BadCertificate { path, .. }
+            | Self::Empty { path, .. } => *path = written.to_path_buf(),
+            Self::Setup(_) => {}
+        }
+        self
+    }
+}
+
 /// Reads every certificate of a PEM file (several may follow one another), each checked to
 /// be usable as a trust anchor, so a bad file is refused when it is named, not at the
 /// first handshake.

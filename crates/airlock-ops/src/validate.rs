@@ -119,7 +119,9 @@ pub fn check_bindings(loaded: &mut Loaded, root: &std::path::Path) {
                     continue;
                 };
                 let text = match &node.value {
-                    // A secret's value is judged when the connector is built.
+                    // Absent, as the connector reads it; a secret's value is judged when
+                    // the connector is built.
+                    Value::Null => continue,
                     Value::Str(text) if text.contains("${") => continue,
                     Value::Str(text) if !text.trim().is_empty() => text.trim(),
                     other => {
@@ -145,6 +147,7 @@ pub fn check_bindings(loaded: &mut Loaded, root: &std::path::Path) {
                     airlock_connectors::tls::read_ca_file("ca_file", &root.join(text))
                         .err()
                         .map(|e| {
+                            let e = e.written_as(std::path::Path::new(text));
                             (
                                 format!("`ca_file` of `{connector}` in `{env}`: {e}"),
                                 "not a readable PEM file of CA certificates",
