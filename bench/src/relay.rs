@@ -77,7 +77,10 @@ fn serve(listen: &str, sink: &str) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
+        // The workspace's one TLS setup (ring): reqwest is built without a provider of its own.
+        let tls = airlock_connectors::tls::client_config(&[]).map_err(|e| e.to_string())?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let relay = Arc::new(Relay {

@@ -567,6 +567,23 @@ pub struct ServeArgs {
     /// How often the audit anchor file is written.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "audit_anchor_file")]
     pub audit_anchor_every: std::time::Duration,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first), for an install without a
+    /// reverse proxy in front. Needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "AIRLOCK_TLS_CERT"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "AIRLOCK_TLS_KEY"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Log lines as text or JSON (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

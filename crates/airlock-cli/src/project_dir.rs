@@ -29,6 +29,14 @@ impl ProjectDir {
         Ok(Self { root })
     }
 
+    /// The project loaded and checked as `validate` checks it: its files' text, then what
+    /// they name in this folder (a binding's `ca_file`, `proxy`).
+    pub fn load(&self) -> Result<airlock_core::project::Loaded, CliError> {
+        let mut loaded = airlock_core::project::load(self.read()?);
+        airlock_ops::validate::check_bindings(&mut loaded, &self.root);
+        Ok(loaded)
+    }
+
     /// The manifest, every workflow and every scenario, plus any YAML file under
     /// `workflows/` or `tests/` that sits in the wrong place (the core reports those).
     pub fn read(&self) -> Result<Vec<SourceFile>, CliError> {

@@ -52,7 +52,12 @@ impl Remote {
                 ),
             )
         })?;
+        // What the connectors trust: the system's and Mozilla's roots and AIRLOCK_CA_FILE,
+        // so a server serving TLS with a company CA (`serve --tls-cert`) is reached too.
+        let tls = airlock_connectors::tls::client_config(&[])
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| CliError::usage(format!("cannot build an HTTP client: {e}"), None))?;

@@ -171,7 +171,7 @@ fn screenshots() -> PathBuf {
 }
 
 fn api(url: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
-    let client = reqwest::blocking::Client::new();
+    let client = support::http_client().build().expect("an HTTP client");
     let request = match method {
         "POST" => client.post(format!("{url}{path}")),
         _ => client.get(format!("{url}{path}")),

@@ -60,6 +60,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("47-webhook-path-escapes", &["AL0028"]),
     ("48-notify-unbound-target", &["AL0029"]),
     ("49-paging-in-staging", &["AL0030"]),
+    ("50-outbound-tls-files", &["AL0020"]),
 ];
 
 /// Far above what any fixture needs (milliseconds); an alias bomb or a deep document
@@ -86,10 +87,10 @@ fn fixture_names() -> Vec<String> {
 /// Reads and loads one fixture the way `airlock validate` does, and renders every
 /// diagnostic. Returns how many there were and the rendered text.
 fn render_fixture(dir: &Path) -> (usize, String) {
-    let files = ProjectDir::locate(Some(dir))
-        .and_then(|project| project.read())
+    // With what the files name in the folder (`ca_file`, `proxy`), as `validate` checks it.
+    let loaded = ProjectDir::locate(Some(dir))
+        .and_then(|project| project.load())
         .unwrap_or_else(|e| panic!("cannot read {}: {e:?}", dir.display()));
-    let loaded = airlock_core::project::load(files);
     let rendered: Vec<String> = loaded
         .diagnostics
         .iter()

@@ -61,7 +61,7 @@ impl Api {
     fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
-            client: reqwest::blocking::Client::builder()
+            client: support::http_client()
                 .timeout(std::time::Duration::from_secs(60))
                 .build()
                 .unwrap(),

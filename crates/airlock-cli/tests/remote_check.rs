@@ -115,7 +115,9 @@ fn check_through_a_server_prints_what_check_prints_beside_it() {
     assert!(sink.snapshot().total >= 2, "{:?}", sink.snapshot());
 
     // The API answers the CLI's own rows.
-    let answered = reqwest::blocking::Client::new()
+    let answered = support::http_client()
+        .build()
+        .expect("an HTTP client")
         .get(format!("{}/api/v1/environments/staging/check", served.url))
         .bearer_auth(&deployer)
         .send()

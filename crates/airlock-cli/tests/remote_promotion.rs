@@ -539,7 +539,9 @@ fn the_token_decides_who_acts_and_refusals_print_clearly() {
     // The server deploys only the versions hashed here: a working copy that differs from
     // the server's is refused, and staging keeps running what it ran.
     let deployments = || {
-        reqwest::blocking::Client::new()
+        support::http_client()
+            .build()
+            .expect("an HTTP client")
             .get(format!(
                 "{}/api/v1/environments/staging/deployments",
                 s.twins.served.url
@@ -726,7 +728,7 @@ fn secrets_and_the_audit_log_print_the_same_through_a_server() {
         ]
     );
     // The API answers the CLI's own rows.
-    let client = reqwest::blocking::Client::new();
+    let client = support::http_client().build().expect("an HTTP client");
     let get = |path: &str, token: &str| {
         let answer = client
             .get(format!("{}{path}", s.twins.served.url))

@@ -177,7 +177,7 @@ fn four_workers_share_2000_runs_and_finish_a_killed_ones_work() {
     let store = database.url();
 
     let accepting = Served::start_with_store(&project, &store, &["--no-execute"]);
-    let client = reqwest::blocking::Client::new();
+    let client = support::http_client().build().expect("an HTTP client");
     let senders: Vec<_> = (0..4)
         .map(|sender| {
             let client = client.clone();
@@ -276,7 +276,7 @@ fn two_servers_dedupe_one_delivery() {
     let first = Served::start_with_store(&project, &store, &[]);
     let second = Served::start_with_store(&project, &store, &[]);
     assert_ne!(first.url, second.url);
-    let client = reqwest::blocking::Client::new();
+    let client = support::http_client().build().expect("an HTTP client");
     let mut ids = Vec::new();
     for served in [&first, &second, &first] {
         let response = client
@@ -394,7 +394,7 @@ fn a_worker_serves_health_readiness_and_metrics_while_it_executes() {
     let (database, _temp, project, sink) = deployed_staging();
     let store = database.url();
     let accepting = Served::start_with_store(&project, &store, &["--no-execute"]);
-    let client = reqwest::blocking::Client::new();
+    let client = support::http_client().build().expect("an HTTP client");
     for id in 0..RUNS {
         let response = client
             .post(format!("{}/hooks/staging/orders", accepting.url))

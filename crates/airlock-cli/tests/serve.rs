@@ -113,7 +113,7 @@ fn fixture() -> Fixture {
         project,
         sink,
         served,
-        client: Client::builder()
+        client: support::http_client()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),

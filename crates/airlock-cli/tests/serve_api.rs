@@ -80,7 +80,7 @@ fn start() -> Api {
         _temp: temp,
         project,
         served,
-        client: Client::builder()
+        client: support::http_client()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap(),
@@ -485,7 +485,9 @@ fn cli_and_api_refuse_alike_a_step_approval_for_a_step_the_run_does_not_wait_on(
 
     let token = support::create_token(&project, "staging", "approver", "staging-lead");
     let served = Served::start(&project, &[]);
-    let answer = Client::new()
+    let answer = support::http_client()
+        .build()
+        .expect("an HTTP client")
         .post(format!(
             "{}/api/v1/runs/{run}/steps/send_reminders/approve",
             served.url

@@ -88,7 +88,7 @@ fn kill_9_under_a_webhook_burst_loses_no_accepted_run() {
                 .map(|i| next_id + sender * (BURST / SENDERS) + i)
                 .collect();
             senders.push(std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
+                let client = support::http_client()
                     .timeout(Duration::from_secs(5))
                     .build()
                     .unwrap();
@@ -250,7 +250,7 @@ steps:
     );
     // A lease far longer than the test: a run left behind would stay `running`.
     let mut served = Served::start(&project, &["--lease", "5m", "--grace", "20s"]);
-    let client = reqwest::blocking::Client::builder()
+    let client = support::http_client()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

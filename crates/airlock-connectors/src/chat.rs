@@ -1,13 +1,16 @@
 //! The `chat_webhook` connector: a Slack-compatible incoming webhook.
 //!
-//! Setting: `url` (required; usually a secret, since the URL is the credential). One
+//! Settings: `url` (required; usually a secret, since the URL is the credential), and as
+//! for `http`, `ca_file` and `proxy`. One
 //! action, `post`, with `text` (required) and `blocks` (optional), sent as
 //! `{"text": …, "blocks": …}` with the step's `Idempotency-Key`, through the
 //! environment's egress client. The URL never appears in an error or a check detail:
 //! only its host does.
 
 use crate::egress::EgressError;
-use crate::http::{check_reachable, describe, idempotency_value, read_body, required_string, send};
+use crate::http::{
+    Transport, check_reachable, describe, idempotency_value, read_body, required_string, send,
+};
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
@@ -21,7 +24,7 @@ use url::Url;
 pub struct ChatConnector {
     connector: String,
     egress: Arc<Egress>,
-    client: reqwest::Client,
+    transport: Transport,
     /// The checked webhook URL, or why egress refuses it.
     url: Result<Url, EgressError>,
 }
@@ -49,11 +52,11 @@ impl ChatConnector {
             )));
         }
         let url = egress.check_url(raw);
-        let client = egress.http_client()?;
+        let transport = Transport::of(binding, &egress)?;
         Ok(Self {
             connector: name.clone(),
             egress,
-            client,
+            transport,
             url,
         })
     }
@@ -97,13 +100,14 @@ impl Connector for ChatConnector {
         );
         let timeout = request.timeout;
         let request = self
+            .transport
             .client
             .post(url)
             .headers(headers)
             .json(&Value::Object(payload))
             .build()
             .map_err(|e| CallError::Invalid(describe(e)))?;
-        let response = send(&self.egress, &self.client, request, timeout).await?;
+        let response = send(&self.egress, &self.transport, request, timeout).await?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             Ok(json!({ "ok": true, "status": status }))
@@ -118,7 +122,7 @@ impl Connector for ChatConnector {
             Ok(url) => url,
             Err(refused) => return CheckOutcome::failed(refused.to_string()),
         };
-        match check_reachable(&self.egress, url).await {
+        match check_reachable(&self.egress, &self.transport, url).await {
             Ok(detail) => CheckOutcome::ok(format!(
                 "{detail}; nothing was posted (a webhook has no side-effect-free request)"
             )),

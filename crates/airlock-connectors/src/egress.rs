@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::{Host, Url};
 
@@ -97,7 +98,8 @@ pub struct Egress {
     /// Hosts (names or literal addresses) its connectors may reach.
     pub allowed: Vec<String>,
     resolver: Arc<dyn HostResolver>,
-    client: OnceLock<reqwest::Client>,
+    /// The HTTP clients built so far, one per [`ClientOptions`] asked for.
+    clients: Mutex<Vec<(ClientOptions, reqwest::Client)>>,
 }
 
 impl fmt::Debug for Egress {
@@ -116,9 +118,23 @@ impl Clone for Egress {
             environment: self.environment.clone(),
             allowed: self.allowed.clone(),
             resolver: Arc::clone(&self.resolver),
-            client: OnceLock::new(),
+            clients: Mutex::default(),
         }
     }
+}
+
+/// How a binding's HTTP client differs from the environment's plain one: what it trusts
+/// beside the system's and Mozilla's roots and `AIRLOCK_CA_FILE`, and the proxy it goes
+/// through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// A PEM file of extra CA certificates (the binding's `ca_file`, resolved against the
+    /// project folder).
+    pub ca_file: Option<PathBuf>,
+    /// An HTTP proxy (the binding's `proxy:`): `https` URLs are tunnelled through it with
+    /// `CONNECT`, `http` URLs sent to it. Checked by [`Egress::check_proxy`] first: the
+    /// proxy is a host this environment reaches.
+    pub proxy: Option<Url>,
 }
 
 /// A destination the allowlist refuses.
@@ -165,7 +181,7 @@ impl Egress {
             environment: environment.into(),
             allowed,
             resolver: Arc::new(SystemResolver),
-            client: OnceLock::new(),
+            clients: Mutex::default(),
         }
     }
 
@@ -175,7 +191,7 @@ impl Egress {
             environment: self.environment,
             allowed: self.allowed,
             resolver,
-            client: OnceLock::new(),
+            clients: Mutex::default(),
         }
     }
 
@@ -418,19 +434,59 @@ impl Egress {
         Ok(addresses)
     }
 
-    /// This environment's HTTP client: rustls, pooled keep-alive, names resolved only
-    /// through [`Egress::resolve`], no redirect followed (the connectors follow them hop
-    /// by hop, each checked by [`Egress::check_redirect`], at most [`MAX_REDIRECTS`]), no
-    /// proxy from the environment. Built once per `Egress` and shared by its connectors.
-    pub fn http_client(self: &Arc<Self>) -> Result<reqwest::Client, CallError> {
-        if let Some(client) = self.client.get() {
+    /// Checks a proxy URL by the rules of every host (listed, canonical, resolved within
+    /// the list when it is a name, which the client's resolver does on connecting): an
+    /// `http` or `https` URL with a host, and nothing else (a path would be ignored, a
+    /// credential belongs in a secret the proxy does not log).
+    pub fn check_proxy(&self, proxy: &str) -> Result<Url, EgressError> {
+        let url = self.check_url(proxy)?;
+        let host = url.host_str().unwrap_or("(no host)").to_owned();
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.refused(
+                host,
+                "is a proxy URL with a user or password; Airlock's proxies take none",
+            ));
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(self.refused(
+                host,
+                "is a proxy URL with a path; write only `http://host:port`",
+            ));
+        }
+        Ok(url)
+    }
+
+    /// This environment's HTTP client for `options`: rustls (see [`crate::tls`]: system
+    /// and Mozilla roots, `AIRLOCK_CA_FILE`, the binding's `ca_file`), pooled keep-alive,
+    /// names resolved only through [`Egress::resolve`] (the proxy's too), no redirect
+    /// followed (the connectors follow them hop by hop, each checked by
+    /// [`Egress::check_redirect`], at most [`MAX_REDIRECTS`]), no proxy from the process's
+    /// environment (`HTTPS_PROXY` would route every environment's calls through a host
+    /// none of their egress lists names), only the binding's own. Built once per `Egress`
+    /// and options, and shared by its connectors.
+    pub fn http_client(
+        self: &Arc<Self>,
+        options: &ClientOptions,
+    ) -> Result<reqwest::Client, CallError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, client)) = clients.iter().find(|(known, _)| known == options) {
             return Ok(client.clone());
         }
+        let extra = match &options.ca_file {
+            Some(path) => crate::tls::read_ca_file("ca_file", path)
+                .map_err(|e| CallError::Invalid(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let tls =
+            crate::tls::client_config(&extra).map_err(|e| CallError::Invalid(e.to_string()))?;
         // The resolver holds its own copy of the rules, so the client cached here does not
         // keep its `Egress` alive.
         let rules = Arc::new(Egress::clone(self));
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .no_proxy()
             .dns_resolver(Arc::new(EgressResolver { egress: rules }))
             // Redirects are followed by `http::send`, which decides every hop from the
@@ -439,10 +495,18 @@ impl Egress {
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(proxy) = &options.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+                CallError::Invalid(format!("the proxy is not usable: {}", e.without_url()))
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let client = builder
             .build()
             .map_err(|e| CallError::Connection(format!("could not build the HTTP client: {e}")))?;
-        Ok(self.client.get_or_init(|| client).clone())
+        clients.push((options.clone(), client.clone()));
+        Ok(client)
     }
 }
 

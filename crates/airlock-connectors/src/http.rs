@@ -2,13 +2,15 @@
 //!
 //! Settings: `base_url` (required), `headers` (a map), `token` (sent as
 //! `Authorization: Bearer …`), `timeout` (a duration such as `10s`, capping every
-//! attempt), `health` (a path `airlock check` requests). One action, `request`, with
+//! attempt), `health` (a path `airlock check` requests), `ca_file` (extra CA
+//! certificates, PEM, relative to the project) and `proxy` (`http://host:port`, a proxy
+//! the environment's egress lists). One action, `request`, with
 //! `method`, `path`, `query`, `headers`, and `json` or `body`. Every request carries the
 //! step's `Idempotency-Key` and goes through the environment's egress client: the base
 //! URL is checked once, every request URL again, names are resolved and pinned by
 //! [`Egress`], and every redirect hop is re-checked.
 
-use crate::egress::{EgressError, MAX_REDIRECTS, TooManyRedirects};
+use crate::egress::{ClientOptions, EgressError, MAX_REDIRECTS, TooManyRedirects};
 use crate::{
     CallError, CallRequest, CheckContext, CheckOutcome, Connector, Egress, ResolvedBinding,
 };
@@ -44,7 +46,7 @@ const RESERVED_HEADERS: &[&str] = &[
 pub struct HttpConnector {
     connector: String,
     egress: Arc<Egress>,
-    client: reqwest::Client,
+    transport: Transport,
     /// The checked base URL, or why egress refuses it (reported at call and check).
     base: Result<Url, EgressError>,
     headers: HeaderMap,
@@ -109,11 +111,11 @@ impl HttpConnector {
                 )));
             }
         };
-        let client = egress.http_client()?;
+        let transport = Transport::of(binding, &egress)?;
         Ok(Self {
             connector: name.clone(),
             egress,
-            client,
+            transport,
             base,
             headers,
             timeout,
@@ -185,7 +187,7 @@ impl Connector for HttpConnector {
             idempotency_value(&request.idempotency_key)?,
         );
         let timeout = self.attempt_timeout(request.timeout);
-        let mut builder = self.client.request(method, url).headers(headers);
+        let mut builder = self.transport.client.request(method, url).headers(headers);
         match (args.get("json"), args.get("body")) {
             (Some(json), Some(body)) if !json.is_null() && !body.is_null() => {
                 return Err(self.invalid("give `json` or `body`, not both"));
@@ -200,7 +202,7 @@ impl Connector for HttpConnector {
         let request = builder
             .build()
             .map_err(|e| CallError::Invalid(describe(e)))?;
-        let response = send(&self.egress, &self.client, request, timeout).await?;
+        let response = send(&self.egress, &self.transport, request, timeout).await?;
         let status = response.status().as_u16();
         let body = read_body(response, timeout).await?;
         if (200..300).contains(&status) {
@@ -216,7 +218,7 @@ impl Connector for HttpConnector {
             Err(refused) => return CheckOutcome::failed(refused.to_string()),
         };
         let Some(health) = &self.health else {
-            return match check_reachable(&self.egress, base).await {
+            return match check_reachable(&self.egress, &self.transport, base).await {
                 Ok(detail) => CheckOutcome::ok(format!(
                     "{detail}; no health request is declared (set `health` to a path to \
                      check the credential too)"
@@ -233,8 +235,14 @@ impl Connector for HttpConnector {
             Ok(url) => url,
             Err(refused) => return CheckOutcome::failed(refused.to_string()),
         };
-        let sent = match self.client.get(url).headers(self.headers.clone()).build() {
-            Ok(request) => send(&self.egress, &self.client, request, timeout).await,
+        let sent = match self
+            .transport
+            .client
+            .get(url)
+            .headers(self.headers.clone())
+            .build()
+        {
+            Ok(request) => send(&self.egress, &self.transport, request, timeout).await,
             Err(error) => Err(CallError::Invalid(describe(error))),
         };
         match sent {
@@ -252,9 +260,68 @@ impl Connector for HttpConnector {
     }
 }
 
+/// A binding's way out: the client it sends with (its `ca_file` trusted), and its proxy.
+pub(crate) struct Transport {
+    pub client: reqwest::Client,
+    /// The binding's `proxy:`, checked by egress; a refusal is reported by every call and
+    /// `check`, and nothing is sent.
+    proxy: Option<Result<Url, EgressError>>,
+}
+
+impl Transport {
+    /// Reads `ca_file` (relative to the project) and `proxy` from the binding. A missing
+    /// or unparsable CA file is `Invalid`, naming the file.
+    pub(crate) fn of(binding: &ResolvedBinding, egress: &Arc<Egress>) -> Result<Self, CallError> {
+        let name = &binding.connector;
+        let ca_file = match binding.settings.get("ca_file") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(path)) if !path.trim().is_empty() => {
+                Some(binding.base_dir.join(path.trim()))
+            }
+            Some(_) => {
+                return Err(CallError::Invalid(format!(
+                    "connector `{name}`: `ca_file` must be a file path"
+                )));
+            }
+        };
+        let proxy = match binding.settings.get("proxy") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) => Some(egress.check_proxy(url)),
+            Some(_) => {
+                return Err(CallError::Invalid(format!(
+                    "connector `{name}`: `proxy` must be a URL such as `http://proxy.example:3128`"
+                )));
+            }
+        };
+        let options = ClientOptions {
+            ca_file,
+            proxy: proxy.as_ref().and_then(|p| p.as_ref().ok()).cloned(),
+        };
+        let client = egress.http_client(&options).map_err(|e| match e {
+            CallError::Invalid(why) => CallError::Invalid(format!("connector `{name}`: {why}")),
+            other => other,
+        })?;
+        Ok(Self { client, proxy })
+    }
+
+    /// Whether calls go through a proxy; `Err` when egress refused it.
+    fn proxied(&self) -> Result<bool, CallError> {
+        match &self.proxy {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(refused)) => Err(CallError::Egress(refused.clone())),
+        }
+    }
+}
+
 /// Checks that `url`'s host is allowed and resolves within egress, without sending
-/// anything; says where it resolves.
-pub(crate) async fn check_reachable(egress: &Egress, url: &Url) -> Result<String, CallError> {
+/// anything; says where it resolves (and through which proxy).
+pub(crate) async fn check_reachable(
+    egress: &Egress,
+    transport: &Transport,
+    url: &Url,
+) -> Result<String, CallError> {
+    let proxied = transport.proxied()?;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(0);
     let addresses = egress.lookup(host, port).await?;
@@ -263,8 +330,15 @@ pub(crate) async fn check_reachable(egress: &Egress, url: &Url) -> Result<String
         .map(|a| a.ip().to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    let through = match (&transport.proxy, proxied) {
+        (Some(Ok(proxy)), true) => format!(
+            " (reached through the proxy {})",
+            proxy.host_str().unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
     Ok(format!(
-        "{host} is allowed in `{}` and resolves to {list}",
+        "{host} is allowed in `{}` and resolves to {list}{through}",
         egress.environment
     ))
 }
@@ -345,12 +419,19 @@ pub(crate) fn describe(error: reqwest::Error) -> String {
 /// HEAD, without the body (as browsers and reqwest do); 307 and 308 keep both. Credentials
 /// are dropped at a hop to another host or port. No `Referer` is sent: a URL may be a
 /// credential.
+///
+/// Through a proxy, the proxy resolves each hop's host, not the client's resolver: so
+/// egress resolves it here first, and a name that resolves to a refused address is
+/// refused before the proxy is asked to connect to it. (The proxy's own lookup may differ:
+/// through a proxy the address is checked, not pinned.)
 pub(crate) async fn send(
     egress: &Egress,
-    client: &reqwest::Client,
+    transport: &Transport,
     mut request: Request,
     timeout: Duration,
 ) -> Result<Response, CallError> {
+    let proxied = transport.proxied()?;
+    let client = &transport.client;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut hops = 0;
     loop {
@@ -362,6 +443,15 @@ pub(crate) async fn send(
         // Kept for a hop; a body that cannot be copied (none here: bodies are bytes) ends
         // the chain at this answer.
         let again = request.try_clone();
+        if proxied {
+            let url = request.url();
+            egress
+                .lookup(
+                    url.host_str().unwrap_or_default(),
+                    url.port_or_known_default().unwrap_or(0),
+                )
+                .await?;
+        }
         let response = client
             .execute(request)
             .await

@@ -17,6 +17,7 @@ pub mod redact;
 pub mod secrets;
 pub mod smtp;
 pub mod sql;
+pub mod tls;
 
 use airlock_core::interpreter::{AttemptFailure, TransportFault};
 use airlock_core::model::ConnectorKind;

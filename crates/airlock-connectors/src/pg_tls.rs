@@ -22,7 +22,6 @@ use percent_encoding::percent_decode_str;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -182,19 +181,9 @@ impl TlsSettings {
         let mut store = RootCertStore::empty();
         match &self.roots {
             Roots::File(path) => {
-                let shown = path.display();
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read sslrootcert {shown}: {e}"))?;
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert
-                        .map_err(|e| format!("sslrootcert {shown} is not PEM certificates: {e}"))?;
-                    store
-                        .add(cert)
-                        .map_err(|e| format!("sslrootcert {shown} holds a bad certificate: {e}"))?;
-                }
-                if store.is_empty() {
-                    return Err(format!("sslrootcert {shown} holds no PEM certificate"));
-                }
+                store.add_parsable_certificates(
+                    crate::tls::read_ca_file("sslrootcert", path).map_err(|e| e.to_string())?,
+                );
             }
             Roots::System => {
                 let found = rustls_native_certs::load_native_certs();

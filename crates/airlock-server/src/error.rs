@@ -10,6 +10,9 @@ pub enum ServerError {
     /// The address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// `--tls-cert`/`--tls-key` cannot be used (the message names the file).
+    #[error("{0}")]
+    Tls(String),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Serve(std::io::Error),

@@ -27,12 +27,14 @@ mod ready;
 mod retention;
 mod routes;
 mod schedules;
+mod tls;
 
 pub use api::openapi_document;
 pub use auth::token_hash;
 pub use error::ServerError;
 pub use metrics::Metrics;
 pub use operations::Operations;
+pub use tls::TlsFiles;
 
 use airlock_connectors::secrets::Keyring;
 use airlock_core::model::Manifest;
@@ -69,6 +71,9 @@ pub struct ServerOptions {
     /// Where and how often the audit chain's head is written, as an anchor kept outside
     /// the store (none when `None`; see `ops::audit_chain`).
     pub audit_anchor: Option<AuditAnchor>,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`); plain HTTP
+    /// when `None`. Over TLS the console's cookie is always `Secure`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// `serve --audit-anchor-file PATH --audit-anchor-every D`: the audit chain's head written
@@ -95,6 +100,7 @@ impl Default for ServerOptions {
             retain: None,
             retention_every: Duration::from_secs(600),
             audit_anchor: None,
+            tls: None,
         }
     }
 }
@@ -152,6 +158,8 @@ pub struct Server {
     engine: Arc<Engine>,
     router: axum::Router,
     listener: tokio::net::TcpListener,
+    /// With `--tls-cert`: the handshake every connection goes through.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     options: ServerOptions,
 }
 
@@ -204,7 +212,13 @@ fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, Serv
         write_probe: ready::WriteProbe::default(),
         inline,
     });
-    let router = api::router(app.clone()).merge(console(&app));
+    let router = api::router(app.clone()).merge(console(
+        &app,
+        airlock_console::ConsoleOptions {
+            // Reached over TLS, directly: the cookie never travels in the clear.
+            secure_cookies: options.tls.is_some(),
+        },
+    ));
     Ok(Assembled {
         app,
         engine,
@@ -215,7 +229,7 @@ fn assemble(context: Context, options: &ServerOptions) -> Result<Assembled, Serv
 /// The web console, over the same state as the API, at every path the API does not use.
 /// A wrong token at its sign-in counts against the client's address as a wrong one on
 /// the API does.
-fn console(app: &Arc<App>) -> axum::Router {
+fn console(app: &Arc<App>, options: airlock_console::ConsoleOptions) -> axum::Router {
     let refresh = app.clone();
     let changed: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         // What runs changed: the webhook routes follow now rather than at their next
@@ -235,7 +249,7 @@ fn console(app: &Arc<App>) -> axum::Router {
             clock: app.clock.clone(),
             changed: Some(changed),
         },
-        airlock_console::ConsoleOptions::default(),
+        options,
     )
     .layer(axum::middleware::from_fn_with_state(
         app.clone(),
@@ -287,6 +301,8 @@ impl StopHandle {
 impl Server {
     /// Binds the listener and wires the engine's observer for metrics and synchronous answers.
     pub async fn bind(context: Context, options: ServerOptions) -> Result<Self, ServerError> {
+        // The certificate first: a bad file stops everything before a port is taken.
+        let tls = options.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|e| ServerError::Bind(options.listen, e))?;
@@ -300,6 +316,7 @@ impl Server {
             engine,
             router,
             listener,
+            tls,
             options,
         })
     }
@@ -323,6 +340,7 @@ impl Server {
             engine,
             router,
             listener,
+            tls,
             options,
         } = self;
         app.routes.refresh(&app).await?;
@@ -389,13 +407,28 @@ impl Server {
         // With each connection's peer address: failed authentications count per address.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let stopping = StopHandle(app.clone());
-        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+        let signalled = async move {
             shutdown.await;
             // Not ready from the signal on, not once the connections have drained.
             stopping.stopping();
             let _ = stop_for_http.send(true);
-        });
-        let served = serve.await;
+        };
+        let served = match tls {
+            None => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(signalled)
+                    .await
+            }
+            Some(acceptor) => {
+                let listener =
+                    tls::TlsListener::new(listener, acceptor).map_err(ServerError::Serve)?;
+                // `tap_io` gives the connections their peer address (`ConnectInfo`) as a
+                // plain listener's have it.
+                axum::serve(axum::serve::ListenerExt::tap_io(listener, |_| {}), service)
+                    .with_graceful_shutdown(signalled)
+                    .await
+            }
+        };
         app.ready.store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = stop_tx.send(true);
         tracing::info!(

@@ -145,6 +145,8 @@ fn serve_staging(
         retain: None,
         audit_anchor_file: None,
         audit_anchor_every: Duration::from_secs(60),
+        tls_cert: None,
+        tls_key: None,
         log_format: LogFormat::Text,
     };
     super::serve::init_logging(LogFormat::Text);

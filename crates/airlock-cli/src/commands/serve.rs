@@ -4,7 +4,7 @@ use crate::cli::{Global, LogFormat, ServeArgs};
 use crate::error::CliError;
 use crate::workspace::{self, Workspace};
 use airlock_connectors::secrets::Fingerprinter;
-use airlock_core::project::{self, Loaded};
+use airlock_core::project::Loaded;
 use airlock_engine::EngineOptions;
 use airlock_server::{Context, ProjectSource, Server, ServerOptions};
 use std::path::PathBuf;
@@ -22,8 +22,7 @@ impl ProjectSource for ProjectFolder {
         let dir = crate::project_dir::ProjectDir {
             root: self.root.clone(),
         };
-        let files = dir.read().map_err(|e| e.to_string())?;
-        Ok(project::load(files))
+        dir.load().map_err(|e| e.to_string())
     }
 }
 
@@ -118,7 +117,19 @@ pub fn serve(
             }),
         lease_ms,
         concurrency: args.concurrency,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(airlock_server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
         ..ServerOptions::default()
+    };
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     let rt = workspace::runtime()?;
     rt.block_on(async {
@@ -128,7 +139,7 @@ pub fn serve(
         let address = server
             .local_addr()
             .map_err(|e| CliError::usage(e.to_string(), None))?;
-        outln!("listening on http://{address}");
+        outln!("listening on {scheme}://{address}");
         ready(address);
         server
             .run(airlock_server::shutdown_signal())

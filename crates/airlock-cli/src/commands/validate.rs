@@ -6,7 +6,7 @@ use crate::error::{CliError, EXIT_USAGE};
 use crate::project_dir::ProjectDir;
 use crate::remote::Remote;
 use crate::render;
-use airlock_core::project::{self, Loaded};
+use airlock_core::project::Loaded;
 use airlock_ops::validate::{self as check, Problem, Validation};
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 /// [`CliError::Reported`]. Returns the loaded project when it is valid.
 pub fn load_or_report(global: &Global) -> Result<Loaded, CliError> {
     let dir = ProjectDir::locate(global.project.as_deref())?;
-    let loaded = project::load(dir.read()?);
+    let loaded = dir.load()?;
     if loaded.diagnostics.is_empty() {
         return Ok(loaded);
     }
@@ -129,7 +129,7 @@ pub fn run(global: &Global, format: ValidateFormat) -> Result<ExitCode, CliError
         }
         None if format == ValidateFormat::Github => {
             let dir = ProjectDir::locate(global.project.as_deref())?;
-            let loaded = project::load(dir.read()?);
+            let loaded = dir.load()?;
             if !loaded.diagnostics.is_empty() {
                 let problems: Vec<Problem> = loaded
                     .diagnostics

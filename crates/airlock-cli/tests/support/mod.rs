@@ -4,6 +4,15 @@
 
 pub mod server;
 
+/// An HTTP client for the server under test. reqwest is built without a crypto provider
+/// of its own, so it is handed the workspace's TLS setup (ring, the system's and Mozilla's
+/// roots, `AIRLOCK_CA_FILE`), as the CLI's own client is.
+pub fn http_client() -> reqwest::blocking::ClientBuilder {
+    reqwest::blocking::Client::builder().tls_backend_preconfigured(
+        airlock_connectors::tls::client_config(&[]).expect("the TLS setup"),
+    )
+}
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -13,23 +13,46 @@ pub struct Served {
     pub url: String,
     /// Everything it wrote on stderr (its logs), collected by a thread.
     pub logs: Arc<Mutex<String>>,
+    /// The CA certificates a client of it trusts besides the usual ones (a server started
+    /// with `--tls-cert` signed by a test CA).
+    pub trust: Vec<airlock_connectors::tls::CertificateDer<'static>>,
 }
 
 impl Served {
     /// Starts `airlock serve --listen 127.0.0.1:0 EXTRA…` in `project` and waits until it listens.
     pub fn start(project: &Path, extra: &[&str]) -> Self {
-        Self::spawn(project, &[], extra)
+        Self::spawn(project, &[], extra, Vec::new())
+    }
+
+    /// [`Served::start`] serving TLS (`extra` names `--tls-cert`/`--tls-key`), its
+    /// certificate signed by the CA in `ca_file`, which its clients trust.
+    pub fn start_tls(project: &Path, ca_file: &Path, extra: &[&str]) -> Self {
+        let trust =
+            airlock_connectors::tls::read_ca_file("the test CA", ca_file).expect("the test CA");
+        Self::spawn(project, &[], extra, trust)
+    }
+
+    /// A client of this server (trusting its test CA, if it has one).
+    pub fn client(&self) -> reqwest::blocking::ClientBuilder {
+        reqwest::blocking::Client::builder().tls_backend_preconfigured(
+            airlock_connectors::tls::client_config(&self.trust).expect("the TLS setup"),
+        )
     }
 
     /// [`Served::start`] on the store at `store` (`postgres://…`).
     pub fn start_with_store(project: &Path, store: &str, extra: &[&str]) -> Self {
-        Self::spawn(project, &["--store", store], extra)
+        Self::spawn(project, &["--store", store], extra, Vec::new())
     }
 
     // The child moves into `Served`, whose `Drop` kills and reaps it; only a failed
     // assertion (which ends the test process) skips that.
     #[allow(clippy::zombie_processes)]
-    fn spawn(project: &Path, global: &[&str], extra: &[&str]) -> Self {
+    fn spawn(
+        project: &Path,
+        global: &[&str],
+        extra: &[&str],
+        trust: Vec<airlock_connectors::tls::CertificateDer<'static>>,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .arg("-C")
             .arg(project)
@@ -75,7 +98,12 @@ impl Served {
                         sink.clear();
                     }
                 });
-                let served = Self { child, url, logs };
+                let served = Self {
+                    child,
+                    url,
+                    logs,
+                    trust,
+                };
                 served.wait_ready();
                 return served;
             }
@@ -87,7 +115,7 @@ impl Served {
     }
 
     fn wait_ready(&self) {
-        let client = reqwest::blocking::Client::new();
+        let client = self.client().build().expect("an HTTP client");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if client

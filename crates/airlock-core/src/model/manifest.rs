@@ -188,8 +188,25 @@ const HTTP_FIELDS: &[BindingField] = &[
         false,
         "a path `airlock check` requests (GET) to confirm the endpoint and credential",
     ),
+    CA_FILE_FIELD,
+    PROXY_FIELD,
 ];
-const CHAT_FIELDS: &[BindingField] = &[field("url", true, "the incoming-webhook URL")];
+const CHAT_FIELDS: &[BindingField] = &[
+    field("url", true, "the incoming-webhook URL"),
+    CA_FILE_FIELD,
+    PROXY_FIELD,
+];
+/// Outbound HTTPS: extra roots beside the system's, Mozilla's and `AIRLOCK_CA_FILE`.
+const CA_FILE_FIELD: BindingField = field(
+    "ca_file",
+    false,
+    "a PEM file of CA certificates (relative to the project) trusted besides the system's",
+);
+const PROXY_FIELD: BindingField = field(
+    "proxy",
+    false,
+    "an HTTP proxy, `http://host:port`, that the environment's egress lists",
+);
 const SMTP_FIELDS: &[BindingField] = &[
     field("host", true, "the SMTP server"),
     field("port", false, "the SMTP port"),
