@@ -231,3 +231,79 @@ pub struct Release {
     /// The release that was current before it (what a rollback returns to).
     pub previous: Option<String>,
 }
+
+impl Release {
+    /// The people the release belongs to: its owner (who asked for it) first, then its
+    /// co-owners (who approved it), each once.
+    pub fn owners(&self) -> Vec<String> {
+        let mut people = vec![self.release.author.clone()];
+        for approver in &self.release.approvers {
+            if !people.contains(approver) {
+                people.push(approver.clone());
+            }
+        }
+        people
+    }
+}
+
+/// The release a run of `version` ran on, in a history newest first: the newest release
+/// of that version that made it run (a promotion, an adoption or an enable), never a
+/// rollback's, so that after a rollback the owner of the release rolled back to is the
+/// one who answers for its runs.
+pub fn ran_on<'a>(history: &'a [Release], version: &str) -> Option<&'a Release> {
+    history
+        .iter()
+        .find(|r| r.release.version == version && r.release.kind != ReleaseKind::Rollback)
+}
+
+/// A failure rate: failed runs of finished ones; `None` without a finished run.
+pub fn failure_rate(finished: usize, failed: usize) -> Option<f64> {
+    (finished > 0).then(|| failed as f64 / finished as f64)
+}
+
+/// The one rule for "this release fails more than the one before it": both have finished
+/// runs, and the share of them that failed is higher now. The release history's rows,
+/// readiness's rollback question and the `release.failure_rate` notification all judge
+/// by it.
+pub fn fails_more(now: (usize, usize), before: (usize, usize)) -> bool {
+    match (failure_rate(now.0, now.1), failure_rate(before.0, before.1)) {
+        (Some(now), Some(before)) => now > before,
+        _ => false,
+    }
+}
+
+/// What `{{ release.* }}` reads in a run: the release it ran on (`id`, `null` where the
+/// environment deploys rather than releases, `version`), its owner and co-owners by
+/// identity, and their contacts as `people:` maps them: `owner_email`, `owner_chat`
+/// (`null` when unmapped), and `emails` and `chats` of every owner, the owner first (for a
+/// mail's `to:` or a chat mention). A run that ran on nothing known (a scenario of `airlock
+/// test`) reads `owner: null` and empty lists.
+pub fn scope(
+    id: Option<&str>,
+    version: &str,
+    owners: &[String],
+    people: &[crate::model::manifest::Person],
+) -> Value {
+    let person = |id: &str| people.iter().find(|p| p.id.value == id);
+    let email = |id: &str| {
+        person(id)
+            .and_then(|p| p.email.as_ref())
+            .map(|e| e.value.clone())
+    };
+    let chat = |id: &str| {
+        person(id)
+            .and_then(|p| p.chat.as_ref())
+            .map(|c| c.value.clone())
+    };
+    let owner = owners.first().map(String::as_str);
+    serde_json::json!({
+        "id": id,
+        "version": version,
+        "owner": owner,
+        "co_owners": owners.iter().skip(1).collect::<Vec<_>>(),
+        "owner_email": owner.and_then(email),
+        "owner_chat": owner.and_then(chat),
+        "emails": owners.iter().filter_map(|o| email(o)).collect::<Vec<_>>(),
+        "chats": owners.iter().filter_map(|o| chat(o)).collect::<Vec<_>>(),
+    })
+}
