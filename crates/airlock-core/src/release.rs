@@ -307,3 +307,64 @@ pub fn scope(
         "chats": owners.iter().filter_map(|o| chat(o)).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::workflow::decode_source;
+
+    const READS: &str = r#"name: w
+trigger: { webhook: { path: w } }
+steps:
+  - id: boom
+    fail: "no"
+on_failure:
+  - id: tell
+    map: { to: "{{ release.emails }}" }
+"#;
+
+    #[test]
+    fn only_a_workflow_whose_templates_read_release_costs_a_lookup() {
+        assert!(decode_source(READS).unwrap().reads_release());
+        let elsewhere = READS.replace("{{ release.emails }}", "release.emails, {{ run.id }}");
+        assert!(
+            !decode_source(&elsewhere).unwrap().reads_release(),
+            "the word outside a template reads nothing"
+        );
+        for (path, text) in crate::scaffold::FILES {
+            if path.starts_with("workflows/") {
+                assert!(!decode_source(text).unwrap().reads_release(), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_scope_names_the_owner_first_and_maps_contacts_through_people() {
+        let loaded = crate::project::load(vec![crate::source::SourceFile::new(
+            "airlock.yaml",
+            "project: p\npeople:\n  cy: { chat: \"@cy\", email: cy@acme.example }\n  ana: { email: ana@acme.example }\n",
+        )]);
+        let people = &loaded.project.manifest.people;
+        let owners = ["cy".to_owned(), "ana".to_owned(), "bo".to_owned()];
+        let scope = scope(Some("rel_1"), "v1", &owners, people);
+        assert_eq!(
+            scope,
+            serde_json::json!({
+                "id": "rel_1", "version": "v1", "owner": "cy", "co_owners": ["ana", "bo"],
+                "owner_email": "cy@acme.example", "owner_chat": "@cy",
+                "emails": ["cy@acme.example", "ana@acme.example"], "chats": ["@cy"],
+            })
+        );
+        let nobody = super::scope(None, "v1", &[], people);
+        assert_eq!(nobody["owner"], Value::Null);
+        assert_eq!(nobody["emails"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn fails_more_needs_finished_runs_on_both_sides() {
+        assert!(fails_more((2, 1), (4, 1)));
+        assert!(!fails_more((4, 1), (4, 1)));
+        assert!(!fails_more((0, 0), (4, 1)));
+        assert!(!fails_more((3, 3), (0, 0)));
+    }
+}
