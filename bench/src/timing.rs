@@ -400,6 +400,10 @@ impl<R: Runtime> Runtime for TimedRuntime<R> {
     fn redactor(&self, environment: &str) -> Redactor {
         self.inner.redactor(environment)
     }
+
+    fn people(&self) -> &[airlock_core::model::manifest::Person] {
+        self.inner.people()
+    }
 }
 
 struct TimedConnector {

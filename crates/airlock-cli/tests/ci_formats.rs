@@ -382,6 +382,12 @@ fn the_github_workflow_runs_only_commands_this_airlock_takes() {
         );
     }
     for command in &commands {
+        // Against a server the token's name acts, and a `--as` naming anyone else (the CI's
+        // actor, say) is refused: no command of a workflow that holds a token says `--as`.
+        assert!(
+            !command.split_whitespace().any(|w| w == "--as"),
+            "`airlock {command}`: `--as` is refused against a server unless it names the token"
+        );
         // Shell variables stand for values; the flags and subcommands must be real.
         let words: Vec<String> = std::iter::once("airlock".to_owned())
             .chain(command.split_whitespace().map(|w| {

@@ -103,7 +103,7 @@ codes! {
     TemplateSyntax = "AL0013", "template or expression syntax error",
         "A `{{ ... }}` template or a condition does not parse. The position points inside the string, at the token the parser could not accept.";
     UnknownRoot = "AL0014", "expression reads an unknown name",
-        "Templates and conditions may read only `trigger`, `steps`, `run`, `env`, `workflow` (and `error` inside `on_failure`). Anything else would always be undefined at run time.";
+        "Templates and conditions may read only `trigger`, `steps`, `run`, `env`, `workflow`, `release` (and `error` inside `on_failure`). Anything else would always be undefined at run time.";
     BadCron = "AL0015", "bad cron expression",
         "The schedule is not a valid cron expression (five fields: minute hour day-of-month month day-of-week; an optional sixth leading seconds field) or names an unknown time zone.";
     BadDuration = "AL0016", "bad duration",

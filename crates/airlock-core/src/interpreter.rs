@@ -97,6 +97,17 @@ pub struct Input<'a> {
     pub decisions: &'a HashMap<String, StepDecision>,
     /// The time now.
     pub now: Timestamp,
+    /// What `{{ release.* }}` reads ([`crate::release::scope`]); `None` for a run that ran
+    /// on nothing known (a scenario), which reads no owner. The engine looks it up only
+    /// for a workflow that reads it ([`Workflow::reads_release`]).
+    pub release: Option<&'a Arc<Value>>,
+}
+
+/// What `{{ release.* }}` reads where no release is known: no owner, no contacts.
+fn no_release() -> Arc<Value> {
+    static NONE: std::sync::OnceLock<Arc<Value>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::new(crate::release::scope(None, "", &[], &[])))
+        .clone()
 }
 
 /// Decides what happens next.
@@ -221,6 +232,7 @@ impl<'a> Walker<'a> {
             env: Arc::new(json!({ "name": run.environment })),
             workflow: Arc::new(json!({ "name": run.workflow, "version": input.version })),
             error: None,
+            release: Some(input.release.cloned().unwrap_or_else(no_release)),
         };
         Self {
             input,

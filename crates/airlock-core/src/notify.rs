@@ -136,6 +136,36 @@ impl Event {
     }
 }
 
+/// When an approval step's timeout is near: once four fifths of it have passed (a one-hour
+/// timeout is near 12 minutes before it ends, a week's 33.6 hours before). A fraction,
+/// rather than a fixed lead, so that a short timeout is not "near" from its start and a
+/// long one still leaves time to act.
+pub fn timeout_near(waiting_since: i64, deadline: i64) -> i64 {
+    deadline - deadline.saturating_sub(waiting_since).max(0) / 5
+}
+
+/// What tells one `step.timeout_approaching` of a run from another: the step and the
+/// deadline of that wait (a retried run that waits again is another event).
+pub fn timeout_discriminator(step: &str, deadline: i64) -> String {
+    format!("{step}:{deadline}")
+}
+
+/// The run and the deadline a `step.timeout_approaching` delivery is about, read back
+/// from its id (`EVENT_ID/TARGET`, the event's id built by [`Event::id`] with
+/// [`timeout_discriminator`]): the deliverer sends it only while that run still waits
+/// for that deadline.
+pub fn timeout_of(delivery_id: &str) -> Option<(&str, i64)> {
+    let (event, _target) = delivery_id.rsplit_once('/')?;
+    let rest = event.strip_prefix(EventKind::StepTimeoutApproaching.as_str())?;
+    let mut parts = rest.strip_prefix(':')?.split(':');
+    let (_environment, run, _step, deadline) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((run, deadline.parse().ok()?))
+}
+
 /// A short hash, as messages print it.
 pub fn short(version: &str) -> &str {
     version.get(..12).unwrap_or(version)
@@ -526,6 +556,27 @@ people:
                 assert!(all.contains(part), "{kind:?}: {part} in {all}");
             }
         }
+    }
+
+    #[test]
+    fn a_timeout_is_near_at_four_fifths_and_its_delivery_names_the_wait() {
+        let hour = 3_600_000;
+        assert_eq!(timeout_near(0, hour), 48 * 60_000);
+        assert_eq!(
+            timeout_near(10, 10),
+            10,
+            "a deadline already come is near at once"
+        );
+        let mut event = requested();
+        event.kind = EventKind::StepTimeoutApproaching;
+        event.subject = "0190f2a1-run".into();
+        let id = event.id(&timeout_discriminator("sign_off", 1_234));
+        assert_eq!(
+            timeout_of(&format!("{id}/chat")),
+            Some(("0190f2a1-run", 1_234))
+        );
+        assert_eq!(timeout_of(&format!("{}/chat", requested().id(""))), None);
+        assert_eq!(timeout_of("step.timeout_approaching:e:r:s:nope/chat"), None);
     }
 
     #[test]

@@ -586,7 +586,12 @@ fn rollback(facts: &Facts<'_>) -> Answer {
         p.author,
         age(facts.now_ms, p.at_ms)
     );
-    let rate = |r: &ReleaseFact| (r.runs > 0).then(|| r.failed as f64 / r.runs as f64);
+    let rate = |r: &ReleaseFact| {
+        crate::release::failure_rate(
+            usize::try_from(r.runs).unwrap_or(usize::MAX),
+            usize::try_from(r.failed).unwrap_or(usize::MAX),
+        )
+    };
     if let Some(then) = rate(p) {
         let now = rate(current).unwrap_or(0.0);
         if then > now {

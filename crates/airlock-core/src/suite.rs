@@ -482,6 +482,7 @@ impl<'a> Prepared<'a> {
                 journal: &journal,
                 decisions: &decisions,
                 now,
+                release: None,
             });
             journal.extend(decision.entries);
             match decision.next {

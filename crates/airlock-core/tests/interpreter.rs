@@ -73,6 +73,7 @@ impl Sim {
                 journal: &self.journal,
                 decisions: &self.decisions,
                 now: self.now,
+                release: None,
             });
             self.journal.extend(decision.entries);
             match decision.next {
@@ -215,6 +216,7 @@ fn a_crash_mid_call_is_outcome_unknown_and_retried_with_the_same_key() {
         journal: &sim.journal,
         decisions: &sim.decisions,
         now: sim.now,
+        release: None,
     });
     sim.journal.extend(decision.entries);
     let Next::Call(plan) = decision.next else {
@@ -273,6 +275,7 @@ fn a_journaled_step_is_never_planned_again() {
         journal: &sim.journal,
         decisions: &sim.decisions,
         now: sim.now,
+        release: None,
     });
     assert!(
         decision.entries.is_empty(),

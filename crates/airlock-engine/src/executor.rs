@@ -458,6 +458,9 @@ impl Engine {
         let provisional = run
             .clone()
             .into_claimed(self.options.worker.clone(), lease_until);
+        let release = self
+            .release_scope(&workflow, &run.environment, &run.workflow, &run.version)
+            .await?;
         let Decision { mut entries, next } = interpreter::decide(&Input {
             workflow: &workflow,
             version: &run.version,
@@ -465,6 +468,7 @@ impl Engine {
             journal: &[],
             decisions: &HashMap::new(),
             now: run.created_at,
+            release: release.as_ref(),
         });
         // Only a call's intent is written ahead; a run that would sleep, wait or finish
         // at once is decided again after the claim, as any other.
@@ -507,6 +511,29 @@ impl Engine {
                 call: started,
             }),
         ))
+    }
+
+    /// What `{{ release.* }}` reads in a run of `version`: the release it ran on, its owners
+    /// and their contacts. Read once per claim, and only for a workflow whose templates read
+    /// `release`: every other run pays nothing for it.
+    async fn release_scope(
+        &self,
+        decoded: &Workflow,
+        environment: &str,
+        workflow: &str,
+        version: &str,
+    ) -> Result<Option<Arc<serde_json::Value>>, EngineError> {
+        if !decoded.reads_release() {
+            return Ok(None);
+        }
+        let ran_on =
+            crate::owners::ran_on_release(&*self.store, environment, workflow, version).await?;
+        Ok(Some(Arc::new(airlock_core::release::scope(
+            ran_on.release.as_ref().map(|r| r.release.id.as_str()),
+            version,
+            &ran_on.owners,
+            self.runtime.people(),
+        ))))
     }
 
     /// The decoded workflow of `version`, which `run` runs (cached by the runtime).
@@ -614,6 +641,9 @@ impl Engine {
         );
         let mut decisions: HashMap<String, StepDecision> = HashMap::new();
         let mut pending: Vec<NewJournalEntry> = Vec::new();
+        let release = self
+            .release_scope(&workflow, &run.environment, &run.workflow, &run.version)
+            .await?;
         loop {
             if let Some((plan, started_at)) = in_hand.take() {
                 let entry = self.call(&run, token, &plan, started_at).await;
@@ -639,6 +669,7 @@ impl Engine {
                 journal: &journal,
                 decisions: &decisions,
                 now,
+                release: release.as_ref(),
             });
             journal.extend(entries.iter().cloned());
             pending.extend(entries);

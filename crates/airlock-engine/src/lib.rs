@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod executor;
 mod in_flight;
+pub mod owners;
 pub mod randomness;
 pub mod runtime;
 mod watch;

@@ -4,6 +4,7 @@
 use airlock_connectors::record::{RecordSink, RecordedCall};
 use airlock_connectors::secrets::{Keyring, Redactor, SecretError, SecretLookup};
 use airlock_connectors::{CallError, Connector, Egress};
+use airlock_core::model::manifest::Person;
 use airlock_core::model::{BindingMode, Manifest, Workflow};
 use airlock_store::{NewTestRecord, Store};
 use async_trait::async_trait;
@@ -26,6 +27,11 @@ pub trait Runtime: Send + Sync {
     ) -> Result<Arc<dyn Connector>, CallError>;
     /// What to redact from anything journaled for `environment`.
     fn redactor(&self, environment: &str) -> Redactor;
+    /// Who is who (`people:`): the contacts `{{ release.* }}` reads. A runtime that was
+    /// told of nobody maps nobody.
+    fn people(&self) -> &[Person] {
+        &[]
+    }
 }
 
 /// One connector of one environment, built on first use.
@@ -282,6 +288,10 @@ impl Runtime for ProjectRuntime {
         cell.get_or_try_init(|| self.build(environment, name))
             .await
             .cloned()
+    }
+
+    fn people(&self) -> &[Person] {
+        &self.manifest.people
     }
 
     fn redactor(&self, environment: &str) -> Redactor {

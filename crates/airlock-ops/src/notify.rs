@@ -18,6 +18,7 @@ use airlock_core::notify::{Event, EventKind, deliveries};
 use airlock_core::release::{Release, ReleaseKind};
 use airlock_engine::Clock;
 use airlock_engine::executor::Observer;
+use airlock_engine::owners::ran_on_release;
 use airlock_engine::runtime::Runtime;
 use airlock_store::{NewJournalEntry, NewNotification, Run, RunStatus, Settlement, Store};
 use std::sync::Arc;
@@ -62,83 +63,33 @@ pub async fn emit(
     }
 }
 
-/// The people a release belongs to: its owner (who asked for it) first, then its
-/// co-owners (who approved it).
-pub fn owners(release: &Release) -> Vec<String> {
-    let mut people = vec![release.release.author.clone()];
-    for approver in &release.release.approvers {
-        if !people.contains(approver) {
-            people.push(approver.clone());
-        }
-    }
-    people
-}
-
-/// The release a run of `version` ran on: the newest release of that version that made it
-/// (a promotion, an adoption or an enable), never a rollback's, so that after a rollback
-/// the owner of the release rolled back to is the one alerted.
-pub async fn release_of(
-    store: &dyn Store,
-    environment: &str,
-    workflow: &str,
-    version: &str,
-) -> Option<Release> {
-    let history = store.releases(environment, workflow).await.ok()?;
-    history
-        .into_iter()
-        .find(|r| r.release.version == version && r.release.kind != ReleaseKind::Rollback)
-}
-
-/// Who an event about a run of `run` goes to: the owners of the release it ran on, or who
-/// deployed it where nothing was released (an unprotected environment).
+/// Who an event about a run of `run` goes to: the owners of the release it ran on
+/// (`airlock_engine::owners`, the lookup `{{ release.* }}` reads too), or who deployed it
+/// where nothing was released (an unprotected environment).
 pub async fn run_owners(store: &dyn Store, run: &Run) -> Vec<String> {
-    if let Some(release) = release_of(store, &run.environment, &run.workflow, &run.version).await {
-        return owners(&release);
-    }
-    match store.deployment(&run.environment, &run.workflow).await {
-        Ok(Some(d)) if d.version == run.version => vec![d.actor],
-        _ => Vec::new(),
-    }
+    ran_on_release(store, &run.environment, &run.workflow, &run.version)
+        .await
+        .map(|r| r.owners)
+        .unwrap_or_default()
 }
 
-/// The failure-rate event of the release `run` ran on, when its runs now fail more often
-/// than the previous release's did while it was current (which must have finished runs to
-/// compare with). Its owners are told once per release (the event's id is the release's).
+/// The failure-rate event of the release `run` ran on, when it is the current release and
+/// its runs now fail more often than the previous release's did while it was current
+/// (`airlock_core::release::fails_more` over the windows the release history reports:
+/// `promotion::window`). Its owners are told once per release (the event's id is the
+/// release's): the first time it crosses; a release that falls back under the line and
+/// rises again is not told twice, as its owner knows and `rollback` is the answer.
 pub async fn failure_rate_crossed(store: &dyn Store, run: &Run) -> Option<Event> {
     let history = store.releases(&run.environment, &run.workflow).await.ok()?;
     let current = history.first()?;
-    let previous = history.get(1)?;
+    history.get(1)?;
     if current.release.version != run.version || !current.release.kind.runs_version() {
         return None;
     }
-    let outcomes = |version: &str, from, until| airlock_store::OutcomeQuery {
-        environment: run.environment.clone(),
-        workflow: run.workflow.clone(),
-        version: Some(version.to_owned()),
-        from: Some(from),
-        until,
-    };
-    let now = store
-        .run_outcomes(&outcomes(
-            &current.release.version,
-            current.release.at,
-            None,
-        ))
-        .await
-        .ok()?;
-    let before = store
-        .run_outcomes(&outcomes(
-            &previous.release.version,
-            previous.release.at,
-            Some(current.release.at),
-        ))
-        .await
-        .ok()?;
-    if before.finished == 0 || now.finished == 0 {
-        return None;
-    }
-    let rate = |o: airlock_store::Outcomes| o.failed as f64 / o.finished as f64;
-    if rate(now) <= rate(before) {
+    let window = |i| crate::promotion::window(store, &run.environment, &run.workflow, &history, i);
+    let now = window(0).await.ok()?;
+    let before = window(1).await.ok()?;
+    if !airlock_core::release::fails_more(now, before) {
         return None;
     }
     let r = &current.release;
@@ -148,18 +99,15 @@ pub async fn failure_rate_crossed(store: &dyn Store, run: &Run) -> Option<Event>
         workflow: r.workflow.clone(),
         version: r.version.clone(),
         actor: "airlock".into(),
-        recipients: owners(
-            release_of(store, &r.environment, &r.workflow, &r.version)
-                .await
-                .as_ref()
-                .unwrap_or(current),
-        ),
+        recipients: airlock_core::release::ran_on(&history, &r.version)
+            .unwrap_or(current)
+            .owners(),
         subject: r.id.clone(),
         from: None,
         step: None,
         detail: Some(format!(
             "{} of {} runs failed, against {} of {} for the release before",
-            now.failed, now.finished, before.failed, before.finished
+            now.1, now.0, before.1, before.0
         )),
     })
 }
@@ -191,7 +139,7 @@ pub fn release_event(release: &Release, actor: &str) -> Event {
         workflow: r.workflow.clone(),
         version: r.version.clone(),
         actor: actor.to_owned(),
-        recipients: owners(release),
+        recipients: release.owners(),
         subject: r.id.clone(),
         from: None,
         step: None,
@@ -233,6 +181,14 @@ impl Deliverer {
         let mut delivered = 0;
         for item in claimed {
             let n = &item.notification;
+            if let Some(stale) = self.stale(n).await {
+                // Never due again: kept with why it was not sent, for `notifications`.
+                let _ = self
+                    .store
+                    .settle_notification(&n.id, &self.holder, now, Some(&stale), i64::MAX)
+                    .await;
+                continue;
+            }
             let outcome = self.attempt(n).await;
             let at = self.clock.now();
             let backoff = FIRST_BACKOFF_MS
@@ -256,6 +212,23 @@ impl Deliverer {
             }
         }
         Ok(delivered)
+    }
+
+    /// Why a notification written ahead of its time is no longer true, if it is not: a
+    /// timeout approaching of a run that no longer waits for that deadline (decided,
+    /// timed out, retried) is not sent.
+    async fn stale(&self, n: &NewNotification) -> Option<String> {
+        let (run, deadline) = airlock_core::notify::timeout_of(&n.id)?;
+        let waits = match self.store.run(run).await {
+            Ok(Some(r)) => r.status == RunStatus::Waiting && r.wake_at == Some(deadline),
+            Ok(None) => false,
+            // Unknown: sent, as a warning that may be late beats one that is lost.
+            Err(_) => true,
+        };
+        (!waits).then(|| {
+            "not sent: the run no longer waits at that step for that deadline (decided or over)"
+                .to_owned()
+        })
     }
 
     async fn attempt(&self, n: &NewNotification) -> Result<(), String> {
@@ -371,6 +344,10 @@ impl Observer for RunAlerts {
         let Some(mut event) = run_event(run, settlement, &self.manifest) else {
             return;
         };
+        let deadline = match settlement {
+            Settlement::Wait { deadline } => *deadline,
+            _ => None,
+        };
         let (store, manifest, clock, run) = (
             self.store.clone(),
             self.manifest.clone(),
@@ -381,16 +358,19 @@ impl Observer for RunAlerts {
             return;
         };
         handle.spawn(async move {
+            let mut waiting_since = None;
             event.recipients = match event.kind {
                 EventKind::StepWaiting => {
                     // The step it waits on: its journal's last `waiting` entry.
-                    event.step = store.journal(&run.id).await.ok().and_then(|journal| {
+                    let waiting = store.journal(&run.id).await.ok().and_then(|journal| {
                         journal
                             .iter()
                             .rev()
                             .find(|e| e.entry.status == airlock_store::StepStatus::Waiting)
-                            .map(|e| e.entry.step.clone())
+                            .map(|e| (e.entry.step.clone(), e.entry.started_at))
                     });
+                    waiting_since = waiting.as_ref().map(|w| w.1);
+                    event.step = waiting.map(|w| w.0);
                     approvers(&manifest, &run.environment, "")
                 }
                 _ => run_owners(store.as_ref(), &run).await,
@@ -399,6 +379,22 @@ impl Observer for RunAlerts {
             let discriminator = event.step.clone().unwrap_or_default();
             let now = clock.now();
             emit(store.as_ref(), &manifest, &event, &discriminator, now).await;
+            if let (Some(deadline), Some(since), Some(step)) =
+                (deadline, waiting_since, event.step.clone())
+            {
+                // Written now, due when the timeout is near: durable from the start, so
+                // a restart loses nothing and sends nothing twice (its id is the wait's);
+                // the deliverer drops it if the run no longer waits by then.
+                let mut soon = event.clone();
+                soon.kind = EventKind::StepTimeoutApproaching;
+                soon.detail = Some(format!(
+                    "it times out at {} unless an approver decides",
+                    airlock_core::time::rfc3339(deadline)
+                ));
+                let near = airlock_core::notify::timeout_near(since, deadline).max(now);
+                let discriminator = airlock_core::notify::timeout_discriminator(&step, deadline);
+                emit(store.as_ref(), &manifest, &soon, &discriminator, near).await;
+            }
             if matches!(
                 event.kind,
                 EventKind::RunFailed | EventKind::RunDeadLettered

@@ -1132,7 +1132,7 @@ pub async fn rollback(
     // To who rolled back, the owners of the release rolled back to, and the approvers.
     let mut rolled = notify::release_event(&release, author);
     rolled.recipients = vec![author.to_owned()];
-    for person in notify::owners(target).into_iter().chain(notify::approvers(
+    for person in target.owners().into_iter().chain(notify::approvers(
         &project.manifest,
         environment_name,
         author,
@@ -1159,7 +1159,7 @@ async fn worse_warning(
     target: &str,
 ) -> Result<Option<String>, OpsError> {
     let rows = rows_of(store, environment, workflow, history).await?;
-    let rate = |runs: usize, failed: usize| (runs > 0).then(|| failed as f64 / runs as f64);
+    let rate = airlock_core::release::failure_rate;
     let current = rows
         .first()
         .and_then(|r| rate(r.runs_after, r.failed_after));
@@ -1408,6 +1408,34 @@ pub async fn releases(
     rows_of(store, environment, workflow, &history).await
 }
 
+/// The runs of release `i` of a history (newest first): (finished, failed) of those
+/// accepted from its time until the next release's (newer, at `i - 1`), whatever version
+/// they ran. Release `i`'s "after" and release `i + 1`'s "before" in the history's rows;
+/// what the `release.failure_rate` notification compares too.
+pub(crate) async fn window(
+    store: &dyn Store,
+    environment: &str,
+    workflow: &str,
+    history: &[Release],
+    i: usize,
+) -> Result<(usize, usize), airlock_store::Error> {
+    let until = i.checked_sub(1).map(|newer| history[newer].release.at);
+    let from = history.get(i).map(|r| r.release.at);
+    let outcomes = store
+        .run_outcomes(&OutcomeQuery {
+            environment: environment.to_owned(),
+            workflow: workflow.to_owned(),
+            version: None,
+            from,
+            until,
+        })
+        .await?;
+    Ok((
+        usize::try_from(outcomes.finished).unwrap_or(usize::MAX),
+        usize::try_from(outcomes.failed).unwrap_or(usize::MAX),
+    ))
+}
+
 /// The rows of a release history (newest first) as read from the store.
 async fn rows_of(
     store: &dyn Store,
@@ -1420,18 +1448,8 @@ async fn rows_of(
     // Each window is counted once, by the store: it is release i's "after" and release
     // i - 1's "before".
     let mut windows = Vec::with_capacity(history.len());
-    for (i, release) in history.iter().enumerate() {
-        let until = i.checked_sub(1).map(|newer| history[newer].release.at);
-        let outcomes = store
-            .run_outcomes(&OutcomeQuery {
-                environment: environment.to_owned(),
-                workflow: workflow.to_owned(),
-                version: None,
-                from: Some(release.release.at),
-                until,
-            })
-            .await?;
-        windows.push((outcomes.finished as usize, outcomes.failed as usize));
+    for i in 0..history.len() {
+        windows.push(window(store, environment, workflow, history, i).await?);
     }
     let mut rows = Vec::new();
     for (i, release) in history.iter().enumerate() {

@@ -7,6 +7,7 @@
 //! the notification is delivered once the server is up. No message carries a secret.
 
 use airlock_connectors::secrets::Keyring;
+use airlock_core::notify::EventKind;
 use airlock_core::project::{Project, load};
 use airlock_core::source::SourceFile;
 use airlock_engine::{Clock, Engine, EngineOptions, ProjectRuntime, SystemClock};
@@ -33,6 +34,7 @@ connectors:
   chat: {{ kind: chat_webhook }}
   mail: {{ kind: smtp }}
   sink: {{ kind: http }}
+  pager: {{ kind: http }}
 environments:
   staging:
     approvers: [lead]
@@ -43,6 +45,7 @@ environments:
       chat: {{ mode: record, responses: {{ post: {{ ok: true }} }} }}
       mail: {{ mode: record }}
       sink: {{ base_url: "http://127.0.0.1:9", timeout: 1s }}
+      pager: {{ mode: record }}
   production:
     protected: true
     approvers: [ana, bo]
@@ -61,6 +64,7 @@ environments:
         from: "Airlock <airlock@acme.example>"
         tls: none
       sink: {{ base_url: "http://127.0.0.1:9", timeout: 1s }}
+      pager: {{ base_url: "http://127.0.0.1:{chat_port}", timeout: 5s }}
 people:
   ana: {{ chat: "@ana", email: "ana@acme.example" }}
   bo: {{ email: "bo@acme.example" }}
@@ -69,7 +73,6 @@ people:
 promotion:
   staging -> production:
     require: {{ tests: pass, approvals: 1 }}
-# chat port {chat_port}
 "#
     )
 }
@@ -88,6 +91,9 @@ steps:
       ask:
         - id: sign_off
           approval: {{ message: "sign off?", timeout: 1h }}
+      soon:
+        - id: sign_off_soon
+          approval: {{ message: "sign off quickly?", timeout: 10m }}
       dead:
         - id: reach
           call: sink.request
@@ -96,6 +102,18 @@ steps:
     default:
       - id: hello
         map: {{ greeting: "{greeting}" }}
+on_failure:
+  - id: page_owner
+    call: pager.request
+    with:
+      method: POST
+      path: /alerts
+      json:
+        run: "{{{{ run.id }}}}"
+        release: "{{{{ release.id }}}}"
+        owner: "{{{{ release.owner }}}}"
+        to: "{{{{ release.emails }}}}"
+        text: "greet failed in {{{{ env.name }}}} ({{{{ error.message }}}}); {{{{ release.owner_chat }}}} owns it"
 "#
     )
 }
@@ -112,9 +130,10 @@ fn project(chat_port: u16, smtp_port: u16, greeting: &str) -> Project {
     loaded.project
 }
 
-/// A chat webhook on loopback: every POST body it receives, answered `ok`.
+/// A chat webhook on loopback, which also takes the workflow's own alerts (`/alerts`):
+/// every POST body it receives with its path, answered `ok`.
 struct ChatServer {
-    received: Arc<Mutex<Vec<Value>>>,
+    received: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl ChatServer {
@@ -154,12 +173,9 @@ impl ChatServer {
                     }
                 };
                 let Some((head, body)) = body else { continue };
-                assert!(
-                    head.starts_with(&format!("POST /hooks/{CHAT_TOKEN} ")),
-                    "posted to the bound URL: {head}"
-                );
+                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
                 if let Ok(value) = serde_json::from_slice::<Value>(&body) {
-                    sink.lock().unwrap().push(value);
+                    sink.lock().unwrap().push((path, value));
                 }
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
@@ -169,13 +185,33 @@ impl ChatServer {
         Self { received }
     }
 
+    /// The chat messages: what was posted to the bound webhook URL.
     fn texts(&self) -> Vec<String> {
         self.received
             .lock()
             .unwrap()
             .iter()
-            .map(|v| v["text"].as_str().unwrap_or_default().to_owned())
+            .filter(|(path, _)| *path == format!("/hooks/{CHAT_TOKEN}"))
+            .map(|(_, v)| v["text"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// The workflow's own `on_failure` alerts, by the run they are about.
+    fn alert(&self, run: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, v)| path == "/alerts" && v["run"] == run)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Every body received (the path is the bound URL, which holds the token), for the
+    /// secret check.
+    fn everything(&self) -> String {
+        let received = self.received.lock().unwrap();
+        format!("{:?}", received.iter().map(|(_, v)| v).collect::<Vec<_>>())
     }
 }
 
@@ -250,6 +286,16 @@ impl Drop for SmtpServer {
 
 fn now() -> i64 {
     SystemClock.now()
+}
+
+/// The system's clock, read `0` milliseconds ahead: a deliverer that lives later, for the
+/// notifications written ahead of their time.
+struct Ahead(i64);
+
+impl Clock for Ahead {
+    fn now(&self) -> i64 {
+        SystemClock.now() + self.0
+    }
 }
 
 async fn tested(store: &dyn Store, project: &Project) {
@@ -456,7 +502,38 @@ async fn every_event_reaches_chat_and_mail_once_without_a_secret_and_a_down_targ
         store.run(&dead).await.unwrap().unwrap().status,
         RunStatus::Dead
     );
+    // Another waits with a 10-minute timeout: near after 8 minutes, not before.
+    let soon = run_in_production(&store, &engine, "soon").await;
     deliver(&one, &two).await;
+    let near = |texts: &[String], run: &str| {
+        texts
+            .iter()
+            .filter(|t| t.contains(&format!("run {run} times out soon at step")))
+            .count()
+    };
+    assert_eq!(near(&chat.texts(), &soon), 0, "not near yet");
+    // ana decides the hour-long one: its timeout's warning, written ahead, is dropped.
+    store
+        .decide_step(&airlock_store::StepDecision {
+            run: asked.clone(),
+            step: "sign_off".into(),
+            approver: "ana".into(),
+            approved: true,
+            decided_at: now(),
+        })
+        .await
+        .unwrap();
+    // Fifty minutes later (deliverers whose clock reads ahead), past both warnings' times:
+    // the undecided run's is sent once, with two deliverers and after a "restart" (new
+    // deliverers on the same store), and the decided one's never.
+    for _ in 0..2 {
+        let ahead: Arc<dyn Clock> = Arc::new(Ahead(50 * 60_000));
+        let later_one = Deliverer::new(store.clone(), runtime.clone(), ahead.clone(), "one");
+        let later_two = Deliverer::new(store.clone(), runtime.clone(), ahead, "two");
+        deliver(&later_one, &later_two).await;
+    }
+    assert_eq!(near(&chat.texts(), &soon), 1, "{:#?}", chat.texts());
+    assert_eq!(near(&chat.texts(), &asked), 0, "{:#?}", chat.texts());
 
     // ana rolls production back to v1 (dev's release); a failed run then alerts dev.
     promotion::rollback(
@@ -491,6 +568,10 @@ async fn every_event_reaches_chat_and_mail_once_without_a_secret_and_a_down_targ
         (&format!("run {failed_v1} failed") as &str, 1),
         // v2 fails where v1 did not: told once, though two of its runs failed.
         ("fails more than the release before it", 1),
+        (
+            &format!("run {soon} times out soon at step sign_off_soon") as &str,
+            1,
+        ),
     ] {
         assert_eq!(has(needle), count, "{needle:?} in {texts:#?}");
     }
@@ -508,14 +589,80 @@ async fn every_event_reaches_chat_and_mail_once_without_a_secret_and_a_down_targ
             "the command and the API call to act: {text}"
         );
     }
-    // Exactly once per event and target, with two deliverers on the store.
+    // Exactly once per event and target, with two deliverers on the store; every row
+    // delivered but the dropped warning, which says why it was not sent.
     let rows = store.notifications(Some("production")).await.unwrap();
     let chat_rows = rows
         .iter()
-        .filter(|n| n.notification.target == "chat")
+        .filter(|n| n.notification.target == "chat" && n.delivered_at.is_some())
         .count();
     assert_eq!(texts.len(), chat_rows, "{texts:#?}");
-    assert!(rows.iter().all(|n| n.delivered_at.is_some()), "{rows:#?}");
+    let (delivered, dropped): (Vec<_>, Vec<_>) =
+        rows.iter().partition(|n| n.delivered_at.is_some());
+    assert_eq!(
+        dropped.len(),
+        2,
+        "chat and mail of one warning: {dropped:#?}"
+    );
+    for row in dropped {
+        assert!(
+            row.notification.id.contains(&asked)
+                && row.notification.event == "step.timeout_approaching"
+                && row
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("not sent")),
+            "{row:#?}"
+        );
+    }
+    // Every kind of event there is reached both targets, for real.
+    for kind in EventKind::ALL {
+        for target in ["chat", "mail"] {
+            assert!(
+                delivered
+                    .iter()
+                    .any(|n| n.notification.event == kind.as_str()
+                        && n.notification.target == target),
+                "no {} delivered to {target}: {delivered:#?}",
+                kind.as_str()
+            );
+        }
+    }
+
+    // The workflow's own on_failure alert addresses the owner of the release the run ran
+    // on, from `{{ release.* }}`: cy (who asked for v2, ana approving), then after the
+    // rollback dev (who owns v1's release).
+    let v2_release = store.releases("production", "greet").await.unwrap();
+    let alert = chat.alert(&failed_v2);
+    assert_eq!(alert.len(), 1, "{alert:#?}");
+    assert_eq!(alert[0]["owner"], "cy");
+    assert_eq!(
+        alert[0]["to"],
+        json!(["cy@acme.example", "ana@acme.example"])
+    );
+    assert!(
+        alert[0]["text"].as_str().unwrap().contains("@cy owns it")
+            && alert[0]["text"].as_str().unwrap().contains("asked to fail"),
+        "{alert:#?}"
+    );
+    assert!(
+        v2_release
+            .iter()
+            .any(|r| r.release.id == alert[0]["release"] && r.release.author == "cy"),
+        "{alert:#?}"
+    );
+    let alert = chat.alert(&failed_v1);
+    assert_eq!(alert.len(), 1, "{alert:#?}");
+    assert_eq!(alert[0]["owner"], "dev");
+    assert_eq!(
+        alert[0]["to"],
+        json!(["dev@acme.example", "ana@acme.example"])
+    );
+    assert_eq!(
+        chat.alert(&dead)[0]["owner"],
+        "cy",
+        "a dead-lettered run too"
+    );
 
     let mails = smtp.received();
     let to_of = |needle: &str| -> Vec<Vec<String>> {
@@ -554,7 +701,8 @@ async fn every_event_reaches_chat_and_mail_once_without_a_secret_and_a_down_targ
 
     // No secret in any message, any outbox row or any error.
     let everything = format!(
-        "{texts:?} {mails:?} {}",
+        "{} {mails:?} {}",
+        chat.everything(),
         serde_json::to_string(&store.notifications(None).await.unwrap()).unwrap()
     );
     for secret in [CHAT_TOKEN, SMTP_PASSWORD] {

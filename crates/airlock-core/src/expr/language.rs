@@ -245,7 +245,7 @@ fn is_dunder(name: &str) -> bool {
 }
 
 fn language_help() -> String {
-    "templates read trigger, steps, run, env and workflow (and error inside on_failure), \
+    "templates read trigger, steps, run, env, workflow and release (and error inside on_failure), \
      with the filters and tests docs/files.md lists (`airlock explain AL0027`)"
         .to_owned()
 }

@@ -22,7 +22,9 @@ pub const FUEL: u64 = 50_000;
 pub const RECURSION_LIMIT: usize = 64;
 
 /// Names templates may read. `error` is added inside `on_failure` handlers.
-pub const ROOTS: &[&str] = &["trigger", "steps", "run", "env", "workflow"];
+pub const ROOTS: &[&str] = &["trigger", "steps", "run", "env", "workflow", "release"];
+/// The release a run ran on, its owners and their contacts (`airlock_core::release::scope`).
+pub const RELEASE_ROOT: &str = "release";
 /// The failure being handled; readable only inside `on_failure`.
 pub const ERROR_ROOT: &str = "error";
 

@@ -42,6 +42,8 @@ pub struct Scope {
     pub workflow: Arc<Value>,
     /// `error`: the failure being handled, inside `on_failure` only.
     pub error: Option<Arc<Value>>,
+    /// `release`: the release the run ran on and its owners (where a run is in scope).
+    pub release: Option<Arc<Value>>,
 }
 
 impl Scope {
@@ -64,6 +66,9 @@ impl Scope {
         root.insert("workflow", JsonView::of(&self.workflow));
         if let Some(error) = &self.error {
             root.insert("error", JsonView::of(error));
+        }
+        if let Some(release) = &self.release {
+            root.insert("release", JsonView::of(release));
         }
         Context(minijinja::Value::from_object(root))
     }

@@ -26,6 +26,9 @@ pub struct Workflow {
     /// it, the run's output is every step's output by id. A synchronous webhook answers
     /// with it.
     pub output: Option<Node>,
+    /// Whether a template or condition reads `release`, worked out on first ask: the
+    /// engine looks the release up only for a workflow that reads it.
+    pub release_read: std::sync::OnceLock<bool>,
 }
 
 /// What starts a workflow.
@@ -450,6 +453,7 @@ pub fn decode(cx: &mut Cx<'_>, root: &Node) -> Option<Workflow> {
         steps,
         on_failure,
         output,
+        release_read: std::sync::OnceLock::new(),
     })
 }
 
@@ -1029,6 +1033,54 @@ impl Workflow {
         walk(&self.steps, &mut out);
         walk(&self.on_failure, &mut out);
         out
+    }
+
+    /// Whether any of its templates or conditions reads `release` (the release a run ran
+    /// on and its owners). Known once per decoded workflow.
+    pub fn reads_release(&self) -> bool {
+        *self
+            .release_read
+            .get_or_init(|| self.reads(crate::expr::RELEASE_ROOT))
+    }
+
+    /// Whether any of its templates or conditions reads the name `root`.
+    fn reads(&self, root: &str) -> bool {
+        fn template(text: &str, root: &str) -> bool {
+            crate::expr::is_template(text)
+                && crate::expr::check_template(text)
+                    .is_ok_and(|c| c.references.iter().any(|r| r.root() == root))
+        }
+        fn condition(text: &str, root: &str) -> bool {
+            crate::expr::check_condition(text)
+                .is_ok_and(|c| c.references.iter().any(|r| r.root() == root))
+        }
+        fn node(at: &Node, root: &str) -> bool {
+            match &at.value {
+                Value::Str(text) => template(text, root),
+                Value::Seq(items) => items.iter().any(|i| node(i, root)),
+                Value::Map(entries) => entries.iter().any(|(_, v)| node(v, root)),
+                _ => false,
+            }
+        }
+        self.output.as_ref().is_some_and(|o| node(o, root))
+            || self.all_steps().iter().any(|step| match &step.kind {
+                StepKind::Map { values } => node(values, root),
+                StepKind::If { condition: c, .. } => condition(c, root),
+                StepKind::Switch { value, .. } => condition(value, root),
+                StepKind::Call {
+                    with,
+                    idempotency_key,
+                    ..
+                } => {
+                    with.as_ref().is_some_and(|w| node(w, root))
+                        || idempotency_key.as_ref().is_some_and(|k| template(k, root))
+                }
+                StepKind::Approval { message, .. } => {
+                    message.as_ref().is_some_and(|m| template(m, root))
+                }
+                StepKind::Delay { .. } => false,
+                StepKind::Fail { message } => template(message, root),
+            })
     }
 
     /// The connectors this workflow calls, by name, each once, in order of first use.
